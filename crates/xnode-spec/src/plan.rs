@@ -1,0 +1,406 @@
+//! The plan: what to do to systemd so that it runs what the spec says.
+//!
+//! A pure function of the desired spec and the observed units, so every rule is a
+//! table test and the dry run prints exactly what an apply would do. Changed units
+//! follow NixOS `switch-to-configuration`: reload when only reload triggers changed or
+//! the workload asks to be reloaded, skip when it asks not to be restarted, restart in
+//! one job when it asks not to be stopped, and otherwise stop before the new file is
+//! written and start after. A unit that is not the agent's is never acted on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::model::{Placement, Spec, Workload};
+use crate::unit::{self, Difference, UnitFile};
+
+/// A unit's `ActiveState`, as systemd reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum ActiveState {
+    Active,
+    Reloading,
+    Inactive,
+    Failed,
+    Activating,
+    Deactivating,
+    Maintenance,
+    Refreshing,
+}
+
+impl ActiveState {
+    /// Whether the unit is up or on its way up; anything else needs a start.
+    pub fn is_running(self) -> bool {
+        matches!(
+            self,
+            ActiveState::Active
+                | ActiveState::Reloading
+                | ActiveState::Activating
+                | ActiveState::Refreshing
+        )
+    }
+}
+
+impl fmt::Display for ActiveState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self).ok();
+        f.write_str(s.as_ref().and_then(|v| v.as_str()).unwrap_or("unknown"))
+    }
+}
+
+/// One unit as observed on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObservedUnit {
+    /// Full unit name, e.g. `xnode-web.service`.
+    pub name: String,
+    /// Its `ActiveState`.
+    pub active_state: ActiveState,
+    /// The text of its unit file; absent when systemd knows the unit but no file backs it
+    /// (a transient unit, or a file deleted while it ran).
+    #[serde(default)]
+    pub file: Option<String>,
+}
+
+/// The observed units of a node: what `xnodectl plan --observed` reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Observed {
+    /// Units whose names start with `xnode-`; others are ignored.
+    pub units: Vec<ObservedUnit>,
+}
+
+/// Observed state that cannot be planned against.
+#[derive(Debug, thiserror::Error)]
+pub enum ObservedError {
+    /// Not the expected JSON.
+    #[error("the observed state is not valid: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The same unit listed twice.
+    #[error("the observed state lists unit {0} more than once")]
+    Duplicate(String),
+}
+
+impl Observed {
+    /// Parses and checks observed state.
+    pub fn from_json(bytes: &[u8]) -> Result<Observed, ObservedError> {
+        let observed: Observed = serde_json::from_slice(bytes)?;
+        let mut seen = BTreeSet::new();
+        for u in &observed.units {
+            if !seen.insert(u.name.as_str()) {
+                return Err(ObservedError::Duplicate(u.name.clone()));
+            }
+        }
+        Ok(observed)
+    }
+}
+
+/// What to do to one unit. The order of the variants is the order of execution:
+/// stops first (so old units run their own stop commands), then files, then one daemon
+/// reload, then reloads, restarts and starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum Op {
+    Stop,
+    Remove,
+    Create,
+    Update,
+    Reload,
+    Restart,
+    Start,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Op::Stop => "stop",
+            Op::Remove => "remove",
+            Op::Create => "create",
+            Op::Update => "update",
+            Op::Reload => "reload",
+            Op::Restart => "restart",
+            Op::Start => "start",
+        })
+    }
+}
+
+/// Why an action is in the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// The workload has no unit yet.
+    New,
+    /// The unit is as wanted but not running.
+    NotRunning(ActiveState),
+    /// These keys changed and the process must see them.
+    Changed(Vec<String>),
+    /// These keys changed; the workload asked for a reload instead of a restart.
+    ReloadInstead(Vec<String>),
+    /// These keys changed; the workload asked not to be restarted.
+    RestartSkipped(Vec<String>),
+    /// Only the reload triggers changed.
+    TriggersChanged,
+    /// Only comments or metadata differ.
+    Cosmetic,
+    /// The workload is no longer in the spec.
+    Removed,
+    /// A mesh workload that placement puts on other nodes.
+    NotPlacedHere,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::New => f.write_str("new workload"),
+            Reason::NotRunning(state) => write!(f, "is {state}; it should be running"),
+            Reason::Changed(keys) => write!(f, "changed: {}", keys.join(", ")),
+            Reason::ReloadInstead(keys) => {
+                write!(
+                    f,
+                    "changed: {}; reloaded instead of restarted (reload_if_changed)",
+                    keys.join(", ")
+                )
+            }
+            Reason::RestartSkipped(keys) => {
+                write!(
+                    f,
+                    "changed: {}; not restarted (restart_if_changed is false)",
+                    keys.join(", ")
+                )
+            }
+            Reason::TriggersChanged => f.write_str("reload triggers changed"),
+            Reason::Cosmetic => f.write_str("unit file differs only in comments or metadata"),
+            Reason::Removed => f.write_str("no longer in the spec"),
+            Reason::NotPlacedHere => f.write_str("mesh placement runs it on other nodes"),
+        }
+    }
+}
+
+fn display<S: Serializer, T: fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Action {
+    /// What to do.
+    pub op: Op,
+    /// To which unit.
+    pub unit: String,
+    /// For which workload.
+    pub workload: String,
+    /// Why, for people.
+    #[serde(serialize_with = "display")]
+    pub reason: Reason,
+    /// The unit file to write, for `create` and `update`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+/// A unit the spec wants but the agent may not touch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    /// The unit in the way.
+    pub unit: String,
+    /// The workload that wants its name.
+    pub workload: String,
+    /// Why it is left alone.
+    pub reason: String,
+}
+
+/// Everything to do, in execution order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Steps, sorted by [`Op`] then unit.
+    pub actions: Vec<Action>,
+    /// Units the spec wants that belong to someone else.
+    pub refused: Vec<Refusal>,
+}
+
+impl Plan {
+    /// Whether unit files change, so systemd must reload its configuration before jobs run.
+    pub fn needs_daemon_reload(&self) -> bool {
+        self.actions
+            .iter()
+            .any(|a| matches!(a.op, Op::Create | Op::Update | Op::Remove))
+    }
+
+    /// Whether there is nothing to do and nothing in the way.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty() && self.refused.is_empty()
+    }
+
+    fn push(&mut self, op: Op, workload: &str, reason: Reason) {
+        self.actions.push(Action {
+            op,
+            unit: unit::unit_name(workload),
+            workload: workload.to_owned(),
+            reason,
+            content: None,
+        });
+    }
+
+    fn write(&mut self, op: Op, workload: &str, reason: Reason, content: &str) {
+        self.push(op, workload, reason);
+        if let Some(last) = self.actions.last_mut() {
+            last.content = Some(content.to_owned());
+        }
+    }
+}
+
+/// Whether a workload should run on this node: local ones always, mesh ones when
+/// placement (decided elsewhere) put them here.
+fn runs_here(name: &str, w: &Workload, mesh_placed: &BTreeSet<String>) -> bool {
+    match w.placement {
+        Placement::Local => true,
+        Placement::Mesh(_) => mesh_placed.contains(name),
+    }
+}
+
+/// Plans the actions that take `observed` to `spec`. `mesh_placed` names the mesh
+/// workloads that placement assigned to this node.
+pub fn plan(spec: &Spec, observed: &[ObservedUnit], mesh_placed: &BTreeSet<String>) -> Plan {
+    let observed: BTreeMap<&str, &ObservedUnit> = observed
+        .iter()
+        .filter_map(|u| unit::workload_of(&u.name).map(|w| (w, u)))
+        .collect();
+    let mut plan = Plan::default();
+    for (name, w) in &spec.workloads {
+        if runs_here(name, w, mesh_placed) {
+            plan_wanted(&mut plan, name, w, observed.get(name.as_str()).copied());
+        }
+    }
+    for (name, u) in &observed {
+        let wanted_here = spec
+            .workloads
+            .get(*name)
+            .is_some_and(|w| runs_here(name, w, mesh_placed));
+        if !wanted_here {
+            let reason = if spec.workloads.contains_key(*name) {
+                Reason::NotPlacedHere
+            } else {
+                Reason::Removed
+            };
+            plan_unwanted(&mut plan, name, u, reason);
+        }
+    }
+    plan.actions
+        .sort_by(|a, b| (a.op, &a.unit).cmp(&(b.op, &b.unit)));
+    plan
+}
+
+/// A wanted workload: create, fix, or start its unit.
+fn plan_wanted(plan: &mut Plan, name: &str, w: &Workload, observed: Option<&ObservedUnit>) {
+    let wanted = unit::render(name, w);
+    let Some(o) = observed else {
+        plan.write(Op::Create, name, Reason::New, &wanted);
+        plan.push(Op::Start, name, Reason::New);
+        return;
+    };
+    let running = o.active_state.is_running();
+    let Some(installed) = &o.file else {
+        if running {
+            refuse(
+                plan,
+                name,
+                o,
+                "is running without a unit file (a transient unit, or its file was deleted); stop it to let xnoded take the name",
+            );
+        } else {
+            plan.write(Op::Create, name, Reason::New, &wanted);
+            plan.push(Op::Start, name, Reason::New);
+        }
+        return;
+    };
+    match UnitFile::parse(installed).owner() {
+        Some(owner) if owner == name => {}
+        Some(other) => {
+            return refuse(
+                plan,
+                name,
+                o,
+                &format!("its file says it belongs to workload {other:?}; remove or rename it"),
+            );
+        }
+        None => {
+            return refuse(
+                plan,
+                name,
+                o,
+                &format!(
+                    "was not written by xnoded (no {}= line); remove or rename it",
+                    unit::MARKER
+                ),
+            );
+        }
+    }
+    let not_running = Reason::NotRunning(o.active_state);
+    match unit::compare(installed, &wanted) {
+        Difference::None => {
+            if !running {
+                plan.push(Op::Start, name, not_running);
+            }
+        }
+        Difference::Cosmetic => {
+            plan.write(Op::Update, name, Reason::Cosmetic, &wanted);
+            if !running {
+                plan.push(Op::Start, name, not_running);
+            }
+        }
+        Difference::Reload => {
+            plan.write(Op::Update, name, Reason::TriggersChanged, &wanted);
+            let (op, reason) = if running {
+                (Op::Reload, Reason::TriggersChanged)
+            } else {
+                (Op::Start, not_running)
+            };
+            plan.push(op, name, reason);
+        }
+        Difference::Restart(keys) if !running => {
+            plan.write(Op::Update, name, Reason::Changed(keys), &wanted);
+            plan.push(Op::Start, name, not_running);
+        }
+        Difference::Restart(keys) => {
+            if w.reload_if_changed {
+                plan.write(Op::Update, name, Reason::Changed(keys.clone()), &wanted);
+                plan.push(Op::Reload, name, Reason::ReloadInstead(keys));
+            } else if !w.restart_if_changed {
+                plan.write(Op::Update, name, Reason::RestartSkipped(keys), &wanted);
+            } else if !w.stop_if_changed {
+                plan.write(Op::Update, name, Reason::Changed(keys.clone()), &wanted);
+                plan.push(Op::Restart, name, Reason::Changed(keys));
+            } else {
+                plan.push(Op::Stop, name, Reason::Changed(keys.clone()));
+                plan.write(Op::Update, name, Reason::Changed(keys.clone()), &wanted);
+                plan.push(Op::Start, name, Reason::Changed(keys));
+            }
+        }
+    }
+}
+
+/// A unit of ours whose workload should not run here: stop it and remove its file.
+/// Units without our marker are someone else's and are left alone.
+fn plan_unwanted(plan: &mut Plan, name: &str, o: &ObservedUnit, reason: Reason) {
+    let owned = o
+        .file
+        .as_deref()
+        .is_some_and(|text| UnitFile::parse(text).owner() == Some(name));
+    if !owned {
+        return;
+    }
+    if o.active_state.is_running() {
+        plan.push(Op::Stop, name, reason.clone());
+    }
+    plan.push(Op::Remove, name, reason);
+}
+
+fn refuse(plan: &mut Plan, name: &str, o: &ObservedUnit, why: &str) {
+    plan.refused.push(Refusal {
+        unit: o.name.clone(),
+        workload: name.to_owned(),
+        reason: format!("{} {why}", o.name),
+    });
+}

@@ -1,0 +1,305 @@
+//! Workloads as systemd unit files: rendering, reading back, and comparing two versions
+//! the way NixOS `switch-to-configuration` does, so the plan knows whether a change
+//! needs a restart, a reload, or only a new file.
+
+use std::collections::BTreeMap;
+
+use crate::model::{Relax, Workload};
+
+/// The slice every workload runs in, so their resources can be seen and bounded together.
+pub const SLICE: &str = "xnode.slice";
+
+/// The `[Unit]` key that marks a unit as the agent's and names its workload. A unit
+/// without it is never touched.
+pub const MARKER: &str = "X-Xnode-Workload";
+
+const PREFIX: &str = "xnode-";
+const SUFFIX: &str = ".service";
+
+/// The unit that runs a workload.
+pub fn unit_name(workload: &str) -> String {
+    format!("{PREFIX}{workload}{SUFFIX}")
+}
+
+/// The workload a unit name stands for, if it is one of ours by name.
+pub fn workload_of(unit: &str) -> Option<&str> {
+    unit.strip_prefix(PREFIX)?
+        .strip_suffix(SUFFIX)
+        .filter(|w| !w.is_empty())
+}
+
+/// Quotes one word of a command line for `ExecStart=`: `%` is doubled (no specifiers),
+/// and words with spaces, quotes or backslashes are double-quoted with C escapes.
+/// `$` is left for systemd's environment expansion, as the spec documents.
+fn command_word(word: &str) -> String {
+    let word = word.replace('%', "%%");
+    let plain = !word.is_empty() && !word.contains([' ', '"', '\'', '\\']) && word != ";";
+    if plain { word } else { quoted(&word) }
+}
+
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn command_line(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| command_word(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The hardening every workload gets, by the name the spec relaxes it with.
+const SANDBOX: &[(Relax, &[&str])] = &[
+    (Relax::NoNewPrivileges, &["NoNewPrivileges=yes"]),
+    (Relax::ProtectSystem, &["ProtectSystem=strict"]),
+    (Relax::ProtectHome, &["ProtectHome=yes"]),
+    (Relax::PrivateTmp, &["PrivateTmp=yes"]),
+    (Relax::PrivateDevices, &["PrivateDevices=yes"]),
+    (
+        Relax::ProtectKernel,
+        &[
+            "ProtectKernelTunables=yes",
+            "ProtectKernelModules=yes",
+            "ProtectKernelLogs=yes",
+        ],
+    ),
+    (Relax::ProtectControlGroups, &["ProtectControlGroups=yes"]),
+    (Relax::ProtectClock, &["ProtectClock=yes"]),
+    (Relax::ProtectHostname, &["ProtectHostname=yes"]),
+    (Relax::ProtectProc, &["ProtectProc=invisible"]),
+    (Relax::RestrictSuidSgid, &["RestrictSUIDSGID=yes"]),
+    (Relax::RestrictRealtime, &["RestrictRealtime=yes"]),
+    (Relax::RestrictNamespaces, &["RestrictNamespaces=yes"]),
+    (
+        Relax::RestrictAddressFamilies,
+        &["RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK"],
+    ),
+    (Relax::LockPersonality, &["LockPersonality=yes"]),
+    (
+        Relax::MemoryDenyWriteExecute,
+        &["MemoryDenyWriteExecute=yes"],
+    ),
+    (
+        Relax::SystemCallFilter,
+        &[
+            "SystemCallArchitectures=native",
+            "SystemCallFilter=@system-service",
+            "SystemCallErrorNumber=EPERM",
+        ],
+    ),
+];
+
+/// The unit file for a workload. Pure: the same workload always gives the same bytes,
+/// so an unchanged workload never rewrites its file.
+pub fn render(name: &str, w: &Workload) -> String {
+    let mut u = String::new();
+    let mut line = |s: &str| {
+        u.push_str(s);
+        u.push('\n');
+    };
+    line("# Written by xnoded from the node spec; edits are undone on the next reconcile.");
+    line("[Unit]");
+    line(&format!("Description=xnode workload {name}"));
+    line(&format!("{MARKER}={name}"));
+    if !w.reload_triggers.is_empty() {
+        line(&format!(
+            "X-Reload-Triggers={}",
+            command_line(&w.reload_triggers)
+        ));
+    }
+    line("");
+    line("[Service]");
+    line("Type=exec");
+    line(&format!("Slice={SLICE}"));
+    line(&format!("ExecStart={}", command_line(&w.command)));
+    if let Some(reload) = &w.reload {
+        line(&format!("ExecReload={}", command_line(reload)));
+    }
+    if let Some(dir) = &w.working_directory {
+        line(&format!("WorkingDirectory={}", command_word(dir)));
+    }
+    for (k, v) in &w.environment {
+        line(&format!(
+            "Environment={}",
+            quoted(&format!("{k}={v}").replace('%', "%%"))
+        ));
+    }
+    match &w.user {
+        Some(user) => line(&format!("User={user}")),
+        None => line("DynamicUser=yes"),
+    }
+    if let Some(group) = &w.group {
+        line(&format!("Group={group}"));
+    }
+    if let Some(cpu) = w.resources.cpu {
+        line(&format!("CPUQuota={cpu}"));
+    }
+    if let Some(memory) = w.resources.memory {
+        line(&format!("MemoryMax={}", memory.0));
+    }
+    if let Some(tasks) = w.resources.tasks {
+        line(&format!("TasksMax={tasks}"));
+    }
+    line(&format!("Restart={}", w.restart.policy.as_str()));
+    line(&format!("RestartSec={}ms", w.restart.delay.as_millis()));
+    for (key, value, default) in [
+        ("X-RestartIfChanged", w.restart_if_changed, true),
+        ("X-ReloadIfChanged", w.reload_if_changed, false),
+        ("X-StopIfChanged", w.stop_if_changed, true),
+    ] {
+        if value != default {
+            line(&format!("{key}={}", if value { "true" } else { "false" }));
+        }
+    }
+    line("UMask=0077");
+    for (part, directives) in SANDBOX {
+        if !w.sandbox.relax.contains(part) {
+            directives.iter().for_each(|d| line(d));
+        }
+    }
+    if !w.sandbox.relax.contains(&Relax::Capabilities) {
+        let caps: Vec<_> = w.sandbox.capabilities.iter().map(|c| c.as_str()).collect();
+        line(&format!("CapabilityBoundingSet={}", caps.join(" ")));
+        if !caps.is_empty() {
+            line(&format!("AmbientCapabilities={}", caps.join(" ")));
+        }
+    }
+    for path in &w.sandbox.writable_paths {
+        line(&format!("ReadWritePaths={}", command_word(path)));
+    }
+    u
+}
+
+/// A unit file read back as sections of keys with every value assigned, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitFile {
+    sections: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+}
+
+impl UnitFile {
+    /// Reads unit-file syntax leniently (the file may have been edited by hand): comments
+    /// and blank lines are skipped, backslash continuations joined, and a line that is
+    /// not `key=value` is kept as a key of its own so that it still counts as a change.
+    pub fn parse(text: &str) -> UnitFile {
+        let mut sections: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+        let mut section = String::new();
+        let mut pending = String::new();
+        for raw in text.lines() {
+            let trimmed = raw.trim();
+            if pending.is_empty() && (trimmed.is_empty() || trimmed.starts_with(['#', ';'])) {
+                continue;
+            }
+            if let Some(head) = trimmed.strip_suffix('\\') {
+                pending.push_str(head);
+                pending.push(' ');
+                continue;
+            }
+            pending.push_str(trimmed);
+            let line = std::mem::take(&mut pending);
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_owned();
+                sections.entry(section.clone()).or_default();
+                continue;
+            }
+            let (key, value) = line.split_once('=').unwrap_or((&line, ""));
+            sections
+                .entry(section.clone())
+                .or_default()
+                .entry(key.trim().to_owned())
+                .or_default()
+                .push(value.trim().to_owned());
+        }
+        UnitFile { sections }
+    }
+
+    /// Every value assigned to a key, in order.
+    pub fn get(&self, section: &str, key: &str) -> &[String] {
+        self.sections
+            .get(section)
+            .and_then(|s| s.get(key))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The workload named by the ownership marker, if the file carries one.
+    pub fn owner(&self) -> Option<&str> {
+        self.get("Unit", MARKER).last().map(String::as_str)
+    }
+}
+
+/// How an installed unit differs from the one the spec wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Difference {
+    /// Byte for byte the same.
+    None,
+    /// Only comments, layout or keys that do not affect the running process differ:
+    /// rewrite the file, leave the process alone.
+    Cosmetic,
+    /// Only `X-Reload-Triggers` differs.
+    Reload,
+    /// These `Section.Key`s differ, and the process must restart to see them.
+    Restart(Vec<String>),
+}
+
+/// `[Unit]` keys whose change does not touch the running process, as in NixOS
+/// `switch-to-configuration`.
+const UNIT_KEYS_IGNORED: &[&str] = &[
+    "Description",
+    "Documentation",
+    "OnFailure",
+    "OnSuccess",
+    "OnFailureJobMode",
+    "IgnoreOnIsolate",
+    "StopWhenUnneeded",
+    "RefuseManualStart",
+    "RefuseManualStop",
+    "AllowIsolate",
+    "CollectMode",
+    "SourcePath",
+];
+
+/// Compares the installed file with the wanted one, key by key.
+///
+/// systemd ignores `X-` keys, so they never warrant a restart; the one exception is
+/// `X-Reload-Triggers`, whose whole purpose is to ask for a reload.
+pub fn compare(installed: &str, wanted: &str) -> Difference {
+    if installed == wanted {
+        return Difference::None;
+    }
+    let (old, new) = (UnitFile::parse(installed), UnitFile::parse(wanted));
+    let mut restart = Vec::new();
+    let mut reload = false;
+    let section_names: std::collections::BTreeSet<&String> =
+        old.sections.keys().chain(new.sections.keys()).collect();
+    for section in section_names {
+        let (a, b) = (old.sections.get(section), new.sections.get(section));
+        if a.is_none() || b.is_none() {
+            restart.push(format!("[{section}]"));
+            continue;
+        }
+        let (a, b) = (a.into_iter().flatten(), b.into_iter().flatten());
+        let keys: std::collections::BTreeSet<&String> =
+            a.map(|(k, _)| k).chain(b.map(|(k, _)| k)).collect();
+        for key in keys {
+            if old.get(section, key) == new.get(section, key) {
+                continue;
+            }
+            if key == "X-Reload-Triggers" {
+                reload = true;
+            } else if key.starts_with("X-")
+                || (section == "Unit" && UNIT_KEYS_IGNORED.contains(&key.as_str()))
+            {
+                continue;
+            } else {
+                restart.push(format!("{section}.{key}"));
+            }
+        }
+    }
+    if !restart.is_empty() {
+        Difference::Restart(restart)
+    } else if reload {
+        Difference::Reload
+    } else {
+        Difference::Cosmetic
+    }
+}

@@ -1,0 +1,113 @@
+//! Unit files rendered from workloads: exact text for a full workload, and the rules
+//! for quoting, users and the sandbox.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
+use serde_json::json;
+use xnode_spec::parse_value;
+use xnode_spec::unit::{UnitFile, render, unit_name, workload_of};
+
+fn workload(w: serde_json::Value) -> xnode_spec::Workload {
+    let mut v = parse_value(&json!({"version": 1, "node": {"name": "n1"}, "workloads": {"w": w}}))
+        .expect("valid")
+        .spec;
+    v.workloads.remove("w").unwrap()
+}
+
+#[test]
+fn full_workload_renders_exactly() {
+    let w = workload(json!({
+        "command": ["/bin/web", "--greeting", "hello world", "50%", "a\"b\\c", "$PORT", ""],
+        "reload": ["/bin/kill", "-HUP", "$MAINPID"],
+        "reload_triggers": ["config-v1"],
+        "environment": {"PORT": "8080", "MOTD": "100% \"fine\""},
+        "working_directory": "/var/lib/web",
+        "user": "web", "group": "web",
+        "resources": {"cpu": "150%", "memory": "512M", "tasks": 64},
+        "restart": {"policy": "always", "delay": "5s"},
+        "stop_if_changed": false,
+        "sandbox": {"relax": ["memory-deny-write-execute", "system-call-filter"], "writable_paths": ["/var/lib/web"], "capabilities": ["CAP_NET_BIND_SERVICE"]}
+    }));
+    let want = r#"# Written by xnoded from the node spec; edits are undone on the next reconcile.
+[Unit]
+Description=xnode workload w
+X-Xnode-Workload=w
+X-Reload-Triggers=config-v1
+
+[Service]
+Type=exec
+Slice=xnode.slice
+ExecStart=/bin/web --greeting "hello world" 50%% "a\"b\\c" $PORT ""
+ExecReload=/bin/kill -HUP $MAINPID
+WorkingDirectory=/var/lib/web
+Environment="MOTD=100%% \"fine\""
+Environment="PORT=8080"
+User=web
+Group=web
+CPUQuota=150%
+MemoryMax=536870912
+TasksMax=64
+Restart=always
+RestartSec=5000ms
+X-StopIfChanged=false
+UMask=0077
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectProc=invisible
+RestrictSUIDSGID=yes
+RestrictRealtime=yes
+RestrictNamespaces=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
+LockPersonality=yes
+CapabilityBoundingSet=CAP_NET_BIND_SERVICE
+AmbientCapabilities=CAP_NET_BIND_SERVICE
+ReadWritePaths=/var/lib/web
+"#;
+    assert_eq!(render("w", &w), want);
+}
+
+#[test]
+fn defaults_are_a_dynamic_user_in_a_full_sandbox_without_capabilities() {
+    let text = render("w", &workload(json!({"command": ["/bin/true"]})));
+    let u = UnitFile::parse(&text);
+    assert_eq!(u.get("Service", "DynamicUser"), ["yes"]);
+    assert!(u.get("Service", "User").is_empty());
+    assert_eq!(u.get("Service", "CapabilityBoundingSet"), [""]);
+    assert!(u.get("Service", "AmbientCapabilities").is_empty());
+    assert_eq!(u.get("Service", "SystemCallFilter"), ["@system-service"]);
+    assert_eq!(u.get("Service", "MemoryDenyWriteExecute"), ["yes"]);
+    assert_eq!(u.get("Service", "Restart"), ["on-failure"]);
+    assert_eq!(u.owner(), Some("w"));
+}
+
+#[test]
+fn relaxing_capabilities_drops_the_bounding_set() {
+    let text = render(
+        "w",
+        &workload(
+            json!({"command": ["/bin/true"], "user": "root", "sandbox": {"relax": ["capabilities", "protect-system"]}}),
+        ),
+    );
+    let u = UnitFile::parse(&text);
+    assert!(u.get("Service", "CapabilityBoundingSet").is_empty());
+    assert!(u.get("Service", "ProtectSystem").is_empty());
+    assert_eq!(u.get("Service", "User"), ["root"]);
+}
+
+#[test]
+fn unit_names_round_trip() {
+    assert_eq!(unit_name("web"), "xnode-web.service");
+    assert_eq!(workload_of("xnode-web.service"), Some("web"));
+    assert_eq!(workload_of("xnode-.service"), None);
+    assert_eq!(workload_of("nginx.service"), None);
+    assert_eq!(workload_of("xnode-web.socket"), None);
+}
