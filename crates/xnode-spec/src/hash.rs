@@ -3,7 +3,9 @@
 //! Two nodes holding the same spec must agree it is the same whatever the key order
 //! or whitespace of the files they were given. The canonical form is the JSON with
 //! object keys sorted by their UTF-8 bytes, no whitespace, and serde_json's escaping
-//! and number formatting; the hash is SHA-256 over it.
+//! and number formatting; the hash is SHA-256 over it. serde_json is built with
+//! `float_roundtrip` so that a number read back from the canonical form is the same
+//! number, which makes the form a fixed point.
 
 use std::fmt;
 use std::io::{self, Write};

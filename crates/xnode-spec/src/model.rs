@@ -63,6 +63,7 @@ pub struct Mesh {
     pub mdns: bool,
     /// The mesh port: what `listen` defaults to and what the firewall opens.
     #[serde(default = "default_mesh_port")]
+    #[schemars(range(min = 1))]
     pub port: u16,
 }
 
@@ -159,6 +160,7 @@ pub struct Resources {
     pub memory: Option<Size>,
     /// Most tasks (processes and threads) at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4_194_304))]
     pub tasks: Option<u32>,
 }
 
@@ -263,6 +265,7 @@ impl Default for Health {
 #[serde(deny_unknown_fields)]
 pub struct HttpProbe {
     /// Port on 127.0.0.1.
+    #[schemars(range(min = 1))]
     pub port: u16,
     /// Request path, starting with '/'.
     #[serde(default = "HttpProbe::default_path")]
@@ -283,6 +286,7 @@ impl HttpProbe {
 #[serde(deny_unknown_fields)]
 pub struct TcpProbe {
     /// Port on 127.0.0.1.
+    #[schemars(range(min = 1))]
     pub port: u16,
     /// How long one probe may take.
     #[serde(default = "default_probe_timeout")]
@@ -303,6 +307,7 @@ pub struct Expose {
     /// Service name: a DNS label, unique on the node.
     pub service: String,
     /// Port, unique on the node.
+    #[schemars(range(min = 1))]
     pub port: u16,
     /// Transport.
     #[serde(default)]
@@ -400,6 +405,7 @@ pub enum Placement {
 pub struct MeshPlacement {
     /// How many nodes run it at once.
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 1024))]
     pub replicas: u32,
     /// Node labels a member must carry to run it.
     #[serde(default)]

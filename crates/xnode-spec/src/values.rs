@@ -10,9 +10,17 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Serialize, Serializer};
 use sha3::{Digest as _, Keccak256};
 
-/// Implements `Serialize` through `Display` and a string JSON Schema with a pattern.
+/// Implements `Serialize` through `Display`, and a JSON Schema from its arguments
+/// (a string with a pattern unless the caller gives the schema).
 macro_rules! string_form {
     ($ty:ty, $name:literal, $pattern:literal, $description:literal) => {
+        string_form!($ty, $name, {
+            "type": "string",
+            "pattern": $pattern,
+            "description": $description,
+        });
+    };
+    ($ty:ty, $name:literal, $schema:tt) => {
         impl Serialize for $ty {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(self)
@@ -23,11 +31,7 @@ macro_rules! string_form {
                 $name.into()
             }
             fn json_schema(_: &mut SchemaGenerator) -> Schema {
-                json_schema!({
-                    "type": "string",
-                    "pattern": $pattern,
-                    "description": $description,
-                })
+                json_schema!($schema)
             }
         }
     };
@@ -77,12 +81,13 @@ impl fmt::Display for Size {
     }
 }
 
-string_form!(
-    Size,
-    "Size",
-    "^[0-9]+[KMGTP]?$",
-    "Bytes, or a number with K, M, G, T or P (powers of 1024), e.g. \"512M\"."
-);
+string_form!(Size, "Size", {
+    "anyOf": [
+        {"type": "string", "pattern": "^[0-9]+[KMGTP]?$"},
+        {"type": "integer", "minimum": 0},
+    ],
+    "description": "Bytes, or a number with K, M, G, T or P (powers of 1024), e.g. \"512M\".",
+});
 
 /// A span of time, kept in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
