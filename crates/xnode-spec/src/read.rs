@@ -177,10 +177,12 @@ impl Checker {
 }
 
 /// The known field nearest to a misspelt one, if it is close enough to be a typo.
+/// Case is ignored: `mDNS` is a typo of `mdns`.
 fn closest<'f>(key: &str, fields: &[&'f str]) -> Option<&'f str> {
+    let key = key.to_lowercase();
     fields
         .iter()
-        .map(|f| (edit_distance(key, f), *f))
+        .map(|f| (edit_distance(&key, f), *f))
         .filter(|(d, f)| *d <= 2 && *d < f.len())
         .min_by_key(|(d, _)| *d)
         .map(|(_, f)| f)
@@ -215,6 +217,7 @@ mod tests {
         let fields = ["command", "environment", "user"];
         assert_eq!(closest("comand", &fields), Some("command"));
         assert_eq!(closest("usr", &fields), Some("user"));
+        assert_eq!(closest("COMMAND", &fields), Some("command"));
         assert_eq!(closest("resources", &fields), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
