@@ -1,7 +1,7 @@
 //! The corpus of bad specs in `tests/specs/bad`: each must be rejected with a problem
 //! at the path its manifest line names, with a reason containing the manifest's words.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
 use std::path::PathBuf;
 

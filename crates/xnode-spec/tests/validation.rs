@@ -1,7 +1,7 @@
 //! One case per validation rule: a spec breaking exactly that rule must be rejected
 //! with a problem at the right path and a reason that says what is wrong.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
 use serde_json::{Value, json};
 use xnode_spec::{Placement, parse_value};

@@ -1,0 +1,104 @@
+//! The command line, as clap sees it. Kept apart from `main` so that shell completions
+//! and the man page are generated from the very same definition.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Manage XnodeOS nodes: check node specs and see what applying one would do.
+#[derive(Debug, Parser)]
+#[command(name = "xnodectl", version, about, propagate_version = true)]
+#[command(after_help = "Examples:
+  xnodectl validate examples/*.json
+  xnodectl hash spec.json
+  xnodectl plan --spec spec.json --observed observed.json
+  xnodectl schema > xnode-spec.schema.json")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check node specs; print every problem with its JSON path.
+    #[command(
+        after_help = "Exit status: 0 when every file is valid, 1 when any is not.
+
+Examples:
+  xnodectl validate spec.json
+  xnodectl validate --output json examples/*.json
+  cat spec.json | xnodectl validate -"
+    )]
+    Validate(ValidateArgs),
+    /// Print a spec's content hash, the same whatever its key order or whitespace.
+    #[command(after_help = "Example:
+  xnodectl hash spec.json        # sha256:…")]
+    Hash(HashArgs),
+    /// Show the actions that would bring a node's units to a spec (a dry run).
+    #[command(
+        after_help = "The observed state is JSON: {\"units\": [{\"name\": \"xnode-web.service\",
+\"active_state\": \"active\", \"file\": \"<unit file text>\"}]}. Without it the
+node is taken to have no units.
+
+Examples:
+  xnodectl plan --spec spec.json
+  xnodectl plan --spec spec.json --observed observed.json --output json
+  xnodectl plan --spec spec.json --placed api   # as if mesh placement put api here"
+    )]
+    Plan(PlanArgs),
+    /// Print the JSON Schema of the node spec, for editors.
+    Schema,
+    /// Print a shell completion script.
+    #[command(after_help = "Example:
+  xnodectl completions bash > /etc/bash_completion.d/xnodectl")]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    #[command(after_help = "Example:
+  xnodectl man | man -l -")]
+    Man,
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum Output {
+    /// For people.
+    #[default]
+    Text,
+    /// For programs.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Spec files; `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct HashArgs {
+    /// Spec file; `-` reads standard input.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The desired spec.
+    #[arg(long, value_name = "FILE")]
+    pub spec: PathBuf,
+    /// The node's units as JSON; none when left out.
+    #[arg(long, value_name = "FILE")]
+    pub observed: Option<PathBuf>,
+    /// Treat this mesh workload as placed on this node (repeatable).
+    #[arg(long, value_name = "WORKLOAD")]
+    pub placed: Vec<String>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t)]
+    pub output: Output,
+}

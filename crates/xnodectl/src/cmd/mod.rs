@@ -1,0 +1,51 @@
+//! One module per subcommand, and what they share: loading a spec, printing problems,
+//! writing to standard output.
+
+pub mod docs;
+pub mod hash;
+pub mod plan;
+pub mod schema;
+pub mod validate;
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Result;
+use xnode_spec::{Invalid, Validated};
+
+use crate::input;
+
+/// Reads and validates a spec file. The outer error is about reaching the file; the
+/// inner one is about its content.
+pub fn load(path: &Path) -> Result<Result<Validated, Invalid>> {
+    Ok(xnode_spec::parse(&input::read(path)?))
+}
+
+/// Prints a spec's problems to standard error, one per line, path first.
+pub fn report(path: &Path, invalid: &Invalid) {
+    let n = invalid.problems.len();
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "{}: {n} problem{}:",
+        input::name(path),
+        if n == 1 { "" } else { "s" }
+    );
+    for p in &invalid.problems {
+        let _ = writeln!(err, "{p}");
+    }
+}
+
+/// Writes to standard output; a closed pipe (`xnodectl schema | head`) surfaces as an
+/// error that `main` treats as a quiet end.
+pub fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Pretty JSON with a final newline.
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    print(&(serde_json::to_string_pretty(value)? + "\n"))
+}
