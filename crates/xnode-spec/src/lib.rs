@@ -36,6 +36,14 @@ pub struct Validated {
 
 /// Parses and validates a spec document.
 ///
+/// ```
+/// let ok = xnode_spec::parse(br#"{"version": 1, "node": {"name": "n1"}}"#).unwrap();
+/// assert_eq!(ok.spec.node.name, "n1");
+///
+/// let bad = xnode_spec::parse(br#"{"version": 1, "node": {"name": "n 1"}}"#).unwrap_err();
+/// assert_eq!(bad.problems[0].path, "node.name");
+/// ```
+///
 /// Never panics, whatever the input: bytes that are not UTF-8, not JSON, nested
 /// deeper than serde_json's limit of 128, or of any size give an [`Invalid`].
 pub fn parse(bytes: &[u8]) -> Result<Validated, Invalid> {
