@@ -1,0 +1,175 @@
+//! Carrying out a plan: files, one daemon reload, jobs, and a report of what happened.
+
+use std::time::Duration;
+
+use xnode_spec::plan::{Op, Plan};
+
+use crate::files::Staged;
+use crate::jobs::{JobResult, JobWatcher, deadline};
+use crate::{Error, Systemd, UnitStatus};
+
+/// How an apply runs.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// How long all the jobs of one phase may take together before the rest are
+    /// cancelled and reported as [`JobResult::NoAnswer`].
+    pub job_timeout: Duration,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            job_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// What became of one action of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// The unit file was written.
+    Written,
+    /// The unit file was removed.
+    Removed,
+    /// The job ended so.
+    Job(JobResult),
+    /// systemd refused the job.
+    Refused(String),
+}
+
+/// One action and its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepReport {
+    /// The action.
+    pub op: Op,
+    /// Its unit.
+    pub unit: String,
+    /// What happened.
+    pub outcome: StepOutcome,
+}
+
+/// Everything an apply did, and the state of the units it touched afterwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// One entry per action of the plan, in the plan's order.
+    pub steps: Vec<StepReport>,
+    /// Whether systemd reloaded its configuration.
+    pub daemon_reloaded: bool,
+    /// The state of every unit that had a job, read after the jobs ended.
+    pub units: Vec<UnitStatus>,
+}
+
+impl ApplyReport {
+    /// Whether every job ended `done` (or `skipped`).
+    pub fn all_done(&self) -> bool {
+        self.steps.iter().all(|s| match &s.outcome {
+            StepOutcome::Job(r) => matches!(r, JobResult::Done | JobResult::Skipped),
+            StepOutcome::Refused(_) => false,
+            StepOutcome::Written | StepOutcome::Removed => true,
+        })
+    }
+}
+
+impl Systemd {
+    /// Carries out a plan: stage files (any failure here changes nothing), stop what
+    /// must stop, put files in place, reload systemd once, then reload, restart and
+    /// start. Jobs of a phase are submitted together and awaited together. Units the
+    /// plan refused are not touched. An empty plan makes no call at all.
+    pub async fn apply(&self, plan: &Plan, options: &ApplyOptions) -> Result<ApplyReport, Error> {
+        let mut report = ApplyReport::default();
+        if plan.actions.is_empty() {
+            return Ok(report);
+        }
+        let staged = Staged::prepare(self, plan).await?;
+        let jobs_of = |ops: &[Op]| -> Vec<(Op, String)> {
+            plan.actions
+                .iter()
+                .filter(|a| ops.contains(&a.op))
+                .map(|a| (a.op, a.unit.clone()))
+                .collect()
+        };
+        let stops = jobs_of(&[Op::Stop]);
+        let later = jobs_of(&[Op::Reload, Op::Restart, Op::Start]);
+        let mut watcher = match JobWatcher::start(self).await {
+            Ok(w) => w,
+            Err(e) => {
+                staged.abort().await;
+                return Err(e);
+            }
+        };
+
+        let stopped = watcher
+            .run(self, &stops, deadline(options.job_timeout))
+            .await;
+        record_jobs(&mut report, &stops, stopped);
+
+        if !staged.is_empty() {
+            let changed = staged.commit().await?;
+            self.mutated(changed);
+        }
+        for a in &plan.actions {
+            let outcome = match a.op {
+                Op::Create | Op::Update => StepOutcome::Written,
+                Op::Remove => StepOutcome::Removed,
+                _ => continue,
+            };
+            report.steps.push(StepReport {
+                op: a.op,
+                unit: a.unit.clone(),
+                outcome,
+            });
+        }
+        if plan.needs_daemon_reload() {
+            self.manager.reload().await.map_err(Error::call("Reload"))?;
+            self.mutated(1);
+            report.daemon_reloaded = true;
+        }
+        // A failed unit keeps its failure (and any start rate limit) until reset; a
+        // removed one would linger as "not-found failed".
+        for a in plan
+            .actions
+            .iter()
+            .filter(|a| matches!(a.op, Op::Remove | Op::Start | Op::Restart))
+        {
+            if self.manager.reset_failed_unit(a.unit.clone()).await.is_ok() {
+                self.mutated(1);
+            }
+        }
+
+        let ended = watcher
+            .run(self, &later, deadline(options.job_timeout))
+            .await;
+        record_jobs(&mut report, &later, ended);
+
+        let mut with_jobs: Vec<&String> = stops.iter().chain(&later).map(|(_, u)| u).collect();
+        with_jobs.sort();
+        with_jobs.dedup();
+        for unit in with_jobs {
+            if !plan
+                .actions
+                .iter()
+                .any(|a| a.op == Op::Remove && &a.unit == unit)
+            {
+                report.units.push(self.status(unit).await?);
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn record_jobs(
+    report: &mut ApplyReport,
+    jobs: &[(Op, String)],
+    results: Vec<Result<JobResult, Error>>,
+) {
+    for ((op, unit), result) in jobs.iter().zip(results) {
+        report.steps.push(StepReport {
+            op: *op,
+            unit: unit.clone(),
+            outcome: match result {
+                Ok(r) => StepOutcome::Job(r),
+                Err(e) => StepOutcome::Refused(e.to_string()),
+            },
+        });
+    }
+}

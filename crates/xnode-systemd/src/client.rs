@@ -1,0 +1,177 @@
+//! The connection to systemd and the few reads every other part needs.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use zbus::OwnedObjectPath;
+use zbus::proxy::CacheProperties;
+use zbus_systemd::systemd1::{ManagerProxy, ServiceProxy, UnitProxy};
+
+use crate::Error;
+
+/// Which bus systemd is on.
+#[derive(Debug, Clone, Default)]
+pub enum Bus {
+    /// The system bus (what xnoded uses on a node).
+    #[default]
+    System,
+    /// A bus address, e.g. a container's `unix:path=/proc/PID/root/run/dbus/system_bus_socket`.
+    Address(String),
+}
+
+/// How to reach the systemd to drive.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Its bus.
+    pub bus: Bus,
+    /// Its filesystem root as this process sees it: `/` on a node, `/proc/PID/root`
+    /// for a container driven from outside. Unit file paths are resolved under it.
+    pub root: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bus: Bus::System,
+            root: PathBuf::from("/"),
+        }
+    }
+}
+
+/// Where the agent's unit files live: runtime units, recreated from the spec at boot.
+pub(crate) const UNIT_DIR: &str = "run/systemd/system";
+
+/// A connection to one systemd.
+pub struct Systemd {
+    pub(crate) conn: zbus::Connection,
+    pub(crate) manager: ManagerProxy<'static>,
+    root: PathBuf,
+    mutations: AtomicU64,
+    subscribed: tokio::sync::OnceCell<()>,
+}
+
+/// A unit's state after an apply, as systemd reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitStatus {
+    /// The unit.
+    pub name: String,
+    /// `ActiveState`, e.g. `active`, `failed`.
+    pub active_state: String,
+    /// `SubState`, e.g. `running`, `exited`, `auto-restart`.
+    pub sub_state: String,
+    /// The service's `Result`, e.g. `success`, `exit-code`.
+    pub result: String,
+    /// How the main process ended, if it did: `exited`, `killed` or `dumped`.
+    pub exit_code: Option<&'static str>,
+    /// Its exit status (or signal number when killed).
+    pub exit_status: i32,
+}
+
+impl Systemd {
+    /// Connects to systemd.
+    pub async fn connect(config: &Config) -> Result<Systemd, Error> {
+        let (builder, bus) = match &config.bus {
+            Bus::System => (
+                zbus::connection::Builder::system(),
+                "the system bus".to_owned(),
+            ),
+            Bus::Address(a) => (zbus::connection::Builder::address(a.as_str()), a.clone()),
+        };
+        let unreachable = |source| Error::Unreachable {
+            bus: bus.clone(),
+            source,
+        };
+        let conn = builder.build().await.map_err(unreachable)?;
+        let manager = ManagerProxy::new(&conn).await.map_err(unreachable)?;
+        // One cheap call proves systemd itself answers, not just the bus.
+        manager.version().await.map_err(unreachable)?;
+        Ok(Systemd {
+            conn,
+            manager,
+            root: config.root.clone(),
+            mutations: AtomicU64::new(0),
+            subscribed: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// How many calls that change systemd or its files this connection has made; an
+    /// apply of an empty plan makes none.
+    pub fn mutations(&self) -> u64 {
+        self.mutations.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn mutated(&self, n: u64) {
+        self.mutations.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Asks systemd to send job signals to this connection, once: systemd sends them
+    /// only to subscribers.
+    pub(crate) async fn subscribe(&self) -> Result<(), Error> {
+        self.subscribed
+            .get_or_try_init(|| async { self.manager.subscribe().await })
+            .await
+            .map(|_| ())
+            .map_err(Error::call("Subscribe"))
+    }
+
+    /// A path of systemd's filesystem as this process sees it.
+    pub(crate) fn host_path(&self, path: &Path) -> PathBuf {
+        self.root.join(path.strip_prefix("/").unwrap_or(path))
+    }
+
+    /// The directory of the agent's unit files, as this process sees it.
+    pub(crate) fn unit_dir(&self) -> PathBuf {
+        self.root.join(UNIT_DIR)
+    }
+
+    pub(crate) async fn unit_proxy(
+        &self,
+        path: OwnedObjectPath,
+    ) -> zbus::Result<UnitProxy<'static>> {
+        UnitProxy::builder(&self.conn)
+            .path(path)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+    }
+
+    async fn service_proxy(&self, path: OwnedObjectPath) -> zbus::Result<ServiceProxy<'static>> {
+        ServiceProxy::builder(&self.conn)
+            .path(path)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+    }
+
+    /// A unit's current state, read fresh.
+    pub async fn status(&self, unit: &str) -> Result<UnitStatus, Error> {
+        let read = async {
+            let path = self.manager.load_unit(unit.to_owned()).await?;
+            let (u, s) = tokio::try_join!(self.unit_proxy(path.clone()), self.service_proxy(path))?;
+            tokio::try_join!(
+                u.active_state(),
+                u.sub_state(),
+                s.result(),
+                s.exec_main_code(),
+                s.exec_main_status()
+            )
+        };
+        let (active, sub, result, code, status) = read
+            .await
+            .map_err(Error::call(format!("reading the state of {unit}")))?;
+        Ok(UnitStatus {
+            name: unit.to_owned(),
+            active_state: active,
+            sub_state: sub,
+            result,
+            // siginfo's CLD_* codes.
+            exit_code: match code {
+                1 => Some("exited"),
+                2 => Some("killed"),
+                3 => Some("dumped"),
+                _ => None,
+            },
+            exit_status: status,
+        })
+    }
+}

@@ -1,0 +1,130 @@
+//! Unit files on disk: staged next to their targets first, put in place only once all
+//! of them are written, so a failed write leaves every file as it was.
+
+use std::path::{Path, PathBuf};
+
+use xnode_spec::plan::{Op, Plan};
+use xnode_spec::unit::UnitFile;
+
+use crate::{Error, Systemd};
+
+/// Files written under temporary names, and files to remove, for one plan.
+pub(crate) struct Staged {
+    renames: Vec<(PathBuf, PathBuf)>,
+    removals: Vec<PathBuf>,
+}
+
+/// Whether the file at `path` may be replaced or removed for `workload`: it is absent,
+/// or it carries the agent's marker for that workload.
+async fn check_ours(path: &Path, workload: &str) -> Result<(), Error> {
+    match tokio::fs::read_to_string(path).await {
+        Ok(text) if UnitFile::parse(&text).owner() == Some(workload) => Ok(()),
+        Ok(_) => Err(Error::NotOwned {
+            path: path.to_owned(),
+            workload: workload.to_owned(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Hidden, so systemd never loads it as a unit.
+fn temp_name(target: &Path) -> PathBuf {
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("unit");
+    target.with_file_name(format!(".{name}.xnode-new"))
+}
+
+impl Staged {
+    /// Checks every file the plan touches and writes every new one under a temporary
+    /// name. On error, nothing is left behind.
+    pub(crate) async fn prepare(systemd: &Systemd, plan: &Plan) -> Result<Staged, Error> {
+        let dir = systemd.unit_dir();
+        let mut staged = Staged {
+            renames: Vec::new(),
+            removals: Vec::new(),
+        };
+        for action in &plan.actions {
+            let target = dir.join(&action.unit);
+            let result = match (action.op, &action.content) {
+                (Op::Create | Op::Update, Some(content)) => {
+                    staged.write(&target, &action.workload, content).await
+                }
+                (Op::Remove, _) => check_ours(&target, &action.workload).await.map(|()| {
+                    staged.removals.push(target);
+                }),
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                staged.abort().await;
+                return Err(e);
+            }
+        }
+        Ok(staged)
+    }
+
+    async fn write(&mut self, target: &Path, workload: &str, content: &str) -> Result<(), Error> {
+        check_ours(target, workload).await?;
+        let temp = temp_name(target);
+        let written = async {
+            tokio::fs::create_dir_all(target.parent().unwrap_or(Path::new("/"))).await?;
+            tokio::fs::write(&temp, content).await
+        };
+        match written.await {
+            Ok(()) => {
+                self.renames.push((temp, target.to_owned()));
+                Ok(())
+            }
+            Err(source) => {
+                let _ = tokio::fs::remove_file(&temp).await;
+                Err(Error::Write {
+                    path: target.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Whether anything is staged.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.renames.is_empty() && self.removals.is_empty()
+    }
+
+    /// Puts every staged file in place and removes the files to remove. Returns how many
+    /// files changed.
+    pub(crate) async fn commit(self) -> Result<u64, Error> {
+        let n = (self.renames.len() + self.removals.len()) as u64;
+        for (temp, target) in &self.renames {
+            tokio::fs::rename(temp, target)
+                .await
+                .map_err(|source| Error::Write {
+                    path: target.clone(),
+                    source,
+                })?;
+        }
+        for target in &self.removals {
+            match tokio::fs::remove_file(target).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::Write {
+                        path: target.clone(),
+                        source: e,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(n)
+    }
+
+    /// Removes the temporary files.
+    pub(crate) async fn abort(self) {
+        for (temp, _) in &self.renames {
+            let _ = tokio::fs::remove_file(temp).await;
+        }
+    }
+}
