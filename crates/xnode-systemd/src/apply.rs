@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use xnode_spec::plan::{Op, Plan};
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use xnode_spec::plan::{ActiveState, Op, Plan, Reason};
 
+use crate::client::MAX_IN_FLIGHT;
 use crate::files::Staged;
 use crate::jobs::{JobResult, JobWatcher, deadline};
 use crate::{Error, Systemd, UnitStatus};
@@ -126,10 +128,11 @@ impl Systemd {
         }
         // A failed unit keeps its failure (and any start rate limit) until reset; a
         // removed one would linger as "not-found failed".
+        let failed = Reason::NotRunning(ActiveState::Failed);
         for a in plan
             .actions
             .iter()
-            .filter(|a| matches!(a.op, Op::Remove | Op::Start | Op::Restart))
+            .filter(|a| a.op == Op::Remove || (a.op == Op::Start && a.reason == failed))
         {
             if self.manager.reset_failed_unit(a.unit.clone()).await.is_ok() {
                 self.mutated(1);
@@ -144,15 +147,17 @@ impl Systemd {
         let mut with_jobs: Vec<&String> = stops.iter().chain(&later).map(|(_, u)| u).collect();
         with_jobs.sort();
         with_jobs.dedup();
-        for unit in with_jobs {
-            if !plan
+        with_jobs.retain(|unit| {
+            !plan
                 .actions
                 .iter()
-                .any(|a| a.op == Op::Remove && &a.unit == unit)
-            {
-                report.units.push(self.status(unit).await?);
-            }
-        }
+                .any(|a| a.op == Op::Remove && &a.unit == *unit)
+        });
+        report.units = stream::iter(with_jobs)
+            .map(|unit| self.status(unit))
+            .buffered(MAX_IN_FLIGHT)
+            .try_collect()
+            .await?;
         Ok(report)
     }
 }

@@ -38,6 +38,10 @@ impl Default for Config {
     }
 }
 
+/// Calls kept in flight at once on one connection: dbus-daemon refuses more than 128
+/// pending replies per connection (`max_replies_per_connection`).
+pub(crate) const MAX_IN_FLIGHT: usize = 64;
+
 /// Where the agent's unit files live: runtime units, recreated from the spec at boot.
 pub(crate) const UNIT_DIR: &str = "run/systemd/system";
 
@@ -145,16 +149,19 @@ impl Systemd {
 
     /// A unit's current state, read fresh.
     pub async fn status(&self, unit: &str) -> Result<UnitStatus, Error> {
+        // One call at a time: many statuses run side by side, and the bus limits how
+        // many calls a connection may have pending.
         let read = async {
             let path = self.manager.load_unit(unit.to_owned()).await?;
-            let (u, s) = tokio::try_join!(self.unit_proxy(path.clone()), self.service_proxy(path))?;
-            tokio::try_join!(
-                u.active_state(),
-                u.sub_state(),
-                s.result(),
-                s.exec_main_code(),
-                s.exec_main_status()
-            )
+            let u = self.unit_proxy(path.clone()).await?;
+            let s = self.service_proxy(path).await?;
+            Ok::<_, zbus::Error>((
+                u.active_state().await?,
+                u.sub_state().await?,
+                s.result().await?,
+                s.exec_main_code().await?,
+                s.exec_main_status().await?,
+            ))
         };
         let (active, sub, result, code, status) = read
             .await

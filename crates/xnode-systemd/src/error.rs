@@ -45,6 +45,14 @@ pub enum Error {
         /// The workload whose unit it would have been.
         workload: String,
     },
+    /// Another unit file of the same name takes precedence over the agent's directory.
+    #[error("{} would be loaded instead of xnoded's unit for workload {workload}; remove it to let xnoded manage that workload, nothing was changed", path.display())]
+    Shadowed {
+        /// The file systemd would load.
+        path: PathBuf,
+        /// The workload.
+        workload: String,
+    },
 }
 
 impl Error {

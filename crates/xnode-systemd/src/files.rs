@@ -3,9 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use xnode_spec::plan::{Op, Plan};
 use xnode_spec::unit::UnitFile;
 
+use crate::client::MAX_IN_FLIGHT;
 use crate::{Error, Systemd};
 
 /// Files written under temporary names, and files to remove, for one plan.
@@ -14,7 +16,7 @@ pub(crate) struct Staged {
     removals: Vec<PathBuf>,
 }
 
-/// Whether the file at `path` may be replaced or removed for `workload`: it is absent,
+/// Whether the file at `path` may be written, replaced or removed for `workload`: it is absent,
 /// or it carries the agent's marker for that workload.
 async fn check_ours(path: &Path, workload: &str) -> Result<(), Error> {
     match tokio::fs::read_to_string(path).await {
@@ -28,6 +30,31 @@ async fn check_ours(path: &Path, workload: &str) -> Result<(), Error> {
             path: path.to_owned(),
             source,
         }),
+    }
+}
+
+/// A new unit must be the one systemd will load: a file of the same name in a
+/// directory that takes precedence (`/etc/systemd/system`, say) would run instead.
+async fn check_not_shadowed(
+    systemd: &Systemd,
+    unit: &str,
+    target: &Path,
+    workload: &str,
+) -> Result<(), Error> {
+    let path = systemd
+        .manager
+        .load_unit(unit.to_owned())
+        .await
+        .map_err(Error::call(format!("LoadUnit({unit})")))?;
+    let fragment = systemd.fragment_path(unit, path).await?;
+    let loaded_from = systemd.host_path(Path::new(&fragment));
+    if fragment.is_empty() || loaded_from == target {
+        Ok(())
+    } else {
+        Err(Error::Shadowed {
+            path: loaded_from,
+            workload: workload.to_owned(),
+        })
     }
 }
 
@@ -45,6 +72,23 @@ impl Staged {
     /// name. On error, nothing is left behind.
     pub(crate) async fn prepare(systemd: &Systemd, plan: &Plan) -> Result<Staged, Error> {
         let dir = systemd.unit_dir();
+        // The checks ask systemd and read files: run them together.
+        stream::iter(&plan.actions)
+            .map(|a| async {
+                let target = dir.join(&a.unit);
+                match a.op {
+                    Op::Create => {
+                        check_not_shadowed(systemd, &a.unit, &target, &a.workload).await?;
+                        check_ours(&target, &a.workload).await?;
+                    }
+                    Op::Update | Op::Remove => check_ours(&target, &a.workload).await?,
+                    _ => {}
+                }
+                Ok::<(), Error>(())
+            })
+            .buffer_unordered(MAX_IN_FLIGHT)
+            .try_collect::<()>()
+            .await?;
         let mut staged = Staged {
             renames: Vec::new(),
             removals: Vec::new(),
@@ -52,12 +96,11 @@ impl Staged {
         for action in &plan.actions {
             let target = dir.join(&action.unit);
             let result = match (action.op, &action.content) {
-                (Op::Create | Op::Update, Some(content)) => {
-                    staged.write(&target, &action.workload, content).await
-                }
-                (Op::Remove, _) => check_ours(&target, &action.workload).await.map(|()| {
+                (Op::Create | Op::Update, Some(content)) => staged.write(&target, content).await,
+                (Op::Remove, _) => {
                     staged.removals.push(target);
-                }),
+                    Ok(())
+                }
                 _ => Ok(()),
             };
             if let Err(e) = result {
@@ -68,8 +111,7 @@ impl Staged {
         Ok(staged)
     }
 
-    async fn write(&mut self, target: &Path, workload: &str, content: &str) -> Result<(), Error> {
-        check_ours(target, workload).await?;
+    async fn write(&mut self, target: &Path, content: &str) -> Result<(), Error> {
         let temp = temp_name(target);
         let written = async {
             tokio::fs::create_dir_all(target.parent().unwrap_or(Path::new("/"))).await?;

@@ -4,14 +4,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
-use futures_util::future::join_all;
+use futures_util::{StreamExt as _, stream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use xnode_spec::plan::Op;
 use zbus::OwnedObjectPath;
 use zbus_systemd::systemd1::JobProxy;
 
+use crate::client::MAX_IN_FLIGHT;
 use crate::{Error, Systemd};
 
 /// How a job ended, as `JobRemoved` reports it, or that it did not end in time.
@@ -95,7 +95,8 @@ impl JobWatcher {
         Ok(JobWatcher { removed, task })
     }
 
-    /// Submits every job without waiting on any, then waits for all of them until
+    /// Submits every job without waiting for any to finish (up to [`MAX_IN_FLIGHT`]
+    /// calls at once), then waits for all of them until
     /// `deadline`. Results come back in the order of `jobs`.
     pub(crate) async fn run(
         &mut self,
@@ -103,7 +104,11 @@ impl JobWatcher {
         jobs: &[(Op, String)],
         deadline: Instant,
     ) -> Vec<Result<JobResult, Error>> {
-        let submitted = join_all(jobs.iter().map(|(op, unit)| systemd.submit(*op, unit))).await;
+        let submitted: Vec<_> = stream::iter(jobs)
+            .map(|(op, unit)| systemd.submit(*op, unit))
+            .buffered(MAX_IN_FLIGHT)
+            .collect()
+            .await;
         systemd.mutated(jobs.len() as u64);
         let mut pending: HashMap<OwnedObjectPath, usize> = HashMap::new();
         let mut results: Vec<Option<Result<JobResult, Error>>> = Vec::with_capacity(jobs.len());

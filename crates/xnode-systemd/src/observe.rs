@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use futures_util::future::try_join_all;
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use xnode_spec::plan::{ActiveState, ObservedUnit};
 
+use crate::client::MAX_IN_FLIGHT;
 use crate::{Error, Systemd};
 
 /// The names the agent's units can have.
@@ -15,62 +16,81 @@ impl Systemd {
     /// Every unit named like the agent's, loaded or only on disk, with its state and
     /// the text of the file systemd loads it from. Whether a unit is really the agent's
     /// is the planner's call (by its marker), not this function's.
+    ///
+    /// Files that systemd has not loaded are found by reading the agent's unit
+    /// directory rather than with `ListUnitFilesByPatterns`, which scans every unit
+    /// directory and costs hundreds of milliseconds on every pass.
     pub async fn observe(&self) -> Result<Vec<ObservedUnit>, Error> {
-        let (loaded, files) = tokio::try_join!(
-            async {
-                self.manager
-                    .list_units_by_patterns(vec![], vec![PATTERN.into()])
-                    .await
-                    .map_err(Error::call("ListUnitsByPatterns"))
-            },
-            async {
-                self.manager
-                    .list_unit_files_by_patterns(vec![], vec![PATTERN.into()])
-                    .await
-                    .map_err(Error::call("ListUnitFilesByPatterns"))
-            },
-        )?;
+        let loaded = self
+            .manager
+            .list_units_by_patterns(vec![], vec![PATTERN.into()])
+            .await
+            .map_err(Error::call("ListUnitsByPatterns"))?;
         // Loaded units: the state from the listing, the file from FragmentPath.
-        let reads = loaded
-            .into_iter()
-            .map(|(name, _, _, active, _, _, path, ..)| async move {
-                let fragment = self
-                    .unit_proxy(path)
-                    .await
-                    .map_err(Error::call(format!("reading {name}")))?
-                    .fragment_path()
-                    .await
-                    .map_err(Error::call(format!("reading the FragmentPath of {name}")))?;
-                let file = self.read_unit_file(&fragment).await?;
-                Ok::<_, Error>(ObservedUnit {
-                    active_state: parse_state(&active),
+        let reads = stream::iter(loaded).map(|(name, _, _, active, _, _, path, ..)| async move {
+            let fragment = self.fragment_path(&name, path).await?;
+            let file = self.read_unit_file(&fragment).await?;
+            Ok::<_, Error>(ObservedUnit {
+                active_state: parse_state(&active),
+                name,
+                file,
+            })
+        });
+        let mut units: BTreeMap<String, ObservedUnit> = reads
+            .buffered(MAX_IN_FLIGHT)
+            .map_ok(|u| (u.name.clone(), u))
+            .try_collect()
+            .await?;
+        // The agent's files that systemd has not loaded (written, never started): inactive.
+        for name in self.unit_dir_entries().await? {
+            if let std::collections::btree_map::Entry::Vacant(slot) = units.entry(name) {
+                let file = self
+                    .read_unit_file(&format!("/{}/{}", crate::client::UNIT_DIR, slot.key()))
+                    .await?;
+                let name = slot.key().clone();
+                slot.insert(ObservedUnit {
                     name,
+                    active_state: ActiveState::Inactive,
                     file,
-                })
-            });
-        let mut units: BTreeMap<String, ObservedUnit> = try_join_all(reads)
-            .await?
-            .into_iter()
-            .map(|u| (u.name.clone(), u))
-            .collect();
-        // Files systemd has not loaded (written but never started, say): inactive.
-        for (path, _state) in files {
-            let Some(name) = Path::new(&path).file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            if !units.contains_key(name) {
-                let file = self.read_unit_file(&path).await?;
-                units.insert(
-                    name.to_owned(),
-                    ObservedUnit {
-                        name: name.to_owned(),
-                        active_state: ActiveState::Inactive,
-                        file,
-                    },
-                );
+                });
             }
         }
         Ok(units.into_values().collect())
+    }
+
+    /// Names of `xnode-*.service` files in the agent's unit directory.
+    async fn unit_dir_entries(&self) -> Result<Vec<String>, Error> {
+        let dir = self.unit_dir();
+        let mut names = Vec::new();
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(names),
+            Err(source) => return Err(Error::Read { path: dir, source }),
+        };
+        loop {
+            match entries.next_entry().await {
+                Ok(Some(entry)) => {
+                    if let Some(name) = entry.file_name().to_str()
+                        && xnode_spec::unit::workload_of(name).is_some()
+                    {
+                        names.push(name.to_owned());
+                    }
+                }
+                Ok(None) => return Ok(names),
+                Err(source) => return Err(Error::Read { path: dir, source }),
+            }
+        }
+    }
+
+    /// The file systemd loads a unit from (empty when none), by its object path.
+    pub(crate) async fn fragment_path(
+        &self,
+        name: &str,
+        path: zbus::OwnedObjectPath,
+    ) -> Result<String, Error> {
+        let read = async { self.unit_proxy(path).await?.fragment_path().await };
+        read.await
+            .map_err(Error::call(format!("reading the FragmentPath of {name}")))
     }
 
     /// The text of a unit file by systemd's path; `None` for no path (a unit without a

@@ -227,8 +227,29 @@ async fn a_unit_that_is_not_ours_is_refused_and_untouched() {
     );
     assert!(!c.path("/run/systemd/system/xnode-web.service").exists());
 
+    // A foreign file that systemd has not loaded yet, in a directory that takes
+    // precedence, would run instead of ours: refused before anything changes.
+    c.sh(
+        "printf '[Service]\\nExecStart=/bin/sleep 1\\n' > /etc/systemd/system/xnode-hidden.service",
+    )
+    .unwrap();
+    let p = plan_for(&sd, &spec(json!({"hidden": sleeper(), "other": sleeper()}))).await;
+    assert_eq!(
+        ops(&p),
+        ["create xnode-hidden.service", "start xnode-hidden.service"]
+    );
+    match sd.apply(&p, &ApplyOptions::default()).await {
+        Err(e @ Error::Shadowed { .. }) => assert!(
+            e.to_string()
+                .contains("/etc/systemd/system/xnode-hidden.service"),
+            "{e}"
+        ),
+        other => panic!("expected Shadowed, got {other:?}"),
+    }
+    assert!(!c.path("/run/systemd/system/xnode-hidden.service").exists());
+
     // A foreign file that appears after the plan was made is not overwritten either.
-    let p = plan_for(&sd, &spec(json!({"late": sleeper()}))).await;
+    let p = plan_for(&sd, &spec(json!({"late": sleeper(), "other": sleeper()}))).await;
     c.sh("printf '[Service]\\nExecStart=/bin/true\\n' > /run/systemd/system/xnode-late.service")
         .unwrap();
     let before = sd.mutations();
@@ -376,4 +397,74 @@ async fn an_unreachable_systemd_is_a_clear_error() {
             .starts_with("cannot reach systemd on unix:path=/nonexistent/xnode-test/bus"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn systemd_analyze_verify_accepts_every_unit_rendered_from_the_examples() {
+    let c = Container::boot().unwrap();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let dir = c.path("/run/xnode-verify");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut units = Vec::new();
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let spec = xnode_spec::parse(&std::fs::read(entry.unwrap().path()).unwrap())
+            .unwrap()
+            .spec;
+        for (name, w) in &spec.workloads {
+            std::fs::write(dir.join(unit_name(name)), render(name, w)).unwrap();
+            units.push(format!("/run/xnode-verify/{}", unit_name(name)));
+            // verify checks that programs exist; the examples' store paths are not in
+            // this container, so stand-ins take their place.
+            for program in std::iter::once(&w.command[0]).chain(w.reload.as_ref().map(|r| &r[0])) {
+                let stub = c.path(program);
+                if !stub.exists() {
+                    std::fs::create_dir_all(stub.parent().unwrap()).unwrap();
+                    std::fs::write(&stub, "#!/bin/sh\n").unwrap();
+                    c.sh(&format!("chmod 755 {program}")).unwrap();
+                }
+            }
+        }
+    }
+    assert!(units.len() >= 15);
+    let mut argv = vec!["systemd-analyze", "verify"];
+    argv.extend(units.iter().map(String::as_str));
+    let out = c.exec(&argv).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{stderr}"
+    );
+    assert!(
+        stderr.trim().is_empty(),
+        "systemd-analyze verify warned:\n{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn more_units_than_the_bus_allows_pending_calls_all_start() {
+    // dbus-daemon refuses more than 128 pending replies per connection.
+    let c = Container::boot().unwrap();
+    let sd = connect(&c).await;
+    let workloads: serde_json::Map<String, Value> =
+        (0..150).map(|i| (format!("w{i}"), sleeper())).collect();
+    let s = spec(Value::Object(workloads));
+    let (_, report) = reconcile(&sd, &s).await;
+    assert!(
+        report.all_done(),
+        "{:?}",
+        report.steps.iter().find(|s| !matches!(
+            s.outcome,
+            StepOutcome::Written | StepOutcome::Job(JobResult::Done)
+        ))
+    );
+    assert_eq!(
+        report
+            .units
+            .iter()
+            .filter(|u| u.active_state == "active")
+            .count(),
+        150
+    );
+    assert_eq!(sd.observe().await.unwrap().len(), 150);
+    assert!(plan_for(&sd, &s).await.is_empty());
 }
