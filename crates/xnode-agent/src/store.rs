@@ -1,0 +1,352 @@
+//! The state directory: every accepted spec as a numbered generation, and which one is
+//! in force and which one last proved healthy.
+//!
+//! Every write is atomic (temporary file, fsync, rename, fsync of the directory), and
+//! the generation's spec is written before the state that points at it, so a crash or
+//! a full disk at any moment leaves the previous state whole.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// How many generations are kept; older ones are pruned, except the last good one.
+pub const KEEP: usize = 50;
+
+/// Where a spec came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    /// The spec file (what the NixOS module writes).
+    File {
+        /// Its path.
+        path: String,
+    },
+    /// `xnodectl apply` through the local API.
+    Api,
+    /// A rollback, to the spec of an earlier generation.
+    Rollback {
+        /// The generation whose spec was restored.
+        to: u64,
+    },
+}
+
+/// What became of a generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Accepted; being applied.
+    Applying,
+    /// Applied, and every changed workload passed its health check.
+    Healthy,
+    /// Applied, unhealthy, and replaced by the last good generation.
+    RolledBack {
+        /// Why.
+        reason: String,
+    },
+    /// Applied and unhealthy, kept in force because rollback was turned off or there
+    /// was nothing to go back to.
+    Unhealthy {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One generation's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generation {
+    /// Its number; numbers only grow.
+    pub number: u64,
+    /// The spec's content hash.
+    pub hash: String,
+    /// Where it came from.
+    pub source: Source,
+    /// When it was accepted, in seconds since the Unix epoch.
+    pub accepted_at: u64,
+    /// What became of it.
+    pub outcome: Outcome,
+}
+
+/// The state file's content.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// Format version of this file.
+    pub version: u32,
+    /// The generation in force.
+    pub current: Option<u64>,
+    /// The newest generation that proved healthy.
+    pub last_good: Option<u64>,
+    /// Kept generations, oldest first.
+    pub generations: Vec<Generation>,
+}
+
+/// Errors of the state directory; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A read or write failed (a full disk shows up here).
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state file is not what this agent writes.
+    #[error("{} is corrupt ({source}); move it aside to start with no history", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: serde_json::Error,
+    },
+    /// The state names a generation whose spec is missing.
+    #[error("generation {0} is not in the state directory")]
+    Missing(u64),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` so that readers see the old content or the new, never a
+/// mix, whatever happens meanwhile.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    let temp = dir.join(format!(".{name}.tmp"));
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&temp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    written.map_err(|e| {
+        let _ = fs::remove_file(&temp);
+        StoreError::Io {
+            path: path.to_owned(),
+            source: e,
+        }
+    })
+}
+
+/// The state directory, open.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    state: State,
+}
+
+impl Store {
+    /// Opens (creating, mode 0700) a state directory and reads its state.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let generations = dir.join("generations");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&generations)
+            .map_err(io(&generations))?;
+        let path = dir.join("state.json");
+        let state = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
+                path: path.clone(),
+                source,
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State {
+                version: 1,
+                ..State::default()
+            },
+            Err(e) => return Err(io(&path)(e)),
+        };
+        Ok(Store {
+            dir: dir.to_owned(),
+            state,
+        })
+    }
+
+    /// The state as last written.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    fn spec_path(&self, number: u64) -> PathBuf {
+        self.dir.join("generations").join(format!("{number}.json"))
+    }
+
+    /// Records a new generation for an already validated spec and makes it current.
+    /// On error, nothing changed.
+    pub fn accept(
+        &mut self,
+        spec: &[u8],
+        hash: &str,
+        source: Source,
+        now: u64,
+    ) -> Result<u64, StoreError> {
+        let number = self.state.generations.last().map_or(1, |g| g.number + 1);
+        write_atomic(&self.spec_path(number), spec)?;
+        let mut next = self.state.clone();
+        next.current = Some(number);
+        next.generations.push(Generation {
+            number,
+            hash: hash.to_owned(),
+            source,
+            accepted_at: now,
+            outcome: Outcome::Applying,
+        });
+        let pruned = prune(&mut next);
+        if let Err(e) = self.commit(next) {
+            let _ = fs::remove_file(self.spec_path(number));
+            return Err(e);
+        }
+        for old in pruned {
+            let _ = fs::remove_file(self.spec_path(old));
+        }
+        Ok(number)
+    }
+
+    /// Records what became of a generation; a healthy one becomes the last good one.
+    pub fn settle(&mut self, number: u64, outcome: Outcome) -> Result<(), StoreError> {
+        let mut next = self.state.clone();
+        let generation = next
+            .generations
+            .iter_mut()
+            .find(|g| g.number == number)
+            .ok_or(StoreError::Missing(number))?;
+        if outcome == Outcome::Healthy {
+            next.last_good = Some(number);
+        }
+        generation.outcome = outcome;
+        self.commit(next)
+    }
+
+    /// The spec bytes of a generation.
+    pub fn spec(&self, number: u64) -> Result<Vec<u8>, StoreError> {
+        let path = self.spec_path(number);
+        fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::Missing(number),
+            _ => io(&path)(e),
+        })
+    }
+
+    fn commit(&mut self, next: State) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec_pretty(&next).map_err(|source| StoreError::Corrupt {
+            path: self.dir.join("state.json"),
+            source,
+        })?;
+        write_atomic(&self.dir.join("state.json"), &bytes)?;
+        self.state = next;
+        Ok(())
+    }
+}
+
+/// Drops the oldest generations beyond [`KEEP`], never the current or last good one.
+/// Returns the numbers dropped.
+fn prune(state: &mut State) -> Vec<u64> {
+    let mut dropped = Vec::new();
+    while state.generations.len() > KEEP {
+        let keep = [state.current, state.last_good];
+        let Some(i) = state
+            .generations
+            .iter()
+            .position(|g| !keep.contains(&Some(g.number)))
+        else {
+            break;
+        };
+        dropped.push(state.generations.remove(i).number);
+    }
+    dropped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xnode-store-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn generations_are_numbered_settled_and_survive_a_reopen() {
+        let dir = temp_dir("reopen");
+        let mut store = Store::open(&dir).unwrap();
+        assert_eq!(store.state().current, None);
+        let one = store
+            .accept(b"{\"a\":1}", "sha256:1", Source::Api, 10)
+            .unwrap();
+        store.settle(one, Outcome::Healthy).unwrap();
+        let two = store
+            .accept(
+                b"{\"a\":2}",
+                "sha256:2",
+                Source::File {
+                    path: "/etc/xnode/spec.json".into(),
+                },
+                20,
+            )
+            .unwrap();
+        store
+            .settle(
+                two,
+                Outcome::RolledBack {
+                    reason: "web: probe failed".into(),
+                },
+            )
+            .unwrap();
+        assert_eq!((one, two), (1, 2));
+        let reopened = Store::open(&dir).unwrap();
+        assert_eq!(reopened.state(), store.state());
+        assert_eq!(reopened.state().current, Some(2));
+        assert_eq!(reopened.state().last_good, Some(1));
+        assert_eq!(reopened.spec(1).unwrap(), b"{\"a\":1}");
+        assert!(matches!(reopened.spec(9), Err(StoreError::Missing(9))));
+        let mode = fs::metadata(dir.join("state.json")).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+            0o600
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn old_generations_are_pruned_but_never_the_last_good() {
+        let dir = temp_dir("prune");
+        let mut store = Store::open(&dir).unwrap();
+        let first = store.accept(b"{}", "h", Source::Api, 0).unwrap();
+        store.settle(first, Outcome::Healthy).unwrap();
+        for i in 0..KEEP + 10 {
+            store.accept(b"{}", "h", Source::Api, i as u64).unwrap();
+        }
+        let numbers: Vec<u64> = store.state().generations.iter().map(|g| g.number).collect();
+        assert_eq!(numbers.len(), KEEP);
+        assert_eq!(numbers[0], first, "the last good generation stays");
+        assert!(store.spec(first).is_ok());
+        assert!(
+            matches!(store.spec(2), Err(StoreError::Missing(2))),
+            "pruned specs are deleted"
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_an_error_not_a_reset() {
+        let dir = temp_dir("corrupt");
+        Store::open(&dir).unwrap();
+        fs::write(dir.join("state.json"), b"{\"current\": ").unwrap();
+        let err = Store::open(&dir).unwrap_err();
+        assert!(err.to_string().contains("state.json is corrupt"), "{err}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
