@@ -5,10 +5,10 @@
 //! the generation's spec is written before the state that points at it, so a crash or
 //! a full disk at any moment leaves the previous state whole.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
+
+use tokio::fs::{self, File, OpenOptions};
+use tokio::io::AsyncWriteExt as _;
 
 use serde::{Deserialize, Serialize};
 
@@ -116,29 +116,36 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 
 /// Writes `bytes` to `path` so that readers see the old content or the new, never a
 /// mix, whatever happens meanwhile.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+pub async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
     let temp = dir.join(format!(".{name}.tmp"));
-    let written = (|| {
+    let written = async {
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(&temp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&temp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    written.map_err(|e| {
-        let _ = fs::remove_file(&temp);
-        StoreError::Io {
-            path: path.to_owned(),
-            source: e,
+            .open(&temp)
+            .await?;
+        f.write_all(bytes).await?;
+        // tokio's File reports a failed background write (ENOSPC) on flush, not on
+        // write_all or sync_all.
+        f.flush().await?;
+        f.sync_all().await?;
+        fs::rename(&temp, path).await?;
+        File::open(dir).await?.sync_all().await
+    };
+    match written.await {
+        Ok(()) => Ok(()),
+        Err(source) => {
+            let _ = fs::remove_file(&temp).await;
+            Err(StoreError::Io {
+                path: path.to_owned(),
+                source,
+            })
         }
-    })
+    }
 }
 
 /// The state directory, open.
@@ -150,15 +157,16 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating, mode 0700) a state directory and reads its state.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    pub async fn open(dir: &Path) -> Result<Store, StoreError> {
         let generations = dir.join("generations");
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&generations)
+            .await
             .map_err(io(&generations))?;
         let path = dir.join("state.json");
-        let state = match fs::read(&path) {
+        let state = match fs::read(&path).await {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
                 path: path.clone(),
                 source,
@@ -186,7 +194,7 @@ impl Store {
 
     /// Records a new generation for an already validated spec and makes it current.
     /// On error, nothing changed.
-    pub fn accept(
+    pub async fn accept(
         &mut self,
         spec: &[u8],
         hash: &str,
@@ -194,7 +202,7 @@ impl Store {
         now: u64,
     ) -> Result<u64, StoreError> {
         let number = self.state.generations.last().map_or(1, |g| g.number + 1);
-        write_atomic(&self.spec_path(number), spec)?;
+        write_atomic(&self.spec_path(number), spec).await?;
         let mut next = self.state.clone();
         next.current = Some(number);
         next.generations.push(Generation {
@@ -205,18 +213,18 @@ impl Store {
             outcome: Outcome::Applying,
         });
         let pruned = prune(&mut next);
-        if let Err(e) = self.commit(next) {
-            let _ = fs::remove_file(self.spec_path(number));
+        if let Err(e) = self.commit(next).await {
+            let _ = fs::remove_file(self.spec_path(number)).await;
             return Err(e);
         }
         for old in pruned {
-            let _ = fs::remove_file(self.spec_path(old));
+            let _ = fs::remove_file(self.spec_path(old)).await;
         }
         Ok(number)
     }
 
     /// Records what became of a generation; a healthy one becomes the last good one.
-    pub fn settle(&mut self, number: u64, outcome: Outcome) -> Result<(), StoreError> {
+    pub async fn settle(&mut self, number: u64, outcome: Outcome) -> Result<(), StoreError> {
         let mut next = self.state.clone();
         let generation = next
             .generations
@@ -227,24 +235,24 @@ impl Store {
             next.last_good = Some(number);
         }
         generation.outcome = outcome;
-        self.commit(next)
+        self.commit(next).await
     }
 
     /// The spec bytes of a generation.
-    pub fn spec(&self, number: u64) -> Result<Vec<u8>, StoreError> {
+    pub async fn spec(&self, number: u64) -> Result<Vec<u8>, StoreError> {
         let path = self.spec_path(number);
-        fs::read(&path).map_err(|e| match e.kind() {
+        fs::read(&path).await.map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => StoreError::Missing(number),
             _ => io(&path)(e),
         })
     }
 
-    fn commit(&mut self, next: State) -> Result<(), StoreError> {
+    async fn commit(&mut self, next: State) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec_pretty(&next).map_err(|source| StoreError::Corrupt {
             path: self.dir.join("state.json"),
             source,
         })?;
-        write_atomic(&self.dir.join("state.json"), &bytes)?;
+        write_atomic(&self.dir.join("state.json"), &bytes).await?;
         self.state = next;
         Ok(())
     }
@@ -274,19 +282,20 @@ mod tests {
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("xnode-store-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
         dir
     }
 
-    #[test]
-    fn generations_are_numbered_settled_and_survive_a_reopen() {
+    #[tokio::test]
+    async fn generations_are_numbered_settled_and_survive_a_reopen() {
         let dir = temp_dir("reopen");
-        let mut store = Store::open(&dir).unwrap();
+        let mut store = Store::open(&dir).await.unwrap();
         assert_eq!(store.state().current, None);
         let one = store
             .accept(b"{\"a\":1}", "sha256:1", Source::Api, 10)
+            .await
             .unwrap();
-        store.settle(one, Outcome::Healthy).unwrap();
+        store.settle(one, Outcome::Healthy).await.unwrap();
         let two = store
             .accept(
                 b"{\"a\":2}",
@@ -296,6 +305,7 @@ mod tests {
                 },
                 20,
             )
+            .await
             .unwrap();
         store
             .settle(
@@ -304,49 +314,56 @@ mod tests {
                     reason: "web: probe failed".into(),
                 },
             )
+            .await
             .unwrap();
         assert_eq!((one, two), (1, 2));
-        let reopened = Store::open(&dir).unwrap();
+        let reopened = Store::open(&dir).await.unwrap();
         assert_eq!(reopened.state(), store.state());
         assert_eq!(reopened.state().current, Some(2));
         assert_eq!(reopened.state().last_good, Some(1));
-        assert_eq!(reopened.spec(1).unwrap(), b"{\"a\":1}");
-        assert!(matches!(reopened.spec(9), Err(StoreError::Missing(9))));
-        let mode = fs::metadata(dir.join("state.json")).unwrap();
+        assert_eq!(reopened.spec(1).await.unwrap(), b"{\"a\":1}");
+        assert!(matches!(
+            reopened.spec(9).await,
+            Err(StoreError::Missing(9))
+        ));
+        let mode = std::fs::metadata(dir.join("state.json")).unwrap();
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
             0o600
         );
-        fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
-    #[test]
-    fn old_generations_are_pruned_but_never_the_last_good() {
+    #[tokio::test]
+    async fn old_generations_are_pruned_but_never_the_last_good() {
         let dir = temp_dir("prune");
-        let mut store = Store::open(&dir).unwrap();
-        let first = store.accept(b"{}", "h", Source::Api, 0).unwrap();
-        store.settle(first, Outcome::Healthy).unwrap();
+        let mut store = Store::open(&dir).await.unwrap();
+        let first = store.accept(b"{}", "h", Source::Api, 0).await.unwrap();
+        store.settle(first, Outcome::Healthy).await.unwrap();
         for i in 0..KEEP + 10 {
-            store.accept(b"{}", "h", Source::Api, i as u64).unwrap();
+            store
+                .accept(b"{}", "h", Source::Api, i as u64)
+                .await
+                .unwrap();
         }
         let numbers: Vec<u64> = store.state().generations.iter().map(|g| g.number).collect();
         assert_eq!(numbers.len(), KEEP);
         assert_eq!(numbers[0], first, "the last good generation stays");
-        assert!(store.spec(first).is_ok());
+        assert!(store.spec(first).await.is_ok());
         assert!(
-            matches!(store.spec(2), Err(StoreError::Missing(2))),
+            matches!(store.spec(2).await, Err(StoreError::Missing(2))),
             "pruned specs are deleted"
         );
-        fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
-    #[test]
-    fn a_corrupt_state_file_is_an_error_not_a_reset() {
+    #[tokio::test]
+    async fn a_corrupt_state_file_is_an_error_not_a_reset() {
         let dir = temp_dir("corrupt");
-        Store::open(&dir).unwrap();
-        fs::write(dir.join("state.json"), b"{\"current\": ").unwrap();
-        let err = Store::open(&dir).unwrap_err();
+        Store::open(&dir).await.unwrap();
+        std::fs::write(dir.join("state.json"), b"{\"current\": ").unwrap();
+        let err = Store::open(&dir).await.unwrap_err();
         assert!(err.to_string().contains("state.json is corrupt"), "{err}");
-        fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

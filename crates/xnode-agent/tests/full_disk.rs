@@ -58,19 +58,21 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-#[test]
-fn a_full_state_dir_is_a_clear_error_and_keeps_the_previous_generation() {
+#[tokio::test]
+async fn a_full_state_dir_is_a_clear_error_and_keeps_the_previous_generation() {
     let fs = Tmpfs::mount("48k");
-    let mut store = Store::open(&fs.0).unwrap();
+    let mut store = Store::open(&fs.0).await.unwrap();
     let first = store
         .accept(&[b' '; 4096], "sha256:first", Source::Api, 1)
+        .await
         .unwrap();
-    store.settle(first, Outcome::Healthy).unwrap();
+    store.settle(first, Outcome::Healthy).await.unwrap();
     let before = store.state().clone();
     let listing = files(&fs.0);
 
     let err = store
         .accept(&vec![b' '; 1 << 20], "sha256:huge", Source::Api, 2)
+        .await
         .unwrap_err();
     assert!(
         matches!(&err, StoreError::Io { source, .. } if source.raw_os_error() == Some(28)),
@@ -80,7 +82,7 @@ fn a_full_state_dir_is_a_clear_error_and_keeps_the_previous_generation() {
     assert_eq!(store.state(), &before, "nothing changed in memory");
     assert_eq!(files(&fs.0), listing, "no partial or temporary file left");
 
-    let reopened = Store::open(&fs.0).unwrap();
+    let reopened = Store::open(&fs.0).await.unwrap();
     assert_eq!(reopened.state(), &before, "nothing changed on disk");
     assert_eq!(reopened.state().current, Some(first));
 }

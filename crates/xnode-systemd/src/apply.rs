@@ -153,8 +153,9 @@ impl Systemd {
                 .iter()
                 .any(|a| a.op == Op::Remove && &a.unit == *unit)
         });
-        report.units = stream::iter(with_jobs)
-            .map(|unit| self.status(unit))
+        // Owned items: borrowed ones trip rustc's higher-ranked Send check (#102211).
+        report.units = stream::iter(with_jobs.into_iter().cloned())
+            .map(|unit| async move { self.status(&unit).await })
             .buffered(MAX_IN_FLIGHT)
             .try_collect()
             .await?;

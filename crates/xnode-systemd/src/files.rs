@@ -58,6 +58,15 @@ async fn check_not_shadowed(
     }
 }
 
+/// What each action touches, owned (see `prepare`), built outside any async fn so no
+/// closure over a borrowed action is held in its future.
+fn touched(plan: &Plan) -> Vec<(Op, String, String)> {
+    plan.actions
+        .iter()
+        .map(|a| (a.op, a.unit.clone(), a.workload.clone()))
+        .collect()
+}
+
 /// Hidden, so systemd never loads it as a unit.
 fn temp_name(target: &Path) -> PathBuf {
     let name = target
@@ -73,18 +82,21 @@ impl Staged {
     pub(crate) async fn prepare(systemd: &Systemd, plan: &Plan) -> Result<Staged, Error> {
         let dir = systemd.unit_dir();
         // The checks ask systemd and read files: run them together.
-        stream::iter(&plan.actions)
-            .map(|a| async {
-                let target = dir.join(&a.unit);
-                match a.op {
-                    Op::Create => {
-                        check_not_shadowed(systemd, &a.unit, &target, &a.workload).await?;
-                        check_ours(&target, &a.workload).await?;
+        // Owned items: borrowed ones trip rustc's higher-ranked Send check (#102211).
+        stream::iter(touched(plan))
+            .map(|(op, unit, workload)| {
+                let target = dir.join(&unit);
+                async move {
+                    match op {
+                        Op::Create => {
+                            check_not_shadowed(systemd, &unit, &target, &workload).await?;
+                            check_ours(&target, &workload).await?;
+                        }
+                        Op::Update | Op::Remove => check_ours(&target, &workload).await?,
+                        _ => {}
                     }
-                    Op::Update | Op::Remove => check_ours(&target, &a.workload).await?,
-                    _ => {}
+                    Ok::<(), Error>(())
                 }
-                Ok::<(), Error>(())
             })
             .buffer_unordered(MAX_IN_FLIGHT)
             .try_collect::<()>()

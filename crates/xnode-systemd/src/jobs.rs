@@ -104,8 +104,9 @@ impl JobWatcher {
         jobs: &[(Op, String)],
         deadline: Instant,
     ) -> Vec<Result<JobResult, Error>> {
-        let submitted: Vec<_> = stream::iter(jobs)
-            .map(|(op, unit)| systemd.submit(*op, unit))
+        // Owned items: borrowed ones trip rustc's higher-ranked Send check (#102211).
+        let submitted: Vec<_> = stream::iter(jobs.iter().cloned())
+            .map(|(op, unit)| async move { systemd.submit(op, &unit).await })
             .buffered(MAX_IN_FLIGHT)
             .collect()
             .await;
