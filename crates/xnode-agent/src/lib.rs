@@ -1,8 +1,11 @@
 //! The parts of `xnoded`, the node agent: the state directory with its generations
-//! of specs, the health probes and the health gate that judge an apply, and the small
-//! interface through which the agent acts on systemd.
+//! of specs, the health probes and the health gate that judge an apply, the deploy
+//! flow with its rollback, and the small interfaces through which the agent acts on
+//! systemd and Nix.
 
+pub mod deploy;
 pub mod gate;
 pub mod health;
+pub mod nix;
 pub mod store;
 pub mod units;
