@@ -135,6 +135,43 @@ impl<U: Units, N: Realise> Agent<U, N> {
         Ok(deployed)
     }
 
+    /// Finishes a generation left `applying` (the agent died during its apply):
+    /// converge to it, gate every workload, and settle or roll back as `deploy` would.
+    pub async fn resume(
+        &mut self,
+        generation: u64,
+        spec: &Validated,
+    ) -> Result<Outcome, DeployError> {
+        let last_good = self.store.state().last_good.filter(|g| *g != generation);
+        let not_realised = unrealisable(&self.nix, &spec.spec).await;
+        let (_, _, unhealthy) = apply_and_gate(&self.units, &spec.spec, &not_realised).await;
+        // The apply may have finished before the crash, so the plan can be empty: gate
+        // every workload, not only the changed ones.
+        let all: Vec<String> = spec.spec.workloads.keys().cloned().collect();
+        let unhealthy = match unhealthy {
+            Some(why) => Some(why),
+            None => {
+                let bad = gate::wait_healthy(&self.units, &spec.spec, &all).await;
+                (!bad.is_empty()).then(|| {
+                    bad.iter()
+                        .map(|(w, why)| format!("{w}: {why}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+            }
+        };
+        let outcome = match (unhealthy, last_good) {
+            (None, _) => Outcome::Healthy,
+            (Some(reason), Some(good)) => {
+                self.restore(good).await?;
+                Outcome::RolledBack { reason }
+            }
+            (Some(reason), None) => Outcome::Unhealthy { reason },
+        };
+        self.store.settle(generation, outcome.clone()).await?;
+        Ok(outcome)
+    }
+
     /// Puts generation `good`'s spec back in force as a new generation; no further
     /// rollback if that is unhealthy too.
     pub async fn restore(&mut self, good: u64) -> Result<u64, DeployError> {

@@ -16,6 +16,11 @@ use crate::units::Units;
 /// How often the gate looks again.
 pub const POLL: Duration = Duration::from_millis(250);
 
+/// How long a workload must stay up, probe passing, to count as healthy: a program
+/// that starts and dies a moment later is not healthy. Never longer than the
+/// workload's own health timeout.
+pub const STABLE: Duration = Duration::from_secs(2);
+
 /// What one look at a unit says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Look {
@@ -53,18 +58,33 @@ pub async fn wait_healthy<U: Units>(
 ) -> BTreeMap<String, String> {
     let checks = workloads.iter().filter_map(|name| {
         let w = spec.workloads.get(name)?;
-        let deadline = Instant::now() + Duration::from_millis(w.health.timeout.as_millis());
+        let timeout = Duration::from_millis(w.health.timeout.as_millis());
+        let deadline = Instant::now() + timeout;
+        let stable = STABLE.min(timeout / 2);
         let unit = unit_name(name);
         Some(async move {
+            let mut up_since: Option<Instant> = None;
             loop {
-                let why = match units.status(&unit).await.map(|s| look(&s)) {
-                    Ok(Look::Up) => match health::probe(&w.health).await {
-                        Ok(()) => return None,
-                        Err(e) => format!("running, but its probe fails: {e}"),
-                    },
+                let up = match units.status(&unit).await.map(|s| look(&s)) {
+                    Ok(Look::Up) => health::probe(&w.health)
+                        .await
+                        .map_err(|e| format!("running, but its probe fails: {e}")),
                     Ok(Look::Down(why)) => return Some((name.clone(), why)),
-                    Ok(Look::NotYet(why)) => why,
-                    Err(e) => e.to_string(),
+                    Ok(Look::NotYet(why)) => Err(why),
+                    Err(e) => Err(e.to_string()),
+                };
+                let why = match up {
+                    Ok(()) => {
+                        let since = *up_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= stable {
+                            return None;
+                        }
+                        format!("up for less than {} ms", stable.as_millis())
+                    }
+                    Err(why) => {
+                        up_since = None;
+                        why
+                    }
                 };
                 if Instant::now() + POLL > deadline {
                     return Some((

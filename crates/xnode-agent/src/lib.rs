@@ -7,5 +7,8 @@ pub mod deploy;
 pub mod gate;
 pub mod health;
 pub mod nix;
+pub mod server;
+pub mod service;
 pub mod store;
 pub mod units;
+pub mod watchdog;

@@ -11,63 +11,10 @@ use tokio::fs::{self, File, OpenOptions};
 use tokio::io::AsyncWriteExt as _;
 
 use serde::{Deserialize, Serialize};
+pub use xnode_api::{Generation, Outcome, Source};
 
 /// How many generations are kept; older ones are pruned, except the last good one.
 pub const KEEP: usize = 50;
-
-/// Where a spec came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Source {
-    /// The spec file (what the NixOS module writes).
-    File {
-        /// Its path.
-        path: String,
-    },
-    /// `xnodectl apply` through the local API.
-    Api,
-    /// A rollback, to the spec of an earlier generation.
-    Rollback {
-        /// The generation whose spec was restored.
-        to: u64,
-    },
-}
-
-/// What became of a generation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum Outcome {
-    /// Accepted; being applied.
-    Applying,
-    /// Applied, and every changed workload passed its health check.
-    Healthy,
-    /// Applied, unhealthy, and replaced by the last good generation.
-    RolledBack {
-        /// Why.
-        reason: String,
-    },
-    /// Applied and unhealthy, kept in force because rollback was turned off or there
-    /// was nothing to go back to.
-    Unhealthy {
-        /// Why.
-        reason: String,
-    },
-}
-
-/// One generation's record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Generation {
-    /// Its number; numbers only grow.
-    pub number: u64,
-    /// The spec's content hash.
-    pub hash: String,
-    /// Where it came from.
-    pub source: Source,
-    /// When it was accepted, in seconds since the Unix epoch.
-    pub accepted_at: u64,
-    /// What became of it.
-    pub outcome: Outcome,
-}
 
 /// The state file's content.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -48,6 +48,24 @@ Examples:
     Plan(PlanArgs),
     /// Print the JSON Schema of the node spec, for editors.
     Schema,
+    /// Show the node: its generation, whether it converged, every workload's state.
+    #[command(after_help = "Examples:
+  xnodectl status
+  xnodectl status --output json")]
+    Status(AgentArgs),
+    /// Apply a spec on this node through xnoded: show the plan, apply, wait for health.
+    #[command(
+        after_help = "Without --no-rollback, an apply whose workloads do not become healthy
+is rolled back to the last good generation.
+
+Example:
+  xnodectl apply spec.json"
+    )]
+    Apply(ApplyArgs),
+    /// Go back to the previous healthy generation.
+    Rollback(AgentArgs),
+    /// List the kept generations.
+    History(AgentArgs),
     /// Print a shell completion script.
     #[command(after_help = "Example:
   xnodectl completions bash > /etc/bash_completion.d/xnodectl")]
@@ -78,6 +96,28 @@ pub struct ValidateArgs {
     /// Output format.
     #[arg(long, short, value_enum, default_value_t)]
     pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// xnoded's API socket.
+    #[arg(long, default_value = xnode_api::DEFAULT_SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The spec file; `-` reads standard input.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Keep the result even if it is unhealthy.
+    #[arg(long)]
+    pub no_rollback: bool,
+    #[command(flatten)]
+    pub agent: AgentArgs,
 }
 
 #[derive(Debug, Args)]

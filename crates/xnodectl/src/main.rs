@@ -25,6 +25,10 @@ fn main() -> ExitCode {
         Command::Hash(args) => cmd::hash::run(&args),
         Command::Plan(args) => cmd::plan::run(&args),
         Command::Schema => cmd::schema::run(),
+        Command::Status(args) => cmd::status::run(&args),
+        Command::Apply(args) => cmd::apply::run(&args),
+        Command::Rollback(args) => cmd::history::rollback(&args),
+        Command::History(args) => cmd::history::run(&args),
         Command::Completions { shell } => cmd::docs::completions(shell),
         Command::Man => cmd::docs::man(),
     };

@@ -1,10 +1,13 @@
 //! One module per subcommand, and what they share: loading a spec, printing problems,
 //! writing to standard output.
 
+pub mod apply;
 pub mod docs;
 pub mod hash;
+pub mod history;
 pub mod plan;
 pub mod schema;
+pub mod status;
 pub mod validate;
 
 use std::io::Write;
@@ -48,4 +51,13 @@ pub fn print(text: &str) -> Result<()> {
 /// Pretty JSON with a final newline.
 pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     print(&(serde_json::to_string_pretty(value)? + "\n"))
+}
+
+/// One request to xnoded. Health checks can take minutes, so the timeout is generous.
+pub fn call(socket: &Path, request: xnode_api::Request) -> Result<serde_json::Value> {
+    Ok(xnode_api::call(
+        socket,
+        request,
+        std::time::Duration::from_secs(3600),
+    )?)
 }

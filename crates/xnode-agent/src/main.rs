@@ -1,0 +1,99 @@
+//! `xnoded`: the XnodeOS node agent. Parse the settings, open the state, connect to
+//! systemd, serve the API, and run the reconcile loop.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use tokio::sync::mpsc;
+use tracing::info;
+use xnode_agent::deploy::Agent;
+use xnode_agent::nix::NixStore;
+use xnode_agent::service::{Service, Settings};
+use xnode_agent::store::Store;
+use xnode_agent::{server, watchdog};
+use xnode_systemd::{Config, Systemd};
+
+/// The XnodeOS node agent: keeps this node's systemd units as its spec says.
+#[derive(Debug, Parser)]
+#[command(name = "xnoded", version, about)]
+struct Args {
+    /// The spec file to watch.
+    #[arg(long, default_value = "/etc/xnode/spec.json", value_name = "FILE")]
+    spec: PathBuf,
+    /// Where generations and history are kept.
+    #[arg(long, default_value = "/var/lib/xnode", value_name = "DIR")]
+    state_dir: PathBuf,
+    /// The API socket.
+    #[arg(long, default_value = xnode_api::DEFAULT_SOCKET, value_name = "PATH")]
+    socket: PathBuf,
+    /// A group whose members may use the API besides root.
+    #[arg(long, value_name = "GROUP")]
+    api_group: Option<String>,
+    /// Seconds between reconcile passes when nothing happens.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    interval: u64,
+    /// Milliseconds between looks at the spec file.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    file_poll: u64,
+}
+
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Under systemd (JOURNAL_STREAM is set) log structured fields to journald.
+    let journald = std::env::var_os("JOURNAL_STREAM").and_then(|_| tracing_journald::layer().ok());
+    let registry = tracing_subscriber::registry().with(filter);
+    match journald {
+        Some(layer) => registry.with(layer).init(),
+        None => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init(),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    init_logging();
+    let store = Store::open(&args.state_dir).await.with_context(|| {
+        format!(
+            "cannot open the state directory {}",
+            args.state_dir.display()
+        )
+    })?;
+    let units = Systemd::connect(&Config::default())
+        .await
+        .context("cannot start without systemd")?;
+    let gid = args
+        .api_group
+        .as_deref()
+        .map(server::group_id)
+        .transpose()?;
+    let listener = server::bind(&args.socket, gid)?;
+    let settings = Settings {
+        spec_file: args.spec.clone(),
+        file_poll: Duration::from_millis(args.file_poll),
+        interval: Duration::from_secs(args.interval),
+    };
+    let mut service = Service::new(
+        Agent {
+            units,
+            nix: NixStore,
+            store,
+        },
+        settings,
+    );
+    service.start().await;
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(server::serve(listener, gid, tx));
+    watchdog::ready();
+    info!(socket = %args.socket.display(), "xnoded is ready");
+    tokio::select! {
+        () = service.run(rx) => {}
+        _ = tokio::signal::ctrl_c() => info!("stopping"),
+    }
+    Ok(())
+}

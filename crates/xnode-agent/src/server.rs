@@ -1,0 +1,153 @@
+//! The local API on a unix socket: mode 0660, owned by root and the API group, and
+//! every peer checked with SO_PEERCRED, so only root or members of that group can
+//! talk to the agent.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+use xnode_api::{Envelope, MAX_MESSAGE, Reply, VERSION};
+
+use crate::service::Command;
+
+/// Why the socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Creating, binding or securing the socket failed.
+    #[error("cannot set up the API socket {}: {source}", path.display())]
+    Socket {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The named group does not exist.
+    #[error("the API group {0:?} does not exist (see /etc/group)")]
+    NoGroup(String),
+}
+
+/// A group's id from /etc/group.
+pub fn group_id(name: &str) -> Result<u32, ServerError> {
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    groups
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let n = f.next()?;
+            let gid = f.nth(1)?.parse().ok()?;
+            (n == name).then_some(gid)
+        })
+        .next()
+        .ok_or_else(|| ServerError::NoGroup(name.to_owned()))
+}
+
+/// Binds the socket (replacing a stale one) with mode 0660 and group `gid`.
+pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, ServerError> {
+    let err = |source| ServerError::Socket {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
+    std::os::unix::fs::chown(path, Some(0), gid).map_err(err)?;
+    Ok(listener)
+}
+
+/// Serves until the agent's loop goes away.
+pub async fn serve(listener: UnixListener, gid: Option<u32>, commands: mpsc::Sender<Command>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let commands = commands.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = answer(stream, gid, commands).await {
+                        debug!("API connection ended: {e}");
+                    }
+                });
+            }
+            Err(e) => warn!("API socket accept failed: {e}"),
+        }
+        if commands.is_closed() {
+            return;
+        }
+    }
+}
+
+/// Whether a peer may use the API: root, or a member of the API group.
+fn allowed(stream: &UnixStream, gid: Option<u32>) -> bool {
+    let Ok(cred) = stream.peer_cred() else {
+        return false;
+    };
+    if cred.uid() == 0 {
+        return true;
+    }
+    let Some(gid) = gid else { return false };
+    if cred.gid() == gid {
+        return true;
+    }
+    // Supplementary groups are not in SO_PEERCRED; the peer's /proc entry has them.
+    cred.pid()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Groups:"))
+                .map(|l| l.split_whitespace().skip(1).any(|g| g.parse() == Ok(gid)))
+        })
+        .unwrap_or(false)
+}
+
+async fn answer(
+    stream: UnixStream,
+    gid: Option<u32>,
+    commands: mpsc::Sender<Command>,
+) -> std::io::Result<()> {
+    let reply = if allowed(&stream, gid) {
+        let (read, mut write) = stream.into_split();
+        let mut line = String::new();
+        BufReader::new(read.take(MAX_MESSAGE))
+            .read_line(&mut line)
+            .await?;
+        let reply = request(&line, &commands).await;
+        return send(&mut write, &reply).await;
+    } else {
+        Reply::error("permission denied: the xnoded API answers root and members of its API group")
+    };
+    let mut stream = stream;
+    send(&mut stream, &reply).await
+}
+
+async fn request(line: &str, commands: &mpsc::Sender<Command>) -> Reply {
+    let envelope: Envelope = match serde_json::from_str(line) {
+        Ok(e) => e,
+        Err(e) => return Reply::error(format!("not a valid request: {e}")),
+    };
+    if envelope.v != VERSION {
+        return Reply::error(format!(
+            "protocol version {} is not supported (this agent speaks {VERSION})",
+            envelope.v
+        ));
+    }
+    let (tx, rx) = oneshot::channel();
+    if commands.send((envelope.request, tx)).await.is_err() {
+        return Reply::error("the agent is shutting down");
+    }
+    rx.await
+        .unwrap_or_else(|_| Reply::error("the agent dropped the request"))
+}
+
+async fn send<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, reply: &Reply) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec(reply).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    w.write_all(&bytes).await?;
+    w.shutdown().await
+}

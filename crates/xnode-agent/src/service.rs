@@ -1,0 +1,488 @@
+//! The agent's one event loop: it owns the state and the connection to systemd, and
+//! reacts to the spec file, to API requests and to a periodic timer. Each pass re-reads
+//! its inputs and converges (level-triggered, as Talos' controllers do), so a missed
+//! event only delays convergence until the next pass.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+use xnode_api::{Reply, Request};
+use xnode_spec::Validated;
+use xnode_spec::plan::{ActiveState, Plan, Reason, plan};
+use xnode_spec::unit::unit_name;
+use xnode_systemd::ApplyOptions;
+
+use crate::deploy::{Agent, Deployed};
+use crate::nix::Realise;
+use crate::store::{Outcome, Source};
+use crate::units::Units;
+
+/// A request from the API, with where to send the reply.
+pub type Command = (Request, oneshot::Sender<Reply>);
+
+/// How the loop runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The spec file to watch.
+    pub spec_file: PathBuf,
+    /// How often the spec file is looked at.
+    pub file_poll: Duration,
+    /// How often the node is reconciled with no event at all.
+    pub interval: Duration,
+}
+
+/// Units that keep failing wait longer and longer before the next start.
+#[derive(Debug, Default)]
+struct Backoff {
+    units: BTreeMap<String, (u32, tokio::time::Instant)>,
+}
+
+const BACKOFF_MIN: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+impl Backoff {
+    /// Drops the starts of failed units still waiting; records the ones let through.
+    fn filter(&mut self, plan: &mut Plan, now: tokio::time::Instant) {
+        let failed = Reason::NotRunning(ActiveState::Failed);
+        plan.actions.retain(|a| {
+            if a.reason != failed {
+                return true;
+            }
+            let (n, next) = self.units.entry(a.unit.clone()).or_insert((0, now));
+            if now < *next {
+                return false;
+            }
+            *n += 1;
+            let wait = BACKOFF_MIN
+                .saturating_mul(1 << (*n).min(6))
+                .min(BACKOFF_MAX);
+            *next = now + wait;
+            true
+        });
+    }
+
+    fn forget_running(&mut self, running: impl Fn(&str) -> bool) {
+        self.units.retain(|unit, _| !running(unit));
+    }
+}
+
+/// The loop's state.
+pub struct Service<U, N> {
+    agent: Agent<U, N>,
+    settings: Settings,
+    current: Option<Validated>,
+    seen_file: Option<(SystemTime, u64)>,
+    file_error: Option<String>,
+    not_realised: BTreeMap<String, String>,
+    last_error: Option<String>,
+    backoff: Backoff,
+}
+
+/// What `status` answers.
+#[derive(Debug, Serialize)]
+struct Status {
+    node: Option<String>,
+    generation: Option<xnode_api::Generation>,
+    last_good: Option<u64>,
+    converged: bool,
+    spec_file: SpecFile,
+    last_error: Option<String>,
+    workloads: Vec<WorkloadStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct SpecFile {
+    path: String,
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct WorkloadStatus {
+    name: String,
+    unit: String,
+    active_state: String,
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Applied {
+    generation: u64,
+    outcome: Outcome,
+    rolled_back_to: Option<u64>,
+    actions: Vec<String>,
+    refused: Vec<String>,
+    not_realised: BTreeMap<String, String>,
+}
+
+impl From<&Deployed> for Applied {
+    fn from(d: &Deployed) -> Applied {
+        Applied {
+            generation: d.generation,
+            outcome: d.outcome.clone(),
+            rolled_back_to: d.rolled_back_to,
+            actions: d
+                .plan
+                .actions
+                .iter()
+                .map(|a| format!("{} {}: {}", a.op, a.unit, a.reason))
+                .collect(),
+            refused: d.plan.refused.iter().map(|r| r.reason.clone()).collect(),
+            not_realised: d.not_realised.clone(),
+        }
+    }
+}
+
+impl<U: Units, N: Realise> Service<U, N> {
+    /// A loop over an agent; call [`Service::start`] then [`Service::run`].
+    pub fn new(agent: Agent<U, N>, settings: Settings) -> Self {
+        Service {
+            agent,
+            settings,
+            current: None,
+            seen_file: None,
+            file_error: None,
+            not_realised: BTreeMap::new(),
+            last_error: None,
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// Brings the node to its current generation after a start (or a crash): loads the
+    /// generation in force, takes in a spec file that changed meanwhile, converges.
+    pub async fn start(&mut self) {
+        if let Some(n) = self.agent.store.state().current {
+            match self
+                .agent
+                .store
+                .spec(n)
+                .await
+                .map(|raw| xnode_spec::parse(&raw))
+            {
+                Ok(Ok(v)) => {
+                    let interrupted = self
+                        .agent
+                        .store
+                        .state()
+                        .generations
+                        .iter()
+                        .any(|g| g.number == n && g.outcome == Outcome::Applying);
+                    if interrupted {
+                        info!(
+                            generation = n,
+                            "finishing generation {n}, whose apply was interrupted"
+                        );
+                        match self.agent.resume(n, &v).await {
+                            Ok(outcome) => info!(generation = n, "generation {n}: {outcome:?}"),
+                            Err(e) => error!(generation = n, "cannot finish generation {n}: {e}"),
+                        }
+                        self.current = self.reload_current().await;
+                    } else {
+                        self.current = Some(v);
+                    }
+                }
+                Ok(Err(e)) => error!(
+                    generation = n,
+                    "the current generation is not a valid spec: {e}"
+                ),
+                Err(e) => error!(generation = n, "cannot read the current generation: {e}"),
+            }
+        }
+        self.check_spec_file().await;
+        self.reconcile().await;
+    }
+
+    /// Runs until the command channel closes.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut file_tick = tokio::time::interval(self.settings.file_poll);
+        let mut reconcile_tick = tokio::time::interval(self.settings.interval);
+        file_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        reconcile_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some((request, reply)) => {
+                        let answer = self.handle(request).await;
+                        let _ = reply.send(answer);
+                    }
+                    None => return,
+                },
+                _ = file_tick.tick() => self.check_spec_file().await,
+                _ = reconcile_tick.tick() => self.reconcile().await,
+            }
+        }
+    }
+
+    /// Takes in the spec file when it changed: a valid one is deployed, an invalid one
+    /// is reported and changes nothing.
+    async fn check_spec_file(&mut self) {
+        let path = &self.settings.spec_file;
+        let stamp = match tokio::fs::metadata(path).await {
+            Ok(m) => (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                self.file_error = Some(format!("cannot read {}: {e}", path.display()));
+                return;
+            }
+        };
+        if self.seen_file == Some(stamp) {
+            return;
+        }
+        self.seen_file = Some(stamp);
+        let raw = match tokio::fs::read(path).await {
+            Ok(raw) => raw,
+            Err(e) => {
+                self.file_error = Some(format!("cannot read {}: {e}", path.display()));
+                return;
+            }
+        };
+        let v = match xnode_spec::parse(&raw) {
+            Ok(v) => v,
+            Err(invalid) => {
+                error!(file = %path.display(), "the spec file is rejected, nothing changed: {invalid}");
+                self.file_error = Some(invalid.to_string());
+                return;
+            }
+        };
+        self.file_error = None;
+        // The file is taken in when its content changes: not when it still holds what
+        // was last taken from it, even if an API apply has moved on since.
+        let hash = v.hash.to_string();
+        let last_from_file = self
+            .agent
+            .store
+            .state()
+            .generations
+            .iter()
+            .rev()
+            .find(|g| matches!(g.source, Source::File { .. }))
+            .map(|g| g.hash.as_str());
+        if self.current.as_ref().is_some_and(|c| c.hash == v.hash)
+            || last_from_file == Some(hash.as_str())
+        {
+            return;
+        }
+        info!(file = %path.display(), hash = %v.hash, "the spec file changed; applying it");
+        let source = Source::File {
+            path: path.display().to_string(),
+        };
+        self.deploy(v, &raw, source, true).await;
+    }
+
+    async fn deploy(
+        &mut self,
+        v: Validated,
+        raw: &[u8],
+        source: Source,
+        rollback: bool,
+    ) -> Option<Deployed> {
+        match self.agent.deploy(&v, raw, source, rollback).await {
+            Ok(d) => {
+                match &d.outcome {
+                    Outcome::Healthy => info!(
+                        generation = d.generation,
+                        "generation {} is healthy", d.generation
+                    ),
+                    Outcome::RolledBack { reason } => warn!(
+                        generation = d.generation,
+                        "generation {} was unhealthy and rolled back: {reason}", d.generation
+                    ),
+                    Outcome::Unhealthy { reason } => warn!(
+                        generation = d.generation,
+                        "generation {} is unhealthy: {reason}", d.generation
+                    ),
+                    Outcome::Applying => {}
+                }
+                self.current = match d.rolled_back_to {
+                    Some(_) => self.reload_current().await,
+                    None => Some(v),
+                };
+                self.not_realised = d.not_realised.clone();
+                self.last_error = None;
+                Some(d)
+            }
+            Err(e) => {
+                error!("the apply failed, nothing changed: {e}");
+                self.last_error = Some(e.to_string());
+                None
+            }
+        }
+    }
+
+    async fn reload_current(&self) -> Option<Validated> {
+        let n = self.agent.store.state().current?;
+        let raw = self.agent.store.spec(n).await.ok()?;
+        xnode_spec::parse(&raw).ok()
+    }
+
+    /// One pass: the units back to the current generation, failing units backed off.
+    async fn reconcile(&mut self) {
+        let Some(current) = &self.current else { return };
+        let observed = match self.agent.units.observe().await {
+            Ok(o) => o,
+            Err(e) => {
+                warn!("cannot read systemd's units: {e}");
+                self.last_error = Some(e.to_string());
+                return;
+            }
+        };
+        self.backoff.forget_running(|unit| {
+            observed
+                .iter()
+                .any(|u| u.name == unit && u.active_state.is_running())
+        });
+        let mut plan = plan(&current.spec, &observed, &Default::default());
+        plan.actions
+            .retain(|a| !self.not_realised.contains_key(&a.workload));
+        self.backoff.filter(&mut plan, tokio::time::Instant::now());
+        if plan.actions.is_empty() {
+            return;
+        }
+        info!(
+            actions = plan.actions.len(),
+            "the node drifted from its spec; converging"
+        );
+        match self
+            .agent
+            .units
+            .apply(&plan, &ApplyOptions::default())
+            .await
+        {
+            Ok(_) => self.last_error = None,
+            Err(e) => {
+                warn!("converging failed: {e}");
+                self.last_error = Some(e.to_string());
+            }
+        }
+    }
+
+    async fn handle(&mut self, request: Request) -> Reply {
+        match request {
+            Request::Status => self.status().await,
+            Request::History => Reply::ok(self.agent.store.state()),
+            Request::Plan { spec } => match self.parse_request_spec(&spec) {
+                Ok((v, _)) => match self.agent.units.observe().await {
+                    Ok(observed) => Reply::ok(plan(&v.spec, &observed, &Default::default())),
+                    Err(e) => Reply::error(e.to_string()),
+                },
+                Err(reply) => reply,
+            },
+            Request::Apply { spec, no_rollback } => match self.parse_request_spec(&spec) {
+                Ok((v, raw)) => match self.deploy(v, &raw, Source::Api, !no_rollback).await {
+                    Some(d) => Reply::ok(Applied::from(&d)),
+                    None => Reply::error(self.last_error.clone().unwrap_or_default()),
+                },
+                Err(reply) => reply,
+            },
+            Request::Rollback => self.rollback().await,
+        }
+    }
+
+    fn parse_request_spec(&self, spec: &serde_json::Value) -> Result<(Validated, Vec<u8>), Reply> {
+        let raw = serde_json::to_vec_pretty(spec).map_err(|e| Reply::error(e.to_string()))?;
+        xnode_spec::parse(&raw)
+            .map(|v| (v, raw))
+            .map_err(|invalid| Reply::error(invalid.to_string()))
+    }
+
+    /// Back to the last good generation, or the good one before it when the current
+    /// generation is the last good.
+    async fn rollback(&mut self) -> Reply {
+        let state = self.agent.store.state();
+        let target = state
+            .generations
+            .iter()
+            .rev()
+            .filter(|g| Some(g.number) != state.current && g.outcome == Outcome::Healthy)
+            .map(|g| g.number)
+            .next();
+        let Some(target) = target else {
+            return Reply::error("there is no earlier healthy generation to roll back to");
+        };
+        match self.agent.restore(target).await {
+            Ok(n) => {
+                self.current = self.reload_current().await;
+                info!(generation = n, "rolled back to generation {target}");
+                Reply::ok(serde_json::json!({"generation": n, "restored": target}))
+            }
+            Err(e) => Reply::error(e.to_string()),
+        }
+    }
+
+    async fn status(&self) -> Reply {
+        let state = self.agent.store.state();
+        let generation = state
+            .current
+            .and_then(|n| state.generations.iter().find(|g| g.number == n))
+            .cloned();
+        let observed = self.agent.units.observe().await;
+        let mut workloads = Vec::new();
+        let mut converged = generation
+            .as_ref()
+            .is_some_and(|g| g.outcome == Outcome::Healthy);
+        if let (Some(current), Ok(observed)) = (&self.current, &observed) {
+            converged &= plan(&current.spec, observed, &Default::default()).is_empty();
+            for name in current.spec.workloads.keys() {
+                let unit = unit_name(name);
+                let state = observed
+                    .iter()
+                    .find(|u| u.name == unit)
+                    .map(|u| u.active_state.to_string());
+                workloads.push(WorkloadStatus {
+                    name: name.clone(),
+                    unit,
+                    active_state: state.unwrap_or_else(|| "absent".into()),
+                    error: self.not_realised.get(name).cloned(),
+                });
+            }
+        }
+        Reply::ok(Status {
+            node: self.current.as_ref().map(|c| c.spec.node.name.clone()),
+            generation,
+            last_good: state.last_good,
+            converged: converged && observed.is_ok(),
+            spec_file: SpecFile {
+                path: self.settings.spec_file.display().to_string(),
+                error: self.file_error.clone(),
+            },
+            last_error: self
+                .last_error
+                .clone()
+                .or_else(|| observed.err().map(|e| e.to_string())),
+            workloads,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn backoff_lets_a_failed_unit_start_then_makes_it_wait() {
+        let spec = xnode_spec::parse(&serde_json::to_vec(&json!({"version": 1, "node": {"name": "n"}, "workloads": {"w": {"command": ["/bin/w"]}}})).unwrap()).unwrap().spec;
+        let file = xnode_spec::unit::render("w", &spec.workloads["w"]);
+        let failed = [xnode_spec::plan::ObservedUnit {
+            name: unit_name("w"),
+            active_state: ActiveState::Failed,
+            file: Some(file),
+        }];
+        let mut b = Backoff::default();
+        let t0 = tokio::time::Instant::now();
+        let mut p = plan(&spec, &failed, &Default::default());
+        b.filter(&mut p, t0);
+        assert_eq!(p.actions.len(), 1, "first start goes through");
+        let mut p = plan(&spec, &failed, &Default::default());
+        b.filter(&mut p, t0 + Duration::from_secs(1));
+        assert!(p.actions.is_empty(), "the next waits");
+        let mut p = plan(&spec, &failed, &Default::default());
+        b.filter(&mut p, t0 + BACKOFF_MAX);
+        assert_eq!(p.actions.len(), 1, "after the wait it goes through again");
+        b.forget_running(|_| true);
+        assert!(b.units.is_empty());
+    }
+}

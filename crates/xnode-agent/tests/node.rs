@@ -1,0 +1,277 @@
+//! xnoded as it runs on a node: a Type=notify systemd service in a lab container,
+//! watching its spec file and answering its API, with faults thrown at it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use xnode_api::Request;
+use xnode_lab::{Container, Options};
+
+const UNIT: &str = "[Unit]
+Description=XnodeOS agent
+[Service]
+Type=notify
+ExecStart=/opt/xnode/xnoded --file-poll 200 --interval 2
+Restart=always
+RestartSec=500ms
+WatchdogSec=30
+";
+
+/// A container with xnoded installed and started on `spec`.
+fn node(spec: &Value) -> Container {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
+    let c = Container::boot_with(&Options {
+        bind_ro: vec![(bin.parent().unwrap().to_owned(), "/opt/xnode".into())],
+    })
+    .unwrap();
+    std::fs::create_dir_all(c.path("/etc/xnode")).unwrap();
+    std::fs::write(
+        c.path("/etc/xnode/spec.json"),
+        serde_json::to_vec_pretty(spec).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(c.path("/etc/systemd/system/xnoded.service"), UNIT).unwrap();
+    c.sh("systemctl daemon-reload && systemctl start xnoded.service")
+        .unwrap();
+    c
+}
+
+fn api(c: &Container, request: Request) -> Result<Value, xnode_api::ClientError> {
+    xnode_api::call(
+        &c.path("/run/xnode/api.sock"),
+        request,
+        Duration::from_secs(120),
+    )
+}
+
+fn status(c: &Container) -> Value {
+    api(c, Request::Status).unwrap()
+}
+
+/// Waits until `check` holds for the node's status.
+fn wait_for(c: &Container, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(s) = api(c, Request::Status) {
+            if check(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let journal = c
+                    .sh("journalctl -u xnoded.service --no-pager -o cat")
+                    .unwrap_or_default();
+                panic!("{what} never happened; last status: {s:#}\nxnoded's journal:\n{journal}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn spec(workloads: Value) -> Value {
+    json!({"version": 1, "node": {"name": "lab-node"}, "workloads": workloads})
+}
+
+fn sleeper() -> Value {
+    json!({"command": ["/bin/sleep", "infinity"]})
+}
+
+fn active(c: &Container, unit: &str) -> String {
+    c.sh(&format!("systemctl is-active {unit} || true"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn write_spec(c: &Container, bytes: &[u8]) {
+    let path = c.path("/etc/xnode/spec.json");
+    let temp = c.path("/etc/xnode/.spec.json.new");
+    std::fs::write(&temp, bytes).unwrap();
+    std::fs::rename(temp, path).unwrap();
+}
+
+fn generation(s: &Value) -> u64 {
+    s["generation"]["number"].as_u64().unwrap_or(0)
+}
+
+fn is_path(p: &Path) -> bool {
+    p.exists()
+}
+
+#[test]
+fn a_node_converges_to_its_spec_file_and_reports_it() {
+    let c = node(&spec(json!({"a": sleeper(), "b": sleeper()})));
+    // Type=notify: the start job finished only after the first reconcile.
+    assert_eq!(active(&c, "xnoded.service"), "active");
+    let s = wait_for(&c, "convergence", |s| s["converged"] == true);
+    assert_eq!(s["node"], "lab-node");
+    assert_eq!(generation(&s), 1);
+    assert_eq!(s["generation"]["outcome"]["state"], "healthy");
+    assert_eq!(s["generation"]["source"]["kind"], "file");
+    assert_eq!(active(&c, "xnode-a.service"), "active");
+    assert!(is_path(&c.path("/var/lib/xnode/generations/1.json")));
+
+    // A new spec file is a new generation.
+    write_spec(
+        &c,
+        &serde_json::to_vec(&spec(json!({"a": sleeper(), "c": sleeper()}))).unwrap(),
+    );
+    let s = wait_for(&c, "generation 2", |s| {
+        generation(s) == 2 && s["converged"] == true
+    });
+    assert_eq!(s["workloads"].as_array().unwrap().len(), 2);
+    assert_eq!(active(&c, "xnode-b.service"), "inactive");
+    assert_eq!(active(&c, "xnode-c.service"), "active");
+
+    // Drift is undone by the periodic pass.
+    c.sh("systemctl stop xnode-a.service").unwrap();
+    wait_for(&c, "a restarted", |_| {
+        active(&c, "xnode-a.service") == "active"
+    });
+}
+
+#[test]
+fn garbage_in_the_spec_file_is_rejected_and_changes_nothing() {
+    let c = node(&spec(json!({"a": sleeper()})));
+    wait_for(&c, "convergence", |s| s["converged"] == true);
+    let id = c
+        .sh("systemctl show -p InvocationID --value xnode-a.service")
+        .unwrap();
+    write_spec(
+        &c,
+        b"{\"version\": 1, \"node\": {\"name\": \"lab node\"}, \"workloads\": 7}",
+    );
+    let s = wait_for(&c, "the rejection", |s| !s["spec_file"]["error"].is_null());
+    let error = s["spec_file"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("node.name") && error.contains("workloads: expected an object"),
+        "{error}"
+    );
+    assert_eq!(generation(&s), 1);
+    assert_eq!(s["converged"], true);
+    assert_eq!(
+        c.sh("systemctl show -p InvocationID --value xnode-a.service")
+            .unwrap(),
+        id
+    );
+    let logged = c
+        .sh("journalctl -u xnoded.service --no-pager -o cat")
+        .unwrap();
+    assert!(logged.contains("the spec file is rejected"), "{logged}");
+}
+
+#[test]
+fn an_unhealthy_apply_through_the_api_is_rolled_back() {
+    let c = node(&spec(json!({"a": sleeper(), "b": sleeper()})));
+    wait_for(&c, "convergence", |s| s["converged"] == true);
+    let ids = || {
+        c.sh("systemctl show -p InvocationID --value xnode-a.service xnode-b.service")
+            .unwrap()
+    };
+    let before = ids();
+    let bad = spec(json!({
+        "a": sleeper(),
+        "b": {"command": ["/bin/sh", "-c", "sleep 0.3; exit 1"], "restart": {"policy": "no"}},
+        "extra": sleeper()
+    }));
+    let result = api(
+        &c,
+        Request::Apply {
+            spec: bad,
+            no_rollback: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(result["outcome"]["state"], "rolled_back", "{result:#}");
+    assert!(
+        result["outcome"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("b: failed (exit status 1)"),
+        "{result:#}"
+    );
+    let s = wait_for(&c, "convergence after the rollback", |s| {
+        s["converged"] == true
+    });
+    assert_eq!(generation(&s), 3);
+    assert_eq!(s["generation"]["source"]["kind"], "rollback");
+    assert_eq!(active(&c, "xnode-extra.service"), "inactive");
+    assert!(!is_path(&c.path("/run/systemd/system/xnode-extra.service")));
+    assert_eq!(active(&c, "xnode-b.service"), "active");
+    assert_ne!(ids(), before, "b was restarted with its good command");
+    let history = api(&c, Request::History).unwrap();
+    let outcomes: Vec<&str> = history["generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["outcome"]["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["healthy", "rolled_back", "healthy"]);
+
+    // A bad request is refused with the spec's own problems, and changes nothing.
+    let err = api(
+        &c,
+        Request::Apply {
+            spec: json!({"version": 1}),
+            no_rollback: false,
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("node: missing"), "{err}");
+    assert_eq!(generation(&status(&c)), 3);
+}
+
+#[test]
+fn killed_in_the_middle_of_an_apply_it_converges_on_restart() {
+    let c = node(&spec(json!({"a": sleeper()})));
+    wait_for(&c, "convergence", |s| s["converged"] == true);
+    // A workload that takes a while to pass its probe keeps the apply in its health gate.
+    let slow = spec(json!({
+        "a": sleeper(),
+        "slow": {"command": ["/bin/sleep", "infinity"], "health": {"timeout": "20s", "tcp": {"port": 1}}},
+        "fresh": sleeper()
+    }));
+    let socket = c.path("/run/xnode/api.sock");
+    let applying = std::thread::spawn(move || {
+        xnode_api::call(
+            &socket,
+            Request::Apply {
+                spec: slow,
+                no_rollback: false,
+            },
+            Duration::from_secs(60),
+        )
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while active(&c, "xnode-fresh.service") != "active" {
+        assert!(
+            Instant::now() < deadline,
+            "the apply never started its units"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.sh("systemctl kill --signal=SIGKILL xnoded.service")
+        .unwrap();
+    assert!(
+        applying.join().unwrap().is_err(),
+        "the client saw the agent die"
+    );
+    // systemd restarts it; it finishes generation 2 (unhealthy: nothing listens on
+    // port 1) by rolling back to generation 1, with no unit left over.
+    let s = wait_for(&c, "the interrupted generation settled", |s| {
+        s["converged"] == true && generation(s) == 3
+    });
+    assert_eq!(s["generation"]["source"]["to"], 1);
+    let history = api(&c, Request::History).unwrap();
+    assert_eq!(history["generations"][1]["outcome"]["state"], "rolled_back");
+    for gone in ["xnode-slow.service", "xnode-fresh.service"] {
+        assert_eq!(active(&c, gone), "inactive", "{gone}");
+        assert!(
+            !is_path(&c.path(format!("/run/systemd/system/{gone}"))),
+            "{gone} orphaned"
+        );
+    }
+    assert_eq!(active(&c, "xnode-a.service"), "active");
+}

@@ -1,0 +1,236 @@
+//! The local API between `xnoded` and its clients (`xnodectl`), over a unix socket.
+//!
+//! One request per connection: the client writes one JSON object and a newline, the
+//! agent answers with one JSON object and a newline, then closes. Every message
+//! carries `"v": 1`; an agent refuses versions it does not speak. See `docs/api.md`.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The protocol version this build speaks.
+pub const VERSION: u32 = 1;
+
+/// Where the agent listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/xnode/api.sock";
+
+/// Largest message either side reads: a spec of 10,000 workloads fits easily.
+pub const MAX_MESSAGE: u64 = 64 << 20;
+
+/// Where a spec came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    /// The spec file (what the NixOS module writes).
+    File {
+        /// Its path.
+        path: String,
+    },
+    /// `xnodectl apply` through the local API.
+    Api,
+    /// A rollback, to the spec of an earlier generation.
+    Rollback {
+        /// The generation whose spec was restored.
+        to: u64,
+    },
+}
+
+/// What became of a generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Accepted; being applied.
+    Applying,
+    /// Applied, and every changed workload passed its health check.
+    Healthy,
+    /// Applied, unhealthy, and replaced by the last good generation.
+    RolledBack {
+        /// Why.
+        reason: String,
+    },
+    /// Applied and unhealthy, kept in force because rollback was turned off or there
+    /// was nothing to go back to.
+    Unhealthy {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One generation's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generation {
+    /// Its number; numbers only grow.
+    pub number: u64,
+    /// The spec's content hash.
+    pub hash: String,
+    /// Where it came from.
+    pub source: Source,
+    /// When it was accepted, in seconds since the Unix epoch.
+    pub accepted_at: u64,
+    /// What became of it.
+    pub outcome: Outcome,
+}
+
+/// What a client asks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// The node, its generation and every workload's state.
+    Status,
+    /// Apply a spec as a new generation.
+    Apply {
+        /// The spec document.
+        spec: Value,
+        /// Keep the result even if it is unhealthy.
+        #[serde(default)]
+        no_rollback: bool,
+    },
+    /// What applying a spec would do, without doing it.
+    Plan {
+        /// The spec document.
+        spec: Value,
+    },
+    /// Go back to the last good generation (or, when the current one is the last good,
+    /// to the good one before it).
+    Rollback,
+    /// Every kept generation.
+    History,
+}
+
+/// A request with its version, as sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Protocol version.
+    pub v: u32,
+    /// The request.
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// The agent's answer: `{"v":1,"ok":true,"data":…}` or `{"v":1,"ok":false,"error":"…"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// Protocol version.
+    pub v: u32,
+    /// Whether the request was carried out.
+    pub ok: bool,
+    /// The answer, when `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    /// Why not, when not `ok`: a sentence for a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Reply {
+    /// A successful answer.
+    pub fn ok(data: impl Serialize) -> Reply {
+        match serde_json::to_value(data) {
+            Ok(data) => Reply {
+                v: VERSION,
+                ok: true,
+                data: Some(data),
+                error: None,
+            },
+            Err(e) => Reply::error(format!("cannot encode the answer: {e}")),
+        }
+    }
+
+    /// A refusal.
+    pub fn error(why: impl Into<String>) -> Reply {
+        Reply {
+            v: VERSION,
+            ok: false,
+            data: None,
+            error: Some(why.into()),
+        }
+    }
+}
+
+/// Why a call failed on the client's side.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The socket could not be reached.
+    #[error("cannot reach xnoded at {}: {source} (is it running? is this user root or in its API group?)", socket.display())]
+    Connect {
+        /// The socket.
+        socket: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The exchange broke off.
+    #[error("talking to xnoded failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The answer was not a reply of this protocol.
+    #[error("xnoded answered something that is not an API reply: {0}")]
+    Protocol(String),
+    /// The agent refused.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Sends one request and returns the agent's data. `timeout` bounds the whole
+/// exchange (an apply waits for health checks, so give it room).
+pub fn call(socket: &Path, request: Request, timeout: Duration) -> Result<Value, ClientError> {
+    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+        socket: socket.to_owned(),
+        source,
+    })?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut line = serde_json::to_vec(&Envelope {
+        v: VERSION,
+        request,
+    })
+    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    let mut answer = String::new();
+    BufReader::new(std::io::Read::take(&stream, MAX_MESSAGE)).read_line(&mut answer)?;
+    let reply: Reply =
+        serde_json::from_str(&answer).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    if reply.v != VERSION {
+        return Err(ClientError::Protocol(format!(
+            "protocol version {} (this client speaks {VERSION})",
+            reply.v
+        )));
+    }
+    match (reply.ok, reply.data, reply.error) {
+        (true, Some(data), _) => Ok(data),
+        (true, None, _) => Ok(Value::Null),
+        (false, _, error) => Err(ClientError::Refused(
+            error.unwrap_or_else(|| "refused, with no reason".into()),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_have_a_stable_wire_form() {
+        let e = Envelope {
+            v: 1,
+            request: Request::Apply {
+                spec: serde_json::json!({"version": 1}),
+                no_rollback: true,
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"v":1,"op":"apply","spec":{"version":1},"no_rollback":true}"#
+        );
+        let back: Envelope = serde_json::from_str(r#"{"v":1,"op":"status"}"#).unwrap();
+        assert_eq!(back.request, Request::Status);
+        assert!(serde_json::from_str::<Envelope>(r#"{"v":1,"op":"reboot"}"#).is_err());
+        assert_eq!(
+            serde_json::to_string(&Reply::error("no")).unwrap(),
+            r#"{"v":1,"ok":false,"error":"no"}"#
+        );
+    }
+}

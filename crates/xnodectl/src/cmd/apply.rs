@@ -1,0 +1,84 @@
+//! `xnodectl apply FILE`
+
+use anyhow::{Result, bail};
+use serde_json::Value;
+use xnode_api::Request;
+
+use crate::Outcome;
+use crate::cli::{ApplyArgs, Output};
+use crate::{cmd, input};
+
+pub fn run(args: &ApplyArgs) -> Result<Outcome> {
+    let validated = match cmd::load(&args.file)? {
+        Ok(v) => v,
+        Err(invalid) => {
+            cmd::report(&args.file, &invalid);
+            return Ok(Outcome::Failure);
+        }
+    };
+    let spec: Value = serde_json::from_slice(&input::read(&args.file)?)?;
+    let socket = &args.agent.socket;
+    let text = matches!(args.agent.output, Output::Text);
+    if text {
+        let plan = cmd::call(socket, Request::Plan { spec: spec.clone() })?;
+        let actions = plan["actions"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        cmd::print(&format!(
+            "Applying {} ({}): {} actions\n",
+            input::name(&args.file),
+            validated.hash,
+            actions.len()
+        ))?;
+        for a in actions {
+            cmd::print(&format!(
+                "  {:<8} {}  {}\n",
+                a["op"].as_str().unwrap_or(""),
+                a["unit"].as_str().unwrap_or(""),
+                a["reason"].as_str().unwrap_or("")
+            ))?;
+        }
+        cmd::print("Waiting for the changed workloads to become healthy…\n")?;
+    }
+    let result = cmd::call(
+        socket,
+        Request::Apply {
+            spec,
+            no_rollback: args.no_rollback,
+        },
+    )?;
+    if !text {
+        cmd::print_json(&result)?;
+    }
+    let generation = &result["generation"];
+    let reason = result["outcome"]["reason"].as_str().unwrap_or("");
+    match result["outcome"]["state"].as_str() {
+        Some("healthy") => {
+            if text {
+                cmd::print(&format!(
+                    "Generation {generation} is healthy: the node converged.\n"
+                ))?;
+            }
+            Ok(Outcome::Success)
+        }
+        Some("rolled_back") => {
+            if text {
+                cmd::print(&format!(
+                    "Generation {generation} was unhealthy and was rolled back (now generation {}): {reason}\n",
+                    result["rolled_back_to"]
+                ))?;
+            }
+            Ok(Outcome::Failure)
+        }
+        Some("unhealthy") => {
+            if text {
+                cmd::print(&format!(
+                    "Generation {generation} is in force but unhealthy: {reason}\n"
+                ))?;
+            }
+            Ok(Outcome::Failure)
+        }
+        other => bail!("xnoded reported an unknown outcome {other:?}"),
+    }
+}
