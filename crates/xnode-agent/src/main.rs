@@ -12,8 +12,9 @@ use xnode_agent::deploy::Agent;
 use xnode_agent::nix::NixStore;
 use xnode_agent::service::{Service, Settings};
 use xnode_agent::store::Store;
+use xnode_agent::units::Reconnecting;
 use xnode_agent::{server, watchdog};
-use xnode_systemd::{Config, Systemd};
+use xnode_systemd::Config;
 
 /// The XnodeOS node agent: keeps this node's systemd units as its spec says.
 #[derive(Debug, Parser)]
@@ -64,7 +65,7 @@ async fn main() -> Result<()> {
             args.state_dir.display()
         )
     })?;
-    let units = Systemd::connect(&Config::default())
+    let units = Reconnecting::connect(Config::default())
         .await
         .context("cannot start without systemd")?;
     let gid = args

@@ -2,9 +2,12 @@
 //! `xnode_systemd::Systemd`; tests of the decisions use a fake.
 
 use std::future::Future;
+use std::sync::Arc;
 
+use tokio::sync::Mutex;
+use tracing::{info, warn};
 use xnode_spec::plan::{ObservedUnit, Plan};
-use xnode_systemd::{ApplyOptions, ApplyReport, Error, Systemd, UnitStatus};
+use xnode_systemd::{ApplyOptions, ApplyReport, Config, Error, Systemd, UnitStatus};
 
 /// What the agent does to units.
 pub trait Units {
@@ -33,5 +36,78 @@ impl Units for Systemd {
     }
     fn status(&self, unit: &str) -> impl Future<Output = Result<UnitStatus, Error>> + Send {
         Systemd::status(self, unit)
+    }
+}
+
+/// systemd through a connection that is made again when it breaks (dbus-daemon
+/// restarted, say): a call that fails for want of a connection is retried once on a
+/// fresh one.
+pub struct Reconnecting {
+    config: Config,
+    current: Mutex<Option<Arc<Systemd>>>,
+}
+
+impl Reconnecting {
+    /// Connects now, so a node without systemd fails at start with a clear error.
+    pub async fn connect(config: Config) -> Result<Reconnecting, Error> {
+        let first = Systemd::connect(&config).await?;
+        Ok(Reconnecting {
+            config,
+            current: Mutex::new(Some(Arc::new(first))),
+        })
+    }
+
+    async fn connection(&self, fresh: bool) -> Result<Arc<Systemd>, Error> {
+        let mut current = self.current.lock().await;
+        if fresh {
+            *current = None;
+        }
+        if let Some(c) = current.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(Systemd::connect(&self.config).await?);
+        info!("connected to systemd again");
+        *current = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs `op`, and once more on a new connection if the first try lost the bus.
+    async fn with<T, F, Fut>(&self, op: F) -> Result<T, Error>
+    where
+        F: Fn(Arc<Systemd>) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        match op(self.connection(false).await?).await {
+            Err(e) if lost_bus(&e) => {
+                warn!("lost the connection to systemd ({e}); reconnecting");
+                op(self.connection(true).await?).await
+            }
+            other => other,
+        }
+    }
+}
+
+/// Whether an error means the bus connection is gone rather than systemd saying no.
+fn lost_bus(e: &Error) -> bool {
+    match e {
+        Error::Unreachable { .. } => true,
+        Error::Call { source, .. } => {
+            matches!(source, zbus::Error::InputOutput(_))
+                || matches!(source, zbus::Error::FDO(f) if matches!(**f, zbus::fdo::Error::Disconnected(_) | zbus::fdo::Error::NoReply(_) | zbus::fdo::Error::ServiceUnknown(_)))
+        }
+        _ => false,
+    }
+}
+
+impl Units for Reconnecting {
+    async fn observe(&self) -> Result<Vec<ObservedUnit>, Error> {
+        self.with(|s| async move { s.observe().await }).await
+    }
+    async fn apply(&self, plan: &Plan, options: &ApplyOptions) -> Result<ApplyReport, Error> {
+        self.with(|s| async move { s.apply(plan, options).await })
+            .await
+    }
+    async fn status(&self, unit: &str) -> Result<UnitStatus, Error> {
+        self.with(|s| async move { s.status(unit).await }).await
     }
 }

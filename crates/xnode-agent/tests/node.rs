@@ -275,3 +275,17 @@ fn killed_in_the_middle_of_an_apply_it_converges_on_restart() {
     }
     assert_eq!(active(&c, "xnode-a.service"), "active");
 }
+
+#[test]
+fn after_dbus_restarts_under_it_it_reconnects_and_carries_on() {
+    let c = node(&spec(json!({"a": sleeper()})));
+    wait_for(&c, "convergence", |s| s["converged"] == true);
+    c.sh("systemctl restart dbus.service").unwrap();
+    write_spec(&c, &serde_json::to_vec(&spec(json!({"a": sleeper(), "b": sleeper()}))).unwrap());
+    let s = wait_for(&c, "generation 2 after the bus restart", |s| generation(s) == 2 && s["converged"] == true);
+    assert_eq!(s["generation"]["outcome"]["state"], "healthy");
+    assert_eq!(active(&c, "xnode-b.service"), "active");
+    assert_eq!(active(&c, "xnoded.service"), "active", "it did not crash");
+    let logged = c.sh("journalctl -u xnoded.service --no-pager -o cat").unwrap();
+    assert!(logged.contains("connected to systemd again"), "{logged}");
+}
