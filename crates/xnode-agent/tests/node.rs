@@ -8,35 +8,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use xnode_api::Request;
-use xnode_lab::{Container, Options};
-
-const UNIT: &str = "[Unit]
-Description=XnodeOS agent
-[Service]
-Type=notify
-ExecStart=/opt/xnode/xnoded --file-poll 200 --interval 2
-Restart=always
-RestartSec=500ms
-WatchdogSec=30
-";
+use xnode_lab::Container;
 
 /// A container with xnoded installed and started on `spec`.
 fn node(spec: &Value) -> Container {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
-    let c = Container::boot_with(&Options {
-        bind_ro: vec![(bin.parent().unwrap().to_owned(), "/opt/xnode".into())],
-    })
-    .unwrap();
-    std::fs::create_dir_all(c.path("/etc/xnode")).unwrap();
-    std::fs::write(
-        c.path("/etc/xnode/spec.json"),
-        serde_json::to_vec_pretty(spec).unwrap(),
+    xnode_lab::node::boot_node(
+        bin.parent().unwrap(),
+        &serde_json::to_vec_pretty(spec).unwrap(),
     )
-    .unwrap();
-    std::fs::write(c.path("/etc/systemd/system/xnoded.service"), UNIT).unwrap();
-    c.sh("systemctl daemon-reload && systemctl start xnoded.service")
-        .unwrap();
-    c
+    .unwrap()
 }
 
 fn api(c: &Container, request: Request) -> Result<Value, xnode_api::ClientError> {
@@ -281,11 +262,18 @@ fn after_dbus_restarts_under_it_it_reconnects_and_carries_on() {
     let c = node(&spec(json!({"a": sleeper()})));
     wait_for(&c, "convergence", |s| s["converged"] == true);
     c.sh("systemctl restart dbus.service").unwrap();
-    write_spec(&c, &serde_json::to_vec(&spec(json!({"a": sleeper(), "b": sleeper()}))).unwrap());
-    let s = wait_for(&c, "generation 2 after the bus restart", |s| generation(s) == 2 && s["converged"] == true);
+    write_spec(
+        &c,
+        &serde_json::to_vec(&spec(json!({"a": sleeper(), "b": sleeper()}))).unwrap(),
+    );
+    let s = wait_for(&c, "generation 2 after the bus restart", |s| {
+        generation(s) == 2 && s["converged"] == true
+    });
     assert_eq!(s["generation"]["outcome"]["state"], "healthy");
     assert_eq!(active(&c, "xnode-b.service"), "active");
     assert_eq!(active(&c, "xnoded.service"), "active", "it did not crash");
-    let logged = c.sh("journalctl -u xnoded.service --no-pager -o cat").unwrap();
+    let logged = c
+        .sh("journalctl -u xnoded.service --no-pager -o cat")
+        .unwrap();
     assert!(logged.contains("connected to systemd again"), "{logged}");
 }

@@ -8,6 +8,7 @@
 //! however it dies.
 
 mod container;
+pub mod node;
 mod rootfs;
 
 pub use container::{Container, Options};

@@ -39,7 +39,7 @@ pub fn run(args: &AgentArgs) -> Result<Outcome> {
         };
         let _ = writeln!(
             out,
-            "{:<4} {:<10} {:<13} {:<24} {}",
+            "{:<4} {:<12} {:<13} {:<24} {}",
             n.to_string(),
             mark,
             g["outcome"]["state"].as_str().unwrap_or("-"),

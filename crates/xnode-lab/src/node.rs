@@ -1,0 +1,42 @@
+//! An Xnode in a container: xnoded installed as the Type=notify service a node runs,
+//! with a spec file to watch.
+
+use std::path::Path;
+
+use crate::{Container, LabError, Options};
+
+/// xnoded's unit in the lab: what a node runs, with quicker polling for tests.
+pub const XNODED_UNIT: &str = "[Unit]
+Description=XnodeOS agent
+[Service]
+Type=notify
+ExecStart=/opt/xnode/xnoded --file-poll 200 --interval 2
+Restart=always
+RestartSec=500ms
+WatchdogSec=30
+";
+
+/// Boots a container with the binaries in `bin_dir` at /opt/xnode (xnoded, and
+/// xnodectl if there), writes `spec` to /etc/xnode/spec.json and starts xnoded. The
+/// start returns once xnoded has reported ready, after its first reconcile.
+pub fn boot_node(bin_dir: &Path, spec: &[u8]) -> Result<Container, LabError> {
+    let c = Container::boot_with(&Options {
+        bind_ro: vec![(bin_dir.to_owned(), "/opt/xnode".into())],
+    })?;
+    let write = |inside: &str, bytes: &[u8]| {
+        let path = c.path(inside);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(LabError::io(format!("cannot create {}", dir.display())))?;
+        }
+        std::fs::write(&path, bytes).map_err(LabError::io(format!("cannot write {inside}")))
+    };
+    write("/etc/xnode/spec.json", spec)?;
+    write("/etc/systemd/system/xnoded.service", XNODED_UNIT.as_bytes())?;
+    write(
+        "/usr/local/bin/xnodectl",
+        b"#!/bin/sh\nexec /opt/xnode/xnodectl \"$@\"\n",
+    )?;
+    c.sh("chmod 755 /usr/local/bin/xnodectl && systemctl daemon-reload && systemctl start xnoded.service")?;
+    Ok(c)
+}
