@@ -16,7 +16,7 @@ pub fn run(args: &AgentArgs) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
     let mut out = format!(
-        "{:<4} {:<10} {:<13} {:<24} {}\n",
+        "{:<4} {:<12} {:<13} {:<24} {}\n",
         "GEN", "", "OUTCOME", "SOURCE", "HASH"
     );
     for g in state["generations"]
