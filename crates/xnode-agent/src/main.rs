@@ -1,14 +1,18 @@
 //! `xnoded`: the XnodeOS node agent. Parse the settings, open the state, connect to
 //! systemd, serve the API, and run the reconcile loop.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tracing::info;
 use xnode_agent::deploy::Agent;
+use xnode_agent::metrics::{self, Metrics};
 use xnode_agent::nix::NixStore;
 use xnode_agent::service::{Service, Settings};
 use xnode_agent::store::Store;
@@ -38,6 +42,9 @@ struct Args {
     /// Milliseconds between looks at the spec file.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     file_poll: u64,
+    /// Where to serve Prometheus metrics; port 0 picks a free port (see `status`).
+    #[arg(long, default_value = "127.0.0.1:9477", value_name = "ADDR")]
+    metrics_address: SocketAddr,
 }
 
 fn init_logging() {
@@ -74,10 +81,17 @@ async fn main() -> Result<()> {
         .map(server::group_id)
         .transpose()?;
     let listener = server::bind(&args.socket, gid)?;
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let (metrics_listener, metrics_address) = metrics::bind(args.metrics_address)
+        .await
+        .with_context(|| format!("cannot serve metrics on {}", args.metrics_address))?;
+    tokio::spawn(metrics::serve(metrics_listener, Arc::new(registry)));
     let settings = Settings {
         spec_file: args.spec.clone(),
         file_poll: Duration::from_millis(args.file_poll),
         interval: Duration::from_secs(args.interval),
+        metrics_address: Some(metrics_address),
     };
     let mut service = Service::new(
         Agent {
@@ -86,12 +100,13 @@ async fn main() -> Result<()> {
             store,
         },
         settings,
+        metrics,
     );
     service.start().await;
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(server::serve(listener, gid, tx));
     watchdog::ready();
-    info!(socket = %args.socket.display(), "xnoded is ready");
+    info!(socket = %args.socket.display(), metrics = %metrics_address, "xnoded is ready");
     tokio::select! {
         () = service.run(rx) => {}
         _ = tokio::signal::ctrl_c() => info!("stopping"),

@@ -16,7 +16,10 @@ use xnode_spec::plan::{ActiveState, Plan, Reason, plan};
 use xnode_spec::unit::unit_name;
 use xnode_systemd::ApplyOptions;
 
+use std::sync::Arc;
+
 use crate::deploy::{Agent, Deployed};
+use crate::metrics::{Metrics, StateLabel};
 use crate::nix::Realise;
 use crate::store::{Outcome, Source};
 use crate::units::Units;
@@ -33,6 +36,8 @@ pub struct Settings {
     pub file_poll: Duration,
     /// How often the node is reconciled with no event at all.
     pub interval: Duration,
+    /// Where metrics are served, for `status`.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// Units that keep failing wait longer and longer before the next start.
@@ -80,6 +85,7 @@ pub struct Service<U, N> {
     not_realised: BTreeMap<String, String>,
     last_error: Option<String>,
     backoff: Backoff,
+    metrics: Arc<Metrics>,
 }
 
 /// What `status` answers.
@@ -91,6 +97,7 @@ struct Status {
     converged: bool,
     spec_file: SpecFile,
     last_error: Option<String>,
+    metrics_address: Option<String>,
     workloads: Vec<WorkloadStatus>,
 }
 
@@ -138,7 +145,7 @@ impl From<&Deployed> for Applied {
 
 impl<U: Units, N: Realise> Service<U, N> {
     /// A loop over an agent; call [`Service::start`] then [`Service::run`].
-    pub fn new(agent: Agent<U, N>, settings: Settings) -> Self {
+    pub fn new(agent: Agent<U, N>, settings: Settings, metrics: Arc<Metrics>) -> Self {
         Service {
             agent,
             settings,
@@ -148,6 +155,7 @@ impl<U: Units, N: Realise> Service<U, N> {
             not_realised: BTreeMap::new(),
             last_error: None,
             backoff: Backoff::default(),
+            metrics,
         }
     }
 
@@ -279,7 +287,9 @@ impl<U: Units, N: Realise> Service<U, N> {
         source: Source,
         rollback: bool,
     ) -> Option<Deployed> {
-        match self.agent.deploy(&v, raw, source, rollback).await {
+        let result = self.agent.deploy(&v, raw, source, rollback).await;
+        self.count(&result);
+        match result {
             Ok(d) => {
                 match &d.outcome {
                     Outcome::Healthy => info!(
@@ -312,6 +322,26 @@ impl<U: Units, N: Realise> Service<U, N> {
         }
     }
 
+    fn count(&self, result: &Result<Deployed, crate::deploy::DeployError>) {
+        match result {
+            Ok(d) if d.rolled_back_to.is_some() => {
+                self.metrics.failed_applies.inc();
+                self.metrics.rollbacks.inc();
+            }
+            Ok(d) if d.outcome != Outcome::Healthy => {
+                self.metrics.failed_applies.inc();
+            }
+            Ok(_) => {}
+            Err(_) => {
+                self.metrics.failed_applies.inc();
+            }
+        }
+        let current = self.agent.store.state().current.unwrap_or(0);
+        self.metrics
+            .generation
+            .set(i64::try_from(current).unwrap_or(i64::MAX));
+    }
+
     async fn reload_current(&self) -> Option<Validated> {
         let n = self.agent.store.state().current?;
         let raw = self.agent.store.spec(n).await.ok()?;
@@ -320,6 +350,15 @@ impl<U: Units, N: Realise> Service<U, N> {
 
     /// One pass: the units back to the current generation, failing units backed off.
     async fn reconcile(&mut self) {
+        let started = std::time::Instant::now();
+        self.converge().await;
+        self.metrics.reconciles.inc();
+        self.metrics
+            .reconcile_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    async fn converge(&mut self) {
         let Some(current) = &self.current else { return };
         let observed = match self.agent.units.observe().await {
             Ok(o) => o,
@@ -329,6 +368,13 @@ impl<U: Units, N: Realise> Service<U, N> {
                 return;
             }
         };
+        self.metrics.units.clear();
+        for u in &observed {
+            let label = StateLabel {
+                state: u.active_state.to_string(),
+            };
+            self.metrics.units.get_or_create(&label).inc();
+        }
         self.backoff.forget_running(|unit| {
             observed
                 .iter()
@@ -404,6 +450,7 @@ impl<U: Units, N: Realise> Service<U, N> {
         };
         match self.agent.restore(target).await {
             Ok(n) => {
+                self.metrics.rollbacks.inc();
                 self.current = self.reload_current().await;
                 info!(generation = n, "rolled back to generation {target}");
                 Reply::ok(serde_json::json!({"generation": n, "restored": target}))
@@ -452,6 +499,7 @@ impl<U: Units, N: Realise> Service<U, N> {
                 .last_error
                 .clone()
                 .or_else(|| observed.err().map(|e| e.to_string())),
+            metrics_address: self.settings.metrics_address.map(|a| a.to_string()),
             workloads,
         })
     }

@@ -73,6 +73,18 @@ fn write_spec(c: &Container, bytes: &[u8]) {
     std::fs::rename(temp, path).unwrap();
 }
 
+/// The metrics page, from the address `status` reports (containers share the host's
+/// loopback).
+fn metrics(status: &Value) -> String {
+    use std::io::{Read as _, Write as _};
+    let addr = status["metrics_address"].as_str().unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).unwrap();
+    page
+}
+
 fn generation(s: &Value) -> u64 {
     s["generation"]["number"].as_u64().unwrap_or(0)
 }
@@ -190,6 +202,11 @@ fn an_unhealthy_apply_through_the_api_is_rolled_back() {
         .map(|g| g["outcome"]["state"].as_str().unwrap())
         .collect();
     assert_eq!(outcomes, ["healthy", "rolled_back", "healthy"]);
+    let page = metrics(&s);
+    for line in ["xnode_rollbacks_total 1", "xnode_failed_applies_total 1", "xnode_generation 3"] {
+        assert!(page.lines().any(|l| l == line), "no {line:?} in\n{page}");
+    }
+    assert!(page.contains("xnode_units{state=\"active\"} 2"), "{page}");
 
     // A bad request is refused with the spec's own problems, and changes nothing.
     let err = api(

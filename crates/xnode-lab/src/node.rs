@@ -5,12 +5,13 @@ use std::path::Path;
 
 use crate::{Container, LabError, Options};
 
-/// xnoded's unit in the lab: what a node runs, with quicker polling for tests.
+/// xnoded's unit in the lab: what a node runs, with quicker polling for tests and a
+/// free metrics port, since containers share the host's loopback.
 pub const XNODED_UNIT: &str = "[Unit]
 Description=XnodeOS agent
 [Service]
 Type=notify
-ExecStart=/opt/xnode/xnoded --file-poll 200 --interval 2
+ExecStart=/opt/xnode/xnoded --file-poll 200 --interval 2 --metrics-address 127.0.0.1:0
 Restart=always
 RestartSec=500ms
 WatchdogSec=30

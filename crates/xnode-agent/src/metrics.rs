@@ -1,0 +1,158 @@
+//! Prometheus metrics: what the agent does and how the units fare, served in the
+//! OpenMetrics text format on a local address.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::debug;
+
+/// A unit-state label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// systemd's ActiveState.
+    pub state: String,
+}
+
+/// The agent's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Reconcile passes.
+    pub reconciles: Counter,
+    /// How long a pass took.
+    pub reconcile_seconds: Histogram,
+    /// Workload units by ActiveState, as of the last pass.
+    pub units: Family<StateLabel, Gauge>,
+    /// Applies that ended unhealthy or failed.
+    pub failed_applies: Counter,
+    /// Automatic and manual rollbacks.
+    pub rollbacks: Counter,
+    /// The generation in force.
+    pub generation: Gauge,
+}
+
+impl Metrics {
+    /// Registers the metrics under `xnode_`.
+    pub fn register(registry: &mut Registry) -> Arc<Metrics> {
+        let m = Metrics {
+            reconciles: Counter::default(),
+            reconcile_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            units: Family::default(),
+            failed_applies: Counter::default(),
+            rollbacks: Counter::default(),
+            generation: Gauge::default(),
+        };
+        let r = registry.sub_registry_with_prefix("xnode");
+        r.register("reconciles", "Reconcile passes", m.reconciles.clone());
+        r.register(
+            "reconcile_seconds",
+            "Duration of a reconcile pass",
+            m.reconcile_seconds.clone(),
+        );
+        r.register("units", "Workload units by ActiveState", m.units.clone());
+        r.register(
+            "failed_applies",
+            "Applies that ended unhealthy or failed",
+            m.failed_applies.clone(),
+        );
+        r.register(
+            "rollbacks",
+            "Rollbacks to an earlier generation",
+            m.rollbacks.clone(),
+        );
+        r.register(
+            "generation",
+            "The generation in force",
+            m.generation.clone(),
+        );
+        Arc::new(m)
+    }
+}
+
+/// Serves `GET /metrics` until the process ends.
+pub async fn serve(listener: TcpListener, registry: Arc<Registry>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            if let Err(e) = answer(stream, &registry).await {
+                debug!("metrics connection ended: {e}");
+            }
+        });
+    }
+}
+
+/// Binds the metrics address; returns the listener and the address really bound.
+pub async fn bind(address: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(address).await?;
+    let bound = listener.local_addr()?;
+    Ok((listener, bound))
+}
+
+async fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let wanted = head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?");
+    let (status, body) = if wanted {
+        let mut body = String::new();
+        prometheus_client::encoding::text::encode(&mut body, registry)
+            .map_err(std::io::Error::other)?;
+        ("200 OK", body)
+    } else {
+        ("404 Not Found", "only /metrics is served here\n".to_owned())
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn serves_the_registered_metrics() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        m.reconciles.inc();
+        m.units
+            .get_or_create(&StateLabel {
+                state: "active".into(),
+            })
+            .set(3);
+        let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        tokio::spawn(serve(listener, Arc::new(registry)));
+        let page = get(addr, "/metrics").await;
+        assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+        assert!(page.contains("xnode_reconciles_total 1"), "{page}");
+        assert!(page.contains("xnode_units{state=\"active\"} 3"), "{page}");
+        assert!(page.trim_end().ends_with("# EOF"));
+        assert!(get(addr, "/").await.starts_with("HTTP/1.1 404"));
+    }
+}
