@@ -294,3 +294,28 @@ fn after_dbus_restarts_under_it_it_reconnects_and_carries_on() {
         .unwrap();
     assert!(logged.contains("connected to systemd again"), "{logged}");
 }
+
+#[test]
+fn a_full_state_dir_is_a_clear_error_and_the_previous_generation_stays() {
+    let c = node(&spec(json!({"a": sleeper()})));
+    wait_for(&c, "convergence", |s| s["converged"] == true);
+    // The state dir moves onto a 64 KiB tmpfs, filled to the brim.
+    c.sh("systemctl stop xnoded.service && cp -a /var/lib/xnode /run/xnode-state \
+          && mount -t tmpfs -o size=64k,mode=0700 xnode-state /var/lib/xnode \
+          && cp -a /run/xnode-state/. /var/lib/xnode/ \
+          && (dd if=/dev/zero of=/var/lib/xnode/filler bs=1k count=1024 2>/dev/null || true) \
+          && systemctl start xnoded.service")
+        .unwrap();
+    wait_for(&c, "the agent back", |s| generation(s) == 1);
+    let bigger = spec(json!({"a": sleeper(), "b": sleeper()}));
+    let err = api(&c, Request::Apply { spec: bigger, no_rollback: false }).unwrap_err().to_string();
+    assert!(err.contains("No space left on device"), "{err}");
+    let s = status(&c);
+    assert_eq!(generation(&s), 1, "the previous generation is still in force");
+    assert_eq!(s["converged"], true);
+    assert_eq!(active(&c, "xnode-b.service"), "inactive");
+    let state: Value = serde_json::from_slice(&std::fs::read(c.path("/var/lib/xnode/state.json")).unwrap()).unwrap();
+    assert_eq!(state["current"], 1, "state.json is whole and unchanged");
+    let leftovers = c.sh("ls -A /var/lib/xnode /var/lib/xnode/generations").unwrap();
+    assert!(!leftovers.contains(".tmp"), "{leftovers}");
+}
