@@ -424,6 +424,7 @@ impl<U: Units, N: Realise> Service<U, N> {
                 Err(reply) => reply,
             },
             Request::Rollback => self.rollback().await,
+            Request::Logs { workload, lines } => self.logs(workload, lines).await,
         }
     }
 
@@ -432,6 +433,22 @@ impl<U: Units, N: Realise> Service<U, N> {
         xnode_spec::parse(&raw)
             .map(|v| (v, raw))
             .map_err(|invalid| Reply::error(invalid.to_string()))
+    }
+
+    async fn logs(&self, workload: String, lines: usize) -> Reply {
+        let known = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.spec.workloads.contains_key(&workload));
+        if !known {
+            return Reply::error(format!("the current spec has no workload {workload:?}"));
+        }
+        let unit = unit_name(&workload);
+        match tokio::task::spawn_blocking(move || crate::logs::tail(&unit, lines)).await {
+            Ok(Ok(lines)) => Reply::ok(lines),
+            Ok(Err(e)) => Reply::error(e),
+            Err(e) => Reply::error(format!("reading the journal failed: {e}")),
+        }
     }
 
     /// Back to the last good generation, or the good one before it when the current

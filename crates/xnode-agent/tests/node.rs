@@ -79,7 +79,9 @@ fn metrics(status: &Value) -> String {
     use std::io::{Read as _, Write as _};
     let addr = status["metrics_address"].as_str().unwrap();
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut page = String::new();
     stream.read_to_string(&mut page).unwrap();
     page
@@ -117,6 +119,42 @@ fn a_node_converges_to_its_spec_file_and_reports_it() {
     assert_eq!(s["workloads"].as_array().unwrap().len(), 2);
     assert_eq!(active(&c, "xnode-b.service"), "inactive");
     assert_eq!(active(&c, "xnode-c.service"), "active");
+
+    // A workload's logs come from the journal.
+    write_spec(&c, &serde_json::to_vec(&spec(json!({"a": sleeper(), "c": sleeper(), "talker": {"command": ["/bin/sh", "-c", "echo hello from talker; sleep infinity"]}}))).unwrap());
+    wait_for(&c, "generation 3", |s| {
+        generation(s) == 3 && s["converged"] == true
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = api(
+            &c,
+            Request::Logs {
+                workload: "talker".into(),
+                lines: 10,
+            },
+        )
+        .unwrap();
+        if lines
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["message"] == "hello from talker")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no log line: {lines:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let err = api(
+        &c,
+        Request::Logs {
+            workload: "nope".into(),
+            lines: 10,
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("no workload \"nope\""), "{err}");
 
     // Drift is undone by the periodic pass.
     c.sh("systemctl stop xnode-a.service").unwrap();
@@ -203,7 +241,11 @@ fn an_unhealthy_apply_through_the_api_is_rolled_back() {
         .collect();
     assert_eq!(outcomes, ["healthy", "rolled_back", "healthy"]);
     let page = metrics(&s);
-    for line in ["xnode_rollbacks_total 1", "xnode_failed_applies_total 1", "xnode_generation 3"] {
+    for line in [
+        "xnode_rollbacks_total 1",
+        "xnode_failed_applies_total 1",
+        "xnode_generation 3",
+    ] {
         assert!(page.lines().any(|l| l == line), "no {line:?} in\n{page}");
     }
     assert!(page.contains("xnode_units{state=\"active\"} 2"), "{page}");
@@ -250,7 +292,7 @@ fn killed_in_the_middle_of_an_apply_it_converges_on_restart() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    c.sh("systemctl kill --signal=SIGKILL xnoded.service")
+    c.sh("systemctl kill --kill-who=main --signal=SIGKILL xnoded.service")
         .unwrap();
     assert!(
         applying.join().unwrap().is_err(),
@@ -300,22 +342,40 @@ fn a_full_state_dir_is_a_clear_error_and_the_previous_generation_stays() {
     let c = node(&spec(json!({"a": sleeper()})));
     wait_for(&c, "convergence", |s| s["converged"] == true);
     // The state dir moves onto a 64 KiB tmpfs, filled to the brim.
-    c.sh("systemctl stop xnoded.service && cp -a /var/lib/xnode /run/xnode-state \
+    c.sh(
+        "systemctl stop xnoded.service && cp -a /var/lib/xnode /run/xnode-state \
           && mount -t tmpfs -o size=64k,mode=0700 xnode-state /var/lib/xnode \
           && cp -a /run/xnode-state/. /var/lib/xnode/ \
           && (dd if=/dev/zero of=/var/lib/xnode/filler bs=1k count=1024 2>/dev/null || true) \
-          && systemctl start xnoded.service")
-        .unwrap();
+          && systemctl start xnoded.service",
+    )
+    .unwrap();
     wait_for(&c, "the agent back", |s| generation(s) == 1);
     let bigger = spec(json!({"a": sleeper(), "b": sleeper()}));
-    let err = api(&c, Request::Apply { spec: bigger, no_rollback: false }).unwrap_err().to_string();
+    let err = api(
+        &c,
+        Request::Apply {
+            spec: bigger,
+            no_rollback: false,
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("No space left on device"), "{err}");
     let s = status(&c);
-    assert_eq!(generation(&s), 1, "the previous generation is still in force");
+    assert_eq!(
+        generation(&s),
+        1,
+        "the previous generation is still in force"
+    );
     assert_eq!(s["converged"], true);
     assert_eq!(active(&c, "xnode-b.service"), "inactive");
-    let state: Value = serde_json::from_slice(&std::fs::read(c.path("/var/lib/xnode/state.json")).unwrap()).unwrap();
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(c.path("/var/lib/xnode/state.json")).unwrap())
+            .unwrap();
     assert_eq!(state["current"], 1, "state.json is whole and unchanged");
-    let leftovers = c.sh("ls -A /var/lib/xnode /var/lib/xnode/generations").unwrap();
+    let leftovers = c
+        .sh("ls -A /var/lib/xnode /var/lib/xnode/generations")
+        .unwrap();
     assert!(!leftovers.contains(".tmp"), "{leftovers}");
 }

@@ -99,6 +99,18 @@ pub enum Request {
     Rollback,
     /// Every kept generation.
     History,
+    /// A workload's last log lines, from the journal.
+    Logs {
+        /// The workload.
+        workload: String,
+        /// How many lines.
+        #[serde(default = "default_lines")]
+        lines: usize,
+    },
+}
+
+fn default_lines() -> usize {
+    100
 }
 
 /// A request with its version, as sent.

@@ -66,6 +66,10 @@ Example:
     Rollback(AgentArgs),
     /// List the kept generations.
     History(AgentArgs),
+    /// Show a workload's last log lines, from the journal.
+    #[command(after_help = "Example:
+  xnodectl logs web -n 50")]
+    Logs(LogsArgs),
     /// Print a shell completion script.
     #[command(after_help = "Example:
   xnodectl completions bash > /etc/bash_completion.d/xnodectl")]
@@ -116,6 +120,17 @@ pub struct ApplyArgs {
     /// Keep the result even if it is unhealthy.
     #[arg(long)]
     pub no_rollback: bool,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The workload.
+    pub workload: String,
+    /// How many lines.
+    #[arg(long, short = 'n', default_value_t = 100)]
+    pub lines: usize,
     #[command(flatten)]
     pub agent: AgentArgs,
 }

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Command::Apply(args) => cmd::apply::run(&args),
         Command::Rollback(args) => cmd::history::rollback(&args),
         Command::History(args) => cmd::history::run(&args),
+        Command::Logs(args) => cmd::logs::run(&args),
         Command::Completions { shell } => cmd::docs::completions(shell),
         Command::Man => cmd::docs::man(),
     };
