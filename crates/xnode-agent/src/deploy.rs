@@ -285,6 +285,10 @@ mod tests {
             Ok(ApplyReport::default())
         }
 
+        async fn watch(&self) -> Result<crate::units::Watch, Error> {
+            Ok((Default::default(), tokio::spawn(std::future::pending())))
+        }
+
         async fn status(&self, unit: &str) -> Result<UnitStatus, Error> {
             let state = self
                 .units

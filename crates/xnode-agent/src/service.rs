@@ -22,7 +22,7 @@ use crate::deploy::{Agent, Deployed};
 use crate::metrics::{Metrics, StateLabel};
 use crate::nix::Realise;
 use crate::store::{Outcome, Source};
-use crate::units::Units;
+use crate::units::{Units, Watch};
 
 /// A request from the API, with where to send the reply.
 pub type Command = (Request, oneshot::Sender<Reply>);
@@ -45,6 +45,9 @@ pub struct Settings {
 struct Backoff {
     units: BTreeMap<String, (u32, tokio::time::Instant)>,
 }
+
+/// How long a burst of unit changes may take before the pass it triggers.
+const SETTLE: Duration = Duration::from_millis(300);
 
 const BACKOFF_MIN: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
@@ -209,7 +212,19 @@ impl<U: Units, N: Realise> Service<U, N> {
         let mut reconcile_tick = tokio::time::interval(self.settings.interval);
         file_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         reconcile_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watch: Option<Watch> = None;
         loop {
+            // Watch the units again when the connection that fed the watch is gone.
+            if watch.as_ref().is_none_or(|(_, task)| task.is_finished()) {
+                watch = self.agent.units.watch().await.ok();
+            }
+            let notify = watch.as_ref().map(|(n, _)| n.clone());
+            let changed = async move {
+                match notify {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 command = commands.recv() => match command {
                     Some((request, reply)) => {
@@ -218,6 +233,11 @@ impl<U: Units, N: Realise> Service<U, N> {
                     }
                     None => return,
                 },
+                () = changed => {
+                    // Let a burst of changes (a restart is several) settle first.
+                    tokio::time::sleep(SETTLE).await;
+                    self.reconcile().await;
+                }
                 _ = file_tick.tick() => self.check_spec_file().await,
                 _ = reconcile_tick.tick() => self.reconcile().await,
             }

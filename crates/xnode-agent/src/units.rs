@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 use xnode_spec::plan::{ObservedUnit, Plan};
 use xnode_systemd::{ApplyOptions, ApplyReport, Config, Error, Systemd, UnitStatus};
@@ -21,7 +21,13 @@ pub trait Units {
     ) -> impl Future<Output = Result<ApplyReport, Error>> + Send;
     /// One unit's state now.
     fn status(&self, unit: &str) -> impl Future<Output = Result<UnitStatus, Error>> + Send;
+    /// Something woken when an agent's unit changes, and the task that feeds it (it
+    /// ends when the connection does).
+    fn watch(&self) -> impl Future<Output = Result<Watch, Error>> + Send;
 }
+
+/// What [`Units::watch`] returns.
+pub type Watch = (Arc<Notify>, tokio::task::JoinHandle<()>);
 
 impl Units for Systemd {
     fn observe(&self) -> impl Future<Output = Result<Vec<ObservedUnit>, Error>> + Send {
@@ -36,6 +42,9 @@ impl Units for Systemd {
     }
     fn status(&self, unit: &str) -> impl Future<Output = Result<UnitStatus, Error>> + Send {
         Systemd::status(self, unit)
+    }
+    fn watch(&self) -> impl Future<Output = Result<Watch, Error>> + Send {
+        Systemd::watch_units(self)
     }
 }
 
@@ -109,5 +118,8 @@ impl Units for Reconnecting {
     }
     async fn status(&self, unit: &str) -> Result<UnitStatus, Error> {
         self.with(|s| async move { s.status(unit).await }).await
+    }
+    async fn watch(&self) -> Result<Watch, Error> {
+        self.with(|s| async move { s.watch_units().await }).await
     }
 }

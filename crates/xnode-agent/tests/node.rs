@@ -379,3 +379,32 @@ fn a_full_state_dir_is_a_clear_error_and_the_previous_generation_stays() {
         .unwrap();
     assert!(!leftovers.contains(".tmp"), "{leftovers}");
 }
+
+#[test]
+fn a_unit_stopped_by_hand_is_restarted_on_the_systemd_event_not_the_timer() {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
+    let s = serde_json::to_vec(&spec(json!({"a": sleeper(), "b": sleeper()}))).unwrap();
+    // An hour between timed passes: only the unit's own change can bring it back.
+    let flags = "--file-poll 200 --interval 3600 --metrics-address 127.0.0.1:0";
+    let c = xnode_lab::node::boot_node_with(bin.parent().unwrap(), &s, flags).unwrap();
+    wait_for(&c, "convergence", |s| s["converged"] == true);
+    std::thread::sleep(Duration::from_secs(1));
+    let before = c.sh("systemctl show -p InvocationID --value xnode-a.service").unwrap();
+    c.sh("systemctl stop xnode-a.service").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while active(&c, "xnode-a.service") != "active" {
+        assert!(Instant::now() < deadline, "not restarted on the event");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_ne!(c.sh("systemctl show -p InvocationID --value xnode-a.service").unwrap(), before);
+    // And the agent does not spin: a few passes for the stop and start, not hundreds.
+    std::thread::sleep(Duration::from_secs(3));
+    let page = metrics(&status(&c));
+    let passes: f64 = page
+        .lines()
+        .find_map(|l| l.strip_prefix("xnode_reconciles_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(passes < 20.0, "{passes} passes");
+}

@@ -8,6 +8,7 @@
 //! turned out not to be ours) changes nothing.
 
 mod apply;
+mod changes;
 mod client;
 mod error;
 mod files;
