@@ -93,6 +93,11 @@ async fn unrealisable<N: Realise>(nix: &N, spec: &Spec) -> BTreeMap<String, Stri
 }
 
 impl<U: Units, N: Realise> Agent<U, N> {
+    /// The workloads of `spec` whose store paths cannot be realised now, and why.
+    pub async fn unrealisable(&self, spec: &Spec) -> BTreeMap<String, String> {
+        unrealisable(&self.nix, spec).await
+    }
+
     /// Applies a validated spec as a new generation. With `rollback`, an unhealthy
     /// result is replaced by the last good generation, itself recorded as a new
     /// generation so history only grows.

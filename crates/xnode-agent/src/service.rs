@@ -202,6 +202,10 @@ impl<U: Units, N: Realise> Service<U, N> {
                 Err(e) => error!(generation = n, "cannot read the current generation: {e}"),
             }
         }
+        if let Some(current) = &self.current {
+            // A restarted agent must not start what it could not realise before.
+            self.not_realised = self.agent.unrealisable(&current.spec).await;
+        }
         self.check_spec_file().await;
         self.reconcile().await;
     }

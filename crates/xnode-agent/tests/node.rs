@@ -389,14 +389,20 @@ fn a_unit_stopped_by_hand_is_restarted_on_the_systemd_event_not_the_timer() {
     let c = xnode_lab::node::boot_node_with(bin.parent().unwrap(), &s, flags).unwrap();
     wait_for(&c, "convergence", |s| s["converged"] == true);
     std::thread::sleep(Duration::from_secs(1));
-    let before = c.sh("systemctl show -p InvocationID --value xnode-a.service").unwrap();
+    let before = c
+        .sh("systemctl show -p InvocationID --value xnode-a.service")
+        .unwrap();
     c.sh("systemctl stop xnode-a.service").unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while active(&c, "xnode-a.service") != "active" {
         assert!(Instant::now() < deadline, "not restarted on the event");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_ne!(c.sh("systemctl show -p InvocationID --value xnode-a.service").unwrap(), before);
+    assert_ne!(
+        c.sh("systemctl show -p InvocationID --value xnode-a.service")
+            .unwrap(),
+        before
+    );
     // And the agent does not spin: a few passes for the stop and start, not hundreds.
     std::thread::sleep(Duration::from_secs(3));
     let page = metrics(&status(&c));
@@ -407,4 +413,36 @@ fn a_unit_stopped_by_hand_is_restarted_on_the_systemd_event_not_the_timer() {
         .parse()
         .unwrap();
     assert!(passes < 20.0, "{passes} passes");
+}
+
+#[test]
+fn a_workload_whose_store_paths_cannot_be_realised_shows_the_error_and_the_rest_runs() {
+    // The lab has no Nix at all, so no store path can be realised.
+    let app = json!({"command": ["/bin/sleep", "infinity"], "store_paths": ["/nix/store/8r6i3khnvzqcqp5xnzbvzr5kk4qpa7h6-app-1.0"]});
+    let c = node(&spec(json!({"a": sleeper(), "app": app})));
+    let s = wait_for(&c, "generation 1", |s| {
+        generation(s) == 1 && s["generation"]["outcome"]["state"] == "healthy"
+    });
+    let app = s["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "app")
+        .unwrap()
+        .clone();
+    assert!(
+        app["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot run nix-store"),
+        "{app:#}"
+    );
+    assert_eq!(app["active_state"], "absent");
+    assert_eq!(active(&c, "xnode-a.service"), "active");
+    assert_eq!(s["converged"], false, "the spec is not wholly in force");
+    // Restarted, it still does not start what it cannot realise.
+    c.sh("systemctl restart xnoded.service").unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(active(&c, "xnode-app.service"), "inactive");
+    assert!(!is_path(&c.path("/run/systemd/system/xnode-app.service")));
 }
