@@ -114,7 +114,8 @@ impl<U: Units, N: Realise> Agent<U, N> {
             .accept(raw, &new.hash.to_string(), source, now())
             .await?;
         let not_realised = unrealisable(&self.nix, &new.spec).await;
-        let (plan, report, unhealthy) = apply_and_gate(&self.units, &new.spec, &not_realised).await;
+        let (plan, report, unhealthy) =
+            apply_and_gate(&self.units, &new.spec, &not_realised, Gate::Changed).await;
         let mut deployed = Deployed {
             generation,
             plan,
@@ -149,22 +150,10 @@ impl<U: Units, N: Realise> Agent<U, N> {
     ) -> Result<Outcome, DeployError> {
         let last_good = self.store.state().last_good.filter(|g| *g != generation);
         let not_realised = unrealisable(&self.nix, &spec.spec).await;
-        let (_, _, unhealthy) = apply_and_gate(&self.units, &spec.spec, &not_realised).await;
         // The apply may have finished before the crash, so the plan can be empty: gate
         // every workload, not only the changed ones.
-        let all: Vec<String> = spec.spec.workloads.keys().cloned().collect();
-        let unhealthy = match unhealthy {
-            Some(why) => Some(why),
-            None => {
-                let bad = gate::wait_healthy(&self.units, &spec.spec, &all).await;
-                (!bad.is_empty()).then(|| {
-                    bad.iter()
-                        .map(|(w, why)| format!("{w}: {why}"))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-            }
-        };
+        let (_, _, unhealthy) =
+            apply_and_gate(&self.units, &spec.spec, &not_realised, Gate::All).await;
         let outcome = match (unhealthy, last_good) {
             (None, _) => Outcome::Healthy,
             (Some(reason), Some(good)) => {
@@ -195,7 +184,8 @@ impl<U: Units, N: Realise> Agent<U, N> {
             )
             .await?;
         let not_realised = unrealisable(&self.nix, &back.spec).await;
-        let (_, _, still) = apply_and_gate(&self.units, &back.spec, &not_realised).await;
+        let (_, _, still) =
+            apply_and_gate(&self.units, &back.spec, &not_realised, Gate::Changed).await;
         let outcome = match still {
             None => Outcome::Healthy,
             Some(reason) => Outcome::Unhealthy { reason },
@@ -205,22 +195,29 @@ impl<U: Units, N: Realise> Agent<U, N> {
     }
 }
 
-/// Plans against what systemd runs, applies, and gates on the changed workloads.
-/// Workloads in `skip` (their store paths are missing) are left as they are, so an
-/// older version keeps running. Returns why the result is unhealthy, if it is.
+/// Which workloads an apply waits on.
+#[derive(Debug, Clone, Copy)]
+enum Gate {
+    /// The ones the plan started, restarted, reloaded or rewrote.
+    Changed,
+    /// All of the spec's (finishing an apply whose plan was carried out before a crash).
+    All,
+}
+
+/// Plans against what systemd runs, applies, and gates. Workloads in `skip` (their
+/// store paths are missing) are left as they are, so an older version keeps running,
+/// and are not waited on. Returns why the result is unhealthy, if it is.
 async fn apply_and_gate<U: Units>(
     units: &U,
     spec: &Spec,
     skip: &BTreeMap<String, String>,
+    gate: Gate,
 ) -> (Plan, Option<ApplyReport>, Option<String>) {
     let observed = match units.observe().await {
         Ok(o) => o,
         Err(e) => {
-            return (
-                Plan::default(),
-                None,
-                Some(format!("cannot read systemd's units: {e}")),
-            );
+            let why = format!("cannot read systemd's units: {e}");
+            return (Plan::default(), None, Some(why));
         }
     };
     let mut plan = plan(spec, &observed, &BTreeSet::new());
@@ -229,8 +226,17 @@ async fn apply_and_gate<U: Units>(
         Ok(r) => r,
         Err(e) => return (plan, None, Some(e.to_string())),
     };
+    let waited: Vec<String> = match gate {
+        Gate::Changed => changed(&plan),
+        Gate::All => spec
+            .workloads
+            .keys()
+            .filter(|w| !skip.contains_key(*w))
+            .cloned()
+            .collect(),
+    };
     let mut problems: Vec<String> = plan.refused.iter().map(|r| r.reason.clone()).collect();
-    let unhealthy = gate::wait_healthy(units, spec, &changed(&plan)).await;
+    let unhealthy = gate::wait_healthy(units, spec, &waited).await;
     problems.extend(unhealthy.into_iter().map(|(w, why)| format!("{w}: {why}")));
     let verdict = (!problems.is_empty()).then(|| problems.join("; "));
     (plan, Some(report), verdict)
@@ -420,6 +426,59 @@ mod tests {
         assert_eq!(
             running(&a),
             [("xnode-web.service".into(), ActiveState::Failed)]
+        );
+    }
+
+    #[tokio::test]
+    async fn resuming_an_interrupted_generation_gates_every_workload_it_can_run() {
+        let mut a = agent("resume").await;
+        let (v, raw) = spec(json!({
+            "web": {"command": ["/bin/web"]},
+            "app": {"command": ["/bin/app"], "store_paths": ["/nix/store/8r6i3khnvzqcqp5xnzbvzr5kk4qpa7h6-missing"]}
+        }));
+        // The crash came after the units were started: nothing left to apply.
+        let n = a
+            .store
+            .accept(&raw, &v.hash.to_string(), Source::Api, 0)
+            .await
+            .unwrap();
+        a.units
+            .apply(
+                &plan(&v.spec, &[], &BTreeSet::new()),
+                &ApplyOptions::default(),
+            )
+            .await
+            .unwrap();
+        a.units.units.lock().unwrap().remove("xnode-app.service");
+        assert_eq!(
+            a.resume(n, &v).await.unwrap(),
+            Outcome::Healthy,
+            "the unrealisable app is not waited on"
+        );
+        // A workload that fails is caught even though the plan is empty.
+        let (bad, raw) = spec(json!({"web": {"command": ["/bin/broken"]}}));
+        let n = a
+            .store
+            .accept(&raw, &bad.hash.to_string(), Source::Api, 0)
+            .await
+            .unwrap();
+        a.units
+            .apply(
+                &plan(
+                    &bad.spec,
+                    &a.units.observe().await.unwrap(),
+                    &BTreeSet::new(),
+                ),
+                &ApplyOptions::default(),
+            )
+            .await
+            .unwrap();
+        let outcome = a.resume(n, &bad).await.unwrap();
+        assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
+        assert_eq!(
+            a.store.state().last_good,
+            Some(3),
+            "generation 1, restored as 3"
         );
     }
 
