@@ -106,24 +106,31 @@ fn allowed(stream: &UnixStream, gid: Option<u32>) -> bool {
         .unwrap_or(false)
 }
 
+/// How long a client may take to send its request: a connection that says nothing
+/// must not hold a task forever.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn answer(
     stream: UnixStream,
     gid: Option<u32>,
     commands: mpsc::Sender<Command>,
 ) -> std::io::Result<()> {
-    let reply = if allowed(&stream, gid) {
-        let (read, mut write) = stream.into_split();
+    let permitted = allowed(&stream, gid);
+    let (read, mut write) = stream.into_split();
+    let reply = if permitted {
         let mut line = String::new();
-        BufReader::new(read.take(MAX_MESSAGE))
-            .read_line(&mut line)
-            .await?;
-        let reply = request(&line, &commands).await;
-        return send(&mut write, &reply).await;
+        let mut reader = BufReader::new(read.take(MAX_MESSAGE));
+        match tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await {
+            Ok(read) => {
+                read?;
+                request(&line, &commands).await
+            }
+            Err(_) => Reply::error("no request within 30 s"),
+        }
     } else {
         Reply::error("permission denied: the xnoded API answers root and members of its API group")
     };
-    let mut stream = stream;
-    send(&mut stream, &reply).await
+    send(&mut write, &reply).await
 }
 
 async fn request(line: &str, commands: &mpsc::Sender<Command>) -> Reply {

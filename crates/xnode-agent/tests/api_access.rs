@@ -1,0 +1,117 @@
+//! Who may use the API: root and members of the API group, and nobody else — checked
+//! with real processes of other users against a real socket. Needs root (to run the
+//! clients as other users with setpriv).
+//!
+//! The clients are this test binary itself, run again as another user with
+//! `XNODE_TEST_CLIENT` set, executing the ignored `client` test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use xnode_agent::server;
+use xnode_api::{Reply, Request};
+
+/// The API group in this test: one no real user has as its primary group.
+const GROUP: u32 = 4242;
+const NOBODY: &str = "65534";
+
+#[test]
+#[ignore = "run only as the client of api_access_is_root_and_the_api_group_only"]
+fn client() {
+    let Ok(socket) = std::env::var("XNODE_TEST_CLIENT") else {
+        return;
+    };
+    match xnode_api::call(
+        &PathBuf::from(socket),
+        Request::Status,
+        Duration::from_secs(10),
+    ) {
+        Ok(v) => println!("ANSWER {v}"),
+        Err(e) => println!("REFUSED {e}"),
+    }
+}
+
+/// Runs the client as `uid`/`gid` with supplementary `groups`; returns its verdict.
+fn as_user(socket: &str, uid: &str, gid: &str, groups: &str) -> String {
+    let out = Command::new("setpriv")
+        .args(["--reuid", uid, "--regid", gid, "--groups", groups, "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "client",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("XNODE_TEST_CLIENT", socket)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| {
+            l.find("ANSWER ")
+                .or_else(|| l.find("REFUSED "))
+                .map(|i| &l[i..])
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no verdict from the client: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+        .to_owned()
+}
+
+#[tokio::test]
+async fn api_access_is_root_and_the_api_group_only() {
+    let dir = std::env::temp_dir().join(format!("xnode-api-access-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.join("api.sock");
+    let listener = server::bind(&path, Some(GROUP)).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<xnode_agent::service::Command>(4);
+    tokio::spawn(server::serve(listener, Some(GROUP), tx));
+    tokio::spawn(async move {
+        while let Some((_, reply)) = rx.recv().await {
+            let _ = reply.send(Reply::ok("pong"));
+        }
+    });
+    let socket = path.to_str().unwrap().to_owned();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+
+    let verdicts = tokio::task::spawn_blocking(move || {
+        let root = as_user(&socket, "0", "0", "0");
+        let member = as_user(&socket, NOBODY, NOBODY, &GROUP.to_string());
+        let primary = as_user(&socket, NOBODY, &GROUP.to_string(), NOBODY);
+        let stranger = as_user(&socket, NOBODY, NOBODY, NOBODY);
+        // With the file's mode opened up, the SO_PEERCRED check alone still refuses.
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let stranger_open = as_user(&socket, NOBODY, NOBODY, NOBODY);
+        [root, member, primary, stranger, stranger_open]
+    })
+    .await
+    .unwrap();
+    let [root, member, primary, stranger, stranger_open] = verdicts;
+    assert_eq!(root, "ANSWER \"pong\"");
+    assert_eq!(
+        member, "ANSWER \"pong\"",
+        "a supplementary member of the API group"
+    );
+    assert_eq!(primary, "ANSWER \"pong\"", "the API group as primary group");
+    assert!(
+        stranger.starts_with("REFUSED cannot reach xnoded")
+            && stranger.contains("Permission denied"),
+        "{stranger}"
+    );
+    assert!(
+        stranger_open.starts_with("REFUSED permission denied: the xnoded API answers root"),
+        "{stranger_open}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
