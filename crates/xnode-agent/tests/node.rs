@@ -416,33 +416,61 @@ fn a_unit_stopped_by_hand_is_restarted_on_the_systemd_event_not_the_timer() {
 }
 
 #[test]
-fn a_workload_whose_store_paths_cannot_be_realised_shows_the_error_and_the_rest_runs() {
-    // The lab has no Nix at all, so no store path can be realised.
-    let app = json!({"command": ["/bin/sleep", "infinity"], "store_paths": ["/nix/store/8r6i3khnvzqcqp5xnzbvzr5kk4qpa7h6-app-1.0"]});
-    let c = node(&spec(json!({"a": sleeper(), "app": app})));
-    let s = wait_for(&c, "generation 1", |s| {
-        generation(s) == 1 && s["generation"]["outcome"]["state"] == "healthy"
-    });
-    let app = s["workloads"]
-        .as_array()
+fn store_paths_are_realised_from_the_nodes_nix_and_a_missing_one_is_an_error() {
+    let c = node(&spec(json!({"a": sleeper()})));
+    wait_for(&c, "convergence", |s| s["converged"] == true);
+    // A real store path in the container's Nix store: a program that stays up.
+    let program = c
+        .sh("printf '#!/bin/sh\\nexec /bin/sleep infinity\\n' > /tmp/app && chmod 755 /tmp/app && nix-store --add /tmp/app")
         .unwrap()
-        .iter()
-        .find(|w| w["name"] == "app")
-        .unwrap()
-        .clone();
+        .trim()
+        .to_owned();
     assert!(
-        app["error"]
+        program.starts_with("/nix/store/") && program.ends_with("-app"),
+        "{program}"
+    );
+    // The lab's Nix has no substituters, so this one cannot be had.
+    let missing = "/nix/store/8r6i3khnvzqcqp5xnzbvzr5kk4qpa7h6-missing-1.0";
+    write_spec(
+        &c,
+        &serde_json::to_vec(&spec(json!({
+            "a": sleeper(),
+            "app": {"command": [program], "store_paths": [program]},
+            "broken": {"command": ["/bin/sleep", "infinity"], "store_paths": [missing]}
+        })))
+        .unwrap(),
+    );
+    let s = wait_for(&c, "generation 2", |s| {
+        generation(s) == 2 && s["generation"]["outcome"]["state"] == "healthy"
+    });
+    let workload = |name: &str| {
+        s["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(workload("app")["active_state"], "active");
+    assert!(workload("app")["error"].is_null());
+    let broken = workload("broken");
+    assert!(
+        broken["error"]
             .as_str()
             .unwrap()
-            .contains("cannot run nix-store"),
-        "{app:#}"
+            .contains("nix-store --realise failed"),
+        "{broken:#}"
     );
-    assert_eq!(app["active_state"], "absent");
+    assert_eq!(broken["active_state"], "absent");
     assert_eq!(active(&c, "xnode-a.service"), "active");
     assert_eq!(s["converged"], false, "the spec is not wholly in force");
-    // Restarted, it still does not start what it cannot realise.
+    // Restarted, the agent still does not start what it cannot realise.
     c.sh("systemctl restart xnoded.service").unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(active(&c, "xnode-app.service"), "inactive");
-    assert!(!is_path(&c.path("/run/systemd/system/xnode-app.service")));
+    assert_eq!(active(&c, "xnode-broken.service"), "inactive");
+    assert!(!is_path(
+        &c.path("/run/systemd/system/xnode-broken.service")
+    ));
+    assert_eq!(active(&c, "xnode-app.service"), "active");
 }

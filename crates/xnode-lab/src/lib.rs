@@ -1,5 +1,5 @@
-//! Real test hosts: Debian containers booted with systemd-nspawn, systemd as PID 1 and
-//! a real system bus, for tests that must run against the real thing.
+//! Real test hosts: Debian containers booted with systemd-nspawn, systemd as PID 1,
+//! a real system bus and a real Nix store, for tests that must run against the real thing.
 //!
 //! The root filesystem is built once with debootstrap and cached outside the source
 //! tree; every container boots it with `--volatile=overlay`, so containers share the

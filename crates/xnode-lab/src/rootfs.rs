@@ -7,8 +7,21 @@ use std::process::Command;
 use crate::LabError;
 
 /// Bump when the package set changes, so caches rebuild.
-const ROOTFS_NAME: &str = "debian-bookworm-systemd-1";
+const ROOTFS_NAME: &str = "debian-bookworm-systemd-nix-2";
 const PACKAGES: &str = "systemd,dbus,systemd-sysv";
+
+/// The lab's Nix has no substituters: tests never reach beyond the machine.
+const NIX_CONF: &str = "substituters =\nbuild-users-group =\n";
+
+fn check(out: &std::process::Output, what: impl FnOnce() -> String) -> Result<(), LabError> {
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(LabError::Command {
+        what: what(),
+        detail: format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr)),
+    })
+}
 
 /// Where the lab keeps what is slow to make: `XNODE_LAB_CACHE`, or
 /// `/var/cache/xnode-lab`. Outside any source tree, so fresh clones reuse it.
@@ -18,7 +31,8 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/cache/xnode-lab"))
 }
 
-/// The root filesystem, built with debootstrap on first use (about half a minute) and
+/// The root filesystem (Debian with systemd, dbus and Nix), built with debootstrap on
+/// first use (under a minute) and
 /// reused after. Safe to call from many tests at once: one builds, the others wait.
 pub fn rootfs() -> Result<PathBuf, LabError> {
     crate::check_host()?;
@@ -54,12 +68,18 @@ pub fn rootfs() -> Result<PathBuf, LabError> {
         .arg(&mirror)
         .output()
         .map_err(LabError::io("cannot run debootstrap"))?;
-    if !out.status.success() {
-        return Err(LabError::Command {
-            what: format!("debootstrap into {}", building.display()),
-            detail: format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr)),
-        });
-    }
+    check(&out, || format!("debootstrap into {}", building.display()))?;
+    // Nix goes in after debootstrap: as an --include its configuration fails.
+    let out = Command::new("chroot")
+        .arg(&building)
+        .args(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nix-bin && apt-get clean"])
+        .output()
+        .map_err(LabError::io("cannot run chroot"))?;
+    check(&out, || "installing nix-bin in the rootfs".into())?;
+    let nix_dir = building.join("etc/nix");
+    std::fs::create_dir_all(&nix_dir).map_err(LabError::io("cannot create etc/nix"))?;
+    std::fs::write(nix_dir.join("nix.conf"), NIX_CONF)
+        .map_err(LabError::io("cannot write nix.conf"))?;
     std::fs::rename(&building, &target)
         .map_err(LabError::io("cannot move the new rootfs into place"))?;
     Ok(target)
