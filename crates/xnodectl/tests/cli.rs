@@ -357,3 +357,18 @@ fn schema_completions_and_man_page() {
     let help = xnodectl(&["validate", "--help"]);
     assert!(help.stdout.contains("Examples:"));
 }
+
+#[test]
+fn a_spec_can_come_on_standard_input() {
+    let spec = std::fs::read(repo().join("examples/small.json")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xnodectl"))
+        .args(["hash", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&spec).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), xnodectl(&["hash", "examples/small.json"]).stdout);
+}

@@ -9,14 +9,10 @@ use crate::cli::{ApplyArgs, Output};
 use crate::{cmd, input};
 
 pub fn run(args: &ApplyArgs) -> Result<Outcome> {
-    let validated = match cmd::load(&args.file)? {
-        Ok(v) => v,
-        Err(invalid) => {
-            cmd::report(&args.file, &invalid);
-            return Ok(Outcome::Failure);
-        }
+    let Some((validated, bytes)) = cmd::load_valid(&args.file)? else {
+        return Ok(Outcome::Failure);
     };
-    let spec: Value = serde_json::from_slice(&input::read(&args.file)?)?;
+    let spec: Value = serde_json::from_slice(&bytes)?;
     let socket = &args.agent.socket;
     let text = matches!(args.agent.output, Output::Text);
     if text {

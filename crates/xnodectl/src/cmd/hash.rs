@@ -7,14 +7,9 @@ use crate::cli::HashArgs;
 use crate::cmd;
 
 pub fn run(args: &HashArgs) -> Result<Outcome> {
-    match cmd::load(&args.file)? {
-        Ok(v) => {
-            cmd::print(&format!("{}\n", v.hash))?;
-            Ok(Outcome::Success)
-        }
-        Err(invalid) => {
-            cmd::report(&args.file, &invalid);
-            Ok(Outcome::Failure)
-        }
-    }
+    let Some((v, _)) = cmd::load_valid(&args.file)? else {
+        return Ok(Outcome::Failure);
+    };
+    cmd::print(&format!("{}\n", v.hash))?;
+    Ok(Outcome::Success)
 }

@@ -25,6 +25,20 @@ pub fn load(path: &Path) -> Result<Result<Validated, Invalid>> {
     Ok(xnode_spec::parse(&input::read(path)?))
 }
 
+/// Reads and validates a spec file for a command that needs a valid one: its problems
+/// are reported and `None` returned when it is not. Gives the bytes too, read once (a
+/// spec on standard input cannot be read twice).
+pub fn load_valid(path: &Path) -> Result<Option<(Validated, Vec<u8>)>> {
+    let bytes = input::read(path)?;
+    match xnode_spec::parse(&bytes) {
+        Ok(v) => Ok(Some((v, bytes))),
+        Err(invalid) => {
+            report(path, &invalid);
+            Ok(None)
+        }
+    }
+}
+
 /// Prints a spec's problems to standard error, one per line, path first.
 pub fn report(path: &Path, invalid: &Invalid) {
     let n = invalid.problems.len();

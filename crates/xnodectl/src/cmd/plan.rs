@@ -24,12 +24,8 @@ struct Report<'a> {
 }
 
 pub fn run(args: &PlanArgs) -> Result<Outcome> {
-    let validated = match cmd::load(&args.spec)? {
-        Ok(v) => v,
-        Err(invalid) => {
-            cmd::report(&args.spec, &invalid);
-            return Ok(Outcome::Failure);
-        }
+    let Some((validated, _)) = cmd::load_valid(&args.spec)? else {
+        return Ok(Outcome::Failure);
     };
     let spec = &validated.spec;
     let observed = match &args.observed {
