@@ -370,5 +370,8 @@ fn a_spec_can_come_on_standard_input() {
     child.stdin.take().unwrap().write_all(&spec).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), xnodectl(&["hash", "examples/small.json"]).stdout);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        xnodectl(&["hash", "examples/small.json"]).stdout
+    );
 }
