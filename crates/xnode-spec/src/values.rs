@@ -221,6 +221,27 @@ impl Owner {
     }
 }
 
+impl Owner {
+    /// The owner's key as an OpenSSH `authorized_keys` line, so the key that signs a
+    /// node's specs also opens an SSH session to it. An Ethereum address is not a
+    /// public key, so it has none.
+    pub fn openssh_key(&self) -> Option<String> {
+        let Owner::Ed25519(key) = self else {
+            return None;
+        };
+        // RFC 8709 §4: string "ssh-ed25519", string key; each with a u32 length first.
+        let mut blob = Vec::with_capacity(51);
+        for part in [b"ssh-ed25519".as_slice(), key.as_slice()] {
+            blob.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            blob.extend_from_slice(part);
+        }
+        Some(format!(
+            "ssh-ed25519 {} xnode-owner",
+            base64::engine::general_purpose::STANDARD.encode(blob)
+        ))
+    }
+}
+
 /// An Ethereum address; mixed case must carry a valid EIP-55 checksum.
 fn parse_eth_address(addr: &str) -> Result<[u8; 20], String> {
     let hex = addr
@@ -455,6 +476,19 @@ mod tests {
         for b in bad {
             assert!(Owner::parse(b).is_err(), "{b}");
         }
+    }
+
+    #[test]
+    fn an_ed25519_owner_is_an_openssh_key() {
+        // A key pair made by `ssh-keygen -t ed25519`: its .pub line, and the same
+        // public key as an owner.
+        let owner = Owner::parse("ed25519:19lXUErDvu1fpeijRcQg7nwqCHKIUPB+kF7AVUzbrP8=").unwrap();
+        assert_eq!(
+            owner.openssh_key().unwrap(),
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINfZV1BKw77tX6Xoo0XEIO58KghyiFDwfpBewFVM26z/ xnode-owner"
+        );
+        let eth = Owner::parse("eth:0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed").unwrap();
+        assert_eq!(eth.openssh_key(), None);
     }
 
     #[test]

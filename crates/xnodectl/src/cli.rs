@@ -70,6 +70,17 @@ Example:
     #[command(after_help = "Example:
   xnodectl logs web -n 50")]
     Logs(LogsArgs),
+    /// Print the spec owner's SSH key, for sshd's AuthorizedKeysCommand.
+    #[command(
+        after_help = "Prints an authorized_keys line when USER is root and the spec's owner is an
+ed25519 key, and nothing otherwise (an Ethereum owner has no SSH key; a node
+without a spec file yet has no owner).
+
+Example (sshd_config):
+  AuthorizedKeysCommand /run/current-system/sw/bin/xnodectl ssh-keys --user %u
+  AuthorizedKeysCommandUser nobody"
+    )]
+    SshKeys(SshKeysArgs),
     /// Print a shell completion script.
     #[command(after_help = "Example:
   xnodectl completions bash > /etc/bash_completion.d/xnodectl")]
@@ -133,6 +144,16 @@ pub struct LogsArgs {
     pub lines: usize,
     #[command(flatten)]
     pub agent: AgentArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SshKeysArgs {
+    /// The user logging in; only root gets the owner's key.
+    #[arg(long, default_value = "root")]
+    pub user: String,
+    /// The node's spec file.
+    #[arg(default_value = "/etc/xnode/spec.json", value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ pub mod history;
 pub mod logs;
 pub mod plan;
 pub mod schema;
+pub mod ssh_keys;
 pub mod status;
 pub mod validate;
 
