@@ -452,8 +452,9 @@ fn store_paths_are_realised_from_the_nodes_nix_and_a_missing_one_is_an_error() {
             .unwrap()
             .clone()
     };
-    assert_eq!(workload("app")["active_state"], "active");
-    assert!(workload("app")["error"].is_null());
+    let app = workload("app");
+    assert_eq!(app["active_state"], "active", "{app:#}");
+    assert!(app["error"].is_null(), "{app:#}");
     let broken = workload("broken");
     assert!(
         broken["error"]

@@ -9,12 +9,39 @@ use crate::{Container, LabError, Options};
 /// since containers share the host's loopback.
 pub const TEST_FLAGS: &str = "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0";
 
-/// xnoded's unit, as a node runs it, with `flags`.
-pub fn xnoded_unit(flags: &str) -> String {
-    format!(
-        "[Unit]\nDescription=XnodeOS agent\n[Service]\nType=notify\nExecStart=/opt/xnode/xnoded {flags}\n\
-         Restart=always\nRestartSec=500ms\nWatchdogSec=30\n"
-    )
+/// The `[Service]` settings of xnoded's unit on every node, sandbox included: the NixOS
+/// module reads the same file, so the lab runs xnoded exactly as confined as a node.
+const SERVICE: &str = include_str!("../../../modules/xnoded-service.json");
+
+/// xnoded's unit, as a node runs it, with `flags`; it restarts sooner than on a node,
+/// for quicker tests.
+pub fn xnoded_unit(flags: &str) -> Result<String, LabError> {
+    let settings: serde_json::Map<String, serde_json::Value> = serde_json::from_str(SERVICE)
+        .map_err(|e| LabError::Command {
+            what: "reading modules/xnoded-service.json".into(),
+            detail: e.to_string(),
+        })?;
+    let mut unit = String::from("[Unit]\nDescription=XnodeOS agent\n[Service]\n");
+    for (key, value) in &settings {
+        // As NixOS renders serviceConfig: a list is one line per item.
+        let items = match value {
+            serde_json::Value::Array(items) => items.clone(),
+            other => vec![other.clone()],
+        };
+        for item in items {
+            let text = match item {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Bool(b) => b.to_string(),
+                other => other.to_string(),
+            };
+            unit.push_str(&format!("{key}={text}\n"));
+        }
+    }
+    unit.push_str(&format!(
+        "ReadWritePaths=/var/lib/xnode\nCapabilityBoundingSet=\n\
+         ExecStart=/opt/xnode/xnoded {flags}\nRestartSec=500ms\n"
+    ));
+    Ok(unit)
 }
 
 /// Boots a container with the binaries in `bin_dir` at /opt/xnode (xnoded, and
@@ -40,12 +67,26 @@ pub fn boot_node_with(bin_dir: &Path, spec: &[u8], flags: &str) -> Result<Contai
     write("/etc/xnode/spec.json", spec)?;
     write(
         "/etc/systemd/system/xnoded.service",
-        xnoded_unit(flags).as_bytes(),
+        xnoded_unit(flags)?.as_bytes(),
     )?;
     write(
         "/usr/local/bin/xnodectl",
         b"#!/bin/sh\nexec /opt/xnode/xnodectl \"$@\"\n",
     )?;
-    c.sh("chmod 755 /usr/local/bin/xnodectl && systemctl daemon-reload && systemctl start xnoded.service")?;
+    // What the NixOS module's tmpfiles rules make: the directories the sandbox opens.
+    c.sh(
+        "mkdir -p -m 0700 /var/lib/xnode && mkdir -p /run/systemd/system \
+          && chmod 755 /usr/local/bin/xnodectl && systemctl daemon-reload",
+    )?;
+    if let Err(e) = c.sh("systemctl start xnoded.service") {
+        // Say why: the unit's own log is the one place that does.
+        let log = c
+            .sh("journalctl -u xnoded.service --no-pager -o cat | tail -n 20")
+            .unwrap_or_default();
+        return Err(LabError::Command {
+            what: "starting xnoded".into(),
+            detail: format!("{e}\n{log}"),
+        });
+    }
     Ok(c)
 }

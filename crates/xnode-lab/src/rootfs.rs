@@ -7,7 +7,7 @@ use std::process::Command;
 use crate::LabError;
 
 /// Bump when the package set changes, so caches rebuild.
-const ROOTFS_NAME: &str = "debian-bookworm-systemd-nix-2";
+const ROOTFS_NAME: &str = "debian-bookworm-systemd-nix-3";
 const PACKAGES: &str = "systemd,dbus,systemd-sysv";
 
 /// The lab's Nix has no substituters: tests never reach beyond the machine.
@@ -72,10 +72,10 @@ pub fn rootfs() -> Result<PathBuf, LabError> {
     // Nix goes in after debootstrap: as an --include its configuration fails.
     let out = Command::new("chroot")
         .arg(&building)
-        .args(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nix-bin && apt-get clean"])
+        .args(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nix-bin nix-setup-systemd && apt-get clean"])
         .output()
         .map_err(LabError::io("cannot run chroot"))?;
-    check(&out, || "installing nix-bin in the rootfs".into())?;
+    check(&out, || "installing Nix in the rootfs".into())?;
     let nix_dir = building.join("etc/nix");
     std::fs::create_dir_all(&nix_dir).map_err(LabError::io("cannot create etc/nix"))?;
     std::fs::write(nix_dir.join("nix.conf"), NIX_CONF)

@@ -1,0 +1,212 @@
+# services.xnode: the XnodeOS agent, xnoded, as a hardened systemd service.
+{
+  config,
+  lib,
+  pkgs,
+  utils,
+  ...
+}:
+let
+  cfg = config.services.xnode;
+  inherit (lib)
+    literalExpression
+    mkEnableOption
+    mkIf
+    mkOption
+    mkPackageOption
+    optionals
+    types
+    ;
+  json = (pkgs.formats.json { }).type;
+  defaultSpecFile = "/etc/xnode/spec.json";
+  service = lib.importJSON ./xnoded-service.json;
+
+  # An object of the spec: free-form JSON, with some fields typed.
+  specObject =
+    options: description:
+    mkOption {
+      type = types.submodule {
+        freeformType = json;
+        inherit options;
+      };
+      default = { };
+      inherit description;
+    };
+in
+{
+  options.services.xnode = {
+    enable = mkEnableOption "xnoded, the XnodeOS agent that keeps this node as its spec says";
+
+    package = mkPackageOption pkgs "xnode" { };
+
+    spec = mkOption {
+      type = types.nullOr (
+        types.submodule {
+          freeformType = json;
+          options = {
+            version = mkOption {
+              type = types.ints.positive;
+              default = 1;
+              description = "The spec format's version.";
+            };
+            node = specObject {
+              name = mkOption {
+                type = types.str;
+                default = config.networking.hostName;
+                defaultText = literalExpression "config.networking.hostName";
+                description = "The node's name: a DNS label.";
+              };
+            } "What the node is: `name`, `owner` (who may push specs over the mesh), `labels`.";
+            mesh = specObject {
+              port = mkOption {
+                type = types.port;
+                default = cfg.mesh.port;
+                defaultText = literalExpression "config.services.xnode.mesh.port";
+                description = "The mesh port.";
+              };
+            } "How the node joins the mesh: `bootstrap`, `listen`, `mdns`, `port`.";
+          };
+        }
+      );
+      default = null;
+      example = literalExpression ''
+        {
+          node.owner = "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+          mesh.bootstrap = [ "/dns4/seed.example.org/tcp/7720" ];
+          workloads.hello = {
+            command = [ "''${pkgs.hello}/bin/hello" "--greeting=hi" ];
+            restart.policy = "always";
+          };
+        }
+      '';
+      description = ''
+        The node spec (see docs/spec.md), written in Nix and rendered to JSON at
+        `/etc/xnode/spec.json`. Attributes set to null are left out, and store paths
+        named in a workload's `command` or `reload` are added to its `store_paths`, so
+        `"''${pkgs.foo}/bin/foo"` is enough to run a package. xnoded notices a changed
+        spec by itself: `nixos-rebuild switch` applies it without restarting xnoded.
+        Leave it null to give the spec at run time instead (see `specFile`).
+      '';
+    };
+
+    specFile = mkOption {
+      type = types.path;
+      default = defaultSpecFile;
+      example = "/var/lib/xnode-seed/spec.json";
+      description = ''
+        The spec file xnoded follows. When `spec` is set, leave this alone: the
+        rendered spec is at the default. Otherwise a file in the store
+        (`./spec.json`) or a path written at run time (cloud user-data, the
+        installer, an operator). A missing file is not an error: xnoded waits for it
+        and serves its API meanwhile.
+      '';
+    };
+
+    stateDir = mkOption {
+      type = types.str;
+      default = "/var/lib/xnode";
+      description = "Where xnoded keeps its generations and history (root only).";
+    };
+
+    apiGroup = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "xnode";
+      description = ''
+        A group whose members may use xnoded's local API (`xnodectl`) besides root.
+        The group is created. Null: root only.
+      '';
+    };
+
+    metrics.address = mkOption {
+      type = types.str;
+      default = "127.0.0.1:9477";
+      example = "[::1]:9477";
+      description = "Where xnoded serves Prometheus metrics (OpenMetrics text).";
+    };
+
+    mesh = {
+      port = mkOption {
+        type = types.port;
+        default = 7720;
+        description = "The TCP port of the mesh; also the spec's default `mesh.port`.";
+      };
+      openFirewall = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Whether to open the mesh port in the firewall.";
+      };
+    };
+
+    extraArgs = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "--interval" "60" ];
+      description = "More command-line arguments for xnoded (`xnoded --help`).";
+    };
+  };
+
+  config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = cfg.spec == null || toString cfg.specFile == defaultSpecFile;
+        message = "services.xnode: set `spec` or `specFile`, not both.";
+      }
+      {
+        assertion = lib.hasPrefix "/" cfg.stateDir;
+        message = "services.xnode.stateDir must be an absolute path.";
+      }
+    ];
+
+    environment.systemPackages = [ cfg.package ];
+    environment.etc."xnode/spec.json" = mkIf (cfg.spec != null) {
+      text = import ./render-spec.nix cfg.spec;
+    };
+
+    users.groups = mkIf (cfg.apiGroup != null) { ${cfg.apiGroup} = { }; };
+    networking.firewall.allowedTCPPorts = mkIf cfg.mesh.openFirewall [ cfg.mesh.port ];
+
+    systemd.tmpfiles.rules = [
+      "d ${cfg.stateDir} 0700 root root - -"
+      # xnoded writes its workloads' units here; it must exist for ReadWritePaths.
+      "d /run/systemd/system 0755 root root - -"
+    ];
+
+    systemd.services.xnoded = {
+      description = "XnodeOS agent";
+      documentation = [ "man:xnodectl(1)" ];
+      wantedBy = [ "multi-user.target" ];
+      wants = [ "network-online.target" ];
+      after = [
+        "network-online.target"
+        "nix-daemon.socket"
+        "systemd-tmpfiles-setup.service"
+      ];
+      # nix-store, to realise the store paths workloads name.
+      path = [ config.nix.package ];
+      # The settings and sandbox shared with the lab, which runs xnoded under them.
+      serviceConfig = service // {
+        ExecStart = utils.escapeSystemdExecArgs (
+          [
+            (lib.getExe' cfg.package "xnoded")
+            "--spec"
+            "${cfg.specFile}"
+            "--state-dir"
+            cfg.stateDir
+            "--metrics-address"
+            cfg.metrics.address
+          ]
+          ++ optionals (cfg.apiGroup != null) [
+            "--api-group"
+            cfg.apiGroup
+          ]
+          ++ cfg.extraArgs
+        );
+        ReadWritePaths = service.ReadWritePaths ++ [ cfg.stateDir ];
+        # Handing the API socket to the group is the one privileged thing xnoded
+        # does itself; systemd does the rest on its behalf.
+        CapabilityBoundingSet = if cfg.apiGroup != null then [ "CAP_CHOWN" ] else [ "" ];
+      };
+    };
+  };
+}

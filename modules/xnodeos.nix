@@ -1,0 +1,96 @@
+# xnodeos: the distribution profile. Server defaults that make a NixOS machine an
+# Xnode; inert until `xnodeos.enable`, so importing it changes nothing by itself.
+# Every setting is a default (lib.mkDefault) or an addition, so a host can override it.
+{ config, lib, ... }:
+let
+  cfg = config.xnodeos;
+  xnode = config.services.xnode;
+  inherit (lib) mkDefault mkIf mkOption types;
+in
+{
+  options.xnodeos = {
+    enable = lib.mkEnableOption "the XnodeOS profile: xnoded and server defaults";
+
+    nix = {
+      substituters = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [ "https://cache.example.org" ];
+        description = "Binary caches of the fleet, besides cache.nixos.org.";
+      };
+      trustedPublicKeys = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [ "cache.example.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=" ];
+        description = ''
+          Keys whose signatures Nix trusts on store paths, besides cache.nixos.org's:
+          the fleet's signing keys.
+        '';
+      };
+    };
+
+    ssh.ownerLogin = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Whether the spec's owner may log in as root with SSH, when the owner is an
+        ed25519 key: sshd asks `xnodectl ssh-keys` for it, so the key follows the
+        spec with nothing to copy. (An Ethereum owner has no SSH key; add keys with
+        `users.users.root.openssh.authorizedKeys.keys`.)
+      '';
+    };
+  };
+
+  config = mkIf cfg.enable {
+    services.xnode = {
+      enable = mkDefault true;
+      mesh.openFirewall = mkDefault true;
+    };
+
+    nix = {
+      settings = {
+        experimental-features = [
+          "nix-command"
+          "flakes"
+        ];
+        substituters = cfg.nix.substituters;
+        trusted-public-keys = cfg.nix.trustedPublicKeys;
+      };
+      gc = {
+        automatic = mkDefault true;
+        dates = mkDefault "weekly";
+        options = mkDefault "--delete-older-than 14d";
+      };
+      optimise.automatic = mkDefault true;
+    };
+
+    networking.firewall.enable = mkDefault true;
+
+    services.openssh = {
+      enable = mkDefault true;
+      settings = {
+        PasswordAuthentication = mkDefault false;
+        KbdInteractiveAuthentication = mkDefault false;
+        PermitRootLogin = mkDefault "prohibit-password";
+      };
+      authorizedKeysCommand = mkIf (cfg.ssh.ownerLogin && xnode.enable) (
+        "${lib.getExe' xnode.package "xnodectl"} ssh-keys --user %u ${xnode.specFile}"
+      );
+      authorizedKeysCommandUser = mkDefault "nobody";
+    };
+
+    services.journald.extraConfig = ''
+      SystemMaxUse=1G
+      MaxRetentionSec=1month
+    '';
+
+    zramSwap.enable = mkDefault true;
+    services.timesyncd.enable = mkDefault true;
+    boot.kernelParams = [
+      "console=tty0"
+      "console=ttyS0,115200n8"
+    ];
+    boot.tmp.cleanOnBoot = mkDefault true;
+    documentation.nixos.enable = mkDefault false;
+  };
+}
