@@ -1,0 +1,391 @@
+//! The flake's side, as far as it runs without nixpkgs: every Nix file parses, the
+//! module's spec rendering (modules/render-spec.nix, evaluated by a real Nix) gives
+//! what xnoded accepts, and the image scripts do what they say with the real xnodectl.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn nix_instantiate(args: &[&str]) -> Output {
+    Command::new("nix-instantiate")
+        .args(["--option", "build-users-group", ""])
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("nix-instantiate runs (Debian's nix-bin; scripts/setup installs it)")
+}
+
+/// Evaluates a Nix expression in the repository and returns its JSON value.
+fn eval(expr: &str) -> Value {
+    let out = nix_instantiate(&["--eval", "--strict", "--json", "--expr", expr]);
+    assert!(
+        out.status.success(),
+        "{expr}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The JSON text that the module writes to /etc/xnode/spec.json for `spec` (Nix).
+fn render(spec: &str) -> String {
+    let rendered = eval(&format!("import ./modules/render-spec.nix ({spec})"));
+    rendered
+        .as_str()
+        .expect("the rendering is a string")
+        .to_owned()
+}
+
+fn xnodectl(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xnodectl"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn assert_valid(json: &str) {
+    let out = xnodectl(&["validate", "-"], json);
+    assert!(
+        out.status.success(),
+        "{json}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn nix_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy();
+        if path.is_dir() && !name.starts_with('.') && name != "target" {
+            nix_files(&path, found);
+        } else if name.ends_with(".nix") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_nix_file_parses() {
+    let mut files = Vec::new();
+    nix_files(&repo(), &mut files);
+    assert!(files.len() >= 20, "found only {files:?}");
+    for file in files {
+        let out = nix_instantiate(&["--parse", file.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn the_flake_lock_pins_a_nixos_release_of_25_05_or_later() {
+    let lock: Value =
+        serde_json::from_slice(&std::fs::read(repo().join("flake.lock")).unwrap()).unwrap();
+    let nixpkgs = &lock["nodes"]["nixpkgs"];
+    assert_eq!(
+        lock["nodes"]["root"]["inputs"],
+        json!({"nixpkgs": "nixpkgs"})
+    );
+    let branch = nixpkgs["original"]["ref"].as_str().unwrap();
+    let release: f64 = branch.strip_prefix("nixos-").unwrap().parse().unwrap();
+    assert!(release >= 25.05, "{branch}");
+    let rev = nixpkgs["locked"]["rev"].as_str().unwrap();
+    assert_eq!(rev.len(), 40, "{rev}");
+    assert!(
+        nixpkgs["locked"]["narHash"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256-")
+    );
+}
+
+#[test]
+fn the_module_renders_the_example_specs_as_xnoded_reads_them() {
+    for example in ["examples/small.json", "examples/large.json"] {
+        let rendered = render(&format!(
+            "builtins.fromJSON (builtins.readFile ./{example})"
+        ));
+        assert_valid(&rendered);
+        // The same spec, whatever the layout: equal content hashes.
+        let ours = xnodectl(&["hash", "-"], &rendered);
+        let theirs = xnodectl(&["hash", &repo().join(example).to_string_lossy()], "");
+        assert_eq!(ours.stdout, theirs.stdout, "{example}");
+        assert!(ours.status.success());
+    }
+}
+
+/// Package stand-ins: what `${pkgs.x}` gives inside a real NixOS evaluation.
+const FAKE_PKGS: &str = r#"{
+  python3 = "/nix/store/0c5qf2wrzzbfbd0z7b2ag4iybd2hypr8-python3-3.12.9";
+  bash = "/nix/store/4bj2kxdm1462fzcc2i2s4dn33g2angcc-bash-5.2p37";
+  coreutils = "/nix/store/87fck6hm17chxjlcdf9lr0ifr8gxhcq8-coreutils-9.7";
+}"#;
+
+#[test]
+fn the_example_nixos_spec_renders_valid_with_the_store_paths_it_names() {
+    let rendered = render(&format!(
+        "(import ./examples/nixos/spec.nix {{ pkgs = {FAKE_PKGS}; }}) // {{ version = 1; node = {{ name = \"example\"; labels.region = \"eu-west\"; }}; }}"
+    ));
+    assert_valid(&rendered);
+    let spec: Value = serde_json::from_str(&rendered).unwrap();
+    assert_eq!(
+        spec["workloads"]["web"]["store_paths"],
+        json!(["/nix/store/0c5qf2wrzzbfbd0z7b2ag4iybd2hypr8-python3-3.12.9"])
+    );
+    assert_eq!(
+        spec["workloads"]["ticker"]["store_paths"],
+        json!(["/nix/store/4bj2kxdm1462fzcc2i2s4dn33g2angcc-bash-5.2p37"])
+    );
+}
+
+#[test]
+fn rendering_drops_nulls_and_lists_named_store_paths_once() {
+    let cases = [
+        (
+            r#"{ version = 1; node = { name = "n"; owner = null; }; }"#,
+            json!({"version": 1, "node": {"name": "n"}}),
+        ),
+        (
+            // Two programs of one package, one path already listed, arguments too.
+            r#"{ version = 1; node.name = "n"; workloads.w = {
+                 command = [ "/nix/store/0c5qf2wrzzbfbd0z7b2ag4iybd2hypr8-python3-3.12.9/bin/python3"
+                             "--x=/nix/store/87fck6hm17chxjlcdf9lr0ifr8gxhcq8-coreutils-9.7/bin/env" ];
+                 reload = [ "/nix/store/0c5qf2wrzzbfbd0z7b2ag4iybd2hypr8-python3-3.12.9/bin/pydoc" ];
+                 store_paths = [ "/nix/store/87fck6hm17chxjlcdf9lr0ifr8gxhcq8-coreutils-9.7" ];
+                 user = null; }; }"#,
+            json!({"version": 1, "node": {"name": "n"}, "workloads": {"w": {
+                "command": [
+                    "/nix/store/0c5qf2wrzzbfbd0z7b2ag4iybd2hypr8-python3-3.12.9/bin/python3",
+                    "--x=/nix/store/87fck6hm17chxjlcdf9lr0ifr8gxhcq8-coreutils-9.7/bin/env"
+                ],
+                "reload": ["/nix/store/0c5qf2wrzzbfbd0z7b2ag4iybd2hypr8-python3-3.12.9/bin/pydoc"],
+                "store_paths": [
+                    "/nix/store/87fck6hm17chxjlcdf9lr0ifr8gxhcq8-coreutils-9.7",
+                    "/nix/store/0c5qf2wrzzbfbd0z7b2ag4iybd2hypr8-python3-3.12.9"
+                ]
+            }}}),
+        ),
+        (
+            // Not a store path (a hash with `e` is not nixbase32): nothing added.
+            r#"{ version = 1; node.name = "n"; workloads.w.command = [ "/nix/store/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-x/bin/x" ]; }"#,
+            json!({"version": 1, "node": {"name": "n"}, "workloads": {"w": {
+                "command": ["/nix/store/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-x/bin/x"]}}}),
+        ),
+        (
+            // A wrong shape is passed through for the validator to report.
+            r#"{ version = 1; node.name = "n"; workloads.w = "oops"; }"#,
+            json!({"version": 1, "node": {"name": "n"}, "workloads": {"w": "oops"}}),
+        ),
+    ];
+    for (nix, want) in cases {
+        let got: Value = serde_json::from_str(&render(nix)).unwrap();
+        assert_eq!(got, want, "{nix}");
+    }
+}
+
+/// A scratch directory, removed afterwards.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("xnode-nix-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs a script of images/ with bash, the real xnodectl first on PATH.
+fn script(name: &str, args: &[&str]) -> (i32, String) {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnodectl"));
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg(repo().join("images").join(name))
+        .args(args)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap(), text)
+}
+
+#[test]
+fn the_seed_writes_the_first_valid_spec_and_nothing_else() {
+    let s = Scratch::new("seed");
+    let small = std::fs::read_to_string(repo().join("examples/small.json")).unwrap();
+    let target = s.path("etc/xnode/spec.json");
+    let cloud_config = s.file("cloud-config", "#cloud-config\npackages: [htop]\n");
+    let empty = s.file("empty", "");
+    let user_data = s.file("user-data", &small);
+
+    // Sources without a spec are passed over; the first one with a spec wins.
+    let (code, log) = script(
+        "xnode-seed.sh",
+        &[
+            &target,
+            "file:/nonexistent",
+            &format!("file:{empty}"),
+            &format!("file:{cloud_config}"),
+            &format!("file:{user_data}"),
+        ],
+    );
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("something other than a JSON spec"), "{log}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), small);
+
+    // A spec in place is never replaced.
+    let other = s.file("other", &small.replace("\"n1\"", "\"n2\""));
+    let (code, log) = script("xnode-seed.sh", &[&target, &format!("file:{other}")]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), small);
+
+    // An invalid spec is reported, written nowhere, and fails the unit.
+    let fresh = s.path("fresh/spec.json");
+    let bad = s.file("bad", r#"{"version": 1, "node": {"name": "-bad-"}}"#);
+    let (code, log) = script("xnode-seed.sh", &[&fresh, &format!("file:{bad}")]);
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("node.name"), "{log}");
+    assert!(!Path::new(&fresh).exists());
+    assert!(std::fs::read_dir(&s.0).unwrap().all(|e| {
+        !e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("xnode-seed")
+    }));
+
+    // No spec anywhere: the node boots without one.
+    let (code, log) = script("xnode-seed.sh", &[&fresh, "file:/nonexistent"]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("no spec found"), "{log}");
+}
+
+#[test]
+fn the_installer_does_nothing_unless_asked_and_refuses_what_it_must() {
+    let s = Scratch::new("install");
+    let system = s.0.join("system");
+    std::fs::create_dir_all(&system).unwrap();
+    let system = system.to_string_lossy().into_owned();
+    let plain = s.file(
+        "cmdline",
+        "BOOT_IMAGE=/boot/bzImage init=/nix/store/x/init quiet\n",
+    );
+    let run = |cmdline: &str, extra: &[&str]| {
+        let mut args = vec!["--dry-run", "--system", &system, "--cmdline", cmdline];
+        args.extend_from_slice(extra);
+        script("xnode-install.sh", &args)
+    };
+
+    let (code, log) = run(&plain, &[]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("running live"), "{log}");
+
+    let missing = s.file(
+        "cmdline-missing",
+        "quiet xnode.install=/dev/xnode-no-such-disk\n",
+    );
+    let (code, log) = run(&missing, &[]);
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains(
+            "/dev/xnode-no-such-disk (asked for by the kernel command line) is not a block device"
+        ),
+        "{log}"
+    );
+
+    let conf = s.file(
+        "install.conf",
+        "disk=/dev/xnode-no-such-disk\nreboot=maybe\n",
+    );
+    let (code, log) = run(&plain, &["--config", "/nonexistent", "--config", &conf]);
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("reboot must be yes or no"), "{log}");
+
+    // A free disk (a loop device): the plan, and nothing done in a dry run.
+    let image = s.path("disk.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let loop_dev = Command::new("losetup")
+        .args(["--find", "--show", &image])
+        .output()
+        .unwrap();
+    assert!(
+        loop_dev.status.success(),
+        "losetup needs root, as the lab tests do"
+    );
+    let loop_dev = String::from_utf8_lossy(&loop_dev.stdout).trim().to_owned();
+    let conf = s.file(
+        "install-loop.conf",
+        &format!("disk={loop_dev}\nreboot=no\n"),
+    );
+    let spec = s.file("spec.json", "{}");
+    let (code, log) = run(&plain, &["--config", &conf, "--spec", &spec]);
+    let _ = Command::new("losetup")
+        .args(["--detach", &loop_dev])
+        .status();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains(&format!(
+            "installing {system} on {loop_dev} (asked for by {conf})"
+        )),
+        "{log}"
+    );
+    assert!(log.contains(&format!("with the spec {spec}")), "{log}");
+    assert!(log.contains("then reboot=no"), "{log}");
+    assert!(log.contains("dry run; nothing changed"), "{log}");
+    let untouched = std::fs::read(&image).unwrap();
+    assert!(
+        untouched.iter().all(|&b| b == 0),
+        "the dry run wrote to the disk"
+    );
+
+    // A disk in use (the one holding this machine's root) is never touched.
+    let root = Command::new("findmnt")
+        .args(["--noheadings", "--output", "SOURCE", "/"])
+        .output()
+        .unwrap();
+    let root = String::from_utf8_lossy(&root.stdout).trim().to_owned();
+    if root.starts_with("/dev/") {
+        let used = s.file("cmdline-used", &format!("xnode.install={root}\n"));
+        let (code, log) = run(&used, &[]);
+        assert_eq!(code, 1, "{log}");
+        assert!(log.contains("has mounted filesystems"), "{log}");
+    }
+}

@@ -1,0 +1,15 @@
+# The images: nixpkgs' own `system.build.images`, each variant customised by a module
+# here. Build one with `nix build .#iso` (see the flake) or, on a NixOS host,
+# `nixos-rebuild build-image --image-variant iso --flake .#xnodeos`.
+{
+  imports = [ ./seed.nix ];
+  image.modules = {
+    iso = ./iso.nix;
+    qemu-efi = ./qemu-efi.nix;
+    raw-efi = ./raw-efi.nix;
+    amazon = ./amazon.nix;
+    google-compute = ./google-compute.nix;
+    azure = ./azure.nix;
+    digital-ocean = ./digital-ocean.nix;
+  };
+}

@@ -1,0 +1,10 @@
+# A qcow2 disk for QEMU/KVM with UEFI (`nix run .#vm` boots it). The spec comes through
+# `-fw_cfg name=opt/xnode/spec.json,file=spec.json`, or from an XNODE-labelled disk.
+{ lib, ... }:
+{
+  boot.growPartition = lib.mkDefault true;
+  xnodeos.seed.sources = [
+    "fw_cfg"
+    "media"
+  ];
+}

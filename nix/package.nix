@@ -1,0 +1,69 @@
+# xnoded and xnodectl, built from the workspace's Cargo.lock (no hash to keep up to
+# date, no import-from-derivation).
+{
+  lib,
+  rustPlatform,
+  pkg-config,
+  systemd,
+  installShellFiles,
+}:
+let
+  workspace = (lib.importTOML ../Cargo.toml).workspace.package;
+in
+rustPlatform.buildRustPackage {
+  pname = "xnode";
+  inherit (workspace) version;
+
+  src = lib.fileset.toSource {
+    root = ../.;
+    fileset = lib.fileset.unions [
+      ../Cargo.toml
+      ../Cargo.lock
+      ../clippy.toml
+      ../crates
+      ../modules/xnoded-service.json
+      ../examples
+      ../tests/specs
+    ];
+  };
+  cargoLock.lockFile = ../Cargo.lock;
+
+  cargoBuildFlags = [
+    "-p"
+    "xnode-agent"
+    "-p"
+    "xnodectl"
+  ];
+  # The tests that need no root: the lab's (systemd in containers) run outside the
+  # build sandbox, in the project's own test script.
+  cargoTestFlags = [
+    "-p"
+    "xnode-spec"
+    "-p"
+    "xnode-agent"
+    "--lib"
+  ];
+
+  nativeBuildInputs = [
+    pkg-config
+    installShellFiles
+  ];
+  # libsystemd: xnoded reads workload logs from the journal.
+  buildInputs = [ systemd ];
+
+  postInstall = ''
+    $out/bin/xnodectl man > xnodectl.1
+    installManPage xnodectl.1
+    for shell in bash fish zsh; do
+      $out/bin/xnodectl completions $shell > xnodectl.$shell
+    done
+    installShellCompletion xnodectl.{bash,fish,zsh}
+  '';
+
+  meta = {
+    description = "XnodeOS node agent (xnoded) and CLI (xnodectl)";
+    license = lib.licenses.asl20;
+    platforms = lib.platforms.linux;
+    mainProgram = "xnodectl";
+  };
+}
