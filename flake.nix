@@ -18,9 +18,12 @@
       # overlay. Keyed, so importing several of the modules below includes it once.
       package =
         { lib, pkgs, ... }:
+        let
+          inherit (pkgs.stdenv.hostPlatform) system;
+        in
         {
           key = "xnodeos-flake-package";
-          services.xnode.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.xnode;
+          services.xnode.package = lib.mkDefault self.packages.${system}.xnode;
         };
 
       # An Xnode for `system`, from the modules and `modules`.
@@ -36,6 +39,8 @@
           ]
           ++ modules;
         };
+
+      toplevel = configuration: configuration.config.system.build.toplevel;
 
       # What the ISO's unattended install puts on disk.
       installed =
@@ -53,7 +58,7 @@
           ./images
           {
             xnodeos.enable = true;
-            image.modules.iso.xnodeos.installer.system = (installed system).config.system.build.toplevel;
+            image.modules.iso.xnodeos.installer.system = toplevel (installed system);
           }
         ];
     in
@@ -119,7 +124,8 @@
       apps.x86_64-linux.vm =
         let
           pkgs = nixpkgs.legacyPackages.x86_64-linux;
-          image = self.packages.x86_64-linux.qcow2;
+          qcow2 = self.packages.x86_64-linux.qcow2;
+          image = "${qcow2}/${qcow2.passthru.filePath}";
           vm = pkgs.writeShellApplication {
             name = "xnodeos-vm";
             runtimeInputs = [ pkgs.qemu_kvm ];
@@ -131,7 +137,7 @@
               mkdir -p "$state"
               disk=$state/disk.qcow2
               if [ ! -e "$disk" ]; then
-                qemu-img create -q -f qcow2 -F qcow2 -b ${image}/${image.passthru.filePath} "$disk" 20G
+                qemu-img create -q -f qcow2 -F qcow2 -b ${image} "$disk" 20G
               fi
               extra=()
               if [ $# -ge 1 ]; then
@@ -158,7 +164,9 @@
         system: pkgs: {
           # The build, with the tests that need no root (the lab's run outside Nix).
           xnode = self.packages.${system}.xnode;
-          single-node = pkgs.testers.runNixOSTest (import ./tests/nixos/single-node.nix { inherit self; });
+          single-node = pkgs.testers.runNixOSTest (
+            import ./tests/nixos/single-node.nix { inherit self; }
+          );
           format =
             pkgs.runCommand "xnodeos-format"
               {

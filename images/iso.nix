@@ -16,6 +16,7 @@
 }:
 let
   cfg = config.xnodeos.installer;
+  inherit (pkgs.stdenv) hostPlatform;
 in
 {
   options.xnodeos.installer = {
@@ -31,13 +32,18 @@ in
     files = lib.mkOption {
       type = lib.types.attrsOf lib.types.path;
       default = { };
-      example = lib.literalExpression ''{ "spec.json" = ./spec.json; "install.conf" = ./install.conf; }'';
+      example = lib.literalExpression ''
+        {
+          "spec.json" = ./spec.json;
+          "install.conf" = ./install.conf;
+        }
+      '';
       description = "Files put in the ISO's xnode/ directory: spec.json, install.conf.";
     };
   };
 
   config = {
-    image.baseName = lib.mkForce "xnodeos-${config.system.nixos.label}-${pkgs.stdenv.hostPlatform.system}";
+    image.baseName = lib.mkForce "xnodeos-${config.system.nixos.label}-${hostPlatform.system}";
     isoImage = {
       volumeID = "XNODEOS";
       makeEfiBootable = true;
@@ -48,6 +54,9 @@ in
         target = "/xnode/${name}";
       }) cfg.files;
     };
+
+    # Whoever holds the machine owns it: the console is root's, as on NixOS' installer.
+    services.getty.autologinUser = lib.mkDefault "root";
 
     xnodeos.seed.sources = [
       "file:/iso/xnode/spec.json"
