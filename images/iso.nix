@@ -69,6 +69,7 @@ in
       after = [ "xnode-seed.service" ];
       path = [
         config.system.build.nixos-install
+        config.nix.package
         pkgs.coreutils
         pkgs.dosfstools
         pkgs.e2fsprogs

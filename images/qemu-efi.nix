@@ -3,6 +3,8 @@
 { lib, ... }:
 {
   boot.growPartition = lib.mkDefault true;
+  # /sys/firmware/qemu_fw_cfg, where the spec given with -fw_cfg shows.
+  boot.kernelModules = [ "qemu_fw_cfg" ];
   xnodeos.seed.sources = [
     "fw_cfg"
     "media"

@@ -41,7 +41,6 @@ in
         message = "xnodeos.seed: an image seeded at boot cannot also set services.xnode.spec.";
       }
     ];
-    boot.kernelModules = [ "qemu_fw_cfg" ];
     systemd.services.xnode-seed = {
       description = "First spec of the node";
       wantedBy = [ "multi-user.target" ];
