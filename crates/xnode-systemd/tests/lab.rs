@@ -407,7 +407,11 @@ async fn systemd_analyze_verify_accepts_every_unit_rendered_from_the_examples() 
     std::fs::create_dir_all(&dir).unwrap();
     let mut units = Vec::new();
     for entry in std::fs::read_dir(examples).unwrap() {
-        let spec = xnode_spec::parse(&std::fs::read(entry.unwrap().path()).unwrap())
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let spec = xnode_spec::parse(&std::fs::read(path).unwrap())
             .unwrap()
             .spec;
         for (name, w) in &spec.workloads {
