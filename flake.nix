@@ -89,7 +89,8 @@
 
       nixosConfigurations = {
         example = node "x86_64-linux" [ ./examples/nixos/configuration.nix ];
-        xnodeos = imageBase "x86_64-linux";
+        # Not the images' base: it has no disk or boot loader, so it has no system to
+        # build (`nix flake check` would try); its images are under `packages`.
         xnodeos-installed = installed "x86_64-linux";
       };
 
@@ -109,6 +110,9 @@
               mainProgram = "xnoded";
             };
           });
+        }
+        # The images are x86_64 only: several cloud variants boot with BIOS-style grub.
+        // lib.optionalAttrs (system == "x86_64-linux") {
           inherit (images)
             iso
             raw-efi

@@ -1,6 +1,7 @@
 # The images: nixpkgs' own `system.build.images`, each variant customised by a module
-# here. Build one with `nix build .#iso` (see the flake) or, on a NixOS host,
-# `nixos-rebuild build-image --image-variant iso --flake .#xnodeos`.
+# here. Build one with `nix build .#iso` (see the flake's `packages`); for a
+# configuration of your own that imports this file, `nixos-rebuild build-image
+# --image-variant iso --flake .#yours`.
 {
   imports = [ ./seed.nix ];
   image.modules = {

@@ -7,8 +7,9 @@
 #   - an install.conf (the first --config that exists): lines `disk=DISK`, `reboot=no`.
 # Then it wipes DISK, makes a GPT with an EFI system partition (BOOT) and a root
 # partition (nixos), installs the system closure PATH with nixos-install, copies the
-# node's spec (--spec, if present) to /etc/xnode/spec.json, and reboots.
-# --dry-run prints what it would do and changes nothing.
+# node's spec (--spec, if present) to /etc/xnode/spec.json, and reboots. A disk that
+# already holds PATH (from an earlier run, when the machine boots the stick again) is
+# left alone. --dry-run prints what it would do and changes nothing.
 set -euo pipefail
 
 die() {
@@ -66,8 +67,10 @@ if source=$(findmnt --noheadings --output SOURCE /iso 2>/dev/null); then
 fi
 
 if [ "$disk" = auto ]; then
+    # Fixed disks, not the boot medium, nor the RAM-backed ones (zram swap, loops).
     mapfile -t fixed < <(lsblk --nodeps --noheadings --output PATH,TYPE,RM,RO |
-        awk '$2 == "disk" && $3 == 0 && $4 == 0 { print $1 }' | grep -vxF "${boot_disk:-none}" || true)
+        awk '$2 == "disk" && $3 == 0 && $4 == 0 && $1 !~ "^/dev/(zram|loop|ram|nbd)" { print $1 }' |
+        grep -vxF "${boot_disk:-none}" || true)
     [ ${#fixed[@]} -eq 1 ] ||
         die "xnode.install=auto needs exactly one fixed disk, found ${#fixed[@]}: ${fixed[*]:-none}; name one"
     disk=${fixed[0]}
@@ -75,10 +78,32 @@ fi
 [ -b "$disk" ] || die "$disk (asked for by $asked_by) is not a block device"
 [ "$(realpath "$disk")" != "$(realpath "${boot_disk:-/nonexistent}")" ] ||
     die "$disk is the medium this system booted from"
-if lsblk --noheadings --output MOUNTPOINT "$disk" | grep -q .; then
+if grep -q . < <(lsblk --noheadings --output MOUNTPOINT "$disk"); then
     die "$disk has mounted filesystems; not touching it"
 fi
 [ -d "$system" ] || die "the system to install, $system, is not there"
+
+# Installed already: the root partition records the system put there.
+root_part=""
+for part in $(lsblk --list --noheadings --output PATH "$disk"); do
+    if [ "$(blkid --probe --match-tag LABEL --output value "$part" 2>/dev/null)" = nixos ]; then
+        root_part=$part
+        break
+    fi
+done
+if [ -n "$root_part" ]; then
+    probe=$(mktemp -d)
+    installed=""
+    if mount -o ro "$root_part" "$probe" 2>/dev/null; then
+        installed=$(cat "$probe/etc/xnode/installed-system" 2>/dev/null || true)
+        umount "$probe"
+    fi
+    rmdir "$probe"
+    if [ "$installed" = "$system" ]; then
+        echo "xnode-install: $disk already holds $system; nothing to do"
+        exit 0
+    fi
+fi
 
 echo "xnode-install: installing $system on $disk (asked for by $asked_by)"
 [ -r "$spec" ] && echo "xnode-install: with the spec $spec" ||
@@ -96,6 +121,7 @@ mapfile -t parts < <(lsblk --list --noheadings --output PATH "$disk" | tail -n +
 [ ${#parts[@]} -eq 2 ] || die "expected 2 partitions on $disk after partitioning, found ${#parts[@]}"
 mkfs.fat -F 32 -n BOOT "${parts[0]}"
 mkfs.ext4 -q -F -L nixos "${parts[1]}"
+mkdir -p /mnt
 mount "${parts[1]}" /mnt
 mkdir -p /mnt/boot
 mount -o umask=077 "${parts[0]}" /mnt/boot
@@ -103,6 +129,8 @@ nixos-install --root /mnt --system "$system" --no-root-passwd --no-channel-copy
 if [ -r "$spec" ]; then
     install -D -m 0644 "$spec" /mnt/etc/xnode/spec.json
 fi
+mkdir -p /mnt/etc/xnode
+printf '%s\n' "$system" >/mnt/etc/xnode/installed-system
 sync
 umount -R /mnt
 echo "xnode-install: done"

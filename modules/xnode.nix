@@ -141,7 +141,10 @@ in
     extraArgs = mkOption {
       type = types.listOf types.str;
       default = [ ];
-      example = [ "--interval" "60" ];
+      example = [
+        "--interval"
+        "60"
+      ];
       description = "More command-line arguments for xnoded (`xnoded --help`).";
     };
   };

@@ -5,6 +5,7 @@
 let
   cfg = config.xnodeos;
   xnode = config.services.xnode;
+  ownerLogin = cfg.ssh.ownerLogin && xnode.enable;
   inherit (lib) mkDefault mkIf mkOption types;
 in
 {
@@ -73,10 +74,17 @@ in
         KbdInteractiveAuthentication = mkDefault false;
         PermitRootLogin = mkDefault "prohibit-password";
       };
-      authorizedKeysCommand = mkIf (cfg.ssh.ownerLogin && xnode.enable) (
-        "${lib.getExe' xnode.package "xnodectl"} ssh-keys --user %u ${xnode.specFile}"
-      );
+      # sshd refuses a command under the group-writable /nix/store: a copy in /etc.
+      authorizedKeysCommand = mkIf ownerLogin "/etc/ssh/xnode-authorized-keys %u";
       authorizedKeysCommandUser = mkDefault "nobody";
+    };
+
+    environment.etc."ssh/xnode-authorized-keys" = mkIf ownerLogin {
+      mode = "0555";
+      text = ''
+        #!/bin/sh
+        exec ${lib.getExe' xnode.package "xnodectl"} ssh-keys --user "$1" ${lib.escapeShellArg "${xnode.specFile}"}
+      '';
     };
 
     services.journald.extraConfig = ''

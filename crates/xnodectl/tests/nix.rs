@@ -376,6 +376,40 @@ fn the_installer_does_nothing_unless_asked_and_refuses_what_it_must() {
         "the dry run wrote to the disk"
     );
 
+    // A disk that holds this very system already (the machine booted the stick again
+    // after installing) is left alone.
+    let done = s.path("installed.img");
+    std::fs::File::create(&done)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let mnt = s.path("mnt");
+    let made = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "mkfs.ext4 -q -F -L nixos {done} && mkdir -p {mnt} && mount -o loop {done} {mnt} \
+             && mkdir -p {mnt}/etc/xnode && echo {system} > {mnt}/etc/xnode/installed-system \
+             && umount {mnt}"
+        ))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let loop_dev = Command::new("losetup")
+        .args(["--find", "--show", &done])
+        .output()
+        .unwrap();
+    let loop_dev = String::from_utf8_lossy(&loop_dev.stdout).trim().to_owned();
+    let again = s.file("cmdline-again", &format!("xnode.install={loop_dev}\n"));
+    let (code, log) = run(&again, &[]);
+    let _ = Command::new("losetup")
+        .args(["--detach", &loop_dev])
+        .status();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains(&format!("{loop_dev} already holds {system}; nothing to do")),
+        "{log}"
+    );
+
     // A disk in use (the one holding this machine's root) is never touched.
     let root = Command::new("findmnt")
         .args(["--noheadings", "--output", "SOURCE", "/"])
