@@ -8,9 +8,11 @@
 
 mod error;
 mod hash;
+pub mod keys;
 mod model;
 mod path;
 pub mod plan;
+pub mod push;
 mod read;
 pub mod rules;
 pub mod unit;

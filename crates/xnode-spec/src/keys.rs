@@ -1,0 +1,282 @@
+//! Owner keys: the secret half of a spec's `node.owner`, for signing pushes.
+//!
+//! Both kinds an owner may be: an ed25519 key, or an Ethereum account whose key signs
+//! with EIP-191 `personal_sign`, so a wallet can sign a push without any other tool.
+
+use std::fmt;
+
+use base64::Engine as _;
+use ed25519_dalek::Signer as _;
+use sha3::{Digest as _, Keccak256};
+
+use crate::values::Owner;
+
+/// Why a key file or signature could not be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    /// The text is not a key of either kind.
+    #[error(
+        "not an owner key (expected \"ed25519-secret:<base64 of 32 bytes>\" or \"eth-secret:0x<64 hex digits>\")"
+    )]
+    Format,
+    /// The bytes are not a valid secret of their kind.
+    #[error("the secret is not a valid {0} key")]
+    Invalid(&'static str),
+    /// The system gave no randomness.
+    #[error("cannot get randomness from the system: {0}")]
+    Random(String),
+}
+
+/// An owner's secret key.
+#[derive(Clone)]
+pub enum OwnerKey {
+    /// Signs pushes with ed25519.
+    Ed25519(ed25519_dalek::SigningKey),
+    /// An Ethereum account: signs pushes with EIP-191 `personal_sign`.
+    Eth(k256::ecdsa::SigningKey),
+}
+
+/// Which kind of key to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// ed25519.
+    Ed25519,
+    /// secp256k1, identified by its Ethereum address.
+    Eth,
+}
+
+impl OwnerKey {
+    /// A new random key from the system's randomness.
+    pub fn generate(kind: KeyKind) -> Result<OwnerKey, KeyError> {
+        loop {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| KeyError::Random(e.to_string()))?;
+            // A secp256k1 secret must be below the group order; retry in the rare
+            // case (about 2^-128) that it is not.
+            if let Ok(key) = OwnerKey::from_secret(kind, &secret) {
+                return Ok(key);
+            }
+        }
+    }
+
+    fn from_secret(kind: KeyKind, secret: &[u8; 32]) -> Result<OwnerKey, KeyError> {
+        Ok(match kind {
+            KeyKind::Ed25519 => OwnerKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(secret)),
+            KeyKind::Eth => OwnerKey::Eth(
+                k256::ecdsa::SigningKey::from_slice(secret)
+                    .map_err(|_| KeyError::Invalid("secp256k1"))?,
+            ),
+        })
+    }
+
+    /// Reads a key file's text: `ed25519-secret:<base64>` or `eth-secret:0x<hex>`.
+    pub fn parse(text: &str) -> Result<OwnerKey, KeyError> {
+        let text = text.trim();
+        if let Some(b64) = text.strip_prefix("ed25519-secret:") {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|_| KeyError::Format)?;
+            let secret: [u8; 32] = bytes.try_into().map_err(|_| KeyError::Format)?;
+            OwnerKey::from_secret(KeyKind::Ed25519, &secret)
+        } else if let Some(hex) = text.strip_prefix("eth-secret:0x") {
+            let secret = decode_hex::<32>(hex).ok_or(KeyError::Format)?;
+            OwnerKey::from_secret(KeyKind::Eth, &secret)
+        } else {
+            Err(KeyError::Format)
+        }
+    }
+
+    /// The key file's text (a secret: keep it so).
+    pub fn to_secret_string(&self) -> String {
+        match self {
+            OwnerKey::Ed25519(k) => format!(
+                "ed25519-secret:{}",
+                base64::engine::general_purpose::STANDARD.encode(k.to_bytes())
+            ),
+            OwnerKey::Eth(k) => format!("eth-secret:0x{}", encode_hex(&k.to_bytes())),
+        }
+    }
+
+    /// The public identity to put in a spec's `node.owner`.
+    pub fn owner(&self) -> Owner {
+        match self {
+            OwnerKey::Ed25519(k) => Owner::Ed25519(k.verifying_key().to_bytes()),
+            OwnerKey::Eth(k) => Owner::Eth(eth_address(k.verifying_key())),
+        }
+    }
+
+    /// Signs `message`: `ed25519:<base64 signature>`, or `eth:0x<r s v>` for EIP-191.
+    pub fn sign(&self, message: &[u8]) -> String {
+        match self {
+            OwnerKey::Ed25519(k) => format!(
+                "ed25519:{}",
+                base64::engine::general_purpose::STANDARD.encode(k.sign(message).to_bytes())
+            ),
+            OwnerKey::Eth(k) => {
+                let (signature, recovery) = k.sign_prehash_recoverable(&eip191_hash(message));
+                let mut rsv = signature.to_bytes().to_vec();
+                rsv.push(27 + u8::from(recovery));
+                format!("eth:0x{}", encode_hex(&rsv))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for OwnerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the secret, not even in a log line.
+        write!(f, "OwnerKey({})", self.owner())
+    }
+}
+
+/// Whether `signature` (as [`OwnerKey::sign`] writes it) is `owner`'s over `message`.
+pub fn verify(owner: &Owner, message: &[u8], signature: &str) -> bool {
+    match owner {
+        Owner::Ed25519(public) => {
+            let Some(b64) = signature.strip_prefix("ed25519:") else {
+                return false;
+            };
+            let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64) else {
+                return false;
+            };
+            let Ok(bytes) = <[u8; 64]>::try_from(bytes) else {
+                return false;
+            };
+            let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public) else {
+                return false;
+            };
+            key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&bytes))
+                .is_ok()
+        }
+        Owner::Eth(address) => eth_signer(message, signature).is_some_and(|a| a == *address),
+    }
+}
+
+/// The address that made an EIP-191 signature `0x<r s v>` over `message`.
+fn eth_signer(message: &[u8], signature: &str) -> Option<[u8; 20]> {
+    let rsv = decode_hex::<65>(signature.strip_prefix("eth:0x")?)?;
+    let recovery = match rsv[64] {
+        v @ (27 | 28) => v - 27,
+        v @ (0 | 1) => v,
+        _ => return None,
+    };
+    let signature = k256::ecdsa::Signature::from_slice(&rsv[..64]).ok()?;
+    let key = k256::ecdsa::VerifyingKey::recover_from_prehash(
+        &eip191_hash(message),
+        &signature,
+        k256::ecdsa::RecoveryId::from_byte(recovery)?,
+    )
+    .ok()?;
+    Some(eth_address(&key))
+}
+
+/// EIP-191 version 0x45, as `personal_sign` hashes a message.
+fn eip191_hash(message: &[u8]) -> [u8; 32] {
+    let mut hasher = Keccak256::new();
+    hasher.update(format!("\x19Ethereum Signed Message:\n{}", message.len()).as_bytes());
+    hasher.update(message);
+    hasher.finalize().into()
+}
+
+/// The last 20 bytes of the Keccak-256 of the uncompressed public key.
+fn eth_address(key: &k256::ecdsa::VerifyingKey) -> [u8; 20] {
+    let point = key.to_sec1_point(false);
+    let hash = Keccak256::digest(&point.as_bytes()[1..]);
+    let mut address = [0u8; 20];
+    address.copy_from_slice(&hash[12..]);
+    address
+}
+
+fn encode_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
+    if hex.len() != 2 * N || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keccak_and_eip191_match_the_published_vectors() {
+        assert_eq!(
+            encode_hex(&Keccak256::digest(b"")),
+            "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+        );
+        // web3.js's documented example of eth.accounts.sign("Some data", key).
+        let key = OwnerKey::parse(
+            "eth-secret:0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318",
+        )
+        .unwrap();
+        assert_eq!(
+            encode_hex(&eip191_hash(b"Some data")),
+            "1da44b586eb0729ff70a73c326926f6ed5a25f5b056e7f47fbc6e58d86871655"
+        );
+        assert_eq!(
+            key.owner().to_string(),
+            "eth:0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
+        );
+        let published = concat!(
+            "eth:0xb91467e570a6466aa9e9876cbcd013baba02900b8979d43fe208a4a4f339f5fd",
+            "6007e74cd82e037b800186422fc2da167c747ef045e5d18a5f5d4300f8e1a0291c"
+        );
+        assert_eq!(key.sign(b"Some data"), published, "RFC 6979: deterministic");
+        assert!(verify(&key.owner(), b"Some data", published));
+        assert!(!verify(&key.owner(), b"Other data", published));
+    }
+
+    #[test]
+    fn keys_of_both_kinds_round_trip_and_sign() {
+        for kind in [KeyKind::Ed25519, KeyKind::Eth] {
+            let key = OwnerKey::generate(kind).unwrap();
+            let again = OwnerKey::parse(&key.to_secret_string()).unwrap();
+            assert_eq!(again.owner(), key.owner());
+            let owner = Owner::parse(&key.owner().to_string()).unwrap();
+            let signature = key.sign(b"payload");
+            assert!(verify(&owner, b"payload", &signature));
+            assert!(!verify(&owner, b"payloaD", &signature));
+            let other = OwnerKey::generate(kind).unwrap();
+            assert!(!verify(&other.owner(), b"payload", &signature));
+            assert!(!format!("{key:?}").contains(&key.to_secret_string()));
+        }
+    }
+
+    #[test]
+    fn malformed_keys_and_signatures_are_refused() {
+        for bad in [
+            "",
+            "ed25519-secret:AAAA",
+            "ed25519-secret:not base64",
+            "eth-secret:0x12",
+            "eth-secret:0x0000000000000000000000000000000000000000000000000000000000000000",
+            "rsa-secret:AAAA",
+        ] {
+            assert!(OwnerKey::parse(bad).is_err(), "{bad}");
+        }
+        let ed = OwnerKey::generate(KeyKind::Ed25519).unwrap().owner();
+        let eth = OwnerKey::generate(KeyKind::Eth).unwrap().owner();
+        for bad in [
+            "",
+            "ed25519:",
+            "ed25519:AAAA",
+            "eth:0x",
+            "eth:0xzz",
+            &"f".repeat(200),
+        ] {
+            assert!(!verify(&ed, b"m", bad), "{bad}");
+            assert!(!verify(&eth, b"m", bad), "{bad}");
+        }
+        // A signature of the other kind never passes.
+        let ed_sig = OwnerKey::generate(KeyKind::Ed25519).unwrap().sign(b"m");
+        assert!(!verify(&eth, b"m", &ed_sig));
+    }
+}
