@@ -70,6 +70,9 @@ Example:
     #[command(after_help = "Example:
   xnodectl logs web -n 50")]
     Logs(LogsArgs),
+    /// Make and inspect owner keys, which sign the specs pushed to a node.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Print the spec owner's SSH key, for sshd's AuthorizedKeysCommand.
     #[command(
         after_help = "Prints an authorized_keys line when USER is root and the spec's owner is an
@@ -92,6 +95,44 @@ Example (sshd_config):
     #[command(after_help = "Example:
   xnodectl man | man -l -")]
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Make a new owner key in FILE (mode 0600) and print its public identity.
+    #[command(after_help = "Put the printed identity in the spec's node.owner.
+
+Examples:
+  xnodectl key generate owner.key
+  xnodectl key generate --type eth owner-eth.key")]
+    Generate {
+        /// Where to write the secret key; an existing file is never overwritten.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The kind of key: ed25519, or an Ethereum account (signs with EIP-191).
+        #[arg(long = "type", value_enum, default_value_t = KeyType::Ed25519)]
+        kind: KeyType,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Print the public identity of the key in FILE, for a spec's node.owner.
+    Show {
+        /// The secret key file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KeyType {
+    /// An ed25519 key (also an SSH key for the node's root).
+    Ed25519,
+    /// A secp256k1 key, identified by its Ethereum address.
+    Eth,
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]

@@ -412,3 +412,65 @@ fn ssh_keys_gives_root_the_ed25519_owner_and_nobody_else() {
     assert_eq!((run.code, run.stdout.as_str()), (1, ""));
     assert!(run.stderr.contains("node.owner"), "{}", run.stderr);
 }
+
+#[test]
+fn key_generate_makes_a_private_key_whose_identity_show_prints() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("xnodectl-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (kind, prefix) in [("ed25519", "ed25519:"), ("eth", "eth:0x")] {
+        let file = dir.join(format!("{kind}.key"));
+        let file = file.to_str().unwrap();
+        let made = xnodectl(&["key", "generate", "--type", kind, file]);
+        assert_eq!(made.code, 0, "{}", made.stderr);
+        assert!(made.stdout.starts_with(prefix), "{}", made.stdout);
+        let mode = std::fs::metadata(file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let shown = xnodectl(&["key", "show", file]);
+        assert_eq!((shown.code, &shown.stdout), (0, &made.stdout));
+
+        // The identity is a valid owner: a spec naming it validates.
+        let owner = made.stdout.trim();
+        let spec = temp_file(
+            &format!("owned-{kind}.json"),
+            format!(r#"{{"version": 1, "node": {{"name": "n1", "owner": "{owner}"}}}}"#).as_bytes(),
+        );
+        assert_eq!(xnodectl(&["validate", path_str(&spec)]).code, 0);
+        let json: serde_json::Value =
+            serde_json::from_str(&xnodectl(&["key", "show", "-o", "json", file]).stdout).unwrap();
+        assert_eq!(json["owner"], owner);
+        if kind == "ed25519" {
+            let ssh = xnodectl(&["ssh-keys", path_str(&spec)]);
+            assert_eq!(json["ssh"].as_str().unwrap(), ssh.stdout.trim());
+        } else {
+            assert!(json.get("ssh").is_none());
+        }
+
+        let again = xnodectl(&["key", "generate", "--type", kind, file]);
+        assert_eq!(again.code, 1);
+        assert!(
+            again.stderr.contains("never overwritten"),
+            "{}",
+            again.stderr
+        );
+        assert_eq!(
+            xnodectl(&["key", "show", file]).stdout,
+            made.stdout,
+            "untouched"
+        );
+
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let open = xnodectl(&["key", "show", file]);
+        assert_eq!(open.code, 1);
+        assert!(open.stderr.contains("chmod 600"), "{}", open.stderr);
+    }
+    let junk = dir.join("junk.key");
+    std::fs::write(&junk, "hello").unwrap();
+    std::fs::set_permissions(&junk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let run = xnodectl(&["key", "show", junk.to_str().unwrap()]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("holds no owner key"), "{}", run.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+}

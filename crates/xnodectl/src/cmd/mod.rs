@@ -5,6 +5,7 @@ pub mod apply;
 pub mod docs;
 pub mod hash;
 pub mod history;
+pub mod key;
 pub mod logs;
 pub mod plan;
 pub mod schema;
