@@ -1,0 +1,307 @@
+//! Who is in the mesh: a failure detector in the manner of SWIM, fed by gossiped
+//! heartbeats, as a pure state machine (time is an argument; nothing here does I/O).
+//!
+//! - Every member publishes a heartbeat each [`Timing::heartbeat`].
+//! - A member unheard for [`Timing::suspect_after`], or whose connection to us closed,
+//!   is *suspect*; unheard for [`Timing::dead_after`] it is *dead*.
+//! - Confirmation: a member that a node could not reach again after a closed
+//!   connection is reported `Gone` to all, and is dead at once wherever nothing newer
+//!   than that report was heard.
+//! - Refutation: any heartbeat newer than what a node has (a higher incarnation, or a
+//!   higher seq in the same one) makes the member alive again. A member wrongly
+//!   reported gone refutes it with its next heartbeat; a restarted one comes back
+//!   with a new incarnation. Old heartbeats still in flight change nothing.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::message::Heartbeat;
+
+/// The detector's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Between a member's heartbeats.
+    pub heartbeat: Duration,
+    /// Unheard this long: suspect.
+    pub suspect_after: Duration,
+    /// Unheard this long: dead.
+    pub dead_after: Duration,
+}
+
+impl Default for Timing {
+    /// Heartbeats every 500 ms; suspect after 3 missed, dead after 5. Compare memberlist's
+    /// LAN defaults: probe every 1 s, suspicion for 4 × log10(n) probe intervals (about
+    /// 5 s at 20 nodes), so failures show after 4–8 s.
+    fn default() -> Timing {
+        Timing {
+            heartbeat: Duration::from_millis(500),
+            suspect_after: Duration::from_millis(1500),
+            dead_after: Duration::from_millis(2500),
+        }
+    }
+}
+
+/// A member's state, as this node sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Heard from lately.
+    Alive,
+    /// Not heard from lately, or its connection closed: not yet given up.
+    Suspect,
+    /// Given up on until it says something newer.
+    Dead,
+}
+
+/// One member.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// What it last said.
+    pub info: Heartbeat,
+    /// How we see it.
+    pub state: State,
+    /// When we last heard a heartbeat.
+    pub heard: Instant,
+    /// When its state last changed.
+    pub since: Instant,
+}
+
+/// A change worth telling the rest of the node about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change<P> {
+    /// A member never seen before, or back from the dead.
+    Alive(P),
+    /// A member is suspect.
+    Suspect(P),
+    /// A member is dead.
+    Dead(P),
+}
+
+/// The members as one node sees them (not including itself).
+#[derive(Debug, Clone)]
+pub struct Membership<P> {
+    timing: Timing,
+    members: BTreeMap<P, Member>,
+}
+
+impl<P: Ord + Clone> Membership<P> {
+    /// No members yet.
+    pub fn new(timing: Timing) -> Self {
+        Membership {
+            timing,
+            members: BTreeMap::new(),
+        }
+    }
+
+    /// A heartbeat from `peer` (the gossip message's signed source).
+    pub fn heard(&mut self, peer: &P, hb: Heartbeat, now: Instant) -> Option<Change<P>> {
+        match self.members.get_mut(peer) {
+            None => {
+                self.members.insert(
+                    peer.clone(),
+                    Member {
+                        info: hb,
+                        state: State::Alive,
+                        heard: now,
+                        since: now,
+                    },
+                );
+                Some(Change::Alive(peer.clone()))
+            }
+            Some(m) => {
+                if (hb.incarnation, hb.seq) <= (m.info.incarnation, m.info.seq) {
+                    return None; // Old news, e.g. delayed in the gossip.
+                }
+                m.info = hb;
+                m.heard = now;
+                if m.state == State::Alive {
+                    return None;
+                }
+                m.state = State::Alive;
+                m.since = now;
+                Some(Change::Alive(peer.clone()))
+            }
+        }
+    }
+
+    /// Our connection to `peer` closed: suspect it until it is heard again.
+    pub fn disconnected(&mut self, peer: &P, now: Instant) -> Option<Change<P>> {
+        self.set(peer, State::Suspect, now)
+    }
+
+    /// Someone could not reach `peer` after its heartbeat `(incarnation, seq)`.
+    pub fn gone(
+        &mut self,
+        peer: &P,
+        incarnation: u64,
+        seq: u64,
+        now: Instant,
+    ) -> Option<Change<P>> {
+        let m = self.members.get(peer)?;
+        if (m.info.incarnation, m.info.seq) > (incarnation, seq) {
+            return None; // We heard it since: the report is out of date.
+        }
+        self.set(peer, State::Dead, now)
+    }
+
+    /// Time passes: members unheard for long enough turn suspect, then dead.
+    pub fn tick(&mut self, now: Instant) -> Vec<Change<P>> {
+        let mut changes = Vec::new();
+        for (peer, m) in &mut self.members {
+            let silent = now.saturating_duration_since(m.heard);
+            let state = if silent >= self.timing.dead_after {
+                State::Dead
+            } else if silent >= self.timing.suspect_after && m.state == State::Alive {
+                State::Suspect
+            } else {
+                continue;
+            };
+            if state != m.state {
+                m.state = state;
+                m.since = now;
+                changes.push(match state {
+                    State::Dead => Change::Dead(peer.clone()),
+                    _ => Change::Suspect(peer.clone()),
+                });
+            }
+        }
+        changes
+    }
+
+    fn set(&mut self, peer: &P, state: State, now: Instant) -> Option<Change<P>> {
+        let m = self.members.get_mut(peer)?;
+        // Never back up: a dead member stays dead until it is heard again.
+        if m.state == state || m.state == State::Dead {
+            return None;
+        }
+        m.state = state;
+        m.since = now;
+        Some(match state {
+            State::Dead => Change::Dead(peer.clone()),
+            State::Suspect => Change::Suspect(peer.clone()),
+            State::Alive => Change::Alive(peer.clone()),
+        })
+    }
+
+    /// A member, if known.
+    pub fn get(&self, peer: &P) -> Option<&Member> {
+        self.members.get(peer)
+    }
+
+    /// Every known member, dead ones included.
+    pub fn members(&self) -> impl Iterator<Item = (&P, &Member)> {
+        self.members.iter()
+    }
+
+    /// Members not given up on (alive or suspect): the ones that count as present.
+    pub fn live(&self) -> impl Iterator<Item = (&P, &Member)> {
+        self.members.iter().filter(|(_, m)| m.state != State::Dead)
+    }
+
+    /// The timing in use.
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::message::{Heartbeat, Resources};
+
+    fn hb(incarnation: u64, seq: u64) -> Heartbeat {
+        Heartbeat {
+            node: "n".into(),
+            incarnation,
+            seq,
+            labels: Default::default(),
+            resources: Resources::default(),
+            services: vec![],
+            addresses: vec![],
+        }
+    }
+
+    fn ms(start: Instant, n: u64) -> Instant {
+        start + Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_member_lives_is_suspected_dies_and_comes_back() {
+        let t0 = Instant::now();
+        let mut m = Membership::new(Timing::default());
+        // (event, at ms, expected change)
+        assert_eq!(m.heard(&1, hb(1, 1), t0), Some(Change::Alive(1)));
+        assert_eq!(m.heard(&1, hb(1, 2), ms(t0, 500)), None);
+        assert_eq!(m.tick(ms(t0, 1900)), vec![]);
+        assert_eq!(m.tick(ms(t0, 2000)), vec![Change::Suspect(1)]);
+        assert_eq!(m.tick(ms(t0, 2900)), vec![]);
+        assert_eq!(m.tick(ms(t0, 3000)), vec![Change::Dead(1)]);
+        assert_eq!(m.live().count(), 0);
+        // A heartbeat sent before it died, delivered late: still dead.
+        assert_eq!(m.heard(&1, hb(1, 2), ms(t0, 3100)), None);
+        assert_eq!(m.get(&1).map(|x| x.state), Some(State::Dead));
+        // Restarted: a new incarnation starts its seq again, and is taken back.
+        assert_eq!(m.heard(&1, hb(2, 1), ms(t0, 4000)), Some(Change::Alive(1)));
+        assert_eq!(m.live().count(), 1);
+    }
+
+    #[test]
+    fn a_closed_connection_is_suspicion_and_a_confirmed_report_is_death() {
+        let t0 = Instant::now();
+        let mut m = Membership::new(Timing::default());
+        m.heard(&1, hb(1, 5), t0);
+        assert_eq!(m.disconnected(&1, ms(t0, 10)), Some(Change::Suspect(1)));
+        assert_eq!(m.disconnected(&1, ms(t0, 20)), None);
+        // A report older than what we heard is ignored; a current one kills.
+        assert_eq!(m.gone(&1, 1, 4, ms(t0, 30)), None);
+        assert_eq!(m.gone(&1, 1, 5, ms(t0, 40)), Some(Change::Dead(1)));
+        assert_eq!(m.disconnected(&1, ms(t0, 50)), None, "dead stays dead");
+        // Wrongly reported: its next heartbeat refutes it.
+        assert_eq!(m.heard(&1, hb(1, 6), ms(t0, 500)), Some(Change::Alive(1)));
+        // A report about an unknown member is no member.
+        assert_eq!(m.gone(&2, 1, 1, ms(t0, 600)), None);
+        assert!(m.get(&2).is_none());
+    }
+
+    proptest! {
+        /// Whatever happens, a member is alive right after its newest heartbeat, and
+        /// dead whenever it has been silent for `dead_after`.
+        #[test]
+        fn the_newest_heartbeat_wins_and_silence_kills(
+            events in prop::collection::vec((0u8..4, 0u64..3, 0u64..20, 0u64..400), 1..60)
+        ) {
+            let t0 = Instant::now();
+            let timing = Timing::default();
+            let mut m = Membership::new(timing);
+            let mut now = t0;
+            let mut newest: Option<(u64, u64)> = None;
+            let mut last_heard = t0;
+            for (kind, inc, seq, step) in events {
+                now += Duration::from_millis(step);
+                match kind {
+                    0 => {
+                        let was_newer = newest.is_none_or(|n| (inc, seq) > n);
+                        m.heard(&7, hb(inc, seq), now);
+                        if was_newer {
+                            newest = Some((inc, seq));
+                            last_heard = now;
+                            prop_assert_eq!(m.get(&7).unwrap().state, State::Alive);
+                        }
+                    }
+                    1 => { m.disconnected(&7, now); }
+                    2 => { m.gone(&7, inc, seq, now); }
+                    _ => { m.tick(now); }
+                }
+                if let Some(member) = m.get(&7) {
+                    prop_assert_eq!((member.info.incarnation, member.info.seq), newest.unwrap());
+                }
+            }
+            m.tick(last_heard + timing.dead_after);
+            if newest.is_some() {
+                prop_assert_eq!(m.get(&7).unwrap().state, State::Dead);
+            }
+        }
+    }
+}

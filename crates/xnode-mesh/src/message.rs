@@ -1,0 +1,247 @@
+//! What members tell each other on the membership topic, and the checks every message
+//! passes before anything believes it. Messages arrive from anyone in a permissionless
+//! mesh, so each is bounded and validated field by field.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The largest message accepted: a heartbeat with every field at its limit fits.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+const MAX_SERVICES: usize = 256;
+const MAX_ADDRESSES: usize = 16;
+const MAX_LABELS: usize = 64;
+
+/// One message on the membership topic. The sender is the gossip message's signed
+/// source, never a field, so no member can speak for another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Message {
+    /// "I am alive, and this is me."
+    Heartbeat(Heartbeat),
+    /// "This member's heartbeat `seq` is the last I saw, and it no longer answers."
+    Gone {
+        /// The member, as a peer id.
+        peer: String,
+        /// Its incarnation and last heartbeat seen.
+        incarnation: u64,
+        /// The heartbeat's number.
+        seq: u64,
+    },
+}
+
+/// What a member says about itself, several times a second.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Its `node.name`.
+    pub node: String,
+    /// When its process started (ms since the epoch): a restarted member is newer.
+    pub incarnation: u64,
+    /// Counts up within an incarnation; a heartbeat not above the last is old news.
+    pub seq: u64,
+    /// Its `node.labels`, for placement.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// What it has.
+    pub resources: Resources,
+    /// The services of its workloads (`expose`).
+    #[serde(default)]
+    pub services: Vec<Service>,
+    /// Where it listens (multiaddrs).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+/// A member's size and what is free of it, for placement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// CPU cores.
+    pub cpus: u32,
+    /// Memory, bytes.
+    pub memory: u64,
+    /// Memory available, bytes.
+    pub memory_free: u64,
+    /// Disk of the state directory's filesystem, bytes.
+    pub disk: u64,
+    /// Disk free there, bytes.
+    pub disk_free: u64,
+}
+
+/// A service a member offers: a workload's `expose` entry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// The service name (a DNS label).
+    pub name: String,
+    /// The port.
+    pub port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+/// Why a message was not believed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BadMessage {
+    /// Over [`MAX_MESSAGE`].
+    #[error("{0} bytes is over the limit of {MAX_MESSAGE}")]
+    TooLarge(usize),
+    /// Not a message at all.
+    #[error("not a membership message: {0}")]
+    Malformed(String),
+    /// A field out of bounds.
+    #[error("{field}: {why}")]
+    Field {
+        /// Which.
+        field: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+impl Message {
+    /// Parses and checks a message from the wire.
+    pub fn decode(bytes: &[u8]) -> Result<Message, BadMessage> {
+        if bytes.len() > MAX_MESSAGE {
+            return Err(BadMessage::TooLarge(bytes.len()));
+        }
+        let message: Message =
+            serde_json::from_slice(bytes).map_err(|e| BadMessage::Malformed(e.to_string()))?;
+        if let Message::Heartbeat(hb) = &message {
+            hb.check()?;
+        }
+        Ok(message)
+    }
+
+    /// The wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain data with string keys cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+fn field(field: &'static str, result: Result<(), String>) -> Result<(), BadMessage> {
+    result.map_err(|why| BadMessage::Field { field, why })
+}
+
+fn at_most(field_name: &'static str, n: usize, max: usize) -> Result<(), BadMessage> {
+    field(
+        field_name,
+        if n > max {
+            Err(format!("{n} entries, at most {max}"))
+        } else {
+            Ok(())
+        },
+    )
+}
+
+impl Heartbeat {
+    fn check(&self) -> Result<(), BadMessage> {
+        use xnode_spec::rules;
+        field("node", rules::dns_label(&self.node))?;
+        at_most("labels", self.labels.len(), MAX_LABELS)?;
+        for (k, v) in &self.labels {
+            field("labels", rules::label_key(k))?;
+            field("labels", rules::label_value(v))?;
+        }
+        at_most("services", self.services.len(), MAX_SERVICES)?;
+        for s in &self.services {
+            field("services", rules::dns_label(&s.name))?;
+            let known = matches!(s.protocol.as_str(), "tcp" | "udp");
+            field(
+                "services",
+                if known {
+                    Ok(())
+                } else {
+                    Err(format!("protocol {:?} is not tcp or udp", s.protocol))
+                },
+            )?;
+        }
+        at_most("addresses", self.addresses.len(), MAX_ADDRESSES)?;
+        for a in &self.addresses {
+            field(
+                "addresses",
+                a.parse::<multiaddr::Multiaddr>()
+                    .map(|_| ())
+                    .map_err(|e| format!("{a:?}: {e}")),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn heartbeat(node: &str, seq: u64) -> Heartbeat {
+        Heartbeat {
+            node: node.into(),
+            incarnation: 1,
+            seq,
+            labels: BTreeMap::from([("region".into(), "eu".into())]),
+            resources: Resources {
+                cpus: 2,
+                memory: 1 << 30,
+                memory_free: 1 << 29,
+                disk: 1 << 34,
+                disk_free: 1 << 33,
+            },
+            services: vec![Service {
+                name: "web".into(),
+                port: 8080,
+                protocol: "tcp".into(),
+            }],
+            addresses: vec!["/ip4/127.0.0.1/tcp/7720".into()],
+        }
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        for m in [
+            Message::Heartbeat(heartbeat("n1", 7)),
+            Message::Gone {
+                peer: "12D3KooW".into(),
+                incarnation: 1,
+                seq: 3,
+            },
+        ] {
+            assert_eq!(Message::decode(&m.encode()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn bad_messages_say_what_is_wrong() {
+        let with = |f: fn(&mut Heartbeat)| {
+            let mut hb = heartbeat("n1", 1);
+            f(&mut hb);
+            Message::Heartbeat(hb).encode()
+        };
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"".to_vec(), "not a membership message"),
+            (b"{\"type\":\"heartbeat\"}".to_vec(), "missing field"),
+            (b"{\"type\":\"takeover\"}".to_vec(), "unknown variant"),
+            (vec![b' '; MAX_MESSAGE + 1], "over the limit"),
+            (with(|h| h.node = "-x-".into()), "node:"),
+            (
+                with(|h| h.labels = (0..65).map(|i| (format!("k{i}"), "v".into())).collect()),
+                "labels: 65 entries",
+            ),
+            (with(|h| h.services[0].protocol = "sctp".into()), "sctp"),
+            (with(|h| h.services[0].name = "no such".into()), "services:"),
+            (
+                with(|h| h.addresses = vec!["not an address".into()]),
+                "addresses:",
+            ),
+            (
+                with(|h| h.addresses = vec!["/ip4/127.0.0.1/tcp/1".into(); 17]),
+                "17 entries",
+            ),
+        ];
+        for (bytes, why) in cases {
+            let err = Message::decode(&bytes).unwrap_err().to_string();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+    }
+}
