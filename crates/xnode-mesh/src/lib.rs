@@ -1,5 +1,12 @@
 //! The Xnode mesh: every node a libp2p peer that knows the live members, their labels,
 //! resources and services, and carries owners' signed specs to the nodes they are for.
+//!
+//! The pure parts ([`membership`], [`message`]) decide; [`node`] is the network shell
+//! around them.
 
+pub mod identity;
 pub mod membership;
 pub mod message;
+mod metrics;
+pub mod node;
+mod resources;

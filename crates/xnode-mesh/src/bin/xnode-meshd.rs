@@ -1,0 +1,161 @@
+//! `xnode-meshd`: a mesh member that runs no workloads. A fleet's bootstrap peer, and the
+//! node the mesh's own tests and benchmark start by the dozen.
+//!
+//! It writes what happens as JSON lines on standard output (`ready`, then `member`
+//! changes) and answers requests read as lines on standard input: `members`,
+//! `providers [NAME]`, `status`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use libp2p::Multiaddr;
+use serde_json::json;
+use tokio::io::AsyncBufReadExt as _;
+use tokio::sync::mpsc;
+use xnode_mesh::membership::State;
+use xnode_mesh::message::Service;
+use xnode_mesh::node::{Config, Event, Handle, Node};
+
+/// A mesh member that runs no workloads.
+#[derive(Debug, Parser)]
+#[command(name = "xnode-meshd", version, about)]
+struct Args {
+    /// Where its identity (mesh.key) is kept.
+    #[arg(long, value_name = "DIR")]
+    state_dir: PathBuf,
+    /// Its node name.
+    #[arg(long)]
+    name: String,
+    /// Where to listen (repeatable).
+    #[arg(
+        long,
+        value_name = "MULTIADDR",
+        default_value = "/ip4/0.0.0.0/tcp/7720"
+    )]
+    listen: Vec<Multiaddr>,
+    /// A peer to join through (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    bootstrap: Vec<Multiaddr>,
+    /// A service to advertise, NAME:PORT (repeatable).
+    #[arg(long, value_name = "NAME:PORT")]
+    service: Vec<String>,
+    /// A label, KEY=VALUE (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    label: Vec<String>,
+    /// Find peers on the local link with mDNS.
+    #[arg(long)]
+    mdns: bool,
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+fn say(value: serde_json::Value) {
+    println!("{value}");
+}
+
+fn services(specs: &[String]) -> Result<Vec<Service>> {
+    specs
+        .iter()
+        .map(|s| {
+            let (name, port) = s.split_once(':').context("a service is NAME:PORT")?;
+            xnode_spec::rules::dns_label(name).map_err(anyhow::Error::msg)?;
+            Ok(Service {
+                name: name.into(),
+                port: port
+                    .parse()
+                    .with_context(|| format!("{port:?} is not a port"))?,
+                protocol: "tcp".into(),
+            })
+        })
+        .collect()
+}
+
+fn labels(specs: &[String]) -> Result<BTreeMap<String, String>> {
+    specs
+        .iter()
+        .map(|s| match s.split_once('=') {
+            Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+            None => bail!("a label is KEY=VALUE, not {s:?}"),
+        })
+        .collect()
+}
+
+async fn answer(handle: &Handle, line: &str) -> Result<serde_json::Value> {
+    let mut words = line.split_whitespace();
+    Ok(match (words.next(), words.next()) {
+        (Some("members"), None) => json!({"kind": "members", "members": handle.members().await?}),
+        (Some("providers"), name) => {
+            let started = std::time::Instant::now();
+            let providers = handle.providers(name.map(str::to_owned)).await?;
+            json!({"kind": "providers", "providers": providers,
+                   "took_us": started.elapsed().as_micros() as u64})
+        }
+        (Some("status"), None) => json!({"kind": "status", "status": handle.status().await?}),
+        _ => json!({"kind": "error", "error": format!("unknown request {line:?}")}),
+    })
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    xnode_spec::rules::dns_label(&args.name).map_err(anyhow::Error::msg)?;
+    let key = xnode_mesh::identity::load_or_create(&args.state_dir)?;
+    let config = Config {
+        node: args.name.clone(),
+        listen: args.listen.clone(),
+        bootstrap: args.bootstrap.clone(),
+        mdns: args.mdns,
+        timing: Default::default(),
+        labels: labels(&args.label)?,
+        services: services(&args.service)?,
+        state_dir: args.state_dir.clone(),
+        max_connections: 256,
+    };
+    let (events_tx, mut events) = mpsc::channel(1024);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let (node, handle) = Node::new(key, config, events_tx, &mut registry)?;
+    tokio::spawn(node.run());
+
+    // Ready once it listens: say where.
+    let status = loop {
+        let status = handle.status().await?;
+        if !status.listen.is_empty() {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    say(json!({"kind": "ready", "peer_id": status.peer_id, "listen": status.listen}));
+
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(Event::Member { peer_id, node, state }) => {
+                    let state = match state {
+                        State::Alive => "alive",
+                        State::Suspect => "suspect",
+                        State::Dead => "dead",
+                    };
+                    say(json!({"kind": "member", "peer_id": peer_id.to_string(), "node": node,
+                               "state": state, "at_ms": now_ms() as u64}));
+                }
+                Some(Event::Push { reply, .. }) => {
+                    let _ = reply.send(Err("xnode-meshd runs no workloads and takes no specs".into()));
+                }
+                None => return Ok(()),
+            },
+            line = stdin.next_line(), if stdin_open => match line {
+                Ok(Some(line)) => say(answer(&handle, &line).await?),
+                _ => stdin_open = false,
+            },
+        }
+    }
+}

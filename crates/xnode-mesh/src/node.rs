@@ -1,0 +1,860 @@
+//! The mesh node: one libp2p swarm and one event loop, in the shape of rust-libp2p's
+//! `misc/server`, driven by a command channel from the rest of the agent.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::StreamExt as _;
+use libp2p::identity::Keypair;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, gossipsub, identify, kad, mdns,
+    memory_connection_limits, noise, ping, request_response, tcp, yamux,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::membership::{Change, Membership, State, Timing};
+use crate::message::{Heartbeat, MAX_MESSAGE, Message, Resources, Service};
+use crate::resources;
+
+/// Kademlia's protocol name: private, so the node never joins the public IPFS DHT.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/xnode/kad/1.0.0");
+/// Signed spec pushes, node to node.
+pub const PUSH_PROTOCOL: StreamProtocol = StreamProtocol::new("/xnode/push/1.0.0");
+const IDENTIFY_PROTOCOL: &str = "/xnode/id/1.0.0";
+const MEMBERS_TOPIC: &str = "xnode/members/1";
+/// A push is a spec: as large as the largest spec a node reads.
+const MAX_PUSH: u64 = 64 << 20;
+
+/// How this node takes part in the mesh.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Its `node.name`.
+    pub node: String,
+    /// Where to listen.
+    pub listen: Vec<Multiaddr>,
+    /// Whom to ask first.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Look for peers on the local link too.
+    pub mdns: bool,
+    /// The failure detector's clock.
+    pub timing: Timing,
+    /// Its `node.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// The services of its workloads.
+    pub services: Vec<Service>,
+    /// The state directory: whose filesystem's free space is advertised.
+    pub state_dir: PathBuf,
+    /// At most this many connections at once.
+    pub max_connections: u32,
+}
+
+/// A member as the API and `xnodectl mesh peers` show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MemberView {
+    /// Its peer id.
+    pub peer_id: String,
+    /// Its `node.name`.
+    pub node: String,
+    /// `alive`, `suspect` or `dead`.
+    pub state: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// What it has.
+    pub resources: Resources,
+    /// Its services.
+    pub services: Vec<Service>,
+    /// Where it listens.
+    pub addresses: Vec<String>,
+}
+
+/// One live provider of a service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Provider {
+    /// The service.
+    pub service: String,
+    /// The node offering it.
+    pub node: String,
+    /// Its peer id.
+    pub peer_id: String,
+    /// Its addresses (multiaddrs; the IP parts are where to connect).
+    pub addresses: Vec<String>,
+    /// The service's port.
+    pub port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+/// This node's place in the mesh, for `status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Status {
+    /// Its peer id.
+    pub peer_id: String,
+    /// Where it listens.
+    pub listen: Vec<String>,
+    /// Peers it is connected to.
+    pub connected: usize,
+    /// Members alive, suspect, dead.
+    pub alive: usize,
+    /// Members suspect.
+    pub suspect: usize,
+    /// Members dead.
+    pub dead: usize,
+}
+
+/// What the node tells its owner (the agent, or a test harness).
+#[derive(Debug)]
+pub enum Event {
+    /// A member changed state.
+    Member {
+        /// The member.
+        peer_id: PeerId,
+        /// Its node name.
+        node: String,
+        /// Its new state.
+        state: State,
+    },
+    /// A signed push for this node arrived; answer through `reply`.
+    Push {
+        /// Who delivered it.
+        from: PeerId,
+        /// The push envelope, as it came.
+        push: Vec<u8>,
+        /// Accepted (with a note) or rejected (with the reason).
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+}
+
+/// A push on the wire and its answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushResponse {
+    /// Whether the node took it.
+    pub accepted: bool,
+    /// What it did, or why not.
+    pub message: String,
+}
+
+enum Command {
+    Members(oneshot::Sender<Vec<MemberView>>),
+    Providers(Option<String>, oneshot::Sender<Vec<Provider>>),
+    Status(oneshot::Sender<Status>),
+    SetLocal(BTreeMap<String, String>, Vec<Service>),
+    Push(
+        String,
+        serde_json::Value,
+        oneshot::Sender<Result<String, String>>,
+    ),
+    Respond(
+        request_response::ResponseChannel<PushResponse>,
+        PushResponse,
+    ),
+}
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listen address was refused.
+    #[error("cannot listen on {address}: {why}")]
+    Listen {
+        /// The address.
+        address: Multiaddr,
+        /// Why.
+        why: String,
+    },
+    /// The swarm could not be made.
+    #[error("cannot set up the mesh: {0}")]
+    Setup(String),
+}
+
+/// The rest of the agent's way to the mesh. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    commands: mpsc::Sender<Command>,
+    peer_id: PeerId,
+}
+
+/// The mesh stopped (its loop ended).
+#[derive(Debug, thiserror::Error)]
+#[error("the mesh is not running")]
+pub struct Stopped;
+
+impl Handle {
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// Every known member, dead ones included.
+    pub async fn members(&self) -> Result<Vec<MemberView>, Stopped> {
+        self.ask(Command::Members).await
+    }
+
+    /// The live providers of `service`, or of every service.
+    pub async fn providers(&self, service: Option<String>) -> Result<Vec<Provider>, Stopped> {
+        self.ask(|tx| Command::Providers(service, tx)).await
+    }
+
+    /// This node's place in the mesh.
+    pub async fn status(&self) -> Result<Status, Stopped> {
+        self.ask(Command::Status).await
+    }
+
+    /// New labels and services to advertise (the spec changed).
+    pub async fn set_local(
+        &self,
+        labels: BTreeMap<String, String>,
+        services: Vec<Service>,
+    ) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::SetLocal(labels, services))
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// Delivers a signed push to the member called `node`; its answer comes back.
+    pub async fn push(
+        &self,
+        node: String,
+        push: serde_json::Value,
+    ) -> Result<Result<String, String>, Stopped> {
+        self.ask(|tx| Command::Push(node, push, tx)).await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    memory: memory_connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    gossipsub: gossipsub::Behaviour,
+    push: request_response::json::Behaviour<serde_json::Value, PushResponse>,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// A running mesh node: [`Node::run`] it on the agent's runtime.
+pub struct Node {
+    swarm: Swarm<Behaviour>,
+    config: Config,
+    membership: Membership<PeerId>,
+    topic: gossipsub::IdentTopic,
+    incarnation: u64,
+    seq: u64,
+    commands: mpsc::Receiver<Command>,
+    commands_tx: mpsc::Sender<Command>,
+    events: mpsc::Sender<Event>,
+    pending: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<String, String>>>,
+    rejoin_at: Instant,
+    backoff: Duration,
+    metrics: crate::metrics::Metrics,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Node {
+    /// Sets the node up and starts listening. Events go to `events`; metrics, libp2p's
+    /// among them, into `registry`.
+    pub fn new(
+        key: Keypair,
+        config: Config,
+        events: mpsc::Sender<Event>,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> Result<(Node, Handle), StartError> {
+        let setup = |e: &dyn std::fmt::Display| StartError::Setup(e.to_string());
+        let peer_id = key.public().to_peer_id();
+        let timing = config.timing;
+        let mdns = config.mdns;
+        let max_connections = config.max_connections;
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| setup(&e))?
+            .with_dns()
+            .map_err(|e| setup(&e))?
+            .with_behaviour(|key| {
+                let gossip = gossipsub::ConfigBuilder::default()
+                    // The first heartbeat at once, not after gossipsub's default 5 s.
+                    .heartbeat_initial_delay(Duration::from_millis(100))
+                    .heartbeat_interval(timing.heartbeat)
+                    .validation_mode(gossipsub::ValidationMode::Strict)
+                    .validate_messages()
+                    .max_transmit_size(MAX_MESSAGE)
+                    .build()?;
+                let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+                kad_config.set_query_timeout(Duration::from_secs(30));
+                let mut kad = kad::Behaviour::with_config(
+                    key.public().to_peer_id(),
+                    kad::store::MemoryStore::new(key.public().to_peer_id()),
+                    kad_config,
+                );
+                kad.set_mode(Some(kad::Mode::Server));
+                let limits = connection_limits::ConnectionLimits::default()
+                    .with_max_established(Some(max_connections))
+                    .with_max_pending_incoming(Some(max_connections / 2))
+                    .with_max_established_per_peer(Some(2));
+                let push = request_response::json::Behaviour::with_codec(
+                    request_response::json::codec::Codec::default()
+                        .set_request_size_maximum(MAX_PUSH)
+                        .set_response_size_maximum(64 * 1024),
+                    [(PUSH_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(30)),
+                );
+                Ok(Behaviour {
+                    limits: connection_limits::Behaviour::new(limits),
+                    memory: memory_connection_limits::Behaviour::with_max_percentage(0.9),
+                    identify: identify::Behaviour::new(identify::Config::new(
+                        IDENTIFY_PROTOCOL.into(),
+                        key.public(),
+                    )),
+                    ping: ping::Behaviour::new(ping::Config::new()),
+                    kad,
+                    gossipsub: gossipsub::Behaviour::new(
+                        gossipsub::MessageAuthenticity::Signed(key.clone()),
+                        gossip,
+                    )?,
+                    push,
+                    mdns: Toggle::from(if mdns {
+                        Some(mdns::tokio::Behaviour::new(
+                            mdns::Config::default(),
+                            key.public().to_peer_id(),
+                        )?)
+                    } else {
+                        None
+                    }),
+                })
+            })
+            .map_err(|e| setup(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        for address in &config.listen {
+            swarm
+                .listen_on(address.clone())
+                .map_err(|e| StartError::Listen {
+                    address: address.clone(),
+                    why: e.to_string(),
+                })?;
+        }
+        let topic = gossipsub::IdentTopic::new(MEMBERS_TOPIC);
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&topic)
+            .map_err(|e| setup(&e))?;
+        let (commands_tx, commands) = mpsc::channel(64);
+        let node = Node {
+            swarm,
+            membership: Membership::new(timing),
+            topic,
+            incarnation: now_ms(),
+            seq: 0,
+            commands,
+            commands_tx: commands_tx.clone(),
+            events,
+            pending: HashMap::new(),
+            rejoin_at: Instant::now(),
+            backoff: Duration::from_secs(1),
+            metrics: crate::metrics::Metrics::new(registry),
+            config,
+        };
+        Ok((
+            node,
+            Handle {
+                commands: commands_tx,
+                peer_id,
+            },
+        ))
+    }
+
+    /// Runs until every [`Handle`] is gone.
+    pub async fn run(mut self) {
+        let mut beat = tokio::time::interval(self.config.timing.heartbeat);
+        let mut bootstrap = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm(event),
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => return,
+                },
+                _ = beat.tick() => self.on_beat(),
+                _ = bootstrap.tick() => {
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
+            }
+        }
+    }
+
+    fn heartbeat(&mut self) -> Heartbeat {
+        self.seq += 1;
+        Heartbeat {
+            node: self.config.node.clone(),
+            incarnation: self.incarnation,
+            seq: self.seq,
+            labels: self.config.labels.clone(),
+            resources: resources::measure(&self.config.state_dir),
+            services: self.config.services.clone(),
+            addresses: self.swarm.listeners().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    fn publish(&mut self, message: &Message) {
+        let topic = self.topic.clone();
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic, message.encode())
+        {
+            // Alone in the mesh (no peer on the topic yet): nothing to tell.
+            debug!("membership message not sent: {e}");
+        }
+    }
+
+    fn on_beat(&mut self) {
+        let hb = self.heartbeat();
+        self.publish(&Message::Heartbeat(hb));
+        for change in self.membership.tick(Instant::now()) {
+            self.report(change);
+        }
+        self.rejoin_if_alone();
+        self.metrics.members(&self.membership);
+    }
+
+    /// With no peer at all, dial the bootstrap peers again, backing off to 30 s.
+    fn rejoin_if_alone(&mut self) {
+        if self.swarm.connected_peers().next().is_some() {
+            self.backoff = Duration::from_secs(1);
+            return;
+        }
+        let now = Instant::now();
+        if now < self.rejoin_at || self.config.bootstrap.is_empty() {
+            return;
+        }
+        for address in self.config.bootstrap.clone() {
+            if let Err(e) = self.swarm.dial(address.clone()) {
+                debug!("cannot dial bootstrap peer {address}: {e}");
+            }
+        }
+        self.rejoin_at = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+    }
+
+    fn report(&mut self, change: Change<PeerId>) {
+        let (peer_id, state) = match change {
+            Change::Alive(p) => (p, State::Alive),
+            Change::Suspect(p) => (p, State::Suspect),
+            Change::Dead(p) => (p, State::Dead),
+        };
+        let node = self
+            .membership
+            .get(&peer_id)
+            .map(|m| m.info.node.clone())
+            .unwrap_or_default();
+        match state {
+            State::Alive => info!(%peer_id, node, "member alive"),
+            State::Suspect => info!(%peer_id, node, "member suspect"),
+            State::Dead => warn!(%peer_id, node, "member dead"),
+        }
+        if state == State::Alive {
+            self.learn_addresses(&peer_id);
+        }
+        let _ = self.events.try_send(Event::Member {
+            peer_id,
+            node,
+            state,
+        });
+    }
+
+    fn learn_addresses(&mut self, peer: &PeerId) {
+        let addresses: Vec<Multiaddr> = self
+            .membership
+            .get(peer)
+            .map(|m| {
+                m.info
+                    .addresses
+                    .iter()
+                    .filter_map(|a| a.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for address in addresses {
+            self.swarm.add_peer_address(*peer, address.clone());
+            self.swarm.behaviour_mut().kad.add_address(peer, address);
+        }
+    }
+
+    fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.metrics.record_swarm(&event);
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => info!(%address, "mesh listening"),
+            // The first peer: find the rest of the mesh through it.
+            SwarmEvent::ConnectionEstablished { .. }
+                if self.swarm.connected_peers().count() == 1 =>
+            {
+                let _ = self.swarm.behaviour_mut().kad.bootstrap();
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                if let Some(change) = self.membership.disconnected(&peer_id, Instant::now()) {
+                    self.report(change);
+                    // Confirm: is it gone, or was only this connection?
+                    let opts = DialOpts::peer_id(peer_id)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    if self.swarm.dial(opts).is_err() {
+                        self.confirm_gone(peer_id);
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer_id),
+                error,
+                ..
+            } => {
+                debug!(%peer_id, "dial failed: {error}");
+                let suspect = self
+                    .membership
+                    .get(&peer_id)
+                    .is_some_and(|m| m.state == State::Suspect);
+                if suspect && !self.swarm.is_connected(&peer_id) {
+                    self.confirm_gone(peer_id);
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour(event),
+            _ => {}
+        }
+    }
+
+    fn confirm_gone(&mut self, peer: PeerId) {
+        let Some(m) = self.membership.get(&peer) else {
+            return;
+        };
+        let (incarnation, seq) = (m.info.incarnation, m.info.seq);
+        if let Some(change) = self
+            .membership
+            .gone(&peer, incarnation, seq, Instant::now())
+        {
+            self.report(change);
+            self.publish(&Message::Gone {
+                peer: peer.to_string(),
+                incarnation,
+                seq,
+            });
+        }
+    }
+
+    fn on_behaviour(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Gossipsub(event) => {
+                self.metrics.record_gossipsub(&event);
+                if let gossipsub::Event::Message {
+                    propagation_source,
+                    message_id,
+                    message,
+                } = event
+                {
+                    let verdict = self.on_message(message.source, &message.data);
+                    let acceptance = match verdict {
+                        Ok(()) => gossipsub::MessageAcceptance::Accept,
+                        Err(why) => {
+                            self.metrics.rejected();
+                            debug!(from = %propagation_source, "membership message rejected: {why}");
+                            gossipsub::MessageAcceptance::Reject
+                        }
+                    };
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            acceptance,
+                        );
+                }
+            }
+            BehaviourEvent::Identify(event) => {
+                self.metrics.record_identify(&event);
+                if let identify::Event::Received { peer_id, info, .. } = event
+                    && info.protocols.contains(&KAD_PROTOCOL)
+                {
+                    for address in info.listen_addrs {
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&peer_id, address);
+                    }
+                }
+            }
+            BehaviourEvent::Kad(event) => self.metrics.record_kad(&event),
+            BehaviourEvent::Ping(event) => self.metrics.record_ping(&event),
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, address) in found {
+                    self.swarm.add_peer_address(peer, address.clone());
+                    let _ = self.swarm.dial(address);
+                }
+            }
+            BehaviourEvent::Push(event) => self.on_push(event),
+            _ => {}
+        }
+    }
+
+    fn on_message(&mut self, source: Option<PeerId>, data: &[u8]) -> Result<(), String> {
+        let source = source.ok_or("an unsigned message")?;
+        let message = Message::decode(data).map_err(|e| e.to_string())?;
+        let now = Instant::now();
+        match message {
+            Message::Heartbeat(hb) => {
+                if source == *self.swarm.local_peer_id() {
+                    return Ok(());
+                }
+                if let Some(change) = self.membership.heard(&source, hb, now) {
+                    self.report(change);
+                }
+            }
+            Message::Gone {
+                peer,
+                incarnation,
+                seq,
+            } => {
+                let peer: PeerId = peer.parse().map_err(|_| "Gone names no peer id")?;
+                if peer == *self.swarm.local_peer_id() {
+                    // Reported gone, but here: say so at once.
+                    let hb = self.heartbeat();
+                    self.publish(&Message::Heartbeat(hb));
+                } else if let Some(change) = self.membership.gone(&peer, incarnation, seq, now) {
+                    self.report(change);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_push(&mut self, event: request_response::Event<serde_json::Value, PushResponse>) {
+        use request_response::{Event as E, Message as M};
+        match event {
+            E::Message {
+                peer,
+                message: M::Request {
+                    request, channel, ..
+                },
+                ..
+            } => {
+                let (reply, verdict) = oneshot::channel();
+                let bytes = serde_json::to_vec(&request).unwrap_or_default();
+                let delivered = self.events.try_send(Event::Push {
+                    from: peer,
+                    push: bytes,
+                    reply,
+                });
+                let commands = self.commands_tx.clone();
+                if delivered.is_err() {
+                    let answer = PushResponse {
+                        accepted: false,
+                        message: "this node takes no pushes now (busy or not an agent)".into(),
+                    };
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .push
+                        .send_response(channel, answer);
+                    return;
+                }
+                tokio::spawn(async move {
+                    let answer = match verdict.await {
+                        Ok(Ok(message)) => PushResponse {
+                            accepted: true,
+                            message,
+                        },
+                        Ok(Err(message)) => PushResponse {
+                            accepted: false,
+                            message,
+                        },
+                        Err(_) => PushResponse {
+                            accepted: false,
+                            message: "the node went away".into(),
+                        },
+                    };
+                    let _ = commands.send(Command::Respond(channel, answer)).await;
+                });
+            }
+            E::Message {
+                message:
+                    M::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.pending.remove(&request_id) {
+                    let _ = reply.send(if response.accepted {
+                        Ok(response.message)
+                    } else {
+                        Err(response.message)
+                    });
+                }
+            }
+            E::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(reply) = self.pending.remove(&request_id) {
+                    let _ = reply.send(Err(format!("the push did not reach the node: {error}")));
+                }
+            }
+            E::InboundFailure { peer, error, .. } => {
+                debug!(%peer, "a push from this peer failed: {error}");
+            }
+            E::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Members(reply) => {
+                let _ = reply.send(self.members());
+            }
+            Command::Providers(name, reply) => {
+                let _ = reply.send(self.providers(name.as_deref()));
+            }
+            Command::Status(reply) => {
+                let count = |s| {
+                    self.membership
+                        .members()
+                        .filter(|(_, m)| m.state == s)
+                        .count()
+                };
+                let status = Status {
+                    peer_id: self.swarm.local_peer_id().to_string(),
+                    listen: self.swarm.listeners().map(|a| a.to_string()).collect(),
+                    connected: self.swarm.connected_peers().count(),
+                    alive: count(State::Alive),
+                    suspect: count(State::Suspect),
+                    dead: count(State::Dead),
+                };
+                let _ = reply.send(status);
+            }
+            Command::SetLocal(labels, services) => {
+                for s in &services {
+                    let key = kad::RecordKey::new(&format!("xnode/service/{}", s.name));
+                    if let Err(e) = self.swarm.behaviour_mut().kad.start_providing(key) {
+                        warn!("cannot publish service {}: {e}", s.name);
+                    }
+                }
+                self.config.labels = labels;
+                self.config.services = services;
+            }
+            Command::Push(node, push, reply) => {
+                let targets: Vec<PeerId> = self
+                    .membership
+                    .live()
+                    .filter(|(_, m)| m.info.node == node)
+                    .map(|(p, _)| *p)
+                    .collect();
+                match targets.as_slice() {
+                    [peer] => {
+                        let id = self.swarm.behaviour_mut().push.send_request(peer, push);
+                        self.pending.insert(id, reply);
+                    }
+                    [] => {
+                        let _ = reply.send(Err(format!("no live member is called {node:?}")));
+                    }
+                    _ => {
+                        let _ = reply.send(Err(format!(
+                            "{} live members call themselves {node:?}; not guessing",
+                            targets.len()
+                        )));
+                    }
+                }
+            }
+            Command::Respond(channel, answer) => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .push
+                    .send_response(channel, answer);
+            }
+        }
+    }
+
+    fn members(&self) -> Vec<MemberView> {
+        self.membership
+            .members()
+            .map(|(peer, m)| MemberView {
+                peer_id: peer.to_string(),
+                node: m.info.node.clone(),
+                state: match m.state {
+                    State::Alive => "alive",
+                    State::Suspect => "suspect",
+                    State::Dead => "dead",
+                }
+                .into(),
+                labels: m.info.labels.clone(),
+                resources: m.info.resources,
+                services: m.info.services.clone(),
+                addresses: m.info.addresses.clone(),
+            })
+            .collect()
+    }
+
+    /// Live providers, this node included; a dead member's services are not answered.
+    fn providers(&self, name: Option<&str>) -> Vec<Provider> {
+        let me = (
+            self.swarm.local_peer_id().to_string(),
+            &self.config.node,
+            &self.config.services,
+            self.swarm
+                .listeners()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>(),
+        );
+        let others = self.membership.live().map(|(p, m)| {
+            (
+                p.to_string(),
+                &m.info.node,
+                &m.info.services,
+                m.info.addresses.clone(),
+            )
+        });
+        let mut out: Vec<Provider> = std::iter::once(me)
+            .chain(others)
+            .flat_map(|(peer_id, node, services, addresses)| {
+                services
+                    .iter()
+                    .filter(|s| name.is_none_or(|n| n == s.name))
+                    .map(move |s| Provider {
+                        service: s.name.clone(),
+                        node: node.clone(),
+                        peer_id: peer_id.clone(),
+                        addresses: addresses.clone(),
+                        port: s.port,
+                        protocol: s.protocol.clone(),
+                    })
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}

@@ -1,0 +1,209 @@
+//! Real mesh nodes as separate processes (`xnode-meshd`) on 127.0.0.1: started, killed
+//! with SIGKILL, restarted with the same identity, and watched through what they print.
+
+#![allow(dead_code)] // each test binary uses part of this
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// One node's process and everything it printed.
+pub struct Proc {
+    pub name: String,
+    pub peer_id: String,
+    pub listen: String,
+    child: Child,
+    stdin: ChildStdin,
+    lines: Arc<Mutex<Vec<Value>>>,
+    seen: usize,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub nodes: BTreeMap<String, Proc>,
+    bootstrap: Option<String>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Cluster {
+    pub fn new(name: &str) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("xnode-mesh-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Cluster {
+            dir,
+            nodes: BTreeMap::new(),
+            bootstrap: None,
+        }
+    }
+
+    /// Starts a node; the first one started is everyone's bootstrap peer.
+    pub fn start(&mut self, name: &str, extra: &[&str]) -> &mut Proc {
+        let listen = match &self.bootstrap {
+            None => format!("/ip4/127.0.0.1/tcp/{}", free_port()),
+            Some(_) => "/ip4/127.0.0.1/tcp/0".into(),
+        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xnode-meshd"));
+        cmd.arg("--state-dir")
+            .arg(self.dir.join(name))
+            .args(["--name", name, "--listen", &listen])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(b) = &self.bootstrap {
+            cmd.args(["--bootstrap", b]);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        let mut proc = Proc {
+            name: name.into(),
+            peer_id: String::new(),
+            listen: String::new(),
+            child,
+            stdin,
+            lines,
+            seen: 0,
+        };
+        let ready = proc.wait_line("ready", Duration::from_secs(30), |v| v["kind"] == "ready");
+        proc.peer_id = ready["peer_id"].as_str().unwrap().into();
+        proc.listen = ready["listen"][0].as_str().unwrap().into();
+        if self.bootstrap.is_none() {
+            self.bootstrap = Some(proc.listen.clone());
+        }
+        self.nodes.insert(name.into(), proc);
+        self.nodes.get_mut(name).unwrap()
+    }
+
+    /// SIGKILL, as `kill -9`. Returns when it was sent.
+    pub fn kill(&mut self, name: &str) -> Instant {
+        let mut proc = self.nodes.remove(name).unwrap();
+        let at = Instant::now();
+        proc.child.kill().unwrap();
+        proc.child.wait().unwrap();
+        at
+    }
+
+    /// Waits until `check` holds on every node's members view (polling `members`).
+    pub fn wait_all(
+        &mut self,
+        what: &str,
+        deadline: Duration,
+        check: impl Fn(&str, &[Value]) -> bool,
+    ) {
+        let until = Instant::now() + deadline;
+        loop {
+            let mut pending = Vec::new();
+            for (name, proc) in &mut self.nodes {
+                let members = proc.request("members")["members"]
+                    .as_array()
+                    .unwrap()
+                    .clone();
+                if !check(name, &members) {
+                    pending.push(name.clone());
+                }
+            }
+            if pending.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < until, "{what}: not yet on {pending:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The peer ids a members view shows in `state`.
+pub fn in_state(members: &[Value], state: &str) -> BTreeSet<String> {
+    members
+        .iter()
+        .filter(|m| m["state"] == state)
+        .map(|m| m["peer_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+impl Proc {
+    /// Waits for a printed line that `check` accepts, after those already taken.
+    pub fn wait_line(
+        &mut self,
+        what: &str,
+        deadline: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let until = Instant::now() + deadline;
+        loop {
+            {
+                let lines = self.lines.lock().unwrap();
+                while self.seen < lines.len() {
+                    let line = lines[self.seen].clone();
+                    self.seen += 1;
+                    if check(&line) {
+                        return line;
+                    }
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("{}: exited ({status}) while waiting for {what}", self.name);
+            }
+            assert!(Instant::now() < until, "{}: no {what}", self.name);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Every `member` event printed so far.
+    pub fn member_events(&self) -> Vec<Value> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["kind"] == "member")
+            .cloned()
+            .collect()
+    }
+
+    /// Sends a request line and returns its answer.
+    pub fn request(&mut self, line: &str) -> Value {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        let kind = line.split_whitespace().next().unwrap().to_owned();
+        self.wait_line(line, Duration::from_secs(10), |v| {
+            v["kind"] == kind.as_str()
+        })
+    }
+}
