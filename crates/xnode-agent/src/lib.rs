@@ -7,6 +7,7 @@ pub mod deploy;
 pub mod gate;
 pub mod health;
 pub mod logs;
+pub mod mesh;
 pub mod metrics;
 pub mod nix;
 pub mod server;

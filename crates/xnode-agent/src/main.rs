@@ -12,6 +12,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tracing::info;
 use xnode_agent::deploy::Agent;
+use xnode_agent::mesh::Mesh;
 use xnode_agent::metrics::{self, Metrics};
 use xnode_agent::nix::NixStore;
 use xnode_agent::service::{Service, Settings};
@@ -45,6 +46,9 @@ struct Args {
     /// Where to serve Prometheus metrics; port 0 picks a free port (see `status`).
     #[arg(long, default_value = "127.0.0.1:9477", value_name = "ADDR")]
     metrics_address: SocketAddr,
+    /// Stay out of the mesh (the spec's `mesh` section is then unused).
+    #[arg(long)]
+    no_mesh: bool,
 }
 
 fn init_logging() {
@@ -83,6 +87,14 @@ async fn main() -> Result<()> {
     let listener = server::bind(&args.socket, gid)?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
+    let mesh = (!args.no_mesh).then(|| {
+        let mesh_metrics = xnode_mesh::Metrics::register(&mut registry);
+        let (events, receiver) = tokio::sync::mpsc::channel(64);
+        (
+            Mesh::new(args.state_dir.clone(), mesh_metrics, events),
+            receiver,
+        )
+    });
     let (metrics_listener, metrics_address) = metrics::bind(args.metrics_address)
         .await
         .with_context(|| format!("cannot serve metrics on {}", args.metrics_address))?;
@@ -101,6 +113,7 @@ async fn main() -> Result<()> {
         },
         settings,
         metrics,
+        mesh,
     );
     service.start().await;
     let (tx, rx) = mpsc::channel(16);

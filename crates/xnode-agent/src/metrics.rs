@@ -21,6 +21,13 @@ pub struct StateLabel {
     pub state: String,
 }
 
+/// What became of a push.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `accepted` or `rejected`.
+    pub outcome: &'static str,
+}
+
 /// The agent's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -36,6 +43,8 @@ pub struct Metrics {
     pub rollbacks: Counter,
     /// The generation in force.
     pub generation: Gauge,
+    /// Signed pushes from the mesh, by outcome.
+    pub pushes: Family<OutcomeLabel, Counter>,
 }
 
 impl Metrics {
@@ -48,6 +57,7 @@ impl Metrics {
             failed_applies: Counter::default(),
             rollbacks: Counter::default(),
             generation: Gauge::default(),
+            pushes: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("xnode");
         r.register("reconciles", "Reconcile passes", m.reconciles.clone());
@@ -71,6 +81,11 @@ impl Metrics {
             "generation",
             "The generation in force",
             m.generation.clone(),
+        );
+        r.register(
+            "pushes",
+            "Signed pushes from the mesh, by outcome",
+            m.pushes.clone(),
         );
         Arc::new(m)
     }

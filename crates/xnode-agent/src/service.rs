@@ -19,10 +19,13 @@ use xnode_systemd::ApplyOptions;
 use std::sync::Arc;
 
 use crate::deploy::{Agent, Deployed};
-use crate::metrics::{Metrics, StateLabel};
+use crate::mesh::Mesh;
+use crate::metrics::{Metrics, OutcomeLabel, StateLabel};
 use crate::nix::Realise;
 use crate::store::{Outcome, Source};
 use crate::units::{Units, Watch};
+use xnode_mesh::node::Event as MeshEvent;
+use xnode_spec::push;
 
 /// A request from the API, with where to send the reply.
 pub type Command = (Request, oneshot::Sender<Reply>);
@@ -89,6 +92,8 @@ pub struct Service<U, N> {
     last_error: Option<String>,
     backoff: Backoff,
     metrics: Arc<Metrics>,
+    mesh: Option<Mesh>,
+    mesh_events: Option<mpsc::Receiver<MeshEvent>>,
 }
 
 /// What `status` answers.
@@ -101,7 +106,15 @@ struct Status {
     spec_file: SpecFile,
     last_error: Option<String>,
     metrics_address: Option<String>,
+    mesh: Option<MeshStatus>,
     workloads: Vec<WorkloadStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct MeshStatus {
+    #[serde(flatten)]
+    node: Option<xnode_mesh::node::Status>,
+    error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -147,9 +160,21 @@ impl From<&Deployed> for Applied {
 }
 
 impl<U: Units, N: Realise> Service<U, N> {
-    /// A loop over an agent; call [`Service::start`] then [`Service::run`].
-    pub fn new(agent: Agent<U, N>, settings: Settings, metrics: Arc<Metrics>) -> Self {
+    /// A loop over an agent; call [`Service::start`] then [`Service::run`]. With a
+    /// mesh, the node joins it as soon as it has a spec.
+    pub fn new(
+        agent: Agent<U, N>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        mesh: Option<(Mesh, mpsc::Receiver<MeshEvent>)>,
+    ) -> Self {
+        let (mesh, mesh_events) = match mesh {
+            Some((m, events)) => (Some(m), Some(events)),
+            None => (None, None),
+        };
         Service {
+            mesh,
+            mesh_events,
             agent,
             settings,
             current: None,
@@ -217,6 +242,7 @@ impl<U: Units, N: Realise> Service<U, N> {
         file_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         reconcile_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watch: Option<Watch> = None;
+        let mut mesh_events = self.mesh_events.take();
         loop {
             // Watch the units again when the connection that fed the watch is gone.
             if watch.as_ref().is_none_or(|(_, task)| task.is_finished()) {
@@ -229,14 +255,27 @@ impl<U: Units, N: Realise> Service<U, N> {
                     None => std::future::pending().await,
                 }
             };
+            let mesh_event = async {
+                match mesh_events.as_mut() {
+                    Some(events) => events.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 command = commands.recv() => match command {
+                    Some((Request::MeshPush { push }, reply)) => self.push(push, reply).await,
                     Some((request, reply)) => {
                         let answer = self.handle(request).await;
                         let _ = reply.send(answer);
                     }
                     None => return,
                 },
+                Some(event) = mesh_event => {
+                    if let MeshEvent::Push { from, push, reply } = event {
+                        let verdict = self.accept_push(&from.to_string(), &push).await;
+                        let _ = reply.send(verdict);
+                    }
+                }
                 () = changed => {
                     // Let a burst of changes (a restart is several) settle first.
                     tokio::time::sleep(SETTLE).await;
@@ -375,6 +414,9 @@ impl<U: Units, N: Realise> Service<U, N> {
     /// One pass: the units back to the current generation, failing units backed off.
     async fn reconcile(&mut self) {
         let started = std::time::Instant::now();
+        if let (Some(mesh), Some(current)) = (&mut self.mesh, &self.current) {
+            mesh.follow(&current.spec).await;
+        }
         self.converge().await;
         self.metrics.reconciles.inc();
         self.metrics
@@ -449,6 +491,126 @@ impl<U: Units, N: Realise> Service<U, N> {
             },
             Request::Rollback => self.rollback().await,
             Request::Logs { workload, lines } => self.logs(workload, lines).await,
+            Request::MeshPeers => match self.mesh_handle() {
+                Ok(h) => h
+                    .members()
+                    .await
+                    .map_or_else(|e| Reply::error(e.to_string()), Reply::ok),
+                Err(reply) => reply,
+            },
+            Request::MeshServices { service } => match self.mesh_handle() {
+                Ok(h) => h
+                    .providers(service)
+                    .await
+                    .map_or_else(|e| Reply::error(e.to_string()), Reply::ok),
+                Err(reply) => reply,
+            },
+            Request::MeshPush { .. } => Reply::error("a push is answered by the loop"),
+        }
+    }
+
+    fn mesh_handle(&self) -> Result<xnode_mesh::node::Handle, Reply> {
+        let Some(mesh) = &self.mesh else {
+            return Err(Reply::error("this node runs without the mesh (--no-mesh)"));
+        };
+        mesh.handle().cloned().ok_or_else(|| {
+            Reply::error(match &mesh.error {
+                Some(e) => format!("this node is not in the mesh: {e}"),
+                None => "this node has not joined the mesh yet (it has no spec)".into(),
+            })
+        })
+    }
+
+    /// Carries an owner's signed push to the node it names: this one, or a member, whose
+    /// answer comes back without holding up this loop.
+    async fn push(&mut self, push: serde_json::Value, reply: oneshot::Sender<Reply>) {
+        let target = push.get("node").and_then(|n| n.as_str()).map(str::to_owned);
+        let own = self.current.as_ref().map(|c| c.spec.node.name.clone());
+        let Some(target) = target else {
+            let _ = reply.send(Reply::error("the push names no node"));
+            return;
+        };
+        if Some(&target) == own.as_ref() {
+            let bytes = serde_json::to_vec(&push).unwrap_or_default();
+            let answer = match self.accept_push("this node's API", &bytes).await {
+                Ok(done) => Reply::ok(done),
+                Err(why) => Reply::error(why),
+            };
+            let _ = reply.send(answer);
+            return;
+        }
+        match self.mesh_handle() {
+            Ok(handle) => {
+                tokio::spawn(async move {
+                    let answer = match handle.push(target, push).await {
+                        Ok(Ok(done)) => Reply::ok(done),
+                        Ok(Err(why)) => Reply::error(why),
+                        Err(e) => Reply::error(e.to_string()),
+                    };
+                    let _ = reply.send(answer);
+                });
+            }
+            Err(answer) => {
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
+    /// A push for this node: checked against its owner and its last push, then applied
+    /// like any other spec. Every refusal is logged with its reason.
+    async fn accept_push(&mut self, from: &str, bytes: &[u8]) -> Result<String, String> {
+        let Some(current) = &self.current else {
+            warn!(
+                from,
+                "push rejected: this node has no spec yet, so no owner"
+            );
+            return Err("this node has no spec yet, so no owner to accept a push from".into());
+        };
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let receiver = push::Receiver {
+            current: &current.spec,
+            last_generation: self.agent.store.state().last_push,
+            now,
+        };
+        let accepted = push::accept(bytes, &receiver).and_then(|v| {
+            let envelope: push::Push = serde_json::from_slice(bytes)
+                .map_err(|e| push::Rejected::Malformed(e.to_string()))?;
+            Ok((v, envelope))
+        });
+        let (v, envelope) = match accepted {
+            Ok(ok) => ok,
+            Err(why) => {
+                warn!(from, "push rejected: {why}");
+                self.metrics
+                    .pushes
+                    .get_or_create(&OutcomeLabel {
+                        outcome: "rejected",
+                    })
+                    .inc();
+                return Err(why.to_string());
+            }
+        };
+        info!(from, generation = envelope.generation, hash = %v.hash, "push accepted; applying it");
+        self.metrics
+            .pushes
+            .get_or_create(&OutcomeLabel {
+                outcome: "accepted",
+            })
+            .inc();
+        let raw = serde_json::to_vec_pretty(&envelope.spec).unwrap_or_default();
+        let source = Source::Mesh {
+            peer: from.to_owned(),
+            push_generation: envelope.generation,
+        };
+        match self.deploy(v, &raw, source, true).await {
+            Some(d) => Ok(format!(
+                "generation {}: {}",
+                d.generation,
+                outcome_text(&d.outcome)
+            )),
+            None => Err(self.last_error.clone().unwrap_or_default()),
         }
     }
 
@@ -541,8 +703,27 @@ impl<U: Units, N: Realise> Service<U, N> {
                 .clone()
                 .or_else(|| observed.err().map(|e| e.to_string())),
             metrics_address: self.settings.metrics_address.map(|a| a.to_string()),
+            mesh: match &self.mesh {
+                None => None,
+                Some(mesh) => Some(MeshStatus {
+                    node: match mesh.handle() {
+                        Some(h) => h.status().await.ok(),
+                        None => None,
+                    },
+                    error: mesh.error.clone(),
+                }),
+            },
             workloads,
         })
+    }
+}
+
+fn outcome_text(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Applying => "applying".into(),
+        Outcome::Healthy => "healthy".into(),
+        Outcome::RolledBack { reason } => format!("rolled back ({reason})"),
+        Outcome::Unhealthy { reason } => format!("unhealthy ({reason})"),
     }
 }
 

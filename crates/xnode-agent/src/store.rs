@@ -28,6 +28,10 @@ pub struct State {
     pub last_good: Option<u64>,
     /// Kept generations, oldest first.
     pub generations: Vec<Generation>,
+    /// The generation of the last push accepted from the mesh: a push must be newer.
+    /// Kept here, not in the pruned generations, so no old push ever becomes new again.
+    #[serde(default)]
+    pub last_push: u64,
 }
 
 /// Errors of the state directory; each names the file.
@@ -152,6 +156,12 @@ impl Store {
         write_atomic(&self.spec_path(number), spec).await?;
         let mut next = self.state.clone();
         next.current = Some(number);
+        if let Source::Mesh {
+            push_generation, ..
+        } = &source
+        {
+            next.last_push = next.last_push.max(*push_generation);
+        }
         next.generations.push(Generation {
             number,
             hash: hash.to_owned(),

@@ -385,7 +385,7 @@ fn a_unit_stopped_by_hand_is_restarted_on_the_systemd_event_not_the_timer() {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
     let s = serde_json::to_vec(&spec(json!({"a": sleeper(), "b": sleeper()}))).unwrap();
     // An hour between timed passes: only the unit's own change can bring it back.
-    let flags = "--file-poll 200 --interval 3600 --metrics-address 127.0.0.1:0";
+    let flags = "--file-poll 200 --interval 3600 --metrics-address 127.0.0.1:0 --no-mesh";
     let c = xnode_lab::node::boot_node_with(bin.parent().unwrap(), &s, flags).unwrap();
     wait_for(&c, "convergence", |s| s["converged"] == true);
     std::thread::sleep(Duration::from_secs(1));

@@ -37,6 +37,13 @@ pub enum Source {
         /// The generation whose spec was restored.
         to: u64,
     },
+    /// A push signed by the node's owner, delivered over the mesh.
+    Mesh {
+        /// The peer that delivered it.
+        peer: String,
+        /// The push's own generation (the owner's counter).
+        push_generation: u64,
+    },
 }
 
 /// What became of a generation.
@@ -106,6 +113,19 @@ pub enum Request {
         /// How many lines.
         #[serde(default = "default_lines")]
         lines: usize,
+    },
+    /// The mesh's members as this node sees them.
+    MeshPeers,
+    /// The live providers of a service, or of every service.
+    MeshServices {
+        /// The service; all when absent.
+        #[serde(default)]
+        service: Option<String>,
+    },
+    /// Deliver a signed push (`xnode_spec::push::Push`) to the node it names.
+    MeshPush {
+        /// The push envelope.
+        push: Value,
     },
 }
 

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use crate::{Container, LabError, Options};
 
-/// xnoded's flags in the lab: quicker polling for tests, and a free metrics port,
-/// since containers share the host's loopback.
-pub const TEST_FLAGS: &str = "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0";
+/// xnoded's flags in the lab: quicker polling for tests, a free metrics port, since
+/// containers share the host's loopback, and no mesh (its tests set the mesh up).
+pub const TEST_FLAGS: &str = "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0 --no-mesh";
 
 /// The `[Service]` settings of xnoded's unit on every node, sandbox included: the NixOS
 /// module reads the same file, so the lab runs xnoded exactly as confined as a node.

@@ -10,3 +10,5 @@ pub mod message;
 mod metrics;
 pub mod node;
 mod resources;
+
+pub use metrics::Metrics;

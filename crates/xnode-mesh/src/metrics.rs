@@ -16,14 +16,16 @@ struct StateLabel {
     state: &'static str,
 }
 
-pub(crate) struct Metrics {
+/// The mesh's metrics, registered once and shared by every run of the node.
+pub struct Metrics {
     libp2p: libp2p::metrics::Metrics,
     members: Family<StateLabel, Gauge>,
     rejected: Counter,
 }
 
 impl Metrics {
-    pub(crate) fn new(registry: &mut Registry) -> Metrics {
+    /// Registers the mesh's metrics (and libp2p's) in `registry`.
+    pub fn register(registry: &mut Registry) -> std::sync::Arc<Metrics> {
         let members = Family::<StateLabel, Gauge>::default();
         let rejected = Counter::default();
         let mesh = registry.sub_registry_with_prefix("xnode_mesh");
@@ -37,11 +39,11 @@ impl Metrics {
             "Membership messages that failed validation",
             rejected.clone(),
         );
-        Metrics {
+        std::sync::Arc::new(Metrics {
             libp2p: libp2p::metrics::Metrics::new(registry.sub_registry_with_prefix("libp2p")),
             members,
             rejected,
-        }
+        })
     }
 
     pub(crate) fn members(&self, membership: &Membership<PeerId>) {

@@ -258,7 +258,7 @@ pub struct Node {
     pending: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<String, String>>>,
     rejoin_at: Instant,
     backoff: Duration,
-    metrics: crate::metrics::Metrics,
+    metrics: std::sync::Arc<crate::Metrics>,
 }
 
 fn now_ms() -> u64 {
@@ -268,13 +268,12 @@ fn now_ms() -> u64 {
 }
 
 impl Node {
-    /// Sets the node up and starts listening. Events go to `events`; metrics, libp2p's
-    /// among them, into `registry`.
+    /// Sets the node up and starts listening. Events go to `events`.
     pub fn new(
         key: Keypair,
         config: Config,
         events: mpsc::Sender<Event>,
-        registry: &mut prometheus_client::registry::Registry,
+        metrics: std::sync::Arc<crate::Metrics>,
     ) -> Result<(Node, Handle), StartError> {
         let setup = |e: &dyn std::fmt::Display| StartError::Setup(e.to_string());
         let peer_id = key.public().to_peer_id();
@@ -374,7 +373,7 @@ impl Node {
             pending: HashMap::new(),
             rejoin_at: Instant::now(),
             backoff: Duration::from_secs(1),
-            metrics: crate::metrics::Metrics::new(registry),
+            metrics,
             config,
         };
         Ok((

@@ -70,6 +70,9 @@ Example:
     #[command(after_help = "Example:
   xnodectl logs web -n 50")]
     Logs(LogsArgs),
+    /// The mesh as this node sees it, and signed pushes to other nodes.
+    #[command(subcommand)]
+    Mesh(MeshCommand),
     /// Make and inspect owner keys, which sign the specs pushed to a node.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -95,6 +98,48 @@ Example (sshd_config):
     #[command(after_help = "Example:
   xnodectl man | man -l -")]
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MeshCommand {
+    /// The members of the mesh, with their state, labels and resources.
+    Peers(AgentArgs),
+    /// The live providers of a service (or of every service).
+    #[command(after_help = "Examples:
+  xnodectl mesh services
+  xnodectl mesh services web --output json")]
+    Services {
+        /// The service; every service when left out.
+        name: Option<String>,
+        #[command(flatten)]
+        agent: AgentArgs,
+    },
+    /// Sign a spec with the owner's key and send it, through this node, to NODE.
+    #[command(
+        after_help = "The node accepts it only if KEYFILE is the key of its spec's owner, the
+push is newer than the last one it accepted, and it was signed within the last
+5 minutes (clocks may differ by as much). It then applies the spec, health-gated,
+and answers with the outcome.
+
+Example:
+  xnodectl mesh push --key owner.key n2 spec.json"
+    )]
+    Push {
+        /// The owner's secret key (see `xnodectl key generate`).
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+        /// The push's number; it must be above the last the node accepted. Default: the
+        /// time in milliseconds, which grows by itself.
+        #[arg(long)]
+        generation: Option<u64>,
+        /// The node it is for (its node.name).
+        node: String,
+        /// The spec; `-` reads standard input.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        agent: AgentArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

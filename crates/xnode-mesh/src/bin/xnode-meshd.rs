@@ -120,7 +120,8 @@ async fn main() -> Result<()> {
     };
     let (events_tx, mut events) = mpsc::channel(1024);
     let mut registry = prometheus_client::registry::Registry::default();
-    let (node, handle) = Node::new(key, config, events_tx, &mut registry)?;
+    let metrics = xnode_mesh::Metrics::register(&mut registry);
+    let (node, handle) = Node::new(key, config, events_tx, metrics)?;
     tokio::spawn(node.run());
 
     // Ready once it listens: say where.

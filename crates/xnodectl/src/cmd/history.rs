@@ -34,6 +34,7 @@ pub fn run(args: &AgentArgs) -> Result<Outcome> {
         let source = match g["source"]["kind"].as_str() {
             Some("file") => format!("file {}", g["source"]["path"].as_str().unwrap_or("")),
             Some("rollback") => format!("rollback to {}", g["source"]["to"]),
+            Some("mesh") => format!("push {}", g["source"]["push_generation"]),
             Some(other) => other.to_owned(),
             None => "-".into(),
         };

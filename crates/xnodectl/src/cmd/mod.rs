@@ -7,6 +7,7 @@ pub mod hash;
 pub mod history;
 pub mod key;
 pub mod logs;
+pub mod mesh;
 pub mod plan;
 pub mod schema;
 pub mod ssh_keys;
