@@ -105,6 +105,8 @@ pub struct Status {
     pub suspect: usize,
     /// Members dead.
     pub dead: usize,
+    /// Membership messages rejected since start (malformed, or out of bounds).
+    pub rejected: u64,
 }
 
 /// What the node tells its owner (the agent, or a test harness).
@@ -258,6 +260,7 @@ pub struct Node {
     pending: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<String, String>>>,
     rejoin_at: Instant,
     backoff: Duration,
+    rejected: u64,
     metrics: std::sync::Arc<crate::Metrics>,
 }
 
@@ -372,6 +375,7 @@ impl Node {
             events,
             pending: HashMap::new(),
             rejoin_at: Instant::now(),
+            rejected: 0,
             backoff: Duration::from_secs(1),
             metrics,
             config,
@@ -581,6 +585,7 @@ impl Node {
                         Ok(()) => gossipsub::MessageAcceptance::Accept,
                         Err(why) => {
                             self.metrics.rejected();
+                            self.rejected += 1;
                             debug!(from = %propagation_source, "membership message rejected: {why}");
                             gossipsub::MessageAcceptance::Reject
                         }
@@ -644,6 +649,10 @@ impl Node {
                     // Reported gone, but here: say so at once.
                     let hb = self.heartbeat();
                     self.publish(&Message::Heartbeat(hb));
+                } else if self.swarm.is_connected(&peer) {
+                    // Our own connection to it is up: that outweighs a report (which
+                    // anyone may send). If it did die, that connection closes and we
+                    // find out ourselves.
                 } else if let Some(change) = self.membership.gone(&peer, incarnation, seq, now) {
                     self.report(change);
                 }
@@ -752,6 +761,7 @@ impl Node {
                     alive: count(State::Alive),
                     suspect: count(State::Suspect),
                     dead: count(State::Dead),
+                    rejected: self.rejected,
                 };
                 let _ = reply.send(status);
             }
