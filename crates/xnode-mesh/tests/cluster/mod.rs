@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -19,7 +19,7 @@ pub struct Proc {
     pub listen: String,
     child: Child,
     stdin: ChildStdin,
-    lines: Arc<Mutex<Vec<Value>>>,
+    lines: Arc<(Mutex<Vec<Value>>, Condvar)>,
     seen: usize,
 }
 
@@ -84,12 +84,13 @@ impl Cluster {
         let mut child = cmd.spawn().unwrap();
         let stdin = child.stdin.take().unwrap();
         let stdout = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let sink = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    sink.lock().unwrap().push(v);
+                    sink.0.lock().unwrap().push(v);
+                    sink.1.notify_all();
                 }
             }
         });
@@ -112,6 +113,18 @@ impl Cluster {
         self.nodes.get_mut(name).unwrap()
     }
 
+    /// SIGSTOP or SIGCONT: a node that hangs with its connections still open.
+    pub fn signal(&self, name: &str, signal: &str) {
+        let pid = self.nodes[name].child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
     /// SIGKILL, as `kill -9`. Returns when it was sent.
     pub fn kill(&mut self, name: &str) -> Instant {
         let mut proc = self.nodes.remove(name).unwrap();
@@ -128,10 +141,25 @@ impl Cluster {
         deadline: Duration,
         check: impl Fn(&str, &[Value]) -> bool,
     ) {
+        self.wait_except(None, what, deadline, check);
+    }
+
+    /// As [`Cluster::wait_all`], leaving out one node (a frozen one cannot answer).
+    pub fn wait_except(
+        &mut self,
+        except: Option<&str>,
+        what: &str,
+        deadline: Duration,
+        check: impl Fn(&str, &[Value]) -> bool,
+    ) {
         let until = Instant::now() + deadline;
         loop {
             let mut pending = Vec::new();
-            for (name, proc) in &mut self.nodes {
+            for (name, proc) in self
+                .nodes
+                .iter_mut()
+                .filter(|(n, _)| Some(n.as_str()) != except)
+            {
                 let members = proc.request("members")["members"]
                     .as_array()
                     .unwrap()
@@ -169,7 +197,13 @@ impl Proc {
         let until = Instant::now() + deadline;
         loop {
             {
-                let lines = self.lines.lock().unwrap();
+                let (lock, arrived) = &*self.lines;
+                let mut lines = lock.lock().unwrap();
+                if self.seen == lines.len() {
+                    // Woken by the next line, or after a while to look at the process.
+                    let timeout = Duration::from_millis(100);
+                    lines = arrived.wait_timeout(lines, timeout).unwrap().0;
+                }
                 while self.seen < lines.len() {
                     let line = lines[self.seen].clone();
                     self.seen += 1;
@@ -182,15 +216,13 @@ impl Proc {
                 panic!("{}: exited ({status}) while waiting for {what}", self.name);
             }
             assert!(Instant::now() < until, "{}: no {what}", self.name);
-            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
     /// Every `member` event printed so far.
     pub fn member_events(&self) -> Vec<Value> {
-        self.lines
-            .lock()
-            .unwrap()
+        let lines = self.lines.0.lock().unwrap();
+        lines
             .iter()
             .filter(|v| v["kind"] == "member")
             .cloned()
