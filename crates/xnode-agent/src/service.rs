@@ -114,6 +114,8 @@ struct Status {
 struct MeshStatus {
     #[serde(flatten)]
     node: Option<xnode_mesh::node::Status>,
+    members: Vec<xnode_mesh::node::MemberView>,
+    services: Vec<xnode_mesh::node::Provider>,
     error: Option<String>,
 }
 
@@ -705,12 +707,19 @@ impl<U: Units, N: Realise> Service<U, N> {
             metrics_address: self.settings.metrics_address.map(|a| a.to_string()),
             mesh: match &self.mesh {
                 None => None,
-                Some(mesh) => Some(MeshStatus {
-                    node: match mesh.handle() {
-                        Some(h) => h.status().await.ok(),
-                        None => None,
+                Some(mesh) => Some(match mesh.handle() {
+                    Some(h) => MeshStatus {
+                        node: h.status().await.ok(),
+                        members: h.members().await.unwrap_or_default(),
+                        services: h.providers(None).await.unwrap_or_default(),
+                        error: mesh.error.clone(),
                     },
-                    error: mesh.error.clone(),
+                    None => MeshStatus {
+                        node: None,
+                        members: Vec::new(),
+                        services: Vec::new(),
+                        error: mesh.error.clone(),
+                    },
                 }),
             },
             workloads,

@@ -110,6 +110,11 @@ fn pushes_from_the_owner_are_applied_and_all_others_rejected() {
             .unwrap()
             .starts_with("12D3KooW")
     );
+    assert_eq!(status["mesh"]["members"][0]["node"], "a", "{status:#}");
+    assert_eq!(
+        status["mesh"]["services"][0]["service"], "web",
+        "{status:#}"
+    );
 
     // A good push, carried by a: b applies it as a new generation.
     let pushed = spec_b(json!({"web": {"command": ["/bin/sleep", "infinity"],

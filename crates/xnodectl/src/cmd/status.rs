@@ -56,6 +56,16 @@ fn text(s: &Value) -> String {
     if let Some(e) = s["last_error"].as_str() {
         let _ = writeln!(out, "last error  {e}");
     }
+    let mesh = &s["mesh"];
+    if let Some(peer) = mesh["peer_id"].as_str() {
+        let _ = writeln!(
+            out,
+            "mesh        {peer}: {} alive, {} suspect, {} dead",
+            mesh["alive"], mesh["suspect"], mesh["dead"]
+        );
+    } else if let Some(e) = mesh["error"].as_str() {
+        let _ = writeln!(out, "mesh        not joined: {e}");
+    }
     let workloads = s["workloads"]
         .as_array()
         .map(Vec::as_slice)
