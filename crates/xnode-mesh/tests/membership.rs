@@ -117,3 +117,23 @@ fn a_service_resolves_from_every_node_and_stops_when_its_node_dies() {
         }
     }
 }
+
+#[test]
+fn a_node_left_alone_rejoins_when_its_bootstrap_peer_returns() {
+    let mut c = Cluster::new("rejoin");
+    c.start("boot", &[]);
+    c.start("lone", &[]);
+    let boot = c.nodes["boot"].peer_id.clone();
+    c.wait_all("the pair", Duration::from_secs(30), |_, m| {
+        in_state(m, "alive").len() == 1
+    });
+    c.kill("boot");
+    c.wait_all("alone", Duration::from_secs(30), |_, m| {
+        in_state(m, "dead").contains(&boot)
+    });
+    // Only the bootstrap address links them: the lone node must dial it again itself.
+    c.start("boot", &[]);
+    c.wait_all("together again", Duration::from_secs(60), |_, m| {
+        in_state(m, "alive").len() == 1
+    });
+}

@@ -33,7 +33,8 @@ impl Drop for Proc {
 pub struct Cluster {
     pub dir: PathBuf,
     pub nodes: BTreeMap<String, Proc>,
-    bootstrap: Option<String>,
+    /// The first node's name and address: everyone's bootstrap peer.
+    bootstrap: Option<(String, String)>,
 }
 
 impl Drop for Cluster {
@@ -67,6 +68,8 @@ impl Cluster {
     pub fn start(&mut self, name: &str, extra: &[&str]) -> &mut Proc {
         let listen = match &self.bootstrap {
             None => format!("/ip4/127.0.0.1/tcp/{}", free_port()),
+            // The bootstrap peer comes back where everyone looks for it.
+            Some((first, address)) if first == name => address.clone(),
             Some(_) => "/ip4/127.0.0.1/tcp/0".into(),
         };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_xnode-meshd"));
@@ -78,8 +81,10 @@ impl Cluster {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        if let Some(b) = &self.bootstrap {
-            cmd.args(["--bootstrap", b]);
+        if let Some((first, address)) = &self.bootstrap
+            && first != name
+        {
+            cmd.args(["--bootstrap", address]);
         }
         let mut child = cmd.spawn().unwrap();
         let stdin = child.stdin.take().unwrap();
@@ -107,7 +112,7 @@ impl Cluster {
         proc.peer_id = ready["peer_id"].as_str().unwrap().into();
         proc.listen = ready["listen"][0].as_str().unwrap().into();
         if self.bootstrap.is_none() {
-            self.bootstrap = Some(proc.listen.clone());
+            self.bootstrap = Some((name.to_owned(), proc.listen.clone()));
         }
         self.nodes.insert(name.into(), proc);
         self.nodes.get_mut(name).unwrap()
