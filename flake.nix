@@ -168,9 +168,7 @@
         system: pkgs: {
           # The build, with the tests that need no root (the lab's run outside Nix).
           xnode = self.packages.${system}.xnode;
-          single-node = pkgs.testers.runNixOSTest (
-            import ./tests/nixos/single-node.nix { inherit self; }
-          );
+          mesh = pkgs.testers.runNixOSTest (import ./tests/nixos/mesh.nix { inherit self; });
           format =
             pkgs.runCommand "xnodeos-format"
               {

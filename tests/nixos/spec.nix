@@ -1,4 +1,4 @@
-# The spec of the NixOS test (single-node.nix). The lab test
+# The spec of the NixOS test (mesh.nix). The lab test
 # `the_nixos_test_scenario_runs_in_the_lab` renders it too, with Debian's /usr in
 # place of the packages, and runs the same check against a real xnoded.
 { pkgs }:

@@ -1,4 +1,4 @@
-//! The flake's NixOS test (tests/nixos/single-node.nix) needs nixpkgs and KVM; its
+//! The flake's NixOS test (tests/nixos/mesh.nix) needs nixpkgs and KVM; its
 //! scenario runs here instead, as far as it can: the same spec, rendered by the
 //! module's own renderer from the same Nix file (with Debian's /usr for the packages),
 //! applied by a real xnoded under systemd, checked by the same script.

@@ -349,13 +349,24 @@ impl Node {
             .map_err(|e| setup(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
             .build();
+        // One address that works is enough (a host without IPv6 cannot bind [::]).
+        let (mut listening, mut failed) = (0, None);
         for address in &config.listen {
-            swarm
-                .listen_on(address.clone())
-                .map_err(|e| StartError::Listen {
-                    address: address.clone(),
-                    why: e.to_string(),
-                })?;
+            match swarm.listen_on(address.clone()) {
+                Ok(_) => listening += 1,
+                Err(e) => {
+                    let why =
+                        std::error::Error::source(&e).map_or(e.to_string(), |s| s.to_string());
+                    warn!(%address, "cannot listen: {why}");
+                    failed = Some(StartError::Listen {
+                        address: address.clone(),
+                        why,
+                    });
+                }
+            }
+        }
+        if let Some(e) = failed.filter(|_| listening == 0) {
+            return Err(e);
         }
         let topic = gossipsub::IdentTopic::new(MEMBERS_TOPIC);
         swarm

@@ -137,3 +137,37 @@ fn a_node_left_alone_rejoins_when_its_bootstrap_peer_returns() {
         in_state(m, "alive").len() == 1
     });
 }
+
+#[test]
+fn one_listen_address_that_works_is_enough_and_none_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("xnode-mesh-listen-{}", std::process::id()));
+    let run = |listens: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_xnode-meshd"));
+        cmd.arg("--state-dir").arg(&dir).args(["--name", "n1"]);
+        for l in listens {
+            cmd.args(["--listen", l]);
+        }
+        // Standard input closed and no peers: it would run on; a second is plenty to
+        // see it ready or failed.
+        let mut child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        let _ = child.kill();
+        child.wait_with_output().unwrap()
+    };
+    // 10.213.0.0/16 is on no interface here: it cannot be bound.
+    let out = run(&["/ip4/10.213.99.99/tcp/0", "/ip4/127.0.0.1/tcp/0"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\"kind\":\"ready\""), "{stdout}");
+    let out = run(&["/ip4/10.213.99.99/tcp/0"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot listen on /ip4/10.213.99.99/tcp/0"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
