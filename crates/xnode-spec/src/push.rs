@@ -123,10 +123,19 @@ pub enum Rejected {
     SpecForAnotherNode(String),
 }
 
+/// A push that passed every rule: the envelope, and its spec validated.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The push as it came.
+    pub push: Push,
+    /// Its spec.
+    pub spec: Validated,
+}
+
 /// Reads and checks a push. Every rule must hold, checked in this order so that the
 /// cheapest refusals come first and the owner's signature before anything that trusts
 /// the content.
-pub fn accept(bytes: &[u8], receiver: &Receiver<'_>) -> Result<Validated, Rejected> {
+pub fn accept(bytes: &[u8], receiver: &Receiver<'_>) -> Result<Accepted, Rejected> {
     let push: Push =
         serde_json::from_slice(bytes).map_err(|e| Rejected::Malformed(e.to_string()))?;
     if push.v != VERSION {
@@ -163,7 +172,10 @@ pub fn accept(bytes: &[u8], receiver: &Receiver<'_>) -> Result<Validated, Reject
     if &validated.spec.node.name != this {
         return Err(Rejected::SpecForAnotherNode(validated.spec.node.name));
     }
-    Ok(validated)
+    Ok(Accepted {
+        push,
+        spec: validated,
+    })
 }
 
 #[cfg(test)]
@@ -208,7 +220,8 @@ mod tests {
             let good = sign(&owner, "n1", 5, NOW - 10, spec_for("n1", &owner));
 
             let accepted = accept(&bytes(&good), &receiver).unwrap();
-            assert_eq!(accepted.hash, crate::hash_value(&good.spec));
+            assert_eq!(accepted.spec.hash, crate::hash_value(&good.spec));
+            assert_eq!(accepted.push, good);
 
             let mut altered = good.clone();
             altered.spec["workloads"]["web"]["command"][0] = json!("/bin/evil");
@@ -316,7 +329,7 @@ mod tests {
             let i = at.index(damaged.len());
             damaged[i] = byte;
             if let Ok(accepted) = accept(&damaged, &receiver) {
-                prop_assert_eq!(accepted.hash, crate::hash_value(&good.spec));
+                prop_assert_eq!(accepted.spec.hash, crate::hash_value(&good.spec));
             }
         }
 
