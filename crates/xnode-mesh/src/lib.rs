@@ -4,6 +4,7 @@
 //! The pure parts ([`membership`], [`message`]) decide; [`node`] is the network shell
 //! around them.
 
+mod handle;
 pub mod identity;
 pub mod membership;
 pub mod message;

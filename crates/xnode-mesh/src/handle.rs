@@ -1,0 +1,175 @@
+//! The rest of the agent's way to a running mesh node, and what it answers: commands
+//! over a channel into the node's loop.
+
+use std::collections::BTreeMap;
+
+use libp2p::{PeerId, request_response};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::membership::State;
+use crate::message::{Resources, Service};
+
+/// A member as the API and `xnodectl mesh peers` show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MemberView {
+    /// Its peer id.
+    pub peer_id: String,
+    /// Its `node.name`.
+    pub node: String,
+    /// `alive`, `suspect` or `dead`.
+    pub state: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// What it has.
+    pub resources: Resources,
+    /// Its services.
+    pub services: Vec<Service>,
+    /// Where it listens.
+    pub addresses: Vec<String>,
+}
+
+/// One live provider of a service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Provider {
+    /// The service.
+    pub service: String,
+    /// The node offering it.
+    pub node: String,
+    /// Its peer id.
+    pub peer_id: String,
+    /// Its addresses (multiaddrs; the IP parts are where to connect).
+    pub addresses: Vec<String>,
+    /// The service's port.
+    pub port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+/// This node's place in the mesh, for `status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Status {
+    /// Its peer id.
+    pub peer_id: String,
+    /// Where it listens.
+    pub listen: Vec<String>,
+    /// Peers it is connected to.
+    pub connected: usize,
+    /// Members alive, suspect, dead.
+    pub alive: usize,
+    /// Members suspect.
+    pub suspect: usize,
+    /// Members dead.
+    pub dead: usize,
+    /// Membership messages rejected since start (malformed, or out of bounds).
+    pub rejected: u64,
+}
+
+/// What the node tells its owner (the agent, or a test harness).
+#[derive(Debug)]
+pub enum Event {
+    /// A member changed state.
+    Member {
+        /// The member.
+        peer_id: PeerId,
+        /// Its node name.
+        node: String,
+        /// Its new state.
+        state: State,
+    },
+    /// A signed push for this node arrived; answer through `reply`.
+    Push {
+        /// Who delivered it.
+        from: PeerId,
+        /// The push envelope, as it came.
+        push: Vec<u8>,
+        /// Accepted (with a note) or rejected (with the reason).
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+}
+
+/// A push on the wire and its answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushResponse {
+    /// Whether the node took it.
+    pub accepted: bool,
+    /// What it did, or why not.
+    pub message: String,
+}
+
+pub(crate) enum Command {
+    Members(oneshot::Sender<Vec<MemberView>>),
+    Providers(Option<String>, oneshot::Sender<Vec<Provider>>),
+    Status(oneshot::Sender<Status>),
+    SetLocal(BTreeMap<String, String>, Vec<Service>),
+    Push(
+        String,
+        serde_json::Value,
+        oneshot::Sender<Result<String, String>>,
+    ),
+    Respond(
+        request_response::ResponseChannel<PushResponse>,
+        PushResponse,
+    ),
+}
+
+/// The rest of the agent's way to the mesh. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) peer_id: PeerId,
+}
+
+/// The mesh stopped (its loop ended).
+#[derive(Debug, thiserror::Error)]
+#[error("the mesh is not running")]
+pub struct Stopped;
+
+impl Handle {
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// Every known member, dead ones included.
+    pub async fn members(&self) -> Result<Vec<MemberView>, Stopped> {
+        self.ask(Command::Members).await
+    }
+
+    /// The live providers of `service`, or of every service.
+    pub async fn providers(&self, service: Option<String>) -> Result<Vec<Provider>, Stopped> {
+        self.ask(|tx| Command::Providers(service, tx)).await
+    }
+
+    /// This node's place in the mesh.
+    pub async fn status(&self) -> Result<Status, Stopped> {
+        self.ask(Command::Status).await
+    }
+
+    /// New labels and services to advertise (the spec changed).
+    pub async fn set_local(
+        &self,
+        labels: BTreeMap<String, String>,
+        services: Vec<Service>,
+    ) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::SetLocal(labels, services))
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// Delivers a signed push to the member called `node`; its answer comes back.
+    pub async fn push(
+        &self,
+        node: String,
+        push: serde_json::Value,
+    ) -> Result<Result<String, String>, Stopped> {
+        self.ask(|tx| Command::Push(node, push, tx)).await
+    }
+}
