@@ -377,6 +377,7 @@ impl<U: Units, N: Realise> Service<U, N> {
                 };
                 self.not_realised = d.not_realised.clone();
                 self.last_error = None;
+                self.follow_mesh().await;
                 Some(d)
             }
             Err(e) => {
@@ -407,6 +408,14 @@ impl<U: Units, N: Realise> Service<U, N> {
             .set(i64::try_from(current).unwrap_or(i64::MAX));
     }
 
+    /// The mesh node in line with the current spec (its services and labels at once
+    /// after an apply, not at the next pass).
+    async fn follow_mesh(&mut self) {
+        if let (Some(mesh), Some(current)) = (&mut self.mesh, &self.current) {
+            mesh.follow(&current.spec).await;
+        }
+    }
+
     async fn reload_current(&self) -> Option<Validated> {
         let n = self.agent.store.state().current?;
         let raw = self.agent.store.spec(n).await.ok()?;
@@ -416,9 +425,9 @@ impl<U: Units, N: Realise> Service<U, N> {
     /// One pass: the units back to the current generation, failing units backed off.
     async fn reconcile(&mut self) {
         let started = std::time::Instant::now();
-        if let (Some(mesh), Some(current)) = (&mut self.mesh, &self.current) {
-            mesh.follow(&current.spec).await;
-        }
+        // Level-triggered like the rest: a mesh node that failed to start, or stopped,
+        // is started again here.
+        self.follow_mesh().await;
         self.converge().await;
         self.metrics.reconciles.inc();
         self.metrics
@@ -576,13 +585,11 @@ impl<U: Units, N: Realise> Service<U, N> {
             last_generation: self.agent.store.state().last_push,
             now,
         };
-        let accepted = push::accept(bytes, &receiver).and_then(|v| {
-            let envelope: push::Push = serde_json::from_slice(bytes)
-                .map_err(|e| push::Rejected::Malformed(e.to_string()))?;
-            Ok((v, envelope))
-        });
-        let (v, envelope) = match accepted {
-            Ok(ok) => ok,
+        let push::Accepted {
+            push: envelope,
+            spec: v,
+        } = match push::accept(bytes, &receiver) {
+            Ok(accepted) => accepted,
             Err(why) => {
                 warn!(from, "push rejected: {why}");
                 self.metrics
