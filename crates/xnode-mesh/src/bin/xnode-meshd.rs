@@ -81,7 +81,12 @@ fn labels(specs: &[String]) -> Result<BTreeMap<String, String>> {
     specs
         .iter()
         .map(|s| match s.split_once('=') {
-            Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+            // As a spec's node.labels: every member would reject heartbeats with others.
+            Some((k, v)) => {
+                xnode_spec::rules::label_key(k).map_err(anyhow::Error::msg)?;
+                xnode_spec::rules::label_value(v).map_err(anyhow::Error::msg)?;
+                Ok((k.to_owned(), v.to_owned()))
+            }
             None => bail!("a label is KEY=VALUE, not {s:?}"),
         })
         .collect()
