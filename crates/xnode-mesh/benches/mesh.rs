@@ -27,6 +27,36 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// How many member events each node has printed so far.
+fn marks(c: &Cluster) -> BTreeMap<String, usize> {
+    c.nodes
+        .iter()
+        .map(|(n, p)| (n.clone(), p.member_events().len()))
+        .collect()
+}
+
+/// For each of `nodes`, the ms from `since` to its first report, after its mark, that
+/// `victim` is dead.
+fn dead_seen(
+    c: &Cluster,
+    marks: &BTreeMap<String, usize>,
+    nodes: &[String],
+    victim: &str,
+    since: u64,
+) -> Vec<f64> {
+    nodes
+        .iter()
+        .map(|n| {
+            let seen = c.nodes[n].member_events()[marks[n]..]
+                .iter()
+                .find(|e| e["state"] == "dead" && e["peer_id"] == victim)
+                .map(|e| e["at_ms"].as_u64().unwrap())
+                .unwrap();
+            seen.saturating_sub(since) as f64
+        })
+        .collect()
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -71,24 +101,14 @@ fn main() {
     for k in 0..KILLS {
         let name = format!("n{:02}", 2 + k * 3);
         let victim = c.nodes[&name].peer_id.clone();
-        let before: BTreeMap<String, usize> = c
-            .nodes
-            .iter()
-            .map(|(n, p)| (n.clone(), p.member_events().len()))
-            .collect();
+        let before = marks(&c);
         let killed_at = now_ms();
         c.kill(&name);
         c.wait_all("the kill seen", Duration::from_secs(30), |_, m| {
             in_state(m, "dead").contains(&victim)
         });
-        for (n, p) in &c.nodes {
-            let seen = p.member_events()[before[n]..]
-                .iter()
-                .find(|e| e["state"] == "dead" && e["peer_id"] == victim.as_str())
-                .map(|e| e["at_ms"].as_u64().unwrap())
-                .unwrap();
-            detect.push(seen.saturating_sub(killed_at) as f64);
-        }
+        let everyone: Vec<String> = c.nodes.keys().cloned().collect();
+        detect.extend(dead_seen(&c, &before, &everyone, &victim, killed_at));
         c.start(&name, &[]);
         c.wait_all("the victim back", Duration::from_secs(30), |me, m| {
             me == name || in_state(m, "alive").contains(&victim)
@@ -102,11 +122,7 @@ fn main() {
     for k in 0..FREEZES {
         let name = format!("n{:02}", 3 + k * 5);
         let victim = c.nodes[&name].peer_id.clone();
-        let before: BTreeMap<String, usize> = c
-            .nodes
-            .iter()
-            .map(|(n, p)| (n.clone(), p.member_events().len()))
-            .collect();
+        let before = marks(&c);
         let frozen_at = now_ms();
         c.signal(&name, "-STOP");
         let others: Vec<String> = c.nodes.keys().filter(|n| **n != name).cloned().collect();
@@ -116,14 +132,7 @@ fn main() {
             Duration::from_secs(30),
             |_, m| in_state(m, "dead").contains(&victim),
         );
-        for n in &others {
-            let seen = c.nodes[n].member_events()[before[n]..]
-                .iter()
-                .find(|e| e["state"] == "dead" && e["peer_id"] == victim.as_str())
-                .map(|e| e["at_ms"].as_u64().unwrap())
-                .unwrap();
-            frozen.push(seen.saturating_sub(frozen_at) as f64);
-        }
+        frozen.extend(dead_seen(&c, &before, &others, &victim, frozen_at));
         c.signal(&name, "-CONT");
         c.wait_all("the frozen node back", Duration::from_secs(30), |me, m| {
             me == name || in_state(m, "alive").contains(&victim)
