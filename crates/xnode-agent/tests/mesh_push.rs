@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Value, json};
 use xnode_api::Request;
 use xnode_lab::Container;
+use xnode_lab::node::api;
 use xnode_spec::keys::{KeyKind, OwnerKey};
 use xnode_spec::push;
 
@@ -32,14 +33,6 @@ fn node(spec: &Value) -> Container {
         FLAGS,
     )
     .unwrap()
-}
-
-fn api(c: &Container, request: Request) -> Result<Value, xnode_api::ClientError> {
-    xnode_api::call(
-        &c.path("/run/xnode/api.sock"),
-        request,
-        Duration::from_secs(120),
-    )
 }
 
 fn wait_for(c: &Container, what: &str, request: Request, check: impl Fn(&Value) -> bool) -> Value {

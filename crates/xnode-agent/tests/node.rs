@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use xnode_api::Request;
 use xnode_lab::Container;
+use xnode_lab::node::api;
 
 /// A container with xnoded installed and started on `spec`.
 fn node(spec: &Value) -> Container {
@@ -18,14 +19,6 @@ fn node(spec: &Value) -> Container {
         &serde_json::to_vec_pretty(spec).unwrap(),
     )
     .unwrap()
-}
-
-fn api(c: &Container, request: Request) -> Result<Value, xnode_api::ClientError> {
-    xnode_api::call(
-        &c.path("/run/xnode/api.sock"),
-        request,
-        Duration::from_secs(120),
-    )
 }
 
 fn status(c: &Container) -> Value {

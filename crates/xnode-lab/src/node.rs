@@ -90,3 +90,16 @@ pub fn boot_node_with(bin_dir: &Path, spec: &[u8], flags: &str) -> Result<Contai
     }
     Ok(c)
 }
+
+/// One request to the node's xnoded through its API socket (a health-gated apply may
+/// take minutes).
+pub fn api(
+    c: &Container,
+    request: xnode_api::Request,
+) -> Result<serde_json::Value, xnode_api::ClientError> {
+    xnode_api::call(
+        &c.path("/run/xnode/api.sock"),
+        request,
+        std::time::Duration::from_secs(120),
+    )
+}
