@@ -28,11 +28,14 @@ rustPlatform.buildRustPackage {
   };
   cargoLock.lockFile = ../Cargo.lock;
 
+  # xnoded, xnodectl, and xnode-meshd (a mesh member without workloads: a bootstrap peer).
   cargoBuildFlags = [
     "-p"
     "xnode-agent"
     "-p"
     "xnodectl"
+    "-p"
+    "xnode-mesh"
   ];
   # The tests that need no root: the lab's (systemd in containers) run outside the
   # build sandbox, in the project's own test script.
@@ -41,6 +44,8 @@ rustPlatform.buildRustPackage {
     "xnode-spec"
     "-p"
     "xnode-agent"
+    "-p"
+    "xnode-mesh"
     "--lib"
   ];
 
@@ -61,7 +66,7 @@ rustPlatform.buildRustPackage {
   '';
 
   meta = {
-    description = "XnodeOS node agent (xnoded) and CLI (xnodectl)";
+    description = "XnodeOS node agent (xnoded), CLI (xnodectl) and mesh peer (xnode-meshd)";
     license = lib.licenses.asl20;
     platforms = lib.platforms.linux;
     mainProgram = "xnodectl";

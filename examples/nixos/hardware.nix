@@ -1,15 +1,6 @@
-# A stand-in for nixos-generate-config's hardware-configuration.nix: a UEFI machine
-# with its root on the partition labelled nixos.
+# A stand-in for nixos-generate-config's hardware-configuration.nix: the disk layout
+# the ISO's installer makes (EFI system partition BOOT, ext4 root nixos), so a machine
+# installed from the ISO can switch to this configuration as it is.
 {
-  fileSystems."/" = {
-    device = "/dev/disk/by-label/nixos";
-    fsType = "ext4";
-  };
-  fileSystems."/boot" = {
-    device = "/dev/disk/by-label/BOOT";
-    fsType = "vfat";
-    options = [ "umask=077" ];
-  };
-  boot.loader.systemd-boot.enable = true;
-  boot.loader.efi.canTouchEfiVariables = true;
+  imports = [ ../../images/installed.nix ];
 }
