@@ -220,7 +220,12 @@ pub fn call(socket: &Path, request: Request, timeout: Duration) -> Result<Value,
     })
     .map_err(|e| ClientError::Protocol(e.to_string()))?;
     line.push(b'\n');
-    stream.write_all(&line)?;
+    match stream.write_all(&line) {
+        // xnoded refuses a stranger without reading its request and hangs up: the
+        // refusal is already waiting to be read.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other?,
+    }
     let mut answer = String::new();
     BufReader::new(std::io::Read::take(&stream, MAX_MESSAGE)).read_line(&mut answer)?;
     let reply: Reply =
@@ -263,6 +268,31 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Reply::error("no")).unwrap(),
             r#"{"v":1,"ok":false,"error":"no"}"#
+        );
+    }
+
+    /// A server that answers and hangs up before reading (as xnoded does to a
+    /// stranger): the client, still writing, must report the answer, not a broken pipe.
+    #[test]
+    fn a_refusal_before_the_request_is_read_reaches_the_client() {
+        let dir = std::env::temp_dir().join(format!("xnode-api-refusal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("api.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut line = serde_json::to_vec(&Reply::error("go away")).unwrap();
+            line.push(b'\n');
+            stream.write_all(&line).unwrap();
+        });
+        // Larger than any socket buffer, so the client is still writing at the hang-up.
+        let spec = Value::String("x".repeat(4 << 20));
+        let got = call(&path, Request::Plan { spec }, Duration::from_secs(10));
+        server.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            matches!(&got, Err(ClientError::Refused(e)) if e == "go away"),
+            "{got:?}"
         );
     }
 }
