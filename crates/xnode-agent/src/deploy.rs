@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use xnode_spec::plan::{Op, Plan, plan};
-use xnode_spec::{Spec, Validated};
+use xnode_spec::{Placement, Spec, Validated};
 use xnode_systemd::{ApplyOptions, ApplyReport};
 
 use crate::gate;
@@ -55,6 +55,9 @@ pub struct Agent<U, N> {
     pub nix: N,
     /// The state directory.
     pub store: Store,
+    /// The mesh workloads placement puts on this node now; an apply leaves them
+    /// running and the rest of the mesh workloads stopped.
+    pub mesh_placed: BTreeSet<String>,
 }
 
 fn now() -> u64 {
@@ -114,8 +117,14 @@ impl<U: Units, N: Realise> Agent<U, N> {
             .accept(raw, &new.hash.to_string(), source, now())
             .await?;
         let not_realised = unrealisable(&self.nix, &new.spec).await;
-        let (plan, report, unhealthy) =
-            apply_and_gate(&self.units, &new.spec, &not_realised, Gate::Changed).await;
+        let (plan, report, unhealthy) = apply_and_gate(
+            &self.units,
+            &self.mesh_placed,
+            &new.spec,
+            &not_realised,
+            Gate::Changed,
+        )
+        .await;
         let mut deployed = Deployed {
             generation,
             plan,
@@ -152,8 +161,14 @@ impl<U: Units, N: Realise> Agent<U, N> {
         let not_realised = unrealisable(&self.nix, &spec.spec).await;
         // The apply may have finished before the crash, so the plan can be empty: gate
         // every workload, not only the changed ones.
-        let (_, _, unhealthy) =
-            apply_and_gate(&self.units, &spec.spec, &not_realised, Gate::All).await;
+        let (_, _, unhealthy) = apply_and_gate(
+            &self.units,
+            &self.mesh_placed,
+            &spec.spec,
+            &not_realised,
+            Gate::All,
+        )
+        .await;
         let outcome = match (unhealthy, last_good) {
             (None, _) => Outcome::Healthy,
             (Some(reason), Some(good)) => {
@@ -184,8 +199,14 @@ impl<U: Units, N: Realise> Agent<U, N> {
             )
             .await?;
         let not_realised = unrealisable(&self.nix, &back.spec).await;
-        let (_, _, still) =
-            apply_and_gate(&self.units, &back.spec, &not_realised, Gate::Changed).await;
+        let (_, _, still) = apply_and_gate(
+            &self.units,
+            &self.mesh_placed,
+            &back.spec,
+            &not_realised,
+            Gate::Changed,
+        )
+        .await;
         let outcome = match still {
             None => Outcome::Healthy,
             Some(reason) => Outcome::Unhealthy { reason },
@@ -209,6 +230,7 @@ enum Gate {
 /// and are not waited on. Returns why the result is unhealthy, if it is.
 async fn apply_and_gate<U: Units>(
     units: &U,
+    placed: &BTreeSet<String>,
     spec: &Spec,
     skip: &BTreeMap<String, String>,
     gate: Gate,
@@ -220,7 +242,7 @@ async fn apply_and_gate<U: Units>(
             return (Plan::default(), None, Some(why));
         }
     };
-    let mut plan = plan(spec, &observed, &BTreeSet::new());
+    let mut plan = plan(spec, &observed, placed);
     plan.actions.retain(|a| !skip.contains_key(&a.workload));
     let report = match units.apply(&plan, &ApplyOptions::default()).await {
         Ok(r) => r,
@@ -230,9 +252,12 @@ async fn apply_and_gate<U: Units>(
         Gate::Changed => changed(&plan),
         Gate::All => spec
             .workloads
-            .keys()
-            .filter(|w| !skip.contains_key(*w))
-            .cloned()
+            .iter()
+            .filter(|(name, w)| {
+                let here = w.placement == Placement::Local || placed.contains(*name);
+                here && !skip.contains_key(*name)
+            })
+            .map(|(name, _)| name.clone())
             .collect(),
     };
     let mut problems: Vec<String> = plan.refused.iter().map(|r| r.reason.clone()).collect();
@@ -353,6 +378,7 @@ mod tests {
         Agent {
             units: FakeUnits::default(),
             nix: FakeNix,
+            mesh_placed: BTreeSet::new(),
             store: Store::open(&dir).await.unwrap(),
         }
     }

@@ -1,7 +1,7 @@
 //! The parts of `xnoded`, the node agent: the state directory with its generations
 //! of specs, the health probes and the health gate that judge an apply, the deploy
-//! flow with its rollback, and the small interfaces through which the agent acts on
-//! systemd and Nix.
+//! flow with its rollback, mesh placement, and the small interfaces through which the
+//! agent acts on systemd and Nix.
 
 pub mod deploy;
 pub mod gate;
@@ -10,6 +10,7 @@ pub mod logs;
 pub mod mesh;
 pub mod metrics;
 pub mod nix;
+pub mod placement;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -110,6 +110,7 @@ async fn main() -> Result<()> {
             units,
             nix: NixStore,
             store,
+            mesh_placed: Default::default(),
         },
         settings,
         metrics,

@@ -149,6 +149,7 @@ impl Mesh {
             services: services.clone(),
             state_dir: self.state_dir.clone(),
             max_connections: 256,
+            hold_down: xnode_mesh::placement::HOLD_DOWN,
         };
         let (node, handle) = Node::new(key, config, self.events.clone(), self.metrics.clone())?;
         info!(peer_id = %handle.peer_id(), "joining the mesh");

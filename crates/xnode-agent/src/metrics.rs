@@ -45,6 +45,10 @@ pub struct Metrics {
     pub generation: Gauge,
     /// Signed pushes from the mesh, by outcome.
     pub pushes: Family<OutcomeLabel, Counter>,
+    /// Mesh workloads this node took over from a lost member.
+    pub failovers: Counter,
+    /// From the lost member's last heartbeat to the workload running here.
+    pub failover_seconds: Histogram,
 }
 
 impl Metrics {
@@ -58,6 +62,8 @@ impl Metrics {
             rollbacks: Counter::default(),
             generation: Gauge::default(),
             pushes: Family::default(),
+            failovers: Counter::default(),
+            failover_seconds: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
         };
         let r = registry.sub_registry_with_prefix("xnode");
         r.register("reconciles", "Reconcile passes", m.reconciles.clone());
@@ -86,6 +92,16 @@ impl Metrics {
             "pushes",
             "Signed pushes from the mesh, by outcome",
             m.pushes.clone(),
+        );
+        r.register(
+            "failovers",
+            "Mesh workloads taken over from a lost member",
+            m.failovers.clone(),
+        );
+        r.register(
+            "failover_seconds",
+            "From the lost member's last heartbeat to the workload running here",
+            m.failover_seconds.clone(),
         );
         Arc::new(m)
     }

@@ -22,6 +22,7 @@ use crate::deploy::{Agent, Deployed};
 use crate::mesh::Mesh;
 use crate::metrics::{Metrics, OutcomeLabel, StateLabel};
 use crate::nix::Realise;
+use crate::placement::{self, Placement, PlacementStatus};
 use crate::store::{Outcome, Source};
 use crate::units::{Units, Watch};
 use xnode_mesh::node::Event as MeshEvent;
@@ -94,6 +95,7 @@ pub struct Service<U, N> {
     metrics: Arc<Metrics>,
     mesh: Option<Mesh>,
     mesh_events: Option<mpsc::Receiver<MeshEvent>>,
+    placement: Placement,
 }
 
 /// What `status` answers.
@@ -116,6 +118,7 @@ struct MeshStatus {
     node: Option<xnode_mesh::node::Status>,
     members: Vec<xnode_mesh::node::MemberView>,
     services: Vec<xnode_mesh::node::Provider>,
+    placement: Option<PlacementStatus>,
     error: Option<String>,
 }
 
@@ -186,6 +189,7 @@ impl<U: Units, N: Realise> Service<U, N> {
             last_error: None,
             backoff: Backoff::default(),
             metrics,
+            placement: Placement::default(),
         }
     }
 
@@ -245,6 +249,8 @@ impl<U: Units, N: Realise> Service<U, N> {
         reconcile_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watch: Option<Watch> = None;
         let mut mesh_events = self.mesh_events.take();
+        let mut claim_tick = tokio::time::interval(placement::CLAIM / 4);
+        claim_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Watch the units again when the connection that fed the watch is gone.
             if watch.as_ref().is_none_or(|(_, task)| task.is_finished()) {
@@ -272,16 +278,26 @@ impl<U: Units, N: Realise> Service<U, N> {
                     }
                     None => return,
                 },
-                Some(event) = mesh_event => {
-                    if let MeshEvent::Push { from, push, reply } = event {
+                Some(event) = mesh_event => match event {
+                    MeshEvent::Push { from, push, reply } => {
                         let verdict = self.accept_push(&from.to_string(), &push).await;
                         let _ = reply.send(verdict);
                     }
-                }
+                    MeshEvent::Placement | MeshEvent::Member { .. } => {
+                        if self.place().await {
+                            self.converge().await;
+                        }
+                    }
+                },
                 () = changed => {
                     // Let a burst of changes (a restart is several) settle first.
                     tokio::time::sleep(SETTLE).await;
                     self.reconcile().await;
+                }
+                _ = claim_tick.tick(), if self.placement.claiming() => {
+                    if self.place().await {
+                        self.converge().await;
+                    }
                 }
                 _ = file_tick.tick() => self.check_spec_file().await,
                 _ = reconcile_tick.tick() => self.reconcile().await,
@@ -378,6 +394,9 @@ impl<U: Units, N: Realise> Service<U, N> {
                 self.not_realised = d.not_realised.clone();
                 self.last_error = None;
                 self.follow_mesh().await;
+                if self.place().await {
+                    self.converge().await;
+                }
                 Some(d)
             }
             Err(e) => {
@@ -416,6 +435,53 @@ impl<U: Units, N: Realise> Service<U, N> {
         }
     }
 
+    /// Decides the mesh workloads from the mesh's view; true when what runs here
+    /// changes.
+    async fn place(&mut self) -> bool {
+        let before = self.placement.placed();
+        let handle = self.mesh.as_ref().and_then(|m| m.handle()).cloned();
+        let wanted = self
+            .current
+            .as_ref()
+            .map(|c| placement::wanted(&c.spec))
+            .unwrap_or_default();
+        match handle {
+            Some(h) if !wanted.is_empty() => match h.view().await {
+                Ok(view) => {
+                    self.placement
+                        .update(&view, &wanted, std::time::Instant::now());
+                }
+                Err(_) => self.placement.clear(),
+            },
+            _ => self.placement.clear(),
+        }
+        let placed = self.placement.placed();
+        self.agent.mesh_placed = placed.clone();
+        placed != before
+    }
+
+    /// Tells the mesh what this node offers and runs, and counts the failovers that
+    /// completed.
+    async fn report_workloads(&mut self, observed: &[xnode_spec::plan::ObservedUnit]) {
+        let Some(current) = &self.current else { return };
+        let wanted = placement::wanted(&current.spec);
+        let running = placement::running(&wanted, observed);
+        for f in self.placement.completed(&running) {
+            info!(
+                workload = f.workload,
+                "failover: {} runs here, {:.2} s after its last runner was last heard",
+                f.workload,
+                f.took.as_secs_f64()
+            );
+            self.metrics.failovers.inc();
+            self.metrics.failover_seconds.observe(f.took.as_secs_f64());
+        }
+        if let Some(h) = self.mesh.as_ref().and_then(|m| m.handle()) {
+            let offers = placement::offers(&wanted, &self.not_realised);
+            let _ = h.set_workloads(offers, running).await;
+        }
+    }
+
     async fn reload_current(&self) -> Option<Validated> {
         let n = self.agent.store.state().current?;
         let raw = self.agent.store.spec(n).await.ok()?;
@@ -428,6 +494,7 @@ impl<U: Units, N: Realise> Service<U, N> {
         // Level-triggered like the rest: a mesh node that failed to start, or stopped,
         // is started again here.
         self.follow_mesh().await;
+        self.place().await;
         self.converge().await;
         self.metrics.reconciles.inc();
         self.metrics
@@ -457,11 +524,12 @@ impl<U: Units, N: Realise> Service<U, N> {
                 .iter()
                 .any(|u| u.name == unit && u.active_state.is_running())
         });
-        let mut plan = plan(&current.spec, &observed, &Default::default());
+        let mut plan = plan(&current.spec, &observed, &self.agent.mesh_placed);
         plan.actions
             .retain(|a| !self.not_realised.contains_key(&a.workload));
         self.backoff.filter(&mut plan, tokio::time::Instant::now());
         if plan.actions.is_empty() {
+            self.report_workloads(&observed).await;
             return;
         }
         info!(
@@ -480,6 +548,10 @@ impl<U: Units, N: Realise> Service<U, N> {
                 self.last_error = Some(e.to_string());
             }
         }
+        // Said at once, not at the next pass: a member may be waiting for a stop here.
+        if let Ok(observed) = self.agent.units.observe().await {
+            self.report_workloads(&observed).await;
+        }
     }
 
     async fn handle(&mut self, request: Request) -> Reply {
@@ -488,7 +560,7 @@ impl<U: Units, N: Realise> Service<U, N> {
             Request::History => Reply::ok(self.agent.store.state()),
             Request::Plan { spec } => match self.parse_request_spec(&spec) {
                 Ok((v, _)) => match self.agent.units.observe().await {
-                    Ok(observed) => Reply::ok(plan(&v.spec, &observed, &Default::default())),
+                    Ok(observed) => Reply::ok(plan(&v.spec, &observed, &self.agent.mesh_placed)),
                     Err(e) => Reply::error(e.to_string()),
                 },
                 Err(reply) => reply,
@@ -683,7 +755,7 @@ impl<U: Units, N: Realise> Service<U, N> {
             .as_ref()
             .is_some_and(|g| g.outcome == Outcome::Healthy);
         if let (Some(current), Ok(observed)) = (&self.current, &observed) {
-            converged &= plan(&current.spec, observed, &Default::default()).is_empty();
+            converged &= plan(&current.spec, observed, &self.agent.mesh_placed).is_empty();
             for name in current.spec.workloads.keys() {
                 let unit = unit_name(name);
                 let state = observed
@@ -719,12 +791,14 @@ impl<U: Units, N: Realise> Service<U, N> {
                         node: h.status().await.ok(),
                         members: h.members().await.unwrap_or_default(),
                         services: h.providers(None).await.unwrap_or_default(),
+                        placement: self.placement.status(),
                         error: mesh.error.clone(),
                     },
                     None => MeshStatus {
                         node: None,
                         members: Vec::new(),
                         services: Vec::new(),
+                        placement: None,
                         error: mesh.error.clone(),
                     },
                 }),

@@ -14,6 +14,9 @@ use crate::{LabError, rootfs};
 pub struct Options {
     /// Host directories bound read-only into the container: (host, inside).
     pub bind_ro: Vec<(PathBuf, PathBuf)>,
+    /// A network namespace (a [`crate::Network`] host) to run in, instead of the
+    /// host's network.
+    pub netns: Option<String>,
 }
 
 /// A booted container; powered off and reaped on drop.
@@ -61,6 +64,9 @@ impl Container {
         .arg("--directory")
         .arg(&root)
         .args(["--machine", &name]);
+        if let Some(ns) = &options.netns {
+            cmd.arg(format!("--network-namespace-path=/run/netns/{ns}"));
+        }
         for (host, inside) in &options.bind_ro {
             cmd.arg(format!("--bind-ro={}:{}", host.display(), inside.display()));
         }

@@ -7,11 +7,16 @@
 //! its [`Container`] is dropped, and also when the process that booted it dies,
 //! however it dies.
 
+pub mod cluster;
 mod container;
+mod network;
 pub mod node;
 mod rootfs;
+pub mod runs;
 
+pub use cluster::Cluster;
 pub use container::{Container, Options};
+pub use network::Network;
 pub use rootfs::{cache_dir, rootfs};
 
 /// What can go wrong setting up a test host.

@@ -53,8 +53,19 @@ pub fn boot_node(bin_dir: &Path, spec: &[u8]) -> Result<Container, LabError> {
 
 /// [`boot_node`] with xnoded's flags of your choice.
 pub fn boot_node_with(bin_dir: &Path, spec: &[u8], flags: &str) -> Result<Container, LabError> {
+    boot_node_in(bin_dir, spec, flags, None)
+}
+
+/// [`boot_node_with`], in a network namespace (a [`crate::Network`] host) if given.
+pub fn boot_node_in(
+    bin_dir: &Path,
+    spec: &[u8],
+    flags: &str,
+    netns: Option<&str>,
+) -> Result<Container, LabError> {
     let c = Container::boot_with(&Options {
         bind_ro: vec![(bin_dir.to_owned(), "/opt/xnode".into())],
+        netns: netns.map(str::to_owned),
     })?;
     let write = |inside: &str, bytes: &[u8]| {
         let path = c.path(inside);

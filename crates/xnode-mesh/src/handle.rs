@@ -1,7 +1,7 @@
 //! The rest of the agent's way to a running mesh node, and what it answers: commands
 //! over a channel into the node's loop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use libp2p::{PeerId, request_response};
 use serde::{Deserialize, Serialize};
@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::membership::State;
 use crate::message::{Resources, Service};
+use crate::ownership::View;
 
 /// A member as the API and `xnodectl mesh peers` show it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -77,6 +78,9 @@ pub enum Event {
         /// Its new state.
         state: State,
     },
+    /// Something placement depends on changed: a member, the quorum, what a member
+    /// offers or runs, or who is past the hold-down. Ask for the [`View`].
+    Placement,
     /// A signed push for this node arrived; answer through `reply`.
     Push {
         /// Who delivered it.
@@ -101,6 +105,8 @@ pub(crate) enum Command {
     Members(oneshot::Sender<Vec<MemberView>>),
     Providers(Option<String>, oneshot::Sender<Vec<Provider>>),
     Status(oneshot::Sender<Status>),
+    View(oneshot::Sender<View>),
+    SetWorkloads(BTreeMap<String, String>, BTreeSet<String>),
     SetLocal(BTreeMap<String, String>, Vec<Service>),
     Push(
         String,
@@ -160,6 +166,23 @@ impl Handle {
     ) -> Result<(), Stopped> {
         self.commands
             .send(Command::SetLocal(labels, services))
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// The members as placement sees them.
+    pub async fn view(&self) -> Result<View, Stopped> {
+        self.ask(Command::View).await
+    }
+
+    /// The mesh workloads this node can run (name → definition hash) and runs now.
+    pub async fn set_workloads(
+        &self,
+        offers: BTreeMap<String, String>,
+        running: BTreeSet<String>,
+    ) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::SetWorkloads(offers, running))
             .await
             .map_err(|_| Stopped)
     }

@@ -1,8 +1,8 @@
 //! The Xnode mesh: every node a libp2p peer that knows the live members, their labels,
 //! resources and services, and carries owners' signed specs to the nodes they are for.
 //!
-//! The pure parts ([`membership`], [`message`]) decide; [`node`] is the network shell
-//! around them.
+//! The pure parts ([`membership`], [`message`], [`quorum`], [`placement`]) decide;
+//! [`node`] is the network shell around them.
 
 mod handle;
 pub mod identity;
@@ -10,6 +10,9 @@ pub mod membership;
 pub mod message;
 mod metrics;
 pub mod node;
+mod ownership;
+pub mod placement;
+pub mod quorum;
 mod resources;
 
 pub use metrics::Metrics;

@@ -220,6 +220,9 @@ mod tests {
             resources: Resources::default(),
             services: vec![],
             addresses: vec![],
+            settled_ms: 0,
+            offers: Default::default(),
+            running: Default::default(),
         }
     }
 

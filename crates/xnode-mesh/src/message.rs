@@ -2,7 +2,7 @@
 //! passes before anything believes it. Messages arrive from anyone in a permissionless
 //! mesh, so each is bounded and validated field by field.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +51,16 @@ pub struct Heartbeat {
     /// Where it listens (multiaddrs).
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// How long it has been quorate without a break, in ms: a member owns mesh
+    /// workloads only once this passes the hold-down.
+    #[serde(default)]
+    pub settled_ms: u64,
+    /// The mesh workloads it can run: name → hash of the definition.
+    #[serde(default)]
+    pub offers: BTreeMap<String, String>,
+    /// The mesh workloads it runs now.
+    #[serde(default)]
+    pub running: BTreeSet<String>,
 }
 
 /// A member's size and what is free of it, for placement.
@@ -136,6 +146,15 @@ fn at_most(field_name: &'static str, n: usize, max: usize) -> Result<(), BadMess
     )
 }
 
+/// A workload's definition hash, as [`crate::placement::definition_hash`] makes it.
+fn definition_hash(h: &str) -> Result<(), String> {
+    if h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(format!("{h:?} is not a definition hash (16 hex digits)"))
+    }
+}
+
 impl Heartbeat {
     fn check(&self) -> Result<(), BadMessage> {
         use xnode_spec::rules;
@@ -157,6 +176,15 @@ impl Heartbeat {
                     Err(format!("protocol {:?} is not tcp or udp", s.protocol))
                 },
             )?;
+        }
+        at_most("offers", self.offers.len(), xnode_spec::MAX_MESH_WORKLOADS)?;
+        for (name, hash) in &self.offers {
+            field("offers", rules::workload_name(name))?;
+            field("offers", definition_hash(hash))?;
+        }
+        at_most("running", self.running.len(), xnode_spec::MAX_MESH_WORKLOADS)?;
+        for name in &self.running {
+            field("running", rules::workload_name(name))?;
         }
         at_most("addresses", self.addresses.len(), MAX_ADDRESSES)?;
         for a in &self.addresses {
@@ -194,6 +222,9 @@ mod tests {
                 protocol: "tcp".into(),
             }],
             addresses: vec!["/ip4/127.0.0.1/tcp/7720".into()],
+            settled_ms: 12_000,
+            offers: BTreeMap::from([("db".into(), "ab".repeat(8))]),
+            running: BTreeSet::from(["db".into()]),
         }
     }
 
@@ -233,6 +264,26 @@ mod tests {
             (
                 with(|h| h.addresses = vec!["not an address".into()]),
                 "addresses:",
+            ),
+            (
+                with(|h| {
+                    h.offers.insert("db".into(), "zz".into());
+                }),
+                "not a definition hash",
+            ),
+            (
+                with(|h| {
+                    h.running.insert("Not A Name".into());
+                }),
+                "running:",
+            ),
+            (
+                with(|h| {
+                    h.offers = (0..=xnode_spec::MAX_MESH_WORKLOADS)
+                        .map(|i| (format!("w{i}"), "ab".repeat(8)))
+                        .collect();
+                }),
+                "offers:",
             ),
             (
                 with(|h| h.addresses = vec!["/ip4/127.0.0.1/tcp/1".into(); 17]),

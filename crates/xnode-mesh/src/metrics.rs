@@ -21,6 +21,8 @@ pub struct Metrics {
     libp2p: libp2p::metrics::Metrics,
     members: Family<StateLabel, Gauge>,
     rejected: Counter,
+    quorate: Gauge,
+    fenced: Counter,
 }
 
 impl Metrics {
@@ -28,6 +30,8 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> std::sync::Arc<Metrics> {
         let members = Family::<StateLabel, Gauge>::default();
         let rejected = Counter::default();
+        let quorate = Gauge::default();
+        let fenced = Counter::default();
         let mesh = registry.sub_registry_with_prefix("xnode_mesh");
         mesh.register(
             "members",
@@ -39,10 +43,22 @@ impl Metrics {
             "Membership messages that failed validation",
             rejected.clone(),
         );
+        mesh.register(
+            "quorate",
+            "1 while this node sees a majority of the mesh and may run mesh workloads",
+            quorate.clone(),
+        );
+        mesh.register(
+            "fenced",
+            "Times this node lost sight of a majority and stopped its mesh workloads",
+            fenced.clone(),
+        );
         std::sync::Arc::new(Metrics {
             libp2p: libp2p::metrics::Metrics::new(registry.sub_registry_with_prefix("libp2p")),
             members,
             rejected,
+            quorate,
+            fenced,
         })
     }
 
@@ -59,6 +75,13 @@ impl Metrics {
             self.members
                 .get_or_create(&StateLabel { state: name })
                 .set(n as i64);
+        }
+    }
+
+    pub(crate) fn quorate(&self, quorate: bool) {
+        self.quorate.set(i64::from(quorate));
+        if !quorate {
+            self.fenced.inc();
         }
     }
 

@@ -21,6 +21,8 @@ use crate::handle::Command;
 pub use crate::handle::{Event, Handle, MemberView, Provider, PushResponse, Status, Stopped};
 use crate::membership::{Change, Membership, State, Timing};
 use crate::message::{Heartbeat, MAX_MESSAGE, Message, Service};
+use crate::ownership::Ownership;
+pub use crate::ownership::{Placed, View};
 use crate::resources;
 
 /// Kademlia's protocol name: private, so the node never joins the public IPFS DHT.
@@ -53,6 +55,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// At most this many connections at once.
     pub max_connections: u32,
+    /// How long a member must be quorate before it owns mesh workloads.
+    pub hold_down: Duration,
 }
 
 /// Why the node could not start.
@@ -99,7 +103,12 @@ pub struct Node {
     backoff: Duration,
     rejected: u64,
     metrics: std::sync::Arc<crate::Metrics>,
+    ownership: Ownership,
 }
+
+/// How often membership and quorum are looked at: fencing must be quick, since the
+/// majority takes over 1 s after the minority is due to stop.
+const CHECK: Duration = Duration::from_millis(100);
 
 /// Where a service's providers are recorded in Kademlia.
 fn service_key(name: &str) -> kad::RecordKey {
@@ -231,6 +240,7 @@ impl Node {
             rejected: 0,
             backoff: Duration::from_secs(1),
             metrics,
+            ownership: Ownership::load(peer_id, &config.state_dir, config.hold_down),
             config,
         };
         Ok((
@@ -246,6 +256,7 @@ impl Node {
     pub async fn run(mut self) {
         let mut beat = tokio::time::interval(self.config.timing.heartbeat);
         let mut bootstrap = tokio::time::interval(Duration::from_secs(60));
+        let mut check = tokio::time::interval(CHECK);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm(event),
@@ -254,6 +265,7 @@ impl Node {
                     None => return,
                 },
                 _ = beat.tick() => self.on_beat(),
+                _ = check.tick() => self.on_check(),
                 _ = bootstrap.tick() => self.bootstrap(),
             }
         }
@@ -289,6 +301,10 @@ impl Node {
             resources: resources::measure(&self.config.state_dir),
             services: self.config.services.clone(),
             addresses: self.swarm.listeners().map(|a| a.to_string()).collect(),
+            settled_ms: u64::try_from(self.ownership.settled(Instant::now()).as_millis())
+                .unwrap_or(u64::MAX),
+            offers: self.ownership.offers.clone(),
+            running: self.ownership.running.clone(),
         }
     }
 
@@ -308,11 +324,46 @@ impl Node {
     fn on_beat(&mut self) {
         let hb = self.heartbeat();
         self.publish(&Message::Heartbeat(hb));
-        for change in self.membership.tick(Instant::now()) {
-            self.report(change);
-        }
         self.rejoin_if_alone();
         self.metrics.members(&self.membership);
+    }
+
+    /// The detector's timeouts, then the fencing rule; the agent hears of anything
+    /// that may move a workload.
+    fn on_check(&mut self) {
+        let now = Instant::now();
+        for change in self.membership.tick(now) {
+            self.report(change);
+        }
+        let changed = self.ownership.update(&self.membership, now);
+        let view = self.view(now);
+        if changed.quorate {
+            self.metrics.quorate(view.quorate);
+            if view.quorate {
+                info!(
+                    voters = view.voters,
+                    "a majority of the mesh is in sight again"
+                );
+            } else {
+                warn!(
+                    voters = view.voters,
+                    "fenced: fewer than a majority of the mesh in sight; mesh workloads stop here"
+                );
+            }
+        }
+        if self.ownership.moved(&view) {
+            let _ = self.events.try_send(Event::Placement);
+        }
+    }
+
+    fn view(&self, now: Instant) -> View {
+        self.ownership.view(
+            *self.swarm.local_peer_id(),
+            &self.config.node,
+            &self.config.labels,
+            &self.membership,
+            now,
+        )
     }
 
     /// With no peer at all, dial the bootstrap peers again, backing off to 30 s.
@@ -649,6 +700,19 @@ impl Node {
                 self.config.labels = labels;
                 self.config.services = services;
                 self.provide();
+            }
+            Command::View(reply) => {
+                let _ = reply.send(self.view(Instant::now()));
+            }
+            Command::SetWorkloads(offers, running) => {
+                let news = running != self.ownership.running || offers != self.ownership.offers;
+                self.ownership.offers = offers;
+                self.ownership.running = running;
+                if news {
+                    // Said at once: a member waiting to take a workload over waits for this.
+                    let hb = self.heartbeat();
+                    self.publish(&Message::Heartbeat(hb));
+                }
             }
             Command::Push(node, push, reply) => {
                 let targets: Vec<PeerId> = self

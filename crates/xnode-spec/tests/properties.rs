@@ -244,3 +244,23 @@ fn a_huge_map_of_workloads_is_refused_by_count() {
     assert_eq!(invalid.problems.len(), 1);
     assert_eq!(invalid.problems[0].path, "workloads");
 }
+
+#[test]
+fn mesh_workloads_are_bounded_by_what_a_heartbeat_carries() {
+    let spec = |n: usize| {
+        let workloads: Map<String, Value> = (0..n)
+            .map(|i| {
+                let w = json!({"command": ["/bin/true"], "placement": {"mesh": {}}});
+                (format!("w{i}"), w)
+            })
+            .collect();
+        json!({"version": 1, "node": {"name": "n"}, "workloads": workloads})
+    };
+    assert!(parse_value(&spec(xnode_spec::MAX_MESH_WORKLOADS)).is_ok());
+    let invalid = parse_value(&spec(xnode_spec::MAX_MESH_WORKLOADS + 1)).unwrap_err();
+    assert_eq!(invalid.problems.len(), 1);
+    assert!(
+        invalid.problems[0].reason.contains("placed on the mesh"),
+        "{invalid}"
+    );
+}

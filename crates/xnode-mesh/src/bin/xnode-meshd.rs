@@ -122,6 +122,7 @@ async fn main() -> Result<()> {
         services: services(&args.service)?,
         state_dir: args.state_dir.clone(),
         max_connections: 256,
+        hold_down: xnode_mesh::placement::HOLD_DOWN,
     };
     let (events_tx, mut events) = mpsc::channel(1024);
     let mut registry = prometheus_client::registry::Registry::default();
@@ -153,6 +154,8 @@ async fn main() -> Result<()> {
                     say(json!({"kind": "member", "peer_id": peer_id.to_string(), "node": node,
                                "state": state, "at_ms": now_ms() as u64}));
                 }
+                // It offers no workloads, so nothing is placed here.
+                Some(Event::Placement) => {}
                 Some(Event::Push { reply, .. }) => {
                     let _ = reply.send(Err("xnode-meshd runs no workloads and takes no specs".into()));
                 }

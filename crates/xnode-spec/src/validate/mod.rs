@@ -14,7 +14,7 @@ mod parts;
 mod workload;
 
 pub use parts::MAX_REPLICAS;
-pub use workload::MAX_WORKLOADS;
+pub use workload::{MAX_MESH_WORKLOADS, MAX_WORKLOADS};
 
 const SPEC_FIELDS: &[&str] = &["version", "node", "mesh", "workloads"];
 const NODE_FIELDS: &[&str] = &["name", "owner", "labels"];

@@ -16,6 +16,8 @@ use crate::rules;
 
 /// Most workloads one node runs.
 pub const MAX_WORKLOADS: usize = 10_000;
+/// At most this many of them with `placement: mesh`.
+pub const MAX_MESH_WORKLOADS: usize = 64;
 
 const WORKLOAD_FIELDS: &[&str] = &[
     "command",
@@ -66,6 +68,20 @@ pub(super) fn read_workloads(
         }
     }
     check_exposed_unique(c, map, path);
+    let on_mesh = out
+        .values()
+        .filter(|w| matches!(w.placement, Placement::Mesh(_)))
+        .count();
+    if on_mesh > MAX_MESH_WORKLOADS {
+        c.report(
+            path,
+            format_args!(
+                "{on_mesh} workloads are placed on the mesh; a node offers at most \
+                 {MAX_MESH_WORKLOADS}, all of which it advertises in every heartbeat"
+            ),
+        );
+        return None;
+    }
     ok.then_some(out)
 }
 

@@ -1,0 +1,231 @@
+//! The agent's side of mesh placement: what its spec offers the mesh, what it runs, and
+//! which mesh workloads the mesh's view puts here, decided by `xnode_mesh::placement`.
+//! A workload that comes here because the member running it was lost is a failover.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use serde::Serialize;
+use xnode_mesh::node::View;
+use xnode_mesh::placement::{Decision, Wanted, decide, definition_hash};
+use xnode_spec::plan::{ActiveState, ObservedUnit};
+use xnode_spec::unit::unit_name;
+use xnode_spec::{Placement as Where, Spec};
+
+/// The spec's mesh workloads, as placement wants them.
+pub fn wanted(spec: &Spec) -> Vec<Wanted> {
+    spec.workloads
+        .iter()
+        .filter_map(|(name, w)| match &w.placement {
+            Where::Mesh(m) => Some(Wanted {
+                name: name.clone(),
+                replicas: m.replicas as usize,
+                labels: m.labels.clone(),
+                hash: definition_hash(w),
+            }),
+            Where::Local => None,
+        })
+        .collect()
+}
+
+/// The mesh workloads this node can run (not those whose store paths it lacks).
+pub fn offers(
+    wanted: &[Wanted],
+    not_realised: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    wanted
+        .iter()
+        .filter(|w| !not_realised.contains_key(&w.name))
+        .map(|w| (w.name.clone(), w.hash.clone()))
+        .collect()
+}
+
+/// The mesh workloads whose units are up here — or still on their way down, since
+/// a member taking one over waits until it is gone.
+pub fn running(wanted: &[Wanted], observed: &[ObservedUnit]) -> BTreeSet<String> {
+    wanted
+        .iter()
+        .filter(|w| {
+            let unit = unit_name(&w.name);
+            observed.iter().any(|u| {
+                u.name == unit
+                    && (u.active_state.is_running() || u.active_state == ActiveState::Deactivating)
+            })
+        })
+        .map(|w| w.name.clone())
+        .collect()
+}
+
+/// How long this node must have owned a workload before it starts it: two heartbeats,
+/// so that when owners change (a member passing its hold-down, say) every member's
+/// view has caught up, and the member that is no longer owner does not start it too.
+pub const CLAIM: Duration = Duration::from_secs(1);
+
+/// The last decisions, and the failovers not yet completed.
+#[derive(Debug, Default)]
+pub struct Placement {
+    view: Option<(bool, Duration, Duration, usize)>,
+    decisions: BTreeMap<String, (usize, Decision<PeerId>)>,
+    /// Since when this node has owned each workload it owns and does not run yet.
+    claims: BTreeMap<String, Instant>,
+    names: BTreeMap<PeerId, String>,
+    /// Workloads taken over here: when the member running them was last heard.
+    failing_over: BTreeMap<String, Instant>,
+}
+
+/// A workload that came up here after the member running it was lost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failover {
+    /// The workload.
+    pub workload: String,
+    /// From the lost member's last heartbeat to running here.
+    pub took: Duration,
+}
+
+impl Placement {
+    /// The mesh workloads to run here.
+    pub fn placed(&self) -> BTreeSet<String> {
+        self.decisions
+            .iter()
+            .filter(|(_, (_, d))| d.run_here)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Whether a claim is waiting out [`CLAIM`]: decide again soon.
+    pub fn claiming(&self) -> bool {
+        !self.claims.is_empty()
+    }
+
+    /// Decides every wanted workload from `view`.
+    pub fn update(&mut self, view: &View, wanted: &[Wanted], now: Instant) {
+        let candidates: Vec<_> = view.members.iter().map(|p| p.candidate.clone()).collect();
+        self.names = view
+            .members
+            .iter()
+            .map(|p| (p.candidate.peer, p.node.clone()))
+            .collect();
+        let mut decisions = BTreeMap::new();
+        let mut claims = BTreeMap::new();
+        for w in wanted {
+            let mut d = decide(&view.me, view.quorate, w, &candidates);
+            let here = d.running.contains(&view.me);
+            let claimed = self.claims.get(&w.name).copied();
+            if d.run_here && !here && claimed.is_none() {
+                // A new claim. A failover if a member that ran it is lost now.
+                let before = self.decisions.get(&w.name).map(|(_, d)| d);
+                let lost = before
+                    .into_iter()
+                    .flat_map(|b| &b.running)
+                    .filter_map(|p| view.members.iter().find(|m| &m.candidate.peer == p))
+                    .filter(|m| !m.candidate.live)
+                    .map(|m| now.checked_sub(m.silent).unwrap_or(now))
+                    .min();
+                if let Some(at) = lost {
+                    self.failing_over.insert(w.name.clone(), at);
+                }
+            }
+            if d.run_here && !here {
+                let since = claimed.unwrap_or(now);
+                if now.duration_since(since) < CLAIM {
+                    claims.insert(w.name.clone(), since);
+                    d.run_here = false;
+                    d.waiting = true;
+                }
+            }
+            if !d.run_here && !claims.contains_key(&w.name) {
+                self.failing_over.remove(&w.name);
+            }
+            decisions.insert(w.name.clone(), (w.replicas, d));
+        }
+        self.failing_over
+            .retain(|name, _| decisions.contains_key(name));
+        self.decisions = decisions;
+        self.claims = claims;
+        self.view = Some((view.quorate, view.settled, view.hold_down, view.voters));
+    }
+
+    /// No mesh, or no mesh workloads: nothing is placed here.
+    pub fn clear(&mut self) {
+        *self = Placement::default();
+    }
+
+    /// The failovers completed by the units now `running`.
+    pub fn completed(&mut self, running: &BTreeSet<String>) -> Vec<Failover> {
+        let done: Vec<String> = self
+            .failing_over
+            .keys()
+            .filter(|w| running.contains(*w))
+            .cloned()
+            .collect();
+        done.into_iter()
+            .filter_map(|w| {
+                let at = self.failing_over.remove(&w)?;
+                Some(Failover {
+                    workload: w,
+                    took: at.elapsed(),
+                })
+            })
+            .collect()
+    }
+
+    /// What `status` shows.
+    pub fn status(&self) -> Option<PlacementStatus> {
+        let (quorate, settled, hold_down, voters) = self.view?;
+        let name = |p: &PeerId| self.names.get(p).cloned().unwrap_or_else(|| p.to_string());
+        Some(PlacementStatus {
+            quorate,
+            settled_secs: settled.as_secs_f64(),
+            hold_down_secs: hold_down.as_secs_f64(),
+            voters,
+            workloads: self
+                .decisions
+                .iter()
+                .map(|(w, (replicas, d))| MeshWorkload {
+                    name: w.clone(),
+                    replicas: *replicas,
+                    owners: d.owners.iter().map(name).collect(),
+                    running_on: d.running.iter().map(name).collect(),
+                    here: if d.run_here {
+                        "runs"
+                    } else if d.waiting {
+                        "waiting"
+                    } else {
+                        "no"
+                    },
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Placement in `status`.
+#[derive(Debug, Serialize)]
+pub struct PlacementStatus {
+    /// Whether this node sees a majority of the mesh; if not, it is fenced.
+    pub quorate: bool,
+    /// How long it has been quorate.
+    pub settled_secs: f64,
+    /// How long a member must be quorate before it owns mesh workloads.
+    pub hold_down_secs: f64,
+    /// The last agreed membership's size.
+    pub voters: usize,
+    /// Each mesh workload.
+    pub workloads: Vec<MeshWorkload>,
+}
+
+/// One mesh workload in `status`.
+#[derive(Debug, Serialize)]
+pub struct MeshWorkload {
+    /// Its name.
+    pub name: String,
+    /// How many should run.
+    pub replicas: usize,
+    /// The members that should run it, by node name, best first.
+    pub owners: Vec<String>,
+    /// The live members that run it now.
+    pub running_on: Vec<String>,
+    /// `runs` here, `waiting` for a member still running it to stop, or `no`.
+    pub here: &'static str,
+}

@@ -1,0 +1,244 @@
+//! Mesh workloads fail over by themselves: five real nodes (xnoded under systemd, each
+//! in its own container and network namespace) run a singleton and a workload of three
+//! replicas. The owner dies, comes back after the hold-down, a replica's node dies, and
+//! the singleton's node is partitioned away and healed; through all of it the journals
+//! show the singleton never ran on two nodes at once, nor the other on more than three.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use xnode_api::Request;
+use xnode_lab::node::api;
+use xnode_lab::runs::first_overlap;
+use xnode_lab::{Cluster, Network};
+
+const FLAGS: &str = "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0";
+const SOLO: &str = "xnode-solo.service";
+const TRIO: &str = "xnode-trio.service";
+const N: usize = 5;
+/// Long enough for any failover on a loaded machine; the benchmark measures how long
+/// one takes.
+const FAILOVER: Duration = Duration::from_secs(20);
+/// Boot, joining, the hold-down and handovers.
+const SETTLE: Duration = Duration::from_secs(40);
+
+fn spec(i: usize, net: &Network) -> Vec<u8> {
+    let bootstrap: Vec<String> = (0..N)
+        .filter(|j| *j != i)
+        .map(|j| Cluster::mesh_address(net, j))
+        .collect();
+    serde_json::to_vec(&json!({
+        "version": 1,
+        "node": {"name": format!("n{i}")},
+        "mesh": {"listen": [Cluster::mesh_address(net, i)], "bootstrap": bootstrap},
+        "workloads": {
+            "solo": {"command": ["/bin/sleep", "infinity"], "placement": {"mesh": {}}},
+            "trio": {"command": ["/bin/sleep", "infinity"], "placement": {"mesh": {"replicas": 3}}}
+        }
+    }))
+    .unwrap()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < timeout, "{what}: not after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    started.elapsed()
+}
+
+fn placement(c: &xnode_lab::Container) -> Value {
+    api(c, Request::Status)
+        .map(|s| s["mesh"]["placement"].clone())
+        .unwrap_or(Value::Null)
+}
+
+fn owners(p: &Value, workload: &str) -> Value {
+    p["workloads"]
+        .as_array()
+        .and_then(|ws| ws.iter().find(|w| w["name"] == workload))
+        .map_or(Value::Null, |w| w["owners"].clone())
+}
+
+/// The live nodes agree on the owners, are quorate and past the hold-down, and the
+/// workloads run where the owners say.
+fn settled(cluster: &Cluster, live: &[usize]) -> bool {
+    let views: Vec<Value> = live.iter().map(|i| placement(&cluster.nodes[*i])).collect();
+    let agreed = views.iter().all(|p| {
+        p["quorate"] == true
+            && p["settled_secs"].as_f64().unwrap_or(0.0)
+                >= p["hold_down_secs"].as_f64().unwrap_or(f64::MAX)
+            && owners(p, "solo") == owners(&views[0], "solo")
+            && owners(p, "trio") == owners(&views[0], "trio")
+    });
+    let names = |idx: Vec<usize>| -> Value {
+        idx.iter()
+            .map(|i| format!("n{i}"))
+            .collect::<Vec<_>>()
+            .into()
+    };
+    let sorted = |v: Value| -> Value {
+        let mut list: Vec<String> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect();
+        list.sort();
+        list.into()
+    };
+    agreed
+        && sorted(owners(&views[0], "solo")) == names(cluster.running(SOLO))
+        && sorted(owners(&views[0], "trio")) == names(cluster.running(TRIO))
+}
+
+/// Waits until [`settled`]; says what it saw if that never comes.
+fn wait_settled(what: &str, cluster: &Cluster, live: &[usize]) {
+    let started = Instant::now();
+    while !settled(cluster, live) {
+        if started.elapsed() > SETTLE {
+            let views: Vec<String> = live
+                .iter()
+                .map(|i| {
+                    let c = &cluster.nodes[*i];
+                    let log = c
+                        .sh("journalctl -u xnoded.service -o cat | tail -n 15")
+                        .unwrap_or_default();
+                    match api(c, Request::Status) {
+                        Ok(s) => format!("n{i}: {:#}\n{log}", s["mesh"]),
+                        Err(e) => format!("n{i}: {e}\n{log}"),
+                    }
+                })
+                .collect();
+            panic!(
+                "{what}: not after {SETTLE:?}; solo on {:?}, trio on {:?}\n{}",
+                cluster.running(SOLO),
+                cluster.running(TRIO),
+                views.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn assert_never_overlapped(cluster: &Cluster) {
+    let solo = cluster.runs(SOLO).unwrap();
+    assert_eq!(
+        first_overlap(&solo, 1),
+        None,
+        "the singleton ran twice: {solo:?}"
+    );
+    let trio = cluster.runs(TRIO).unwrap();
+    assert_eq!(
+        first_overlap(&trio, 3),
+        None,
+        "more than three replicas: {trio:?}"
+    );
+}
+
+fn only(list: Vec<usize>) -> usize {
+    assert_eq!(list.len(), 1, "{list:?}");
+    list[0]
+}
+
+#[test]
+fn mesh_workloads_fail_over_and_never_run_twice() {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
+    let cluster = Cluster::boot(bin.parent().unwrap(), N, FLAGS, spec).unwrap();
+    let all: Vec<usize> = (0..N).collect();
+    wait_settled("the mesh settles", &cluster, &all);
+    assert_eq!(cluster.running(TRIO).len(), 3);
+
+    // The singleton's node dies: exactly one other node takes it over.
+    let owner = only(cluster.running(SOLO));
+    let trio_there = cluster.running(TRIO).contains(&owner);
+    cluster.kill(owner, &[SOLO, TRIO]).unwrap();
+    let took = wait_until("the singleton fails over", FAILOVER, || {
+        cluster.running(SOLO).len() == 1
+    });
+    let heir = only(cluster.running(SOLO));
+    assert_ne!(heir, owner);
+    eprintln!("failover of solo from n{owner} to n{heir} seen after {took:?}");
+    if trio_there {
+        wait_until("the replicas fail over", FAILOVER, || {
+            cluster.running(TRIO).len() == 3
+        });
+    }
+    let live: Vec<usize> = all.iter().copied().filter(|i| *i != owner).collect();
+    wait_settled("the four settle", &cluster, &live);
+    let status = api(&cluster.nodes[heir], Request::Status).unwrap();
+    assert_eq!(
+        owners(&status["mesh"]["placement"], "solo"),
+        json!([format!("n{heir}")]),
+        "{status:#}"
+    );
+
+    // It comes back: nothing starts there before the hold-down, then placement settles
+    // with exactly one singleton and three replicas.
+    let back = cluster.restart(owner).unwrap();
+    wait_until("the node rejoins and settles", SETTLE, || {
+        settled(&cluster, &all)
+    });
+    let hold_down_us = 5_000_000;
+    for unit in [SOLO, TRIO] {
+        for run in xnode_lab::runs::runs(&cluster.nodes[owner], unit).unwrap() {
+            if run.from_us > back {
+                assert!(
+                    run.from_us - back >= hold_down_us,
+                    "{unit} started {} ms after the agent came back, inside the hold-down",
+                    (run.from_us - back) / 1000
+                );
+            }
+        }
+    }
+
+    // A node running replicas dies: three run again.
+    let replicas = cluster.running(TRIO);
+    let solo_now = only(cluster.running(SOLO));
+    let victim = *replicas
+        .iter()
+        .find(|i| **i != solo_now)
+        .unwrap_or(&replicas[0]);
+    cluster.kill(victim, &[SOLO, TRIO]).unwrap();
+    wait_until("three replicas again", FAILOVER, || {
+        let r = cluster.running(TRIO);
+        r.len() == 3 && !r.contains(&victim)
+    });
+    wait_until("one singleton", FAILOVER, || {
+        cluster.running(SOLO).len() == 1
+    });
+    cluster.restart(victim).unwrap();
+    wait_settled("all five settle", &cluster, &all);
+
+    // The singleton's node is cut off: it fences itself and stops the singleton; the
+    // majority runs exactly one copy. Healed, it is still exactly one.
+    let cut = only(cluster.running(SOLO));
+    cluster.net.cut(cut).unwrap();
+    wait_until("the cut-off node fences itself", FAILOVER, || {
+        placement(&cluster.nodes[cut])["quorate"] == false && !cluster.active(SOLO)[cut]
+    });
+    let rest: Vec<usize> = all.iter().copied().filter(|i| *i != cut).collect();
+    wait_until("the majority runs one singleton", FAILOVER, || {
+        cluster.running(SOLO).len() == 1
+    });
+    assert_ne!(only(cluster.running(SOLO)), cut);
+    wait_settled("the majority settles", &cluster, &rest);
+    cluster.net.heal(cut).unwrap();
+    wait_until("healed, all five settle", SETTLE, || {
+        settled(&cluster, &all)
+    });
+    only(cluster.running(SOLO));
+
+    assert_never_overlapped(&cluster);
+    let status = api(&cluster.nodes[heir], Request::Status).unwrap();
+    assert_eq!(status["mesh"]["placement"]["voters"], N, "{status:#}");
+    // The heir counted and timed its failover.
+    let log = cluster.nodes[heir]
+        .sh("journalctl -u xnoded.service --no-pager -o cat")
+        .unwrap();
+    assert!(log.contains("failover: solo runs here"), "{log}");
+}

@@ -1,0 +1,187 @@
+//! What the node keeps for placement: its quorum (with the voters saved in the state
+//! directory, so a restarted node remembers the mesh it agreed on), the mesh workloads
+//! it offers and runs, and the view every placement decision starts from.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use tracing::warn;
+
+use crate::membership::{Membership, State};
+use crate::placement::Candidate;
+use crate::quorum::{Changed, Quorum};
+
+/// The file the voters are kept in.
+const VOTERS_FILE: &str = "mesh-voters.json";
+
+/// The members as placement sees them, this node included.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// This node.
+    pub me: PeerId,
+    /// Whether it sees a majority of its voters (if not, it is fenced).
+    pub quorate: bool,
+    /// How long it has been quorate.
+    pub settled: Duration,
+    /// How long a member must be settled before it owns workloads.
+    pub hold_down: Duration,
+    /// The last agreed membership's size, this node included.
+    pub voters: usize,
+    /// Every member that can take part, this node first.
+    pub members: Vec<Placed>,
+}
+
+/// A member in the [`View`].
+#[derive(Debug, Clone)]
+pub struct Placed {
+    /// Its node name.
+    pub node: String,
+    /// How long since it was last heard (zero for this node).
+    pub silent: Duration,
+    /// For placement.
+    pub candidate: Candidate<PeerId>,
+}
+
+/// Everything in a [`View`] that decisions depend on.
+type Fingerprint = (
+    bool,
+    Vec<(
+        PeerId,
+        bool,
+        bool,
+        BTreeMap<String, String>,
+        BTreeSet<String>,
+    )>,
+);
+
+/// This node's part in placement.
+#[derive(Debug)]
+pub(crate) struct Ownership {
+    quorum: Quorum<PeerId>,
+    file: PathBuf,
+    hold_down: Duration,
+    pub(crate) offers: BTreeMap<String, String>,
+    pub(crate) running: BTreeSet<String>,
+    last: Option<Fingerprint>,
+}
+
+impl Ownership {
+    /// Loads the voters saved by the last run, if any.
+    pub(crate) fn load(me: PeerId, state_dir: &Path, hold_down: Duration) -> Ownership {
+        let file = state_dir.join(VOTERS_FILE);
+        let remembered: Vec<PeerId> = match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice::<Vec<String>>(&bytes)
+                .map(|ids| ids.iter().filter_map(|id| id.parse().ok()).collect())
+                .unwrap_or_else(|e| {
+                    warn!(file = %file.display(), "the saved mesh voters are unreadable, starting afresh: {e}");
+                    Vec::new()
+                }),
+            Err(_) => Vec::new(),
+        };
+        Ownership {
+            quorum: Quorum::new(me, remembered),
+            file,
+            hold_down,
+            offers: BTreeMap::new(),
+            running: BTreeSet::new(),
+            last: None,
+        }
+    }
+
+    /// Applies the fencing rule to the membership; saves the voters when they change.
+    pub(crate) fn update(&mut self, membership: &Membership<PeerId>, now: Instant) -> Changed {
+        let changed = self
+            .quorum
+            .update(membership.members().map(|(p, m)| (p, m.state)), now);
+        if changed.voters {
+            self.save();
+        }
+        changed
+    }
+
+    fn save(&self) {
+        let ids: Vec<String> = self.quorum.voters().iter().map(|p| p.to_string()).collect();
+        let tmp = self.file.with_extension("json.tmp");
+        let written = serde_json::to_vec(&ids)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, &self.file));
+        if let Err(e) = written {
+            warn!(file = %self.file.display(), "cannot save the mesh voters: {e}");
+        }
+    }
+
+    /// How long this node has been quorate, as its heartbeats say.
+    pub(crate) fn settled(&self, now: Instant) -> Duration {
+        self.quorum.settled(now)
+    }
+
+    /// The view placement decides from.
+    pub(crate) fn view(
+        &self,
+        me: PeerId,
+        node: &str,
+        labels: &BTreeMap<String, String>,
+        membership: &Membership<PeerId>,
+        now: Instant,
+    ) -> View {
+        let settled = self.quorum.settled(now);
+        let mine = Placed {
+            node: node.to_owned(),
+            silent: Duration::ZERO,
+            candidate: Candidate {
+                peer: me,
+                live: true,
+                eligible: self.quorum.quorate() && settled >= self.hold_down,
+                labels: labels.clone(),
+                offers: self.offers.clone(),
+                running: self.running.clone(),
+            },
+        };
+        let others = membership.members().map(|(peer, m)| {
+            let live = m.state != State::Dead;
+            // What it said, aged by the time since it said it.
+            let silent = now.saturating_duration_since(m.heard);
+            let settled = Duration::from_millis(m.info.settled_ms).saturating_add(silent);
+            Placed {
+                node: m.info.node.clone(),
+                silent,
+                candidate: Candidate {
+                    peer: *peer,
+                    live,
+                    eligible: live && m.info.settled_ms > 0 && settled >= self.hold_down,
+                    labels: m.info.labels.clone(),
+                    offers: m.info.offers.clone(),
+                    running: m.info.running.clone(),
+                },
+            }
+        });
+        View {
+            me,
+            quorate: self.quorum.quorate(),
+            settled,
+            hold_down: self.hold_down,
+            voters: self.quorum.voters().len(),
+            members: std::iter::once(mine).chain(others).collect(),
+        }
+    }
+
+    /// Whether anything placement depends on changed since the last call.
+    pub(crate) fn moved(&mut self, view: &View) -> bool {
+        let members = view
+            .members
+            .iter()
+            .map(|p| {
+                let c = &p.candidate;
+                let (offers, running) = (c.offers.clone(), c.running.clone());
+                (c.peer, c.live, c.eligible, offers, running)
+            })
+            .collect();
+        let now = (view.quorate, members);
+        let moved = self.last.as_ref() != Some(&now);
+        self.last = Some(now);
+        moved
+    }
+}
