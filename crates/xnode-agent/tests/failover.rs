@@ -7,10 +7,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use xnode_api::Request;
+use xnode_lab::cluster::wait_until as wait;
 use xnode_lab::node::api;
 use xnode_lab::runs::first_overlap;
 use xnode_lab::{Cluster, Network};
@@ -26,103 +27,28 @@ const FAILOVER: Duration = Duration::from_secs(20);
 const SETTLE: Duration = Duration::from_secs(40);
 
 fn spec(i: usize, net: &Network) -> Vec<u8> {
-    let bootstrap: Vec<String> = (0..N)
-        .filter(|j| *j != i)
-        .map(|j| Cluster::mesh_address(net, j))
-        .collect();
-    serde_json::to_vec(&json!({
-        "version": 1,
-        "node": {"name": format!("n{i}")},
-        "mesh": {"listen": [Cluster::mesh_address(net, i)], "bootstrap": bootstrap},
-        "workloads": {
-            "solo": {"command": ["/bin/sleep", "infinity"], "placement": {"mesh": {}}},
-            "trio": {"command": ["/bin/sleep", "infinity"], "placement": {"mesh": {"replicas": 3}}}
-        }
-    }))
-    .unwrap()
+    let workloads = json!({
+        "solo": {"command": ["/bin/sleep", "infinity"], "placement": {"mesh": {}}},
+        "trio": {"command": ["/bin/sleep", "infinity"], "placement": {"mesh": {"replicas": 3}}}
+    });
+    Cluster::spec(N, i, net, &workloads)
 }
 
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < timeout, "{what}: not after {timeout:?}");
-        std::thread::sleep(Duration::from_millis(100));
+fn wait_until(what: &str, timeout: Duration, done: impl FnMut() -> bool) -> Duration {
+    wait(timeout, done).unwrap_or_else(|_| panic!("{what}: not after {timeout:?}"))
+}
+
+fn wait_settled(what: &str, cluster: &Cluster, live: &[usize]) {
+    if let Err(e) = cluster.wait_settled(live, &["solo", "trio"], SETTLE) {
+        panic!("{what}: {e}");
     }
-    started.elapsed()
 }
 
-fn placement(c: &xnode_lab::Container) -> Value {
-    api(c, Request::Status)
-        .map(|s| s["mesh"]["placement"].clone())
-        .unwrap_or(Value::Null)
-}
-
-fn owners(p: &Value, workload: &str) -> Value {
-    p["workloads"]
+fn owners(status: &Value, workload: &str) -> Value {
+    status["mesh"]["placement"]["workloads"]
         .as_array()
         .and_then(|ws| ws.iter().find(|w| w["name"] == workload))
         .map_or(Value::Null, |w| w["owners"].clone())
-}
-
-/// The live nodes agree on the owners, are quorate and past the hold-down, and the
-/// workloads run where the owners say.
-fn settled(cluster: &Cluster, live: &[usize]) -> bool {
-    let views: Vec<Value> = live.iter().map(|i| placement(&cluster.nodes[*i])).collect();
-    let agreed = views.iter().all(|p| {
-        p["quorate"] == true
-            && p["settled_secs"].as_f64().unwrap_or(0.0)
-                >= p["hold_down_secs"].as_f64().unwrap_or(f64::MAX)
-            && owners(p, "solo") == owners(&views[0], "solo")
-            && owners(p, "trio") == owners(&views[0], "trio")
-    });
-    let names = |idx: Vec<usize>| -> Value {
-        idx.iter()
-            .map(|i| format!("n{i}"))
-            .collect::<Vec<_>>()
-            .into()
-    };
-    let sorted = |v: Value| -> Value {
-        let mut list: Vec<String> = v
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str().map(str::to_owned))
-            .collect();
-        list.sort();
-        list.into()
-    };
-    agreed
-        && sorted(owners(&views[0], "solo")) == names(cluster.running(SOLO))
-        && sorted(owners(&views[0], "trio")) == names(cluster.running(TRIO))
-}
-
-/// Waits until [`settled`]; says what it saw if that never comes.
-fn wait_settled(what: &str, cluster: &Cluster, live: &[usize]) {
-    let started = Instant::now();
-    while !settled(cluster, live) {
-        if started.elapsed() > SETTLE {
-            let views: Vec<String> = live
-                .iter()
-                .map(|i| {
-                    let c = &cluster.nodes[*i];
-                    let log = c
-                        .sh("journalctl -u xnoded.service -o cat | tail -n 15")
-                        .unwrap_or_default();
-                    match api(c, Request::Status) {
-                        Ok(s) => format!("n{i}: {:#}\n{log}", s["mesh"]),
-                        Err(e) => format!("n{i}: {e}\n{log}"),
-                    }
-                })
-                .collect();
-            panic!(
-                "{what}: not after {SETTLE:?}; solo on {:?}, trio on {:?}\n{}",
-                cluster.running(SOLO),
-                cluster.running(TRIO),
-                views.join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn assert_never_overlapped(cluster: &Cluster) {
@@ -172,7 +98,7 @@ fn mesh_workloads_fail_over_and_never_run_twice() {
     wait_settled("the four settle", &cluster, &live);
     let status = api(&cluster.nodes[heir], Request::Status).unwrap();
     assert_eq!(
-        owners(&status["mesh"]["placement"], "solo"),
+        owners(&status, "solo"),
         json!([format!("n{heir}")]),
         "{status:#}"
     );
@@ -180,9 +106,7 @@ fn mesh_workloads_fail_over_and_never_run_twice() {
     // It comes back: nothing starts there before the hold-down, then placement settles
     // with exactly one singleton and three replicas.
     let back = cluster.restart(owner).unwrap();
-    wait_until("the node rejoins and settles", SETTLE, || {
-        settled(&cluster, &all)
-    });
+    wait_settled("the node rejoins and settles", &cluster, &all);
     let hold_down_us = 5_000_000;
     for unit in [SOLO, TRIO] {
         for run in xnode_lab::runs::runs(&cluster.nodes[owner], unit).unwrap() {
@@ -219,7 +143,7 @@ fn mesh_workloads_fail_over_and_never_run_twice() {
     let cut = only(cluster.running(SOLO));
     cluster.net.cut(cut).unwrap();
     wait_until("the cut-off node fences itself", FAILOVER, || {
-        placement(&cluster.nodes[cut])["quorate"] == false && !cluster.active(SOLO)[cut]
+        cluster.placement(cut)["quorate"] == false && !cluster.active(SOLO)[cut]
     });
     let rest: Vec<usize> = all.iter().copied().filter(|i| *i != cut).collect();
     wait_until("the majority runs one singleton", FAILOVER, || {
@@ -228,9 +152,7 @@ fn mesh_workloads_fail_over_and_never_run_twice() {
     assert_ne!(only(cluster.running(SOLO)), cut);
     wait_settled("the majority settles", &cluster, &rest);
     cluster.net.heal(cut).unwrap();
-    wait_until("healed, all five settle", SETTLE, || {
-        settled(&cluster, &all)
-    });
+    wait_settled("healed, all five settle", &cluster, &all);
     only(cluster.running(SOLO));
 
     assert_never_overlapped(&cluster);

@@ -3,6 +3,9 @@
 //! node and to see where a unit runs.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
 
 use crate::runs::{Run, runs};
 use crate::{Container, LabError, Network, node};
@@ -37,6 +40,68 @@ impl Cluster {
     /// Node `i`'s mesh address, as a multiaddr.
     pub fn mesh_address(net: &Network, i: usize) -> String {
         format!("/ip4/{}/tcp/{MESH_PORT}", net.address(i))
+    }
+
+    /// The spec of node `i` of `n`: called `n{i}`, joining through all the others,
+    /// running `workloads`.
+    pub fn spec(n: usize, i: usize, net: &Network, workloads: &Value) -> Vec<u8> {
+        let bootstrap: Vec<String> = (0..n)
+            .filter(|j| *j != i)
+            .map(|j| Cluster::mesh_address(net, j))
+            .collect();
+        let spec = json!({
+            "version": 1,
+            "node": {"name": format!("n{i}")},
+            "mesh": {"listen": [Cluster::mesh_address(net, i)], "bootstrap": bootstrap},
+            "workloads": workloads,
+        });
+        serde_json::to_vec(&spec).unwrap_or_default()
+    }
+
+    /// Node `i`'s `status.mesh.placement`, or null.
+    pub fn placement(&self, i: usize) -> Value {
+        node::api(&self.nodes[i], xnode_api::Request::Status)
+            .map(|s| s["mesh"]["placement"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Whether the `live` nodes are quorate, past the hold-down and agree on the owners
+    /// of `workloads`, which run where the owners say and nowhere else.
+    pub fn settled(&self, live: &[usize], workloads: &[&str]) -> bool {
+        let views: Vec<Value> = live.iter().map(|i| self.placement(*i)).collect();
+        let agreed = views.iter().all(|p| {
+            p["quorate"] == true
+                && p["settled_secs"].as_f64().unwrap_or(0.0)
+                    >= p["hold_down_secs"].as_f64().unwrap_or(f64::MAX)
+                && workloads
+                    .iter()
+                    .all(|w| owners(p, w) == owners(&views[0], w))
+        });
+        agreed
+            && workloads.iter().all(|w| {
+                let running: Vec<String> = self
+                    .running(&format!("xnode-{w}.service"))
+                    .iter()
+                    .map(|i| format!("n{i}"))
+                    .collect();
+                owners(&views[0], w) == running
+            })
+    }
+
+    /// Waits until [`Cluster::settled`]; says what it saw if that never comes.
+    pub fn wait_settled(
+        &self,
+        live: &[usize],
+        workloads: &[&str],
+        timeout: Duration,
+    ) -> Result<Duration, String> {
+        wait_until(timeout, || self.settled(live, workloads)).map_err(|_| {
+            let views: Vec<String> = live
+                .iter()
+                .map(|i| format!("n{i}: {}", self.placement(*i)))
+                .collect();
+            format!("not settled after {timeout:?}:\n{}", views.join("\n"))
+        })
     }
 
     /// Whether `unit` is up on each node.
@@ -90,4 +155,30 @@ impl Cluster {
     pub fn runs(&self, unit: &str) -> Result<Vec<Vec<Run>>, LabError> {
         self.nodes.iter().map(|c| runs(c, unit)).collect()
     }
+}
+
+/// A workload's owners in a placement view, sorted by name.
+fn owners(placement: &Value, workload: &str) -> Vec<String> {
+    let mut list: Vec<String> = placement["workloads"]
+        .as_array()
+        .and_then(|ws| ws.iter().find(|w| w["name"] == workload))
+        .and_then(|w| w["owners"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o.as_str().map(str::to_owned))
+        .collect();
+    list.sort();
+    list
+}
+
+/// Polls `done` until it holds; how long that took, or `Err` after `timeout`.
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> Result<Duration, Duration> {
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > timeout {
+            return Err(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(started.elapsed())
 }

@@ -182,7 +182,11 @@ impl Heartbeat {
             field("offers", rules::workload_name(name))?;
             field("offers", definition_hash(hash))?;
         }
-        at_most("running", self.running.len(), xnode_spec::MAX_MESH_WORKLOADS)?;
+        at_most(
+            "running",
+            self.running.len(),
+            xnode_spec::MAX_MESH_WORKLOADS,
+        )?;
         for name in &self.running {
             field("running", rules::workload_name(name))?;
         }
