@@ -1,19 +1,31 @@
 # Three nodes mesh and apply a spec: xnoded starts from the module on each, converges to
 # the spec the module rendered, and finds the other two in the mesh; a workload stopped
-# by hand comes back; a node shut down is seen dead by the others. (Failover of its
-# mesh workloads comes with mesh placement.)
+# by hand comes back; exactly one node runs the mesh workload `solo`, and when that node
+# is shut down, the others see it dead and exactly one of them takes `solo` over.
 { self }:
 let
   # Nodes get 192.168.1.<n> in attribute order; n1 is everyone's bootstrap peer.
   node =
     name:
     { pkgs, ... }:
+    let
+      base = import ./spec.nix { inherit pkgs; };
+    in
     {
       imports = [ self.nixosModules.default ];
       xnodeos.enable = true;
-      services.xnode.spec = (import ./spec.nix { inherit pkgs; }) // {
+      services.xnode.spec = base // {
         node.name = name;
         mesh.bootstrap = [ "/ip4/192.168.1.1/tcp/7720" ];
+        workloads = base.workloads // {
+          solo = {
+            command = [
+              "${pkgs.coreutils}/bin/sleep"
+              "infinity"
+            ];
+            placement.mesh.replicas = 1;
+          };
+        };
       };
     };
 in
@@ -35,8 +47,17 @@ in
     n1.succeed("test -L /etc/xnode/spec.json")
     n1.succeed("systemctl stop xnode-sleeper.service")
     n1.wait_until_succeeds("bash ${./converged.sh} sleeper ticker", timeout=120)
-    n3.shutdown()
-    for m in [n1, n2]:
-        m.wait_until_succeeds("xnodectl mesh peers | grep -E '^n3 +dead'", timeout=60)
+
+    def running_solo(machines):
+        return [m for m in machines if m.execute("systemctl is-active --quiet xnode-solo.service")[0] == 0]
+
+    nodes = [n1, n2, n3]
+    retry(lambda _: len(running_solo(nodes)) == 1, timeout=120)
+    owner = running_solo(nodes)[0]
+    rest = [m for m in nodes if m is not owner]
+    owner.shutdown()
+    for m in rest:
+        m.wait_until_succeeds(f"xnodectl mesh peers | grep -E '^{owner.name} +dead'", timeout=60)
+    retry(lambda _: len(running_solo(rest)) == 1, timeout=60)
   '';
 }

@@ -756,16 +756,19 @@ impl<U: Units, N: Realise> Service<U, N> {
             .is_some_and(|g| g.outcome == Outcome::Healthy);
         if let (Some(current), Ok(observed)) = (&self.current, &observed) {
             converged &= plan(&current.spec, observed, &self.agent.mesh_placed).is_empty();
-            for name in current.spec.workloads.keys() {
+            for (name, w) in &current.spec.workloads {
                 let unit = unit_name(name);
                 let state = observed
                     .iter()
                     .find(|u| u.name == unit)
                     .map(|u| u.active_state.to_string());
+                let elsewhere = w.placement != xnode_spec::Placement::Local
+                    && !self.agent.mesh_placed.contains(name);
                 workloads.push(WorkloadStatus {
                     name: name.clone(),
                     unit,
-                    active_state: state.unwrap_or_else(|| "absent".into()),
+                    active_state: state
+                        .unwrap_or_else(|| if elsewhere { "elsewhere" } else { "absent" }.into()),
                     error: self.not_realised.get(name).cloned(),
                 });
             }

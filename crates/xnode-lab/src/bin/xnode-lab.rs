@@ -1,6 +1,7 @@
 //! `xnode-lab`: run a real Xnode in a container, for the demo and for poking at by hand.
 //!
 //! `xnode-lab node --bin-dir target/release --spec examples/small.json [--keep]`
+//! `xnode-lab failover --bin-dir target/release`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +11,9 @@ fn usage() -> ExitCode {
     eprintln!("usage: xnode-lab node --bin-dir DIR --spec FILE [--keep]");
     eprintln!("  boots a container running xnoded (from DIR) on FILE, waits until it converged,");
     eprintln!("  shows `xnodectl status`, and powers it off (with --keep: on Ctrl-C)");
+    eprintln!("usage: xnode-lab failover --bin-dir DIR");
+    eprintln!("  boots five nodes in their own network namespaces running one mesh workload,");
+    eprintln!("  kills the node that runs it, and shows another take it over");
     ExitCode::from(2)
 }
 
@@ -21,14 +25,18 @@ fn main() -> ExitCode {
             .and_then(|i| args.get(i + 1))
             .map(PathBuf::from)
     };
-    let (Some("node"), Some(bin_dir), Some(spec)) = (
+    let result = match (
         args.first().map(String::as_str),
         value("--bin-dir"),
         value("--spec"),
-    ) else {
-        return usage();
+    ) {
+        (Some("node"), Some(bin_dir), Some(spec)) => {
+            run(&bin_dir, &spec, args.iter().any(|a| a == "--keep"))
+        }
+        (Some("failover"), Some(bin_dir), None) => failover(&bin_dir),
+        _ => return usage(),
     };
-    match run(&bin_dir, &spec, args.iter().any(|a| a == "--keep")) {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("xnode-lab: {e}");
@@ -89,5 +97,53 @@ fn run(
         }
     }
     println!("\n== powering the container off");
+    Ok(())
+}
+
+/// Five nodes, one mesh workload; its node dies and another takes it over.
+fn failover(bin_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    use xnode_lab::Cluster;
+    const N: usize = 5;
+    let unit = "xnode-web.service";
+    let bin_dir = bin_dir
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", bin_dir.display()))?;
+    let workloads = serde_json::json!({"web": {
+        "command": ["/bin/sleep", "infinity"],
+        "placement": {"mesh": {"replicas": 1}}
+    }});
+    println!(
+        "== booting {N} nodes, each in its own network namespace, with one mesh workload: web"
+    );
+    let flags = "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0";
+    let cluster = Cluster::boot(&bin_dir, N, flags, |i, net| {
+        Cluster::spec(N, i, net, &workloads)
+    })?;
+    let all: Vec<usize> = (0..N).collect();
+    cluster.wait_settled(&all, &["web"], Duration::from_secs(120))?;
+    let owner = cluster.running(unit)[0];
+    let witness = (owner + 1) % N;
+    println!("\n== xnodectl status on n{witness}");
+    print!("{}", cluster.nodes[witness].sh("xnodectl status")?);
+    println!("\n== n{owner} dies: web stopped, then xnoded killed with SIGKILL");
+    let killed = cluster.kill(owner, &[unit])?;
+    xnode_lab::cluster::wait_until(Duration::from_secs(60), || {
+        cluster.running(unit).iter().any(|i| *i != owner)
+    })
+    .map_err(|_| "no failover within 60 s")?;
+    let heir = cluster.running(unit)[0];
+    let started = xnode_lab::runs::runs(&cluster.nodes[heir], unit)?
+        .iter()
+        .map(|r| r.from_us)
+        .filter(|t| *t > killed)
+        .min()
+        .unwrap_or(killed);
+    println!(
+        "   web runs on n{heir}, {:.2} s after the kill",
+        (started - killed) as f64 / 1e6
+    );
+    println!("\n== xnodectl status on n{witness}");
+    print!("{}", cluster.nodes[witness].sh("xnodectl status")?);
+    println!("\n== powering the nodes off");
     Ok(())
 }

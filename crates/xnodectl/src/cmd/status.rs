@@ -140,7 +140,7 @@ fn placement(out: &mut String, p: &Value) {
             out,
             "{:<width$}  {:<8}  {:<24}  {:<24}  {}",
             str_of(w, "name"),
-            w["replicas"],
+            w["replicas"].to_string(),
             names(&w["owners"]),
             names(&w["running_on"]),
             str_of(w, "here")
