@@ -33,7 +33,8 @@ fn main() {
     let kills: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(20)
+        .max(1);
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
     let workloads =
         json!({"solo": {"command": ["/bin/sleep", "infinity"], "placement": {"mesh": {}}}});

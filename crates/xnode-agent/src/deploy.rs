@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use xnode_spec::plan::{Op, Plan, plan};
+use xnode_spec::plan::{Op, Plan, Reason, plan};
 use xnode_spec::{Placement, Spec, Validated};
 use xnode_systemd::{ApplyOptions, ApplyReport};
 
@@ -216,6 +216,14 @@ impl<U: Units, N: Realise> Agent<U, N> {
     }
 }
 
+/// Drops the actions on workloads in `not_realised` (their store paths are missing),
+/// so an older version keeps running; but a mesh workload placed elsewhere still
+/// stops, or it would run here and there.
+pub fn hold_back(plan: &mut Plan, not_realised: &BTreeMap<String, String>) {
+    plan.actions
+        .retain(|a| !not_realised.contains_key(&a.workload) || a.reason == Reason::NotPlacedHere);
+}
+
 /// Which workloads an apply waits on.
 #[derive(Debug, Clone, Copy)]
 enum Gate {
@@ -243,7 +251,7 @@ async fn apply_and_gate<U: Units>(
         }
     };
     let mut plan = plan(spec, &observed, placed);
-    plan.actions.retain(|a| !skip.contains_key(&a.workload));
+    hold_back(&mut plan, skip);
     let report = match units.apply(&plan, &ApplyOptions::default()).await {
         Ok(r) => r,
         Err(e) => return (plan, None, Some(e.to_string())),
@@ -452,6 +460,34 @@ mod tests {
         assert_eq!(
             running(&a),
             [("xnode-web.service".into(), ActiveState::Failed)]
+        );
+    }
+
+    #[test]
+    fn missing_store_paths_hold_back_starts_but_never_a_stop_for_elsewhere() {
+        let (v, _) = spec(json!({
+            "local": {"command": ["/bin/a"]},
+            "moved": {"command": ["/bin/b"], "placement": {"mesh": {}}}
+        }));
+        let running = |name: &str| xnode_spec::plan::ObservedUnit {
+            name: xnode_spec::unit::unit_name(name),
+            active_state: xnode_spec::plan::ActiveState::Active,
+            file: Some(xnode_spec::unit::render(name, &v.spec.workloads[name])),
+        };
+        let mut p = plan(&v.spec, &[running("moved")], &BTreeSet::new());
+        p.actions
+            .extend(plan(&v.spec, &[], &BTreeSet::new()).actions);
+        let missing: BTreeMap<String, String> = ["local", "moved"]
+            .map(|w| (w.to_owned(), "missing".to_owned()))
+            .into();
+        hold_back(&mut p, &missing);
+        assert!(!p.actions.is_empty());
+        assert!(
+            p.actions
+                .iter()
+                .all(|a| a.workload == "moved" && a.reason == Reason::NotPlacedHere),
+            "{:?}",
+            p.actions
         );
     }
 

@@ -69,6 +69,9 @@ pub struct Placement {
     decisions: BTreeMap<String, (usize, Decision<PeerId>)>,
     /// Since when this node has owned each workload it owns and does not run yet.
     claims: BTreeMap<String, Instant>,
+    /// Workloads whose claim is over (or that run here): a failed start is retried
+    /// under the unit's backoff, not claimed again.
+    owned: BTreeSet<String>,
     names: BTreeMap<PeerId, String>,
     /// Workloads taken over here: when the member running them was last heard.
     failing_over: BTreeMap<String, Instant>,
@@ -111,8 +114,14 @@ impl Placement {
         for w in wanted {
             let mut d = decide(&view.me, view.quorate, w, &candidates);
             let here = d.running.contains(&view.me);
+            if !d.run_here {
+                self.owned.remove(&w.name);
+            } else if here {
+                self.owned.insert(w.name.clone());
+            }
             let claimed = self.claims.get(&w.name).copied();
-            if d.run_here && !here && claimed.is_none() {
+            let owned = self.owned.contains(&w.name);
+            if d.run_here && !here && !owned && claimed.is_none() {
                 // A new claim. A failover if a member that ran it is lost now.
                 let before = self.decisions.get(&w.name).map(|(_, d)| d);
                 let lost = before
@@ -126,12 +135,14 @@ impl Placement {
                     self.failing_over.insert(w.name.clone(), at);
                 }
             }
-            if d.run_here && !here {
+            if d.run_here && !here && !owned {
                 let since = claimed.unwrap_or(now);
                 if now.duration_since(since) < CLAIM {
                     claims.insert(w.name.clone(), since);
                     d.run_here = false;
                     d.waiting = true;
+                } else {
+                    self.owned.insert(w.name.clone());
                 }
             }
             if !d.run_here && !claims.contains_key(&w.name) {
@@ -141,6 +152,7 @@ impl Placement {
         }
         self.failing_over
             .retain(|name, _| decisions.contains_key(name));
+        self.owned.retain(|name| decisions.contains_key(name));
         self.decisions = decisions;
         self.claims = claims;
         self.view = Some((view.quorate, view.settled, view.hold_down, view.voters));
@@ -228,4 +240,90 @@ pub struct MeshWorkload {
     pub running_on: Vec<String>,
     /// `runs` here, `waiting` for a member still running it to stop, or `no`.
     pub here: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xnode_mesh::node::Placed;
+    use xnode_mesh::placement::{Candidate, owners};
+
+    fn member(peer: PeerId, live: bool, running: &[&str]) -> Placed {
+        Placed {
+            node: peer.to_string(),
+            silent: Duration::from_millis(if live { 0 } else { 3000 }),
+            candidate: Candidate {
+                peer,
+                live,
+                eligible: live,
+                labels: BTreeMap::new(),
+                offers: BTreeMap::from([("w".into(), "0123456789abcdef".into())]),
+                running: running.iter().map(|s| (*s).to_owned()).collect(),
+            },
+        }
+    }
+
+    fn view(me: PeerId, members: Vec<Placed>) -> View {
+        View {
+            me,
+            quorate: true,
+            settled: Duration::from_secs(60),
+            hold_down: Duration::from_secs(5),
+            voters: members.len(),
+            members,
+        }
+    }
+
+    #[test]
+    fn an_owner_claims_then_runs_and_counts_a_failover() {
+        let wanted = [Wanted {
+            name: "w".into(),
+            replicas: 1,
+            labels: BTreeMap::new(),
+            hash: "0123456789abcdef".into(),
+        }];
+        let (a, b) = (PeerId::random(), PeerId::random());
+        // `me` ranks below `other`: it takes over when `other` dies.
+        let ranked = owners("w", 2, &[a, b]);
+        let (other, me) = (ranked[0], ranked[1]);
+        let t0 = Instant::now();
+        let mut p = Placement::default();
+        p.update(
+            &view(me, vec![member(me, true, &[]), member(other, true, &["w"])]),
+            &wanted,
+            t0,
+        );
+        assert!(p.placed().is_empty(), "the other owns it");
+
+        let dead = view(
+            me,
+            vec![member(me, true, &[]), member(other, false, &["w"])],
+        );
+        p.update(&dead, &wanted, t0);
+        assert!(
+            p.placed().is_empty() && p.claiming(),
+            "claimed, not yet started"
+        );
+        p.update(&dead, &wanted, t0 + CLAIM / 2);
+        assert!(p.placed().is_empty());
+        p.update(&dead, &wanted, t0 + CLAIM);
+        assert_eq!(p.placed(), BTreeSet::from(["w".to_owned()]));
+        assert!(!p.claiming());
+        // A start that failed is not claimed again: it stays placed, under backoff.
+        p.update(&dead, &wanted, t0 + CLAIM * 2);
+        assert_eq!(p.placed(), BTreeSet::from(["w".to_owned()]));
+        let done = p.completed(&BTreeSet::from(["w".to_owned()]));
+        assert_eq!(done.len(), 1);
+        assert!(
+            done[0].took >= Duration::from_secs(3),
+            "from the last heartbeat: {done:?}"
+        );
+        assert!(
+            p.completed(&BTreeSet::from(["w".to_owned()])).is_empty(),
+            "counted once"
+        );
+        let status = p.status().unwrap();
+        assert_eq!(status.workloads[0].owners, [me.to_string()]);
+        assert_eq!(status.workloads[0].here, "runs");
+    }
 }

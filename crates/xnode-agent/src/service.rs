@@ -525,11 +525,12 @@ impl<U: Units, N: Realise> Service<U, N> {
                 .any(|u| u.name == unit && u.active_state.is_running())
         });
         let mut plan = plan(&current.spec, &observed, &self.agent.mesh_placed);
-        plan.actions
-            .retain(|a| !self.not_realised.contains_key(&a.workload));
+        crate::deploy::hold_back(&mut plan, &self.not_realised);
         self.backoff.filter(&mut plan, tokio::time::Instant::now());
+        // What runs here before the plan changes it: a member waiting on a stop here
+        // must not see it gone before it is.
+        self.report_workloads(&observed).await;
         if plan.actions.is_empty() {
-            self.report_workloads(&observed).await;
             return;
         }
         info!(

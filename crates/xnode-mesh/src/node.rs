@@ -240,7 +240,12 @@ impl Node {
             rejected: 0,
             backoff: Duration::from_secs(1),
             metrics,
-            ownership: Ownership::load(peer_id, &config.state_dir, config.hold_down),
+            ownership: Ownership::load(
+                peer_id,
+                &config.state_dir,
+                config.hold_down,
+                timing.heartbeat,
+            ),
             config,
         };
         Ok((

@@ -45,16 +45,7 @@ pub struct Placed {
 }
 
 /// Everything in a [`View`] that decisions depend on.
-type Fingerprint = (
-    bool,
-    Vec<(
-        PeerId,
-        bool,
-        bool,
-        BTreeMap<String, String>,
-        BTreeSet<String>,
-    )>,
-);
+type Fingerprint = (bool, Vec<Candidate<PeerId>>);
 
 /// This node's part in placement.
 #[derive(Debug)]
@@ -62,6 +53,7 @@ pub(crate) struct Ownership {
     quorum: Quorum<PeerId>,
     file: PathBuf,
     hold_down: Duration,
+    heartbeat: Duration,
     pub(crate) offers: BTreeMap<String, String>,
     pub(crate) running: BTreeSet<String>,
     last: Option<Fingerprint>,
@@ -69,7 +61,12 @@ pub(crate) struct Ownership {
 
 impl Ownership {
     /// Loads the voters saved by the last run, if any.
-    pub(crate) fn load(me: PeerId, state_dir: &Path, hold_down: Duration) -> Ownership {
+    pub(crate) fn load(
+        me: PeerId,
+        state_dir: &Path,
+        hold_down: Duration,
+        heartbeat: Duration,
+    ) -> Ownership {
         let file = state_dir.join(VOTERS_FILE);
         let remembered: Vec<PeerId> = match std::fs::read(&file) {
             Ok(bytes) => serde_json::from_slice::<Vec<String>>(&bytes)
@@ -84,6 +81,7 @@ impl Ownership {
             quorum: Quorum::new(me, remembered),
             file,
             hold_down,
+            heartbeat,
             offers: BTreeMap::new(),
             running: BTreeSet::new(),
             last: None,
@@ -142,9 +140,11 @@ impl Ownership {
         };
         let others = membership.members().map(|(peer, m)| {
             let live = m.state != State::Dead;
-            // What it said, aged by the time since it said it.
             let silent = now.saturating_duration_since(m.heard);
-            let settled = Duration::from_millis(m.info.settled_ms).saturating_add(silent);
+            // What it said, aged by the time since — but no more than one heartbeat:
+            // a member that falls silent does not become eligible by its silence.
+            let settled =
+                Duration::from_millis(m.info.settled_ms).saturating_add(silent.min(self.heartbeat));
             Placed {
                 node: m.info.node.clone(),
                 silent,
@@ -170,15 +170,7 @@ impl Ownership {
 
     /// Whether anything placement depends on changed since the last call.
     pub(crate) fn moved(&mut self, view: &View) -> bool {
-        let members = view
-            .members
-            .iter()
-            .map(|p| {
-                let c = &p.candidate;
-                let (offers, running) = (c.offers.clone(), c.running.clone());
-                (c.peer, c.live, c.eligible, offers, running)
-            })
-            .collect();
+        let members = view.members.iter().map(|p| p.candidate.clone()).collect();
         let now = (view.quorate, members);
         let moved = self.last.as_ref() != Some(&now);
         self.last = Some(now);

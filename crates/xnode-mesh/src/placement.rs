@@ -125,7 +125,9 @@ pub fn decide<P: ToString + Clone + Eq>(
         wanted.replicas,
         able.iter().filter(|c| c.eligible).map(|c| &c.peer),
     );
-    let running: Vec<P> = able
+    // Every live member that runs it counts, whatever it makes of it: one still
+    // running an older definition, or no longer matching the labels, must stop first.
+    let running: Vec<P> = members
         .iter()
         .filter(|c| c.live && c.running.contains(&wanted.name))
         .map(|c| c.peer.clone())
@@ -237,6 +239,18 @@ mod tests {
                 true,
                 true,
                 false,
+            ),
+            (
+                "a member running another definition of it must stop first",
+                with(&|m| {
+                    let i = at(m, &second);
+                    m[i].offers.insert("w".into(), "h2".into());
+                    m[i].running.insert("w".into());
+                }),
+                &top,
+                true,
+                false,
+                true,
             ),
             (
                 "a member with another definition is no candidate",
