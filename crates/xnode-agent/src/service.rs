@@ -283,6 +283,8 @@ impl<U: Units, N: Realise> Service<U, N> {
                         let verdict = self.accept_push(&from.to_string(), &push).await;
                         let _ = reply.send(verdict);
                     }
+                    // A member's death comes as `Member` at once; `Placement` follows at
+                    // the next heartbeat with everything else that moved.
                     MeshEvent::Placement | MeshEvent::Member { .. } => {
                         if self.place().await {
                             self.converge().await;

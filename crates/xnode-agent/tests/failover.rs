@@ -107,7 +107,7 @@ fn mesh_workloads_fail_over_and_never_run_twice() {
     // with exactly one singleton and three replicas.
     let back = cluster.restart(owner).unwrap();
     wait_settled("the node rejoins and settles", &cluster, &all);
-    let hold_down_us = 5_000_000;
+    let hold_down_us = xnode_mesh::placement::HOLD_DOWN.as_micros() as u64;
     for unit in [SOLO, TRIO] {
         for run in xnode_lab::runs::runs(&cluster.nodes[owner], unit).unwrap() {
             if run.from_us > back {

@@ -23,21 +23,6 @@ pub struct Run {
     pub to_us: Option<u64>,
 }
 
-/// The host's monotonic clock, in µs: the clock of every container's journal.
-pub fn now_us() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
-    }
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000
-        + u64::try_from(ts.tv_nsec).unwrap_or(0) / 1000
-}
-
 /// Every run of `unit` in the container's journal.
 pub fn runs(c: &Container, unit: &str) -> Result<Vec<Run>, LabError> {
     let out = c.exec(&["journalctl", "-u", unit, "-o", "json", "--no-pager"])?;

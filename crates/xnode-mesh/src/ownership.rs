@@ -44,6 +44,20 @@ pub struct Placed {
     pub candidate: Candidate<PeerId>,
 }
 
+/// The voters saved by the last run: none on a new node; all of them or an error, so a
+/// damaged file never leaves a quietly smaller electorate.
+fn read_voters(file: &Path) -> Result<Vec<PeerId>, String> {
+    let bytes = match std::fs::read(file) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let ids: Vec<String> = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    ids.iter()
+        .map(|id| id.parse().map_err(|_| format!("{id:?} is not a peer id")))
+        .collect()
+}
+
 /// Everything in a [`View`] that decisions depend on.
 type Fingerprint = (bool, Vec<Candidate<PeerId>>);
 
@@ -68,15 +82,10 @@ impl Ownership {
         heartbeat: Duration,
     ) -> Ownership {
         let file = state_dir.join(VOTERS_FILE);
-        let remembered: Vec<PeerId> = match std::fs::read(&file) {
-            Ok(bytes) => serde_json::from_slice::<Vec<String>>(&bytes)
-                .map(|ids| ids.iter().filter_map(|id| id.parse().ok()).collect())
-                .unwrap_or_else(|e| {
-                    warn!(file = %file.display(), "the saved mesh voters are unreadable, starting afresh: {e}");
-                    Vec::new()
-                }),
-            Err(_) => Vec::new(),
-        };
+        let remembered = read_voters(&file).unwrap_or_else(|e| {
+            warn!(file = %file.display(), "the saved mesh voters are unusable, starting afresh: {e}");
+            Vec::new()
+        });
         Ownership {
             quorum: Quorum::new(me, remembered),
             file,
@@ -175,5 +184,27 @@ impl Ownership {
         let moved = self.last.as_ref() != Some(&now);
         self.last = Some(now);
         moved
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_voters_are_read_whole_or_not_at_all() {
+        let dir = std::env::temp_dir().join(format!("xnode-voters-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(VOTERS_FILE);
+        assert_eq!(read_voters(&file), Ok(Vec::new()), "a new node has none");
+        let ids = [PeerId::random(), PeerId::random()];
+        let text: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        std::fs::write(&file, serde_json::to_vec(&text).unwrap()).unwrap();
+        assert_eq!(read_voters(&file), Ok(ids.to_vec()));
+        std::fs::write(&file, format!(r#"["{}", "junk"]"#, ids[0])).unwrap();
+        assert!(read_voters(&file).unwrap_err().contains("junk"));
+        std::fs::write(&file, b"{").unwrap();
+        assert!(read_voters(&file).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
