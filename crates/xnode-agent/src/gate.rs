@@ -1,14 +1,20 @@
 //! The health gate: after an apply, every changed workload must be up and pass its
-//! probe within its health timeout, or the apply counts as unhealthy.
+//! probe within its health timeout, or the apply counts as unhealthy. A mesh workload
+//! the apply changed is gated here if placement puts it here while the gate waits;
+//! one that placement takes away is no longer waited on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use serde::Serialize;
+use tokio::sync::watch;
 use tokio::time::Instant;
-use xnode_spec::Spec;
+use xnode_spec::plan::plan;
 use xnode_spec::unit::unit_name;
-use xnode_systemd::UnitStatus;
+use xnode_spec::{Placement, Spec};
+use xnode_systemd::{ApplyOptions, UnitStatus};
 
 use crate::health;
 use crate::units::Units;
@@ -20,6 +26,11 @@ pub const POLL: Duration = Duration::from_millis(250);
 /// that starts and dies a moment later is not healthy. Never longer than the
 /// workload's own health timeout.
 pub const STABLE: Duration = Duration::from_secs(2);
+
+/// How long the gate waits for placement to put a mesh workload the apply changed on
+/// this node: the claim, and two heartbeats for the mesh to hear this node's new
+/// offers.
+pub const PLACEMENT: Duration = Duration::from_secs(2);
 
 /// What one look at a unit says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +51,11 @@ pub fn look(s: &UnitStatus) -> Look {
         None => s.result.clone(),
     };
     match (s.active_state.as_str(), s.sub_state.as_str()) {
-        ("active", "running" | "exited") | ("reloading", _) => Look::Up,
+        ("active", "running") | ("reloading", _) => Look::Up,
+        // A service that ran to its end is not up, whatever its exit status.
+        ("active", "exited") => {
+            Look::Down(format!("exited ({}); a service must keep running", exit()))
+        }
         ("failed", _) => Look::Down(format!("failed ({})", exit())),
         ("activating", "auto-restart") => {
             Look::NotYet(format!("restarting after a crash ({})", exit()))
@@ -49,54 +64,155 @@ pub fn look(s: &UnitStatus) -> Look {
     }
 }
 
-/// Waits until every named workload of `spec` is healthy, each within its own health
-/// timeout. Returns the ones that were not, with why.
+/// Where one gated workload stands, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Gated {
+    /// Not healthy yet.
+    Waiting {
+        /// What the last look saw.
+        why: String,
+    },
+    /// Passed.
+    Healthy,
+    /// Did not pass.
+    Unhealthy {
+        /// Why.
+        why: String,
+    },
+    /// A mesh workload placement moved off this node meanwhile: not waited on.
+    Moved,
+}
+
+/// What the gate needs from the rest of the agent while it waits.
+pub struct Watch<'a> {
+    /// Where placement puts mesh workloads now.
+    pub placed: &'a watch::Receiver<BTreeSet<String>>,
+    /// Told each workload's standing as it changes.
+    pub report: &'a (dyn Fn(&str, Gated) + Sync),
+}
+
+/// Waits until every workload of `gated` is healthy, each within its own health
+/// timeout, and starts and gates each of `late` (mesh workloads the apply changed)
+/// that placement puts here within [`PLACEMENT`]. Returns the ones that were not
+/// healthy, with why.
 pub async fn wait_healthy<U: Units>(
     units: &U,
     spec: &Spec,
-    workloads: &[String],
+    gated: &[String],
+    late: &[String],
+    watch: &Watch<'_>,
 ) -> BTreeMap<String, String> {
-    let checks = workloads.iter().filter_map(|name| {
-        let w = spec.workloads.get(name)?;
-        let timeout = Duration::from_millis(w.health.timeout.as_millis());
-        let deadline = Instant::now() + timeout;
-        let stable = STABLE.min(timeout / 2);
-        let unit = unit_name(name);
-        Some(async move {
-            let mut up_since: Option<Instant> = None;
-            loop {
-                let up = match units.status(&unit).await.map(|s| look(&s)) {
-                    Ok(Look::Up) => health::probe(&w.health)
-                        .await
-                        .map_err(|e| format!("running, but its probe fails: {e}")),
-                    Ok(Look::Down(why)) => return Some((name.clone(), why)),
-                    Ok(Look::NotYet(why)) => Err(why),
-                    Err(e) => Err(e.to_string()),
-                };
-                let why = match up {
-                    Ok(()) => {
-                        let since = *up_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= stable {
-                            return None;
-                        }
-                        format!("up for less than {} ms", stable.as_millis())
-                    }
-                    Err(why) => {
-                        up_since = None;
-                        why
-                    }
-                };
-                if Instant::now() + POLL > deadline {
-                    return Some((
-                        name.clone(),
-                        format!("not healthy within {}: {why}", w.health.timeout),
-                    ));
+    let mut checks = FuturesUnordered::new();
+    for name in gated {
+        checks.push(check(units, spec, name.clone(), watch));
+    }
+    let mut late: BTreeSet<String> = late.iter().cloned().collect();
+    let window = Instant::now() + PLACEMENT;
+    let mut unhealthy = BTreeMap::new();
+    loop {
+        let waiting_for_placement = !late.is_empty() && Instant::now() < window;
+        tokio::select! {
+            Some((name, verdict)) = checks.next() => {
+                if let Some(why) = verdict {
+                    unhealthy.insert(name, why);
                 }
-                tokio::time::sleep(POLL).await;
             }
-        })
-    });
-    join_all(checks).await.into_iter().flatten().collect()
+            () = tokio::time::sleep(POLL), if waiting_for_placement => {
+                let placed = watch.placed.borrow().clone();
+                let now_here: Vec<String> = late.iter().filter(|w| placed.contains(*w)).cloned().collect();
+                if now_here.is_empty() {
+                    continue;
+                }
+                late.retain(|w| !now_here.contains(w));
+                if let Err(why) = start(units, spec, &placed, &now_here).await {
+                    for name in now_here {
+                        (watch.report)(&name, Gated::Unhealthy { why: why.clone() });
+                        unhealthy.insert(name, why.clone());
+                    }
+                    continue;
+                }
+                for name in now_here {
+                    checks.push(check(units, spec, name, watch));
+                }
+            }
+            else => break,
+        }
+    }
+    unhealthy
+}
+
+/// Starts mesh workloads placement has just put here, as the apply would have.
+async fn start<U: Units>(
+    units: &U,
+    spec: &Spec,
+    placed: &BTreeSet<String>,
+    names: &[String],
+) -> Result<(), String> {
+    let observed = units.observe().await.map_err(|e| e.to_string())?;
+    let mut p = plan(spec, &observed, placed);
+    p.actions.retain(|a| names.contains(&a.workload));
+    units
+        .apply(&p, &ApplyOptions::default())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// One workload's gate: `None` when healthy (or moved away), else why not.
+async fn check<U: Units>(
+    units: &U,
+    spec: &Spec,
+    name: String,
+    watch: &Watch<'_>,
+) -> (String, Option<String>) {
+    let Some(w) = spec.workloads.get(&name) else {
+        return (name, None);
+    };
+    let mesh = matches!(w.placement, Placement::Mesh(_));
+    let timeout = Duration::from_millis(w.health.timeout.as_millis());
+    let deadline = Instant::now() + timeout;
+    let stable = STABLE.min(timeout / 2);
+    let unit = unit_name(&name);
+    let mut up_since: Option<Instant> = None;
+    loop {
+        if mesh && !watch.placed.borrow().contains(&name) {
+            (watch.report)(&name, Gated::Moved);
+            return (name, None);
+        }
+        let up = match units.status(&unit).await.map(|s| look(&s)) {
+            Ok(Look::Up) => health::probe(&w.health)
+                .await
+                .map_err(|e| format!("running, but its probe fails: {e}")),
+            Ok(Look::Down(why)) => {
+                (watch.report)(&name, Gated::Unhealthy { why: why.clone() });
+                return (name, Some(why));
+            }
+            Ok(Look::NotYet(why)) => Err(why),
+            Err(e) => Err(e.to_string()),
+        };
+        let why = match up {
+            Ok(()) => {
+                let since = *up_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= stable {
+                    (watch.report)(&name, Gated::Healthy);
+                    return (name, None);
+                }
+                format!("up for less than {} ms", stable.as_millis())
+            }
+            Err(why) => {
+                up_since = None;
+                why
+            }
+        };
+        if Instant::now() + POLL > deadline {
+            let why = format!("not healthy within {}: {why}", w.health.timeout);
+            (watch.report)(&name, Gated::Unhealthy { why: why.clone() });
+            return (name, Some(why));
+        }
+        (watch.report)(&name, Gated::Waiting { why });
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 #[cfg(test)]
@@ -122,7 +238,10 @@ mod tests {
     fn looks() {
         let cases = [
             (status("active", "running", None, 0), Look::Up),
-            (status("active", "exited", Some("exited"), 0), Look::Up),
+            (
+                status("active", "exited", Some("exited"), 0),
+                Look::Down("exited (exit status 0); a service must keep running".into()),
+            ),
             (status("reloading", "reload", None, 0), Look::Up),
             (
                 status("failed", "failed", Some("exited"), 1),

@@ -1,11 +1,15 @@
 //! The parts of `xnoded`, the node agent: the state directory with its generations
 //! of specs, the health probes and the health gate that judge an apply, the deploy
-//! flow with its rollback, mesh placement, and the small interfaces through which the
+//! flow with its rollback, mesh placement and the lease that fences it, the loop that
+//! runs all of it beside its requests, and the small interfaces through which the
 //! agent acts on systemd and Nix.
 
 pub mod deploy;
+#[cfg(test)]
+mod fake;
 pub mod gate;
 pub mod health;
+pub mod lease;
 pub mod logs;
 pub mod mesh;
 pub mod metrics;

@@ -105,24 +105,21 @@ async fn main() -> Result<()> {
         interval: Duration::from_secs(args.interval),
         metrics_address: Some(metrics_address),
     };
-    let mut service = Service::new(
-        Agent {
-            units,
-            nix: NixStore,
-            store,
-            mesh_placed: Default::default(),
-        },
-        settings,
-        metrics,
-        mesh,
-    );
-    service.start().await;
-    let (tx, rx) = mpsc::channel(16);
+    let agent = Agent {
+        units: Arc::new(units),
+        nix: NixStore,
+        store,
+    };
+    let service = Service::new(agent, settings, metrics, mesh);
+    let (tx, rx) = mpsc::channel(64);
     tokio::spawn(server::serve(listener, gid, tx));
-    watchdog::ready();
-    info!(socket = %args.socket.display(), metrics = %metrics_address, "xnoded is ready");
+    let socket = args.socket.display().to_string();
+    let ready = move || {
+        watchdog::ready();
+        info!(socket, metrics = %metrics_address, "xnoded is ready");
+    };
     tokio::select! {
-        () = service.run(rx) => {}
+        () = service.run(rx, ready) => {}
         _ = tokio::signal::ctrl_c() => info!("stopping"),
     }
     Ok(())

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use serde::Serialize;
 use xnode_mesh::node::View;
-use xnode_mesh::placement::{Decision, Wanted, decide, definition_hash};
+use xnode_mesh::placement::{CLAIM, Decision, Wanted, decide, definition_hash, lease_wait};
 use xnode_spec::plan::{ActiveState, ObservedUnit};
 use xnode_spec::unit::unit_name;
 use xnode_spec::{Placement as Where, Spec};
@@ -57,11 +57,6 @@ pub fn running(wanted: &[Wanted], observed: &[ObservedUnit]) -> BTreeSet<String>
         .collect()
 }
 
-/// How long this node must have owned a workload before it starts it: two heartbeats,
-/// so that when owners change (a member passing its hold-down, say) every member's
-/// view has caught up, and the member that is no longer owner does not start it too.
-pub const CLAIM: Duration = Duration::from_secs(1);
-
 /// The last decisions, and the failovers not yet completed.
 #[derive(Debug, Default)]
 pub struct Placement {
@@ -75,6 +70,8 @@ pub struct Placement {
     names: BTreeMap<PeerId, String>,
     /// Workloads taken over here: when the member running them was last heard.
     failing_over: BTreeMap<String, Instant>,
+    /// When the lease of the member lost last runs out.
+    lease_ends: Option<Instant>,
 }
 
 /// A workload that came up here after the member running it was lost.
@@ -96,14 +93,18 @@ impl Placement {
             .collect()
     }
 
-    /// Whether a claim is waiting out [`CLAIM`]: decide again soon.
-    pub fn claiming(&self) -> bool {
-        !self.claims.is_empty()
+    /// When to decide again though nothing new is heard: a claim waiting out
+    /// [`CLAIM`], or a start held back until a lost member's lease has run out.
+    pub fn next_decision(&self, now: Instant) -> Option<Instant> {
+        let claims = self.claims.values().map(|since| *since + CLAIM);
+        claims.chain(self.lease_ends).filter(|t| *t > now).min()
     }
 
-    /// Decides every wanted workload from `view`.
+    /// Decides every wanted workload from `view`, aged to `now`.
     pub fn update(&mut self, view: &View, wanted: &[Wanted], now: Instant) {
+        let view = view.aged(now);
         let candidates: Vec<_> = view.members.iter().map(|p| p.candidate.clone()).collect();
+        self.lease_ends = lease_wait(&candidates).map(|wait| now + wait);
         self.names = view
             .members
             .iter()
@@ -114,14 +115,16 @@ impl Placement {
         for w in wanted {
             let mut d = decide(&view.me, view.quorate, w, &candidates);
             let here = d.running.contains(&view.me);
-            if !d.run_here {
+            // The claim runs while a lost member's lease does: it is not started after.
+            let wants = d.run_here || d.leased;
+            if !wants {
                 self.owned.remove(&w.name);
             } else if here {
                 self.owned.insert(w.name.clone());
             }
             let claimed = self.claims.get(&w.name).copied();
             let owned = self.owned.contains(&w.name);
-            if d.run_here && !here && !owned && claimed.is_none() {
+            if wants && !here && !owned && claimed.is_none() {
                 // A new claim. A failover if a member that ran it is lost now.
                 let before = self.decisions.get(&w.name).map(|(_, d)| d);
                 let lost = before
@@ -129,15 +132,15 @@ impl Placement {
                     .flat_map(|b| &b.running)
                     .filter_map(|p| view.members.iter().find(|m| &m.candidate.peer == p))
                     .filter(|m| !m.candidate.live)
-                    .map(|m| now.checked_sub(m.silent).unwrap_or(now))
+                    .map(|m| now.checked_sub(m.candidate.silent).unwrap_or(now))
                     .min();
                 if let Some(at) = lost {
                     self.failing_over.insert(w.name.clone(), at);
                 }
             }
-            if d.run_here && !here && !owned {
+            if wants && !here && !owned {
                 let since = claimed.unwrap_or(now);
-                if now.duration_since(since) < CLAIM {
+                if now.duration_since(since) < CLAIM || d.leased {
                     claims.insert(w.name.clone(), since);
                     d.run_here = false;
                     d.waiting = true;
@@ -245,13 +248,13 @@ pub struct MeshWorkload {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xnode_mesh::fencing::TAKEOVER;
     use xnode_mesh::node::Placed;
     use xnode_mesh::placement::{Candidate, owners};
 
     fn member(peer: PeerId, live: bool, running: &[&str]) -> Placed {
         Placed {
             node: peer.to_string(),
-            silent: Duration::from_millis(if live { 0 } else { 3000 }),
             candidate: Candidate {
                 peer,
                 live,
@@ -259,12 +262,14 @@ mod tests {
                 labels: BTreeMap::new(),
                 offers: BTreeMap::from([("w".into(), "0123456789abcdef".into())]),
                 running: running.iter().map(|s| (*s).to_owned()).collect(),
+                silent: Duration::from_millis(if live { 0 } else { 3000 }),
             },
         }
     }
 
     fn view(me: PeerId, members: Vec<Placed>) -> View {
         View {
+            at: Instant::now(),
             me,
             quorate: true,
             settled: Duration::from_secs(60),
@@ -300,15 +305,13 @@ mod tests {
             vec![member(me, true, &[]), member(other, false, &["w"])],
         );
         p.update(&dead, &wanted, t0);
-        assert!(
-            p.placed().is_empty() && p.claiming(),
-            "claimed, not yet started"
-        );
+        assert!(p.placed().is_empty(), "claimed, not yet started");
+        assert_eq!(p.next_decision(t0), Some(t0 + CLAIM));
         p.update(&dead, &wanted, t0 + CLAIM / 2);
         assert!(p.placed().is_empty());
         p.update(&dead, &wanted, t0 + CLAIM);
         assert_eq!(p.placed(), BTreeSet::from(["w".to_owned()]));
-        assert!(!p.claiming());
+        assert_eq!(p.next_decision(t0 + CLAIM), None);
         // A start that failed is not claimed again: it stays placed, under backoff.
         p.update(&dead, &wanted, t0 + CLAIM * 2);
         assert_eq!(p.placed(), BTreeSet::from(["w".to_owned()]));
@@ -325,5 +328,31 @@ mod tests {
         let status = p.status().unwrap();
         assert_eq!(status.workloads[0].owners, [me.to_string()]);
         assert_eq!(status.workloads[0].here, "runs");
+    }
+
+    #[test]
+    fn a_takeover_waits_for_the_lost_members_lease() {
+        let wanted = [Wanted {
+            name: "w".into(),
+            replicas: 1,
+            labels: BTreeMap::new(),
+            hash: "0123456789abcdef".into(),
+        }];
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let ranked = owners("w", 2, &[a, b]);
+        let (other, me) = (ranked[0], ranked[1]);
+        // Killed: dead at once, heard 300 ms ago.
+        let mut lost = member(other, false, &["w"]);
+        lost.candidate.silent = Duration::from_millis(300);
+        let v = view(me, vec![member(me, true, &[]), lost]);
+        let mut p = Placement::default();
+        p.update(&v, &wanted, v.at);
+        let lease_out = v.at + TAKEOVER - Duration::from_millis(300);
+        assert_eq!(p.next_decision(v.at), Some(v.at + CLAIM), "the claim first");
+        p.update(&v, &wanted, v.at + CLAIM);
+        assert!(p.placed().is_empty(), "the claim is over, the lease is not");
+        assert_eq!(p.next_decision(v.at + CLAIM), Some(lease_out));
+        p.update(&v, &wanted, lease_out);
+        assert_eq!(p.placed(), BTreeSet::from(["w".to_owned()]));
     }
 }

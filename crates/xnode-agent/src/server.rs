@@ -9,7 +9,8 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, Buf
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
-use xnode_api::{Envelope, MAX_MESSAGE, Reply, VERSION};
+use xnode_api::{Envelope, MAX_MESSAGE, Reply, Request, VERSION};
+use xnode_spec::Validated;
 
 use crate::service::Command;
 
@@ -145,11 +146,41 @@ async fn request(line: &str, commands: &mpsc::Sender<Command>) -> Reply {
         ));
     }
     let (tx, rx) = oneshot::channel();
-    if commands.send((envelope.request, tx)).await.is_err() {
+    let command = match envelope.request {
+        Request::Apply { spec, no_rollback } => match validate(spec).await {
+            Ok((spec, raw)) => Command::Apply {
+                spec,
+                raw,
+                no_rollback,
+                reply: tx,
+            },
+            Err(why) => return Reply::error(why),
+        },
+        Request::Plan { spec } => match validate(spec).await {
+            Ok((spec, _)) => Command::Plan { spec, reply: tx },
+            Err(why) => return Reply::error(why),
+        },
+        other => Command::Request(other, tx),
+    };
+    if commands.send(command).await.is_err() {
         return Reply::error("the agent is shutting down");
     }
     rx.await
         .unwrap_or_else(|_| Reply::error("the agent dropped the request"))
+}
+
+/// A request's spec, validated here rather than in the agent's loop: every problem,
+/// or the spec with the bytes it is recorded as.
+async fn validate(spec: serde_json::Value) -> Result<(Box<Validated>, Vec<u8>), String> {
+    let checked = tokio::task::spawn_blocking(move || {
+        let raw = serde_json::to_vec_pretty(&spec).map_err(|e| e.to_string())?;
+        xnode_spec::parse(&raw)
+            .map(|v| (Box::new(v), raw))
+            .map_err(|invalid| invalid.to_string())
+    });
+    checked
+        .await
+        .unwrap_or_else(|e| Err(format!("validating the spec failed: {e}")))
 }
 
 async fn send<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, reply: &Reply) -> std::io::Result<()> {

@@ -99,11 +99,13 @@ pub async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     }
 }
 
-/// The state directory, open.
+/// The state directory, open. What it holds is published to watchers after every
+/// write, so the agent's loop reads it without waiting on an apply that writes.
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
     state: State,
+    published: tokio::sync::watch::Sender<State>,
 }
 
 impl Store {
@@ -130,6 +132,7 @@ impl Store {
         };
         Ok(Store {
             dir: dir.to_owned(),
+            published: tokio::sync::watch::channel(state.clone()).0,
             state,
         })
     }
@@ -137,6 +140,16 @@ impl Store {
     /// The state as last written.
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// The state as last written, now and after every write.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<State> {
+        self.published.subscribe()
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn spec_path(&self, number: u64) -> PathBuf {
@@ -210,6 +223,7 @@ impl Store {
             source,
         })?;
         write_atomic(&self.dir.join("state.json"), &bytes).await?;
+        self.published.send_replace(next.clone());
         self.state = next;
         Ok(())
     }

@@ -24,6 +24,8 @@ pub trait Units {
     /// Something woken when an agent's unit changes, and the task that feeds it (it
     /// ends when the connection does).
     fn watch(&self) -> impl Future<Output = Result<Watch, Error>> + Send;
+    /// Puts one of the agent's own units (not a workload) in place; whether it changed.
+    fn install(&self, name: &str, text: &str) -> impl Future<Output = Result<bool, Error>> + Send;
 }
 
 /// What [`Units::watch`] returns.
@@ -45,6 +47,9 @@ impl Units for Systemd {
     }
     fn watch(&self) -> impl Future<Output = Result<Watch, Error>> + Send {
         Systemd::watch_units(self)
+    }
+    fn install(&self, name: &str, text: &str) -> impl Future<Output = Result<bool, Error>> + Send {
+        Systemd::install(self, name, text)
     }
 }
 
@@ -121,5 +126,9 @@ impl Units for Reconnecting {
     }
     async fn watch(&self) -> Result<Watch, Error> {
         self.with(|s| async move { s.watch_units().await }).await
+    }
+    async fn install(&self, name: &str, text: &str) -> Result<bool, Error> {
+        self.with(|s| async move { s.install(name, text).await })
+            .await
     }
 }

@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use xnode_agent::server;
+use xnode_agent::service::Command as AgentCommand;
 use xnode_api::{Reply, Request};
 
 /// The API group in this test: one no real user has as its primary group.
@@ -74,10 +75,15 @@ async fn api_access_is_root_and_the_api_group_only() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = dir.join("api.sock");
     let listener = server::bind(&path, Some(GROUP)).unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<xnode_agent::service::Command>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<AgentCommand>(4);
     tokio::spawn(server::serve(listener, Some(GROUP), tx));
     tokio::spawn(async move {
-        while let Some((_, reply)) = rx.recv().await {
+        while let Some(command) = rx.recv().await {
+            let reply = match command {
+                AgentCommand::Request(_, reply)
+                | AgentCommand::Apply { reply, .. }
+                | AgentCommand::Plan { reply, .. } => reply,
+            };
             let _ = reply.send(Reply::ok("pong"));
         }
     });

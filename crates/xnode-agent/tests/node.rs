@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use xnode_api::Request;
 use xnode_lab::Container;
-use xnode_lab::node::api;
+use xnode_lab::node::{active, api, generation};
 
 /// A container with xnoded installed and started on `spec`.
 fn node(spec: &Value) -> Container {
@@ -25,23 +25,14 @@ fn status(c: &Container) -> Value {
     api(c, Request::Status).unwrap()
 }
 
+fn write_spec(c: &Container, bytes: &[u8]) {
+    xnode_lab::node::write_spec(c, bytes).unwrap();
+}
+
 /// Waits until `check` holds for the node's status.
 fn wait_for(c: &Container, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(s) = api(c, Request::Status) {
-            if check(&s) {
-                return s;
-            }
-            if Instant::now() > deadline {
-                let journal = c
-                    .sh("journalctl -u xnoded.service --no-pager -o cat")
-                    .unwrap_or_default();
-                panic!("{what} never happened; last status: {s:#}\nxnoded's journal:\n{journal}");
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    xnode_lab::node::wait_status(c, what, Duration::from_secs(60), check)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn spec(workloads: Value) -> Value {
@@ -50,20 +41,6 @@ fn spec(workloads: Value) -> Value {
 
 fn sleeper() -> Value {
     json!({"command": ["/bin/sleep", "infinity"]})
-}
-
-fn active(c: &Container, unit: &str) -> String {
-    c.sh(&format!("systemctl is-active {unit} || true"))
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
-fn write_spec(c: &Container, bytes: &[u8]) {
-    let path = c.path("/etc/xnode/spec.json");
-    let temp = c.path("/etc/xnode/.spec.json.new");
-    std::fs::write(&temp, bytes).unwrap();
-    std::fs::rename(temp, path).unwrap();
 }
 
 /// The metrics page, from the address `status` reports (containers share the host's
@@ -78,10 +55,6 @@ fn metrics(status: &Value) -> String {
     let mut page = String::new();
     stream.read_to_string(&mut page).unwrap();
     page
-}
-
-fn generation(s: &Value) -> u64 {
-    s["generation"]["number"].as_u64().unwrap_or(0)
 }
 
 fn is_path(p: &Path) -> bool {

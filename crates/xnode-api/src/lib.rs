@@ -104,6 +104,10 @@ pub enum Request {
     /// Go back to the last good generation (or, when the current one is the last good,
     /// to the good one before it).
     Rollback,
+    /// Take in the spec file now, and answer when what became of it is known: an
+    /// error unless the node is healthy on its spec (what `nixos-rebuild switch` waits
+    /// for).
+    Reload,
     /// Every kept generation.
     History,
     /// A workload's last log lines, from the journal.

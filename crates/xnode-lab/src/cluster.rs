@@ -140,6 +140,17 @@ impl Cluster {
         })
     }
 
+    /// Sends xnoded on node `i` a signal, its units left alone: `STOP` freezes it,
+    /// `CONT` thaws it, `KILL` kills it (and systemd starts it again). Returns when it
+    /// was sent, in µs of the monotonic clock.
+    pub fn signal_agent(&self, i: usize, signal: &str) -> Result<u64, LabError> {
+        let at = monotonic_us();
+        self.nodes[i].sh(&format!(
+            "kill -{signal} $(systemctl show --value -p MainPID xnoded.service)"
+        ))?;
+        Ok(at)
+    }
+
     /// Starts node `i`'s xnoded again; returns when it started, in µs of the monotonic
     /// clock.
     pub fn restart(&self, i: usize) -> Result<u64, LabError> {
@@ -181,4 +192,19 @@ pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> Result<D
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(started.elapsed())
+}
+
+/// Now on the monotonic clock that the containers' journals share with the host, in
+/// µs.
+pub fn monotonic_us() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the value it is given.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t);
+    }
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0) / 1000
 }

@@ -114,3 +114,56 @@ pub fn api(
         std::time::Duration::from_secs(120),
     )
 }
+
+/// xnoded's own journal, to say what it did when a test fails.
+pub fn journal(c: &Container) -> String {
+    c.sh("journalctl -u xnoded.service --no-pager -o cat")
+        .unwrap_or_default()
+}
+
+/// Waits until `check` holds for the node's `status`; the last status and xnoded's
+/// journal when it never does.
+pub fn wait_status(
+    c: &Container,
+    what: &str,
+    timeout: std::time::Duration,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value, String> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut last = serde_json::Value::Null;
+    loop {
+        if let Ok(s) = api(c, xnode_api::Request::Status) {
+            if check(&s) {
+                return Ok(s);
+            }
+            last = s;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "{what} never happened; last status: {last:#}\nxnoded's journal:\n{}",
+                journal(c)
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// The generation a status names, 0 for none.
+pub fn generation(status: &serde_json::Value) -> u64 {
+    status["generation"]["number"].as_u64().unwrap_or(0)
+}
+
+/// `systemctl is-active` of a unit: `active`, `inactive`, `failed`, …
+pub fn active(c: &Container, unit: &str) -> String {
+    c.sh(&format!("systemctl is-active {unit} || true"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Replaces the node's spec file at once, as an editor that renames does.
+pub fn write_spec(c: &Container, bytes: &[u8]) -> Result<(), LabError> {
+    let path = c.path("/etc/xnode/spec.json");
+    let temp = c.path("/etc/xnode/.spec.json.new");
+    std::fs::write(&temp, bytes).map_err(LabError::io("cannot write the new spec"))?;
+    std::fs::rename(temp, path).map_err(LabError::io("cannot replace the spec"))
+}

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use libp2p::{PeerId, request_response};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::fencing::Majority;
 use crate::membership::State;
 use crate::message::{Resources, Service};
 use crate::ownership::View;
@@ -78,9 +79,6 @@ pub enum Event {
         /// Its new state.
         state: State,
     },
-    /// Something placement depends on changed: a member, the quorum, what a member
-    /// offers or runs, or who is past the hold-down. Ask for the [`View`].
-    Placement,
     /// A signed push for this node arrived; answer through `reply`.
     Push {
         /// Who delivered it.
@@ -105,7 +103,6 @@ pub(crate) enum Command {
     Members(oneshot::Sender<Vec<MemberView>>),
     Providers(Option<String>, oneshot::Sender<Vec<Provider>>),
     Status(oneshot::Sender<Status>),
-    View(oneshot::Sender<View>),
     SetWorkloads(BTreeMap<String, String>, BTreeSet<String>),
     SetLocal(BTreeMap<String, String>, Vec<Service>),
     Push(
@@ -123,6 +120,8 @@ pub(crate) enum Command {
 #[derive(Debug, Clone)]
 pub struct Handle {
     pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) views: watch::Receiver<View>,
+    pub(crate) majority: watch::Receiver<Majority>,
     pub(crate) peer_id: PeerId,
 }
 
@@ -170,9 +169,28 @@ impl Handle {
             .map_err(|_| Stopped)
     }
 
-    /// The members as placement sees them.
-    pub async fn view(&self) -> Result<View, Stopped> {
-        self.ask(Command::View).await
+    /// The members as placement sees them, anew whenever something placement depends
+    /// on changes: a member, the quorum, what a member offers or runs, or who is past
+    /// the hold-down. (Silences grow in between: see [`View::aged`].)
+    pub fn views(&self) -> watch::Receiver<View> {
+        self.views.clone()
+    }
+
+    /// What the lease is renewed on, kept current as heartbeats come in.
+    pub fn majority(&self) -> watch::Receiver<Majority> {
+        self.majority.clone()
+    }
+
+    /// [`Handle::set_workloads`] without waiting: `false` when the node's queue is
+    /// full (it is stuck), so the caller tells it again later.
+    pub fn try_set_workloads(
+        &self,
+        offers: BTreeMap<String, String>,
+        running: BTreeSet<String>,
+    ) -> bool {
+        self.commands
+            .try_send(Command::SetWorkloads(offers, running))
+            .is_ok()
     }
 
     /// The mesh workloads this node can run (name → definition hash) and runs now.

@@ -1,9 +1,11 @@
 //! The Xnode mesh: every node a libp2p peer that knows the live members, their labels,
 //! resources and services, and carries owners' signed specs to the nodes they are for.
 //!
-//! The pure parts ([`membership`], [`message`], [`quorum`], [`placement`]) decide;
+//! The pure parts ([`membership`], [`message`], [`quorum`], [`placement`],
+//! [`fencing`]) decide;
 //! [`node`] is the network shell around them.
 
+pub mod fencing;
 mod handle;
 pub mod identity;
 pub mod membership;

@@ -14,9 +14,10 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, gossipsub, identify, kad, mdns,
     memory_connection_limits, noise, ping, request_response, tcp, yamux,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
+use crate::fencing::Majority;
 use crate::handle::Command;
 pub use crate::handle::{Event, Handle, MemberView, Provider, PushResponse, Status, Stopped};
 use crate::membership::{Change, Membership, State, Timing};
@@ -104,7 +105,15 @@ pub struct Node {
     rejected: u64,
     metrics: std::sync::Arc<crate::Metrics>,
     ownership: Ownership,
+    views: watch::Sender<View>,
+    majority: watch::Sender<Majority>,
+    /// When the loop last turned: a long gap means it missed its own clock.
+    turned: Instant,
 }
+
+/// A loop that has not turned for this long was frozen or starved: every heartbeat it
+/// should have handled in between is missing.
+const STALL: Duration = Duration::from_millis(1500);
 
 /// Where a service's providers are recorded in Kademlia.
 fn service_key(name: &str) -> kad::RecordKey {
@@ -222,9 +231,20 @@ impl Node {
             .subscribe(&topic)
             .map_err(|e| setup(&e))?;
         let (commands_tx, commands) = mpsc::channel(64);
+        let ownership = Ownership::load(
+            peer_id,
+            &config.state_dir,
+            config.hold_down,
+            timing.heartbeat,
+        );
+        let membership = Membership::new(timing);
+        let now = Instant::now();
+        let (views, views_rx) =
+            watch::channel(ownership.view(peer_id, &config.node, &config.labels, &membership, now));
+        let (majority, majority_rx) = watch::channel(Majority::NONE);
         let node = Node {
             swarm,
-            membership: Membership::new(timing),
+            membership,
             topic,
             incarnation: now_ms(),
             seq: 0,
@@ -236,18 +256,18 @@ impl Node {
             rejected: 0,
             backoff: Duration::from_secs(1),
             metrics,
-            ownership: Ownership::load(
-                peer_id,
-                &config.state_dir,
-                config.hold_down,
-                timing.heartbeat,
-            ),
+            ownership,
+            views,
+            majority,
+            turned: now,
             config,
         };
         Ok((
             node,
             Handle {
                 commands: commands_tx,
+                views: views_rx,
+                majority: majority_rx,
                 peer_id,
             },
         ))
@@ -256,18 +276,58 @@ impl Node {
     /// Runs until every [`Handle`] is gone.
     pub async fn run(mut self) {
         let mut beat = tokio::time::interval(self.config.timing.heartbeat);
+        // After a stall, one beat, not a burst of the missed ones.
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut bootstrap = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
-                event = self.swarm.select_next_some() => self.on_swarm(event),
+                event = self.swarm.select_next_some() => {
+                    self.turn();
+                    self.on_swarm(event);
+                }
                 command = self.commands.recv() => match command {
-                    Some(command) => self.on_command(command),
+                    Some(command) => {
+                        self.turn();
+                        self.on_command(command);
+                    }
                     None => return,
                 },
-                _ = beat.tick() => self.on_beat(),
+                _ = beat.tick() => {
+                    self.turn();
+                    self.on_beat();
+                }
                 _ = bootstrap.tick() => self.bootstrap(),
             }
         }
+    }
+
+    /// Before anything else it handles: a loop that missed its own clock treats all it
+    /// knew as stale (its lease is not renewed, it owns nothing for a hold-down), and
+    /// only then takes in what queued up meanwhile.
+    fn turn(&mut self) {
+        let now = Instant::now();
+        let gap = now.saturating_duration_since(self.turned);
+        self.turned = now;
+        if gap > STALL {
+            warn!(
+                gap_ms = gap.as_millis() as u64,
+                "the mesh loop stood still for {} ms; starting over as if just joined",
+                gap.as_millis()
+            );
+            self.ownership.interrupt();
+            self.majority.send_replace(Majority::NONE);
+            self.metrics.quorate(false);
+        }
+    }
+
+    /// The lease's evidence, after anything that may change it.
+    fn publish_majority(&mut self, now: Instant) {
+        let m = self.ownership.majority(&self.membership, now);
+        self.majority.send_if_modified(|old| {
+            let changed = *old != m;
+            *old = m;
+            changed
+        });
     }
 
     /// Finds the rest of the mesh (again), and puts this node's provider records where
@@ -356,8 +416,9 @@ impl Node {
             }
         }
         if self.ownership.moved(&view) {
-            let _ = self.events.try_send(Event::Placement);
+            self.views.send_replace(view);
         }
+        self.publish_majority(now);
     }
 
     fn view(&self, now: Instant) -> View {
@@ -405,6 +466,7 @@ impl Node {
             State::Suspect => info!(%peer_id, node, "member suspect"),
             State::Dead => warn!(%peer_id, node, "member dead"),
         }
+        self.publish_majority(Instant::now());
         if state == State::Alive {
             self.learn_addresses(&peer_id);
         }
@@ -564,6 +626,7 @@ impl Node {
                 if let Some(change) = self.membership.heard(&source, hb, now) {
                     self.report(change);
                 }
+                self.publish_majority(now);
             }
             Message::Gone {
                 peer,
@@ -704,9 +767,6 @@ impl Node {
                 self.config.labels = labels;
                 self.config.services = services;
                 self.provide();
-            }
-            Command::View(reply) => {
-                let _ = reply.send(self.view(Instant::now()));
             }
             Command::SetWorkloads(offers, running) => {
                 let news = running != self.ownership.running || offers != self.ownership.offers;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use tracing::warn;
 
+use crate::fencing::Majority;
 use crate::membership::{Membership, State};
 use crate::placement::Candidate;
 use crate::quorum::{Changed, Quorum};
@@ -19,6 +20,8 @@ const VOTERS_FILE: &str = "mesh-voters.json";
 /// The members as placement sees them, this node included.
 #[derive(Debug, Clone)]
 pub struct View {
+    /// When it was taken: members' silences are as of then.
+    pub at: Instant,
     /// This node.
     pub me: PeerId,
     /// Whether it sees a majority of its voters (if not, it is fenced).
@@ -38,10 +41,26 @@ pub struct View {
 pub struct Placed {
     /// Its node name.
     pub node: String,
-    /// How long since it was last heard (zero for this node).
-    pub silent: Duration,
     /// For placement.
     pub candidate: Candidate<PeerId>,
+}
+
+impl View {
+    /// The view as it stands at `now`, if nothing was heard since it was taken: every
+    /// other member silent for that much longer.
+    pub fn aged(&self, now: Instant) -> View {
+        let more = now.saturating_duration_since(self.at);
+        let mut view = self.clone();
+        view.at = now;
+        for m in view
+            .members
+            .iter_mut()
+            .filter(|m| m.candidate.peer != self.me)
+        {
+            m.candidate.silent += more;
+        }
+        view
+    }
 }
 
 /// The voters saved by the last run: none on a new node; all of them or an error, so a
@@ -64,6 +83,7 @@ type Fingerprint = (bool, Vec<Candidate<PeerId>>);
 /// This node's part in placement.
 #[derive(Debug)]
 pub(crate) struct Ownership {
+    me: PeerId,
     quorum: Quorum<PeerId>,
     file: PathBuf,
     hold_down: Duration,
@@ -87,6 +107,7 @@ impl Ownership {
             Vec::new()
         });
         Ownership {
+            me,
             quorum: Quorum::new(me, remembered),
             file,
             hold_down,
@@ -125,6 +146,35 @@ impl Ownership {
         self.quorum.settled(now)
     }
 
+    /// This node missed its own clock (frozen, or starved of CPU): what it knows of the
+    /// others is stale, and they may have given it up. It counts as not quorate until
+    /// the next look, and owns nothing until a new hold-down has passed.
+    pub(crate) fn interrupt(&mut self) {
+        self.quorum.interrupt();
+    }
+
+    /// What the lease is renewed on: from when this node may own workloads, and since
+    /// when a majority of the voters was heard (alive members only).
+    pub(crate) fn majority(&self, membership: &Membership<PeerId>, now: Instant) -> Majority {
+        let others: Vec<Option<Instant>> = self
+            .quorum
+            .voters()
+            .iter()
+            .filter(|p| **p != self.me)
+            .map(|p| {
+                membership
+                    .get(p)
+                    .filter(|m| m.state == State::Alive)
+                    .map(|m| m.heard)
+            })
+            .collect();
+        let owns_from = self.quorum.quorate().then(|| {
+            let settled = self.quorum.settled(now);
+            now.checked_sub(settled).unwrap_or(now) + self.hold_down
+        });
+        Majority::heard_since_of(owns_from, &others, now)
+    }
+
     /// The view placement decides from.
     pub(crate) fn view(
         &self,
@@ -137,7 +187,6 @@ impl Ownership {
         let settled = self.quorum.settled(now);
         let mine = Placed {
             node: node.to_owned(),
-            silent: Duration::ZERO,
             candidate: Candidate {
                 peer: me,
                 live: true,
@@ -145,6 +194,7 @@ impl Ownership {
                 labels: labels.clone(),
                 offers: self.offers.clone(),
                 running: self.running.clone(),
+                silent: Duration::ZERO,
             },
         };
         let others = membership.members().map(|(peer, m)| {
@@ -156,7 +206,6 @@ impl Ownership {
                 Duration::from_millis(m.info.settled_ms).saturating_add(silent.min(self.heartbeat));
             Placed {
                 node: m.info.node.clone(),
-                silent,
                 candidate: Candidate {
                     peer: *peer,
                     live,
@@ -164,10 +213,12 @@ impl Ownership {
                     labels: m.info.labels.clone(),
                     offers: m.info.offers.clone(),
                     running: m.info.running.clone(),
+                    silent,
                 },
             }
         });
         View {
+            at: now,
             me,
             quorate: self.quorum.quorate(),
             settled,
@@ -177,9 +228,17 @@ impl Ownership {
         }
     }
 
-    /// Whether anything placement depends on changed since the last call.
+    /// Whether anything placement depends on changed since the last call. Silences
+    /// grow all the time: the agent ages a view itself ([`View::aged`]).
     pub(crate) fn moved(&mut self, view: &View) -> bool {
-        let members = view.members.iter().map(|p| p.candidate.clone()).collect();
+        let members = view
+            .members
+            .iter()
+            .map(|p| Candidate {
+                silent: Duration::ZERO,
+                ..p.candidate.clone()
+            })
+            .collect();
         let now = (view.quorate, members);
         let moved = self.last.as_ref() != Some(&now);
         self.last = Some(now);

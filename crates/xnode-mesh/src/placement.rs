@@ -15,10 +15,17 @@ use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
+use crate::fencing::TAKEOVER;
+
 /// How long a member must have been quorate, without a break, before it owns mesh
 /// workloads: a node that flaps or has just come back does not pull workloads to
 /// itself. Every member judges every other by it, so it is the same on all of them.
 pub const HOLD_DOWN: Duration = Duration::from_secs(5);
+
+/// How long a node must have owned a workload before it starts it: two heartbeats, so
+/// that when owners change (a member passing its hold-down, say) every member's view
+/// has caught up, and the member that is no longer owner does not start it too.
+pub const CLAIM: Duration = Duration::from_secs(1);
 
 /// A workload as this node's spec places it on the mesh.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +56,28 @@ pub struct Candidate<P> {
     pub offers: BTreeMap<String, String>,
     /// The mesh workloads it says it runs.
     pub running: BTreeSet<String>,
+    /// How long since it was last heard (zero for this node).
+    pub silent: Duration,
+}
+
+impl<P> Candidate<P> {
+    /// Whether it is lost but may still run `workload` under its lease: it offered or
+    /// ran it, and was heard less than [`TAKEOVER`] ago.
+    fn may_still_run(&self, workload: &str) -> bool {
+        !self.live
+            && self.silent < TAKEOVER
+            && (self.offers.contains_key(workload) || self.running.contains(workload))
+    }
+}
+
+/// How long until a lost member's lease has surely run out, so a start it holds back
+/// may go ahead: when to decide again.
+pub fn lease_wait<P>(members: &[Candidate<P>]) -> Option<Duration> {
+    members
+        .iter()
+        .filter(|c| !c.live && c.silent < TAKEOVER)
+        .map(|c| TAKEOVER - c.silent)
+        .min()
 }
 
 /// What this node makes of one workload.
@@ -60,8 +89,11 @@ pub struct Decision<P> {
     pub running: Vec<P>,
     /// Whether this node runs it.
     pub run_here: bool,
-    /// This node owns it but waits for a member still running it to stop.
+    /// This node owns it but waits for a member still running it to stop, or for a
+    /// lost member's lease to run out.
     pub waiting: bool,
+    /// Of those waits, the lease: nothing else holds this node back.
+    pub leased: bool,
 }
 
 /// What members compare to agree that they run the same workload: 16 hex digits of
@@ -135,12 +167,16 @@ pub fn decide<P: ToString + Clone + Eq>(
     let here = running.contains(me);
     let others = running.len() - usize::from(here);
     let owner = quorate && owners.contains(me);
-    let run_here = owner && (here || others < wanted.replicas);
+    // A lost member may still run it until its lease runs out (crate::fencing).
+    let free = owner && (here || others < wanted.replicas);
+    let leased = free && !here && members.iter().any(|c| c.may_still_run(&wanted.name));
+    let run_here = free && !leased;
     Decision {
         owners,
         running,
         run_here,
         waiting: owner && !run_here,
+        leased,
     }
 }
 
@@ -166,6 +202,7 @@ mod tests {
             labels: BTreeMap::new(),
             offers: BTreeMap::from([("w".into(), "h1".into())]),
             running: BTreeSet::new(),
+            silent: Duration::ZERO,
         }
     }
 
@@ -193,12 +230,54 @@ mod tests {
             ("no one else does", all(), &second, true, false, false),
             ("not while fenced", all(), &top, false, false, false),
             (
-                "the next one takes over from a dead owner",
+                "the next one takes over from a dead owner once its lease is out",
                 with(&|m| {
                     let i = at(m, &top);
                     m[i].live = false;
                     m[i].eligible = false;
                     m[i].running.insert("w".into());
+                    m[i].silent = TAKEOVER;
+                }),
+                &second,
+                true,
+                true,
+                false,
+            ),
+            (
+                "but not while the dead owner may still hold its lease",
+                with(&|m| {
+                    let i = at(m, &top);
+                    m[i].live = false;
+                    m[i].eligible = false;
+                    m[i].running.insert("w".into());
+                    m[i].silent = TAKEOVER - Duration::from_millis(1);
+                }),
+                &second,
+                true,
+                false,
+                true,
+            ),
+            (
+                "nor while a lost member that offered it may have started it",
+                with(&|m| {
+                    let i = at(m, &top);
+                    m[i].live = false;
+                    m[i].eligible = false;
+                    m[i].silent = Duration::from_millis(100);
+                }),
+                &second,
+                true,
+                false,
+                true,
+            ),
+            (
+                "a lost member that never offered it holds nothing back",
+                with(&|m| {
+                    let i = at(m, &top);
+                    m[i].live = false;
+                    m[i].eligible = false;
+                    m[i].offers.clear();
+                    m[i].silent = Duration::from_millis(100);
                 }),
                 &second,
                 true,
@@ -272,6 +351,20 @@ mod tests {
                 "{what}: {d:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_start_held_back_by_a_lease_is_decided_again_when_it_runs_out() {
+        let mut members = vec![member("a"), member("b"), member("c")];
+        assert_eq!(lease_wait(&members), None);
+        members[1].live = false;
+        members[1].silent = Duration::from_millis(300);
+        members[2].live = false;
+        members[2].silent = TAKEOVER + Duration::from_secs(1);
+        assert_eq!(
+            lease_wait(&members),
+            Some(TAKEOVER - Duration::from_millis(300))
+        );
     }
 
     #[test]

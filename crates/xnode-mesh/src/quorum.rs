@@ -90,6 +90,12 @@ impl<P: Ord + Clone> Quorum<P> {
         changed
     }
 
+    /// Not quorate until the next update says so, settled anew from then: for a node
+    /// that missed its own clock and cannot trust what it last saw.
+    pub fn interrupt(&mut self) {
+        self.quorate_since = None;
+    }
+
     /// Whether this node may run mesh workloads at all.
     pub fn quorate(&self) -> bool {
         self.quorate_since.is_some()

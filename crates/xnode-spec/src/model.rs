@@ -226,6 +226,32 @@ impl RestartPolicy {
             .find(|(_, p)| *p == self)
             .map_or("on-failure", |(s, _)| s)
     }
+
+    /// Whether systemd starts a service again after a clean exit under this policy.
+    /// When it does not, the unit is rendered with `RemainAfterExit=yes`, so a clean
+    /// exit leaves it `active (exited)`: systemd keeps the record, and the agent sees
+    /// a workload that finished, not one that was stopped.
+    pub fn restarts_on_clean_exit(self) -> bool {
+        matches!(self, RestartPolicy::Always | RestartPolicy::OnSuccess)
+    }
+
+    /// Whether systemd starts a service again after it ended with `result` (its
+    /// `Result` property, e.g. `exit-code`), as systemd.service(5) tabulates it. A
+    /// result this build does not know counts as a failure.
+    pub fn restarts_after(self, result: &str) -> bool {
+        let clean = result == "success";
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::Always => result != "exec-condition",
+            RestartPolicy::OnSuccess => clean,
+            RestartPolicy::OnFailure => !clean && result != "exec-condition",
+            RestartPolicy::OnAbnormal => {
+                !matches!(result, "success" | "exit-code" | "exec-condition")
+            }
+            RestartPolicy::OnWatchdog => result == "watchdog",
+            RestartPolicy::OnAbort => matches!(result, "signal" | "core-dump"),
+        }
+    }
 }
 
 /// Health: the unit must be active, and pass its probe if it has one, within `timeout`.
@@ -414,4 +440,47 @@ pub struct MeshPlacement {
 
 fn one() -> u32 {
     1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RestartPolicy::{self, *};
+
+    /// systemd.service(5), "Table 2. Exit causes and the effect of the Restart=
+    /// settings", read by `Result`.
+    #[test]
+    fn restarts_follow_systemds_table() {
+        let results = [
+            "success",
+            "exit-code",
+            "signal",
+            "core-dump",
+            "timeout",
+            "watchdog",
+        ];
+        let table: [(RestartPolicy, [bool; 6]); 7] = [
+            (No, [false, false, false, false, false, false]),
+            (Always, [true, true, true, true, true, true]),
+            (OnSuccess, [true, false, false, false, false, false]),
+            (OnFailure, [false, true, true, true, true, true]),
+            (OnAbnormal, [false, false, true, true, true, true]),
+            (OnAbort, [false, false, true, true, false, false]),
+            (OnWatchdog, [false, false, false, false, false, true]),
+        ];
+        for (policy, row) in table {
+            for (result, want) in results.iter().zip(row) {
+                assert_eq!(
+                    policy.restarts_after(result),
+                    want,
+                    "{policy:?} after {result}"
+                );
+            }
+            assert_eq!(policy.restarts_on_clean_exit(), row[0], "{policy:?}");
+        }
+        assert!(
+            OnFailure.restarts_after("oom-kill"),
+            "an unknown failure is a failure"
+        );
+        assert!(!Always.restarts_after("exec-condition"));
+    }
 }

@@ -13,7 +13,7 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::model::{Placement, Spec, Workload};
+use crate::model::{Placement, RestartPolicy, Spec, Workload};
 use crate::unit::{self, Difference, UnitFile};
 
 /// A unit's `ActiveState`, as systemd reports it.
@@ -63,6 +63,42 @@ pub struct ObservedUnit {
     /// (a transient unit, or a file deleted while it ran).
     #[serde(default)]
     pub file: Option<String>,
+    /// Its `SubState`, e.g. `running`, or `exited` for a workload that finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_state: Option<String>,
+    /// For a failed unit, systemd's `Result`: why it failed (`exit-code`, `signal`,
+    /// `start-limit-hit`, …). The restart policy decides from it whether to start the
+    /// unit again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+}
+
+impl ObservedUnit {
+    /// A unit in `state` with `file`, with nothing more known.
+    pub fn new(name: impl Into<String>, state: ActiveState, file: Option<String>) -> Self {
+        ObservedUnit {
+            name: name.into(),
+            active_state: state,
+            file,
+            sub_state: None,
+            result: None,
+        }
+    }
+
+    /// Whether its process ended by itself and its restart policy leaves it so: a clean
+    /// exit (the unit stays `active (exited)`), or a failure that systemd was not told
+    /// to restart. A unit stopped by hand, or that systemd gave up restarting
+    /// (`start-limit-hit`), is not done: the agent starts it again.
+    pub fn finished(&self, policy: RestartPolicy) -> bool {
+        match self.active_state {
+            ActiveState::Active => self.sub_state.as_deref() == Some("exited"),
+            ActiveState::Failed => {
+                let result = self.result.as_deref().unwrap_or("exit-code");
+                result != "start-limit-hit" && !policy.restarts_after(result)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The observed units of a node: what `xnodectl plan --observed` reads.
@@ -301,6 +337,9 @@ fn plan_wanted(plan: &mut Plan, name: &str, w: &Workload, observed: Option<&Obse
         return;
     };
     let running = o.active_state.is_running();
+    // A failed workload its restart policy leaves down is not started again unless
+    // its definition changes.
+    let restore = !running && !o.finished(w.restart.policy);
     let Some(installed) = &o.file else {
         if running {
             refuse(
@@ -340,24 +379,23 @@ fn plan_wanted(plan: &mut Plan, name: &str, w: &Workload, observed: Option<&Obse
     let not_running = Reason::NotRunning(o.active_state);
     match unit::compare(installed, &wanted) {
         Difference::None => {
-            if !running {
+            if restore {
                 plan.push(Op::Start, name, not_running);
             }
         }
         Difference::Cosmetic => {
             plan.write(Op::Update, name, Reason::Cosmetic, &wanted);
-            if !running {
+            if restore {
                 plan.push(Op::Start, name, not_running);
             }
         }
         Difference::Reload => {
             plan.write(Op::Update, name, Reason::TriggersChanged, &wanted);
-            let (op, reason) = if running {
-                (Op::Reload, Reason::TriggersChanged)
-            } else {
-                (Op::Start, not_running)
-            };
-            plan.push(op, name, reason);
+            if running {
+                plan.push(Op::Reload, name, Reason::TriggersChanged);
+            } else if restore {
+                plan.push(Op::Start, name, not_running);
+            }
         }
         Difference::Restart(keys) if !running => {
             plan.write(Op::Update, name, Reason::Changed(keys), &wanted);

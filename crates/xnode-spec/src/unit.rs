@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{Relax, Workload};
+use crate::model::{Placement, Relax, Workload};
 
 /// The slice every workload runs in, so their resources can be seen and bounded together.
 pub const SLICE: &str = "xnode.slice";
@@ -12,6 +12,18 @@ pub const SLICE: &str = "xnode.slice";
 /// The `[Unit]` key that marks a unit as the agent's and names its workload. A unit
 /// without it is never touched.
 pub const MARKER: &str = "X-Xnode-Workload";
+
+/// The lease every mesh-placed unit is bound to (`BindsTo=`): a unit whose watchdog
+/// only the agent's loop feeds, and only while the node sees a majority of the mesh.
+/// When the feeding stops, systemd stops the lease and with it every mesh workload,
+/// whatever state the agent is in. Its name is outside the workloads' `xnode-*`
+/// pattern, so no workload can take it.
+pub const LEASE_UNIT: &str = "xnoded-lease.service";
+
+/// How long a mesh workload has to stop before systemd kills it (`TimeoutStopSec=`):
+/// part of the fencing margin (docs/mesh.md), so a slow stop cannot run into the
+/// majority's takeover.
+pub const MESH_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 const PREFIX: &str = "xnode-";
 const SUFFIX: &str = ".service";
@@ -108,6 +120,11 @@ pub fn render(name: &str, w: &Workload) -> String {
             command_line(&w.reload_triggers)
         ));
     }
+    let mesh = matches!(w.placement, Placement::Mesh(_));
+    if mesh {
+        line(&format!("BindsTo={LEASE_UNIT}"));
+        line(&format!("After={LEASE_UNIT}"));
+    }
     line("");
     line("[Service]");
     line("Type=exec");
@@ -143,6 +160,15 @@ pub fn render(name: &str, w: &Workload) -> String {
     }
     line(&format!("Restart={}", w.restart.policy.as_str()));
     line(&format!("RestartSec={}ms", w.restart.delay.as_millis()));
+    if !w.restart.policy.restarts_on_clean_exit() {
+        line("RemainAfterExit=yes");
+    }
+    if mesh {
+        line(&format!(
+            "TimeoutStopSec={}ms",
+            MESH_STOP_TIMEOUT.as_millis()
+        ));
+    }
     for (key, value, default) in [
         ("X-RestartIfChanged", w.restart_if_changed, true),
         ("X-ReloadIfChanged", w.reload_if_changed, false),

@@ -26,19 +26,24 @@ fn web(extra: Value) -> Value {
 
 /// The unit as the agent would have installed it for `workload` of `s`.
 fn installed(s: &Spec, workload: &str, state: ActiveState) -> ObservedUnit {
+    ObservedUnit::new(
+        unit::unit_name(workload),
+        state,
+        Some(render(workload, &s.workloads[workload])),
+    )
+}
+
+/// As [`installed`], with systemd's record of how its process ended.
+fn ended(s: &Spec, workload: &str, state: ActiveState, sub: &str, result: &str) -> ObservedUnit {
     ObservedUnit {
-        name: unit::unit_name(workload),
-        active_state: state,
-        file: Some(render(workload, &s.workloads[workload])),
+        sub_state: Some(sub.into()),
+        result: Some(result.into()),
+        ..installed(s, workload, state)
     }
 }
 
 fn foreign(name: &str, state: ActiveState, file: Option<&str>) -> ObservedUnit {
-    ObservedUnit {
-        name: name.to_owned(),
-        active_state: state,
-        file: file.map(str::to_owned),
-    }
+    ObservedUnit::new(name, state, file.map(str::to_owned))
 }
 
 /// The plan as `op unit` lines.
@@ -58,6 +63,8 @@ use ActiveState::{Active, Failed, Inactive};
 #[test]
 fn table() {
     let old = spec(json!({"web": web(json!({}))}));
+    let no_restart = spec(json!({"web": web(json!({"restart": {"policy": "no"}}))}));
+    let on_abort = spec(json!({"web": web(json!({"restart": {"policy": "on-abort"}}))}));
     let cases: Vec<(&str, Spec, Vec<ObservedUnit>, Vec<&str>)> = vec![
         (
             "new workload is created and started",
@@ -87,6 +94,52 @@ fn table() {
             "failed: started again",
             old.clone(),
             vec![installed(&old, "web", Failed)],
+            vec!["start xnode-web.service"],
+        ),
+        (
+            "exited by itself, cleanly: finished, left alone",
+            old.clone(),
+            vec![ended(&old, "web", Active, "exited", "success")],
+            vec![],
+        ),
+        (
+            "exited, and its definition changed: run again",
+            spec(json!({"web": web(json!({"command": ["/bin/web2"]}))})),
+            vec![ended(&old, "web", Active, "exited", "success")],
+            vec![
+                "stop xnode-web.service",
+                "update xnode-web.service",
+                "start xnode-web.service",
+            ],
+        ),
+        (
+            "failed under restart policy no: left failed",
+            no_restart.clone(),
+            vec![ended(&no_restart, "web", Failed, "failed", "exit-code")],
+            vec![],
+        ),
+        (
+            "failed past systemd's start limit: started again",
+            no_restart.clone(),
+            vec![ended(
+                &no_restart,
+                "web",
+                Failed,
+                "failed",
+                "start-limit-hit",
+            )],
+            vec!["start xnode-web.service"],
+        ),
+        (
+            "failed with an exit code, on-abort: left failed",
+            on_abort.clone(),
+            vec![ended(&on_abort, "web", Failed, "failed", "exit-code")],
+            vec![],
+        ),
+        (
+            "killed by a signal, on-abort: started again",
+            on_abort.clone(),
+            vec![ended(&on_abort, "web", Failed, "failed", "signal")],
             vec!["start xnode-web.service"],
         ),
         (

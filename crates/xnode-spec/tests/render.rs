@@ -90,6 +90,47 @@ fn defaults_are_a_dynamic_user_in_a_full_sandbox_without_capabilities() {
 }
 
 #[test]
+fn a_clean_exit_stays_on_record_unless_the_policy_restarts_it() {
+    for (policy, remains) in [
+        ("no", true),
+        ("on-failure", true),
+        ("on-abnormal", true),
+        ("on-abort", true),
+        ("on-watchdog", true),
+        ("always", false),
+        ("on-success", false),
+    ] {
+        let text = render(
+            "w",
+            &workload(json!({"command": ["/bin/true"], "restart": {"policy": policy}})),
+        );
+        let got = UnitFile::parse(&text)
+            .get("Service", "RemainAfterExit")
+            .to_vec();
+        assert_eq!(got.is_empty(), !remains, "{policy}: {got:?}");
+    }
+}
+
+#[test]
+fn mesh_workloads_are_bound_to_the_lease_and_stop_quickly_local_ones_are_not() {
+    let mesh = UnitFile::parse(&render(
+        "w",
+        &workload(json!({"command": ["/bin/true"], "placement": {"mesh": {}}})),
+    ));
+    assert_eq!(mesh.get("Unit", "BindsTo"), ["xnoded-lease.service"]);
+    assert_eq!(mesh.get("Unit", "After"), ["xnoded-lease.service"]);
+    assert_eq!(mesh.get("Service", "TimeoutStopSec"), ["500ms"]);
+    let local = UnitFile::parse(&render("w", &workload(json!({"command": ["/bin/true"]}))));
+    assert!(local.get("Unit", "BindsTo").is_empty());
+    assert!(local.get("Service", "TimeoutStopSec").is_empty());
+    assert_eq!(
+        workload_of(xnode_spec::unit::LEASE_UNIT),
+        None,
+        "no workload can be the lease"
+    );
+}
+
+#[test]
 fn relaxing_capabilities_drops_the_bounding_set() {
     let text = render(
         "w",

@@ -147,6 +147,13 @@ impl Systemd {
             .await
     }
 
+    /// A service's `Result`, by its object path.
+    pub(crate) async fn result(&self, name: &str, path: OwnedObjectPath) -> Result<String, Error> {
+        let read = async { self.service_proxy(path).await?.result().await };
+        read.await
+            .map_err(Error::call(format!("reading the Result of {name}")))
+    }
+
     /// A unit's current state, read fresh.
     pub async fn status(&self, unit: &str) -> Result<UnitStatus, Error> {
         // One call at a time: many statuses run side by side, and the bus limits how

@@ -68,7 +68,7 @@ fn touched(plan: &Plan) -> Vec<(Op, String, String)> {
 }
 
 /// Hidden, so systemd never loads it as a unit.
-fn temp_name(target: &Path) -> PathBuf {
+pub(crate) fn temp_name(target: &Path) -> PathBuf {
     let name = target
         .file_name()
         .and_then(|n| n.to_str())

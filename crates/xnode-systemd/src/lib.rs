@@ -12,6 +12,7 @@ mod changes;
 mod client;
 mod error;
 mod files;
+mod install;
 mod jobs;
 mod observe;
 

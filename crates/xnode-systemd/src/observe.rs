@@ -26,14 +26,22 @@ impl Systemd {
             .list_units_by_patterns(vec![], vec![PATTERN.into()])
             .await
             .map_err(Error::call("ListUnitsByPatterns"))?;
-        // Loaded units: the state from the listing, the file from FragmentPath.
-        let reads = stream::iter(loaded).map(|(name, _, _, active, _, _, path, ..)| async move {
-            let fragment = self.fragment_path(&name, path).await?;
+        // Loaded units: the state from the listing, the file from FragmentPath, and for
+        // a failed one why it failed (its restart policy decides on that).
+        let reads = stream::iter(loaded).map(|(name, _, _, active, sub, _, path, ..)| async move {
+            let fragment = self.fragment_path(&name, path.clone()).await?;
             let file = self.read_unit_file(&fragment).await?;
+            let active_state = parse_state(&active);
+            let result = match active_state {
+                ActiveState::Failed => Some(self.result(&name, path).await?),
+                _ => None,
+            };
             Ok::<_, Error>(ObservedUnit {
-                active_state: parse_state(&active),
+                active_state,
                 name,
                 file,
+                sub_state: Some(sub),
+                result,
             })
         });
         let mut units: BTreeMap<String, ObservedUnit> = reads
@@ -48,11 +56,7 @@ impl Systemd {
                     .read_unit_file(&format!("/{}/{}", crate::client::UNIT_DIR, slot.key()))
                     .await?;
                 let name = slot.key().clone();
-                slot.insert(ObservedUnit {
-                    name,
-                    active_state: ActiveState::Inactive,
-                    file,
-                });
+                slot.insert(ObservedUnit::new(name, ActiveState::Inactive, file));
             }
         }
         Ok(units.into_values().collect())

@@ -62,6 +62,17 @@ Example:
   xnodectl apply spec.json"
     )]
     Apply(ApplyArgs),
+    /// Make xnoded take in its spec file now, and wait for what became of it.
+    #[command(
+        after_help = "What `systemctl reload xnoded` runs, so that `nixos-rebuild switch` waits for the
+node's apply and fails when it is rolled back. Exit status: 0 when the node is
+healthy on the file's spec (or already was), 1 when the spec is invalid, the apply
+was rolled back or left unhealthy, or the wait timed out.
+
+Example:
+  xnodectl reload --timeout 600"
+    )]
+    Reload(ReloadArgs),
     /// Go back to the previous healthy generation.
     Rollback(AgentArgs),
     /// List the kept generations.
@@ -217,6 +228,15 @@ pub struct ApplyArgs {
     /// Keep the result even if it is unhealthy.
     #[arg(long)]
     pub no_rollback: bool,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    /// How long to wait for the apply, health gate included.
+    #[arg(long, default_value_t = 900, value_name = "SECONDS")]
+    pub timeout: u64,
     #[command(flatten)]
     pub agent: AgentArgs,
 }

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Schema => cmd::schema::run(),
         Command::Status(args) => cmd::status::run(&args),
         Command::Apply(args) => cmd::apply::run(&args),
+        Command::Reload(args) => cmd::apply::reload(&args),
         Command::Rollback(args) => cmd::history::rollback(&args),
         Command::History(args) => cmd::history::run(&args),
         Command::Logs(args) => cmd::logs::run(&args),

@@ -154,8 +154,6 @@ async fn main() -> Result<()> {
                     say(json!({"kind": "member", "peer_id": peer_id.to_string(), "node": node,
                                "state": state, "at_ms": now_ms() as u64}));
                 }
-                // It offers no workloads, so nothing is placed here.
-                Some(Event::Placement) => {}
                 Some(Event::Push { reply, .. }) => {
                     let _ = reply.send(Err("xnode-meshd runs no workloads and takes no specs".into()));
                 }

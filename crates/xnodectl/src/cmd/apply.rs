@@ -1,11 +1,13 @@
 //! `xnodectl apply FILE`
 
+use std::time::Duration;
+
 use anyhow::{Result, bail};
 use serde_json::Value;
 use xnode_api::Request;
 
 use crate::Outcome;
-use crate::cli::{ApplyArgs, Output};
+use crate::cli::{ApplyArgs, Output, ReloadArgs};
 use crate::{cmd, input};
 
 pub fn run(args: &ApplyArgs) -> Result<Outcome> {
@@ -47,6 +49,39 @@ pub fn run(args: &ApplyArgs) -> Result<Outcome> {
     if !text {
         cmd::print_json(&result)?;
     }
+    outcome(&result, text)
+}
+
+/// `xnodectl reload`: the spec file taken in, and what became of it.
+pub fn reload(args: &ReloadArgs) -> Result<Outcome> {
+    let text = matches!(args.agent.output, Output::Text);
+    let result = xnode_api::call(
+        &args.agent.socket,
+        Request::Reload,
+        Duration::from_secs(args.timeout),
+    )
+    .map_err(|e| match e {
+        xnode_api::ClientError::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+            anyhow::anyhow!("no answer from xnoded within {} s", args.timeout)
+        }
+        other => other.into(),
+    })?;
+    if !text {
+        cmd::print_json(&result)?;
+        return Ok(Outcome::Success);
+    }
+    if result["unchanged"] == true {
+        cmd::print(&format!(
+            "The spec file holds the spec in force (generation {}).\n",
+            result["generation"]
+        ))?;
+        return Ok(Outcome::Success);
+    }
+    outcome(&result, text)
+}
+
+/// Says what became of an apply; success only when it is healthy.
+fn outcome(result: &Value, text: bool) -> Result<Outcome> {
     let generation = &result["generation"];
     let reason = result["outcome"]["reason"].as_str().unwrap_or("");
     match result["outcome"]["state"].as_str() {

@@ -46,6 +46,7 @@ fn text(s: &Value) -> String {
     if let Some(reason) = g["outcome"]["reason"].as_str() {
         let _ = writeln!(out, "reason      {reason}");
     }
+    applying(&mut out, &s["applying"]);
     if let Some(e) = s["spec_file"]["error"].as_str() {
         let _ = writeln!(
             out,
@@ -84,12 +85,37 @@ fn text(s: &Value) -> String {
                 out,
                 "{:<width$}  {:<12}  {}",
                 str_of(w, "name"),
-                str_of(w, "active_state"),
+                w["state"]
+                    .as_str()
+                    .unwrap_or_else(|| str_of(w, "active_state")),
                 w["error"].as_str().unwrap_or("")
             );
         }
     }
     out
+}
+
+/// The apply under way, and each workload its health gate waits on.
+fn applying(out: &mut String, a: &Value) {
+    if a.is_null() {
+        return;
+    }
+    let generation = match a["generation"].as_u64() {
+        Some(n) => format!("generation {n}"),
+        None => "a new generation".into(),
+    };
+    let phase = a["phase"].as_str().unwrap_or("-").replace('_', " ");
+    let _ = writeln!(out, "applying    {generation} ({phase})");
+    if let Some(workloads) = a["workloads"].as_object() {
+        for (name, g) in workloads {
+            let state = g["state"].as_str().unwrap_or("-");
+            match g["why"].as_str() {
+                Some(why) => writeln!(out, "  {name:<10} {state}: {why}"),
+                None => writeln!(out, "  {name:<10} {state}"),
+            }
+            .ok();
+        }
+    }
 }
 
 /// The mesh workloads: who should run each, who does, and whether this node is fenced.
@@ -176,5 +202,26 @@ mod tests {
             "{cache}"
         );
         assert!(text(&placement(false)).contains("FENCED"));
+    }
+
+    #[test]
+    fn an_apply_under_way_shows_each_gated_workload_and_a_finished_one_shows_exited() {
+        let s = json!({
+            "node": "n1",
+            "applying": {"generation": 7, "phase": "gating", "workloads": {
+                "web": {"state": "waiting", "why": "running, but its probe fails"},
+                "db": {"state": "healthy"}
+            }},
+            "workloads": [{"name": "job", "active_state": "active", "state": "exited"}]
+        });
+        let out = text(&s);
+        assert!(out.contains("applying    generation 7 (gating)"), "{out}");
+        assert!(
+            out.contains("  web        waiting: running, but its probe fails"),
+            "{out}"
+        );
+        assert!(out.contains("  db         healthy"), "{out}");
+        let job = out.lines().find(|l| l.starts_with("job")).unwrap();
+        assert!(job.contains("exited"), "{job}");
     }
 }

@@ -1,0 +1,472 @@
+//! Requests from the local API, answered at once: from what the loop holds, or by a
+//! task that replies itself (a plan needs systemd, logs the journal, peers the mesh).
+//! Applies, rollbacks and reloads start the apply job and reply when it ends.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+use xnode_api::{Reply, Request};
+use xnode_spec::plan::plan;
+use xnode_spec::unit::unit_name;
+use xnode_spec::{Validated, push};
+
+use super::Done;
+use super::apply::{Job, Waiter};
+use crate::deploy::{Deployed, Phase};
+use crate::gate::Gated;
+use crate::metrics::OutcomeLabel;
+use crate::nix::Realise;
+use crate::placement::PlacementStatus;
+use crate::store::{Outcome, Source};
+use crate::units::Units;
+
+/// What the API hands the loop. A spec in a request is validated before it comes
+/// here, beside the loop (a spec may be 64 MiB).
+pub enum Command {
+    /// A request to answer.
+    Request(Request, oneshot::Sender<Reply>),
+    /// `apply`, with its spec validated.
+    Apply {
+        /// The spec.
+        spec: Box<Validated>,
+        /// Its bytes, as recorded.
+        raw: Vec<u8>,
+        /// Keep the result even if it is unhealthy.
+        no_rollback: bool,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Reply>,
+    },
+    /// `plan`, with its spec validated.
+    Plan {
+        /// The spec.
+        spec: Box<Validated>,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Reply>,
+    },
+}
+
+/// What `apply` answers.
+#[derive(Debug, Serialize)]
+pub(super) struct Applied {
+    generation: u64,
+    outcome: Outcome,
+    rolled_back_to: Option<u64>,
+    actions: Vec<String>,
+    refused: Vec<String>,
+    not_realised: BTreeMap<String, String>,
+}
+
+impl From<&Deployed> for Applied {
+    fn from(d: &Deployed) -> Applied {
+        Applied {
+            generation: d.generation,
+            outcome: d.outcome.clone(),
+            rolled_back_to: d.rolled_back_to,
+            actions: d
+                .plan
+                .actions
+                .iter()
+                .map(|a| format!("{} {}: {}", a.op, a.unit, a.reason))
+                .collect(),
+            refused: d.plan.refused.iter().map(|r| r.reason.clone()).collect(),
+            not_realised: d.not_realised.clone(),
+        }
+    }
+}
+
+/// What `status` answers.
+#[derive(Debug, Serialize)]
+struct Status {
+    node: Option<String>,
+    generation: Option<xnode_api::Generation>,
+    last_good: Option<u64>,
+    converged: bool,
+    applying: Option<Applying>,
+    spec_file: SpecFile,
+    last_error: Option<String>,
+    metrics_address: Option<String>,
+    mesh: Option<MeshStatus>,
+    workloads: Vec<WorkloadStatus>,
+}
+
+/// The apply under way.
+#[derive(Debug, Serialize)]
+struct Applying {
+    generation: Option<u64>,
+    phase: Phase,
+    workloads: BTreeMap<String, Gated>,
+}
+
+#[derive(Debug, Serialize)]
+struct MeshStatus {
+    #[serde(flatten)]
+    node: Option<xnode_mesh::node::Status>,
+    members: Vec<xnode_mesh::node::MemberView>,
+    services: Vec<xnode_mesh::node::Provider>,
+    placement: Option<PlacementStatus>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct SpecFile {
+    path: String,
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct WorkloadStatus {
+    name: String,
+    unit: String,
+    /// systemd's ActiveState, or `absent` / `elsewhere` when there is no unit here.
+    active_state: String,
+    /// For people: the ActiveState, `exited` for a workload that ran to its end, or
+    /// `absent` / `elsewhere`.
+    state: String,
+    error: Option<String>,
+}
+
+/// A push for this node, checked beside the loop.
+pub(super) struct CheckedPush {
+    from: String,
+    reply: oneshot::Sender<Result<String, String>>,
+    verdict: Result<push::Accepted, String>,
+}
+
+impl<U, N> super::Service<U, N>
+where
+    U: Units + Send + Sync + 'static,
+    N: Realise + Clone + Send + Sync + 'static,
+{
+    pub(super) fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Apply {
+                spec,
+                raw,
+                no_rollback,
+                reply,
+            } => {
+                let job = Job::Deploy {
+                    spec: *spec,
+                    raw,
+                    source: Source::Api,
+                    rollback: !no_rollback,
+                };
+                self.run_job(job, Some(Waiter::Apply(reply)));
+            }
+            Command::Plan { spec, reply } => {
+                let (units, placed) = (self.units.clone(), self.placed.borrow().clone());
+                tokio::spawn(async move {
+                    let answer = match units.observe().await {
+                        Ok(observed) => Reply::ok(plan(&spec.spec, &observed, &placed)),
+                        Err(e) => Reply::error(e.to_string()),
+                    };
+                    let _ = reply.send(answer);
+                });
+            }
+            Command::Request(request, reply) => self.on_request(request, reply),
+        }
+    }
+
+    fn on_request(&mut self, request: Request, reply: oneshot::Sender<Reply>) {
+        match request {
+            Request::Status => self.status(reply),
+            Request::History => {
+                let _ = reply.send(Reply::ok(&*self.state.borrow()));
+            }
+            Request::Rollback => self.rollback(reply),
+            Request::Reload => self.read_spec_file(Some(Waiter::Reload(reply))),
+            Request::Logs { workload, lines } => self.logs(workload, lines, reply),
+            Request::MeshPeers | Request::MeshServices { .. } => self.mesh_query(request, reply),
+            Request::MeshPush { push } => self.push(push, reply),
+            Request::Apply { .. } | Request::Plan { .. } => {
+                let _ = reply.send(Reply::error("a spec must be validated before the loop"));
+            }
+        }
+    }
+
+    /// Back to the last good generation, or the good one before it when the current
+    /// generation is the last good.
+    fn rollback(&mut self, reply: oneshot::Sender<Reply>) {
+        let state = self.state.borrow().clone();
+        let target = state
+            .generations
+            .iter()
+            .rev()
+            .filter(|g| Some(g.number) != state.current && g.outcome == Outcome::Healthy)
+            .map(|g| g.number)
+            .next();
+        let Some(to) = target else {
+            let _ = reply.send(Reply::error(
+                "there is no earlier healthy generation to roll back to",
+            ));
+            return;
+        };
+        self.metrics.rollbacks.inc();
+        info!("rolling back to generation {to}");
+        self.run_job(Job::Restore { to }, Some(Waiter::Rollback(reply, to)));
+    }
+
+    fn logs(&self, workload: String, lines: usize, reply: oneshot::Sender<Reply>) {
+        let known = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.spec.workloads.contains_key(&workload));
+        if !known {
+            let why = format!("the current spec has no workload {workload:?}");
+            let _ = reply.send(Reply::error(why));
+            return;
+        }
+        let unit = unit_name(&workload);
+        tokio::spawn(async move {
+            let answer =
+                match tokio::task::spawn_blocking(move || crate::logs::tail(&unit, lines)).await {
+                    Ok(Ok(lines)) => Reply::ok(lines),
+                    Ok(Err(e)) => Reply::error(e),
+                    Err(e) => Reply::error(format!("reading the journal failed: {e}")),
+                };
+            let _ = reply.send(answer);
+        });
+    }
+
+    fn mesh_query(&self, request: Request, reply: oneshot::Sender<Reply>) {
+        let handle = match self.mesh_handle() {
+            Ok(h) => h,
+            Err(why) => {
+                let _ = reply.send(Reply::error(why));
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            let answer = match request {
+                Request::MeshServices { service } => handle.providers(service).await.map(Reply::ok),
+                _ => handle.members().await.map(Reply::ok),
+            };
+            let _ = reply.send(answer.unwrap_or_else(|e| Reply::error(e.to_string())));
+        });
+    }
+
+    /// Carries an owner's signed push to the node it names: this one, or a member,
+    /// whose answer comes back without holding up this loop.
+    fn push(&mut self, push: serde_json::Value, reply: oneshot::Sender<Reply>) {
+        let Some(target) = push.get("node").and_then(|n| n.as_str()).map(str::to_owned) else {
+            let _ = reply.send(Reply::error("the push names no node"));
+            return;
+        };
+        let own = self.current.as_ref().map(|c| c.spec.node.name.clone());
+        if Some(&target) == own.as_ref() {
+            let (tx, rx) = oneshot::channel();
+            let bytes = serde_json::to_vec(&push).unwrap_or_default();
+            self.check_push("this node's API".into(), bytes, tx);
+            tokio::spawn(async move {
+                let answer = match rx.await {
+                    Ok(Ok(done)) => Reply::ok(done),
+                    Ok(Err(why)) => Reply::error(why),
+                    Err(_) => Reply::error("the agent dropped the push"),
+                };
+                let _ = reply.send(answer);
+            });
+            return;
+        }
+        match self.mesh_handle() {
+            Ok(handle) => {
+                tokio::spawn(async move {
+                    let answer = match handle.push(target, push).await {
+                        Ok(Ok(done)) => Reply::ok(done),
+                        Ok(Err(why)) => Reply::error(why),
+                        Err(e) => Reply::error(e.to_string()),
+                    };
+                    let _ = reply.send(answer);
+                });
+            }
+            Err(why) => {
+                let _ = reply.send(Reply::error(why));
+            }
+        }
+    }
+
+    /// A push for this node: checked against its owner and its last push beside the
+    /// loop, then applied like any other spec.
+    pub(super) fn check_push(
+        &mut self,
+        from: String,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<String, String>>,
+    ) {
+        let Some(current) = self.current.clone() else {
+            warn!(
+                from,
+                "push rejected: this node has no spec yet, so no owner"
+            );
+            let _ = reply.send(Err(
+                "this node has no spec yet, so no owner to accept a push from".into(),
+            ));
+            return;
+        };
+        let last_generation = self.state.borrow().last_push;
+        self.tasks.spawn(async move {
+            let verdict = tokio::task::spawn_blocking(move || {
+                let now = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let receiver = push::Receiver {
+                    current: &current.spec,
+                    last_generation,
+                    now,
+                };
+                push::accept(&bytes, &receiver).map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("checking the push failed: {e}")));
+            Done::Push(Box::new(CheckedPush {
+                from,
+                reply,
+                verdict,
+            }))
+        });
+    }
+
+    /// Every refusal is logged with its reason and counted.
+    pub(super) fn push_checked(&mut self, c: CheckedPush) {
+        let count = |outcome| {
+            self.metrics
+                .pushes
+                .get_or_create(&OutcomeLabel { outcome })
+                .inc();
+        };
+        let last = self.state.borrow().last_push;
+        let refusal = match &c.verdict {
+            Err(why) => Some(why.clone()),
+            // Checked against the state of a moment ago: a push accepted meanwhile wins.
+            Ok(a) if a.push.generation <= last => Some(format!(
+                "generation {} is not above the last push accepted ({last})",
+                a.push.generation
+            )),
+            Ok(_) => self.apply.busy(),
+        };
+        if let Some(why) = refusal {
+            warn!(from = c.from, "push rejected: {why}");
+            count("rejected");
+            let _ = c.reply.send(Err(why));
+            return;
+        }
+        let Ok(push::Accepted {
+            push: envelope,
+            spec,
+        }) = c.verdict
+        else {
+            return;
+        };
+        info!(from = c.from, generation = envelope.generation, hash = %spec.hash, "push accepted; applying it");
+        count("accepted");
+        let raw = serde_json::to_vec_pretty(&envelope.spec).unwrap_or_default();
+        let job = Job::Deploy {
+            spec,
+            raw,
+            source: Source::Mesh {
+                peer: c.from,
+                push_generation: envelope.generation,
+            },
+            rollback: true,
+        };
+        self.run_job(job, Some(Waiter::Push(c.reply)));
+    }
+
+    fn mesh_handle(&self) -> Result<xnode_mesh::node::Handle, String> {
+        let Some(mesh) = &self.mesh else {
+            return Err("this node runs without the mesh (--no-mesh)".into());
+        };
+        mesh.handle()
+    }
+
+    /// The node, its generation, the apply under way, every workload; the mesh's part
+    /// is asked for beside the loop.
+    fn status(&self, reply: oneshot::Sender<Reply>) {
+        let state = self.state.borrow().clone();
+        let generation = state
+            .current
+            .and_then(|n| state.generations.iter().find(|g| g.number == n))
+            .cloned();
+        let applying = self.apply.progress().map(|p| Applying {
+            generation: p.generation,
+            phase: p.phase,
+            workloads: p.workloads,
+        });
+        let placed = self.placed.borrow().clone();
+        let not_realised = self.not_realised.clone().unwrap_or_default();
+        let mut workloads = Vec::new();
+        let mut converged = generation
+            .as_ref()
+            .is_some_and(|g| g.outcome == Outcome::Healthy)
+            && applying.is_none();
+        if let (Some(current), Ok(observed)) = (&self.current, &self.observed) {
+            converged &= plan(&current.spec, observed, &placed).is_empty();
+            for (name, w) in &current.spec.workloads {
+                let unit = unit_name(name);
+                let seen = observed.iter().find(|u| u.name == unit);
+                let elsewhere =
+                    w.placement != xnode_spec::Placement::Local && !placed.contains(name);
+                let absent = if elsewhere { "elsewhere" } else { "absent" };
+                let active_state = seen.map_or(absent.to_owned(), |u| u.active_state.to_string());
+                let state = match seen {
+                    Some(u) if u.sub_state.as_deref() == Some("exited") => "exited".to_owned(),
+                    _ => active_state.clone(),
+                };
+                workloads.push(WorkloadStatus {
+                    name: name.clone(),
+                    unit,
+                    active_state,
+                    state,
+                    error: not_realised.get(name).cloned(),
+                });
+            }
+        }
+        let mut status = Status {
+            node: self.current.as_ref().map(|c| c.spec.node.name.clone()),
+            generation,
+            last_good: state.last_good,
+            converged: converged && self.observed.is_ok(),
+            applying,
+            spec_file: SpecFile {
+                path: self.spec_file.path().display().to_string(),
+                error: self.spec_file.error.clone(),
+            },
+            last_error: self
+                .observed
+                .as_ref()
+                .err()
+                .or(self.apply_error.as_ref())
+                .cloned(),
+            metrics_address: self.settings.metrics_address.map(|a| a.to_string()),
+            mesh: None,
+            workloads,
+        };
+        let Some(mesh) = &self.mesh else {
+            let _ = reply.send(Reply::ok(status));
+            return;
+        };
+        let (handle, placement, error) =
+            (mesh.handle().ok(), mesh.placement_status(), mesh.error());
+        tokio::spawn(async move {
+            status.mesh = Some(match handle {
+                Some(h) => MeshStatus {
+                    node: h.status().await.ok(),
+                    members: h.members().await.unwrap_or_default(),
+                    services: h.providers(None).await.unwrap_or_default(),
+                    placement,
+                    error,
+                },
+                None => MeshStatus {
+                    node: None,
+                    members: Vec::new(),
+                    services: Vec::new(),
+                    placement: None,
+                    error,
+                },
+            });
+            let _ = reply.send(Reply::ok(status));
+        });
+    }
+}

@@ -1,0 +1,272 @@
+//! The loop's side of the mesh: where placement puts mesh workloads (decided anew on
+//! every view the mesh publishes, and when a claim or a lost member's lease runs out),
+//! the stops that fencing needs at once, the lease renewed while the node is quorate,
+//! and what this node tells the mesh it offers and runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{info, warn};
+use xnode_mesh::fencing::Majority;
+use xnode_mesh::node::{Event, Handle, View};
+use xnode_spec::Spec;
+use xnode_spec::plan::{Action, Op, Plan, Reason};
+use xnode_spec::unit::unit_name;
+use xnode_systemd::ApplyOptions;
+
+use super::Done;
+use crate::lease::Renewer;
+use crate::nix::Realise;
+use crate::placement::{self, Placement, PlacementStatus};
+use crate::units::Units;
+
+/// Something from the mesh for the loop.
+pub(super) enum Input {
+    /// An event: a push for this node, or a member's change.
+    Event(Option<Event>),
+    /// A new view (or the node stopped).
+    View,
+}
+
+/// The mesh node and what the loop keeps of it.
+pub(super) struct MeshPart {
+    mesh: crate::mesh::Mesh,
+    events: mpsc::Receiver<Event>,
+    views: Option<watch::Receiver<View>>,
+    majority: Option<watch::Receiver<Majority>>,
+    placement: Placement,
+    renewer: Option<Renewer>,
+    /// What this node last told the mesh it offers and runs.
+    told: (BTreeMap<String, String>, BTreeSet<String>),
+}
+
+impl MeshPart {
+    pub(super) fn new((mesh, events): (crate::mesh::Mesh, mpsc::Receiver<Event>)) -> Self {
+        let renewer = Renewer::new(crate::lease::SOCKET)
+            .map_err(|e| warn!("cannot renew the lease: {e}"))
+            .ok();
+        MeshPart {
+            mesh,
+            events,
+            views: None,
+            majority: None,
+            placement: Placement::default(),
+            renewer,
+            told: Default::default(),
+        }
+    }
+
+    /// The next event or view.
+    pub(super) async fn next(&mut self) -> Input {
+        let views = self.views.as_mut();
+        let changed = async {
+            match views {
+                Some(v) => v.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            event = self.events.recv() => Input::Event(event),
+            ok = changed => {
+                if !ok {
+                    self.views = None;
+                }
+                Input::View
+            }
+        }
+    }
+
+    pub(super) fn handle(&self) -> Result<Handle, String> {
+        self.mesh
+            .handle()
+            .cloned()
+            .ok_or_else(|| match &self.mesh.error {
+                Some(e) => format!("this node is not in the mesh: {e}"),
+                None => "this node has not joined the mesh yet (it has no spec)".into(),
+            })
+    }
+
+    pub(super) fn error(&self) -> Option<String> {
+        self.mesh.error.clone()
+    }
+
+    pub(super) fn placement_status(&self) -> Option<PlacementStatus> {
+        self.placement.status()
+    }
+
+    pub(super) fn next_decision(&self) -> Option<Instant> {
+        self.placement
+            .next_decision(std::time::Instant::now())
+            .map(Instant::from_std)
+    }
+
+    /// Renews the lease when the node may hold it.
+    fn renew(&self, now: std::time::Instant) {
+        let may = self
+            .majority
+            .as_ref()
+            .is_some_and(|m| m.borrow().renews(now));
+        if let (true, Some(renewer)) = (may, &self.renewer) {
+            renewer.renew();
+        }
+    }
+
+    /// Tells the mesh what `spec` offers (all it can realise) and what runs.
+    pub(super) fn offer(&mut self, spec: &Spec, not_realised: Option<&BTreeMap<String, String>>) {
+        let wanted = placement::wanted(spec);
+        let offers = placement::offers(&wanted, not_realised.unwrap_or(&BTreeMap::new()));
+        let running = self.told.1.clone();
+        self.tell(offers, running);
+    }
+
+    fn tell(&mut self, offers: BTreeMap<String, String>, running: BTreeSet<String>) {
+        if self.told == (offers.clone(), running.clone()) {
+            return;
+        }
+        if let Some(h) = self.mesh.handle()
+            && h.try_set_workloads(offers.clone(), running.clone())
+        {
+            self.told = (offers, running);
+        }
+    }
+}
+
+impl<U, N> super::Service<U, N>
+where
+    U: Units + Send + Sync + 'static,
+    N: Realise + Clone + Send + Sync + 'static,
+{
+    /// A mesh event: a push is checked beside the loop; anything else is news for
+    /// placement, which is decided after every turn of the loop.
+    pub(super) async fn on_mesh(&mut self, input: Input) {
+        match input {
+            Input::Event(Some(Event::Push { from, push, reply })) => {
+                self.check_push(from.to_string(), push, reply);
+            }
+            Input::Event(Some(Event::Member { .. })) | Input::View => {}
+            Input::Event(None) => warn!("the mesh's events stopped"),
+        }
+    }
+
+    /// The mesh node in line with the spec in force (its services and labels at once
+    /// after an apply, not at the next pass).
+    pub(super) async fn follow_mesh(&mut self) {
+        let (Some(mesh), Some(current)) = (&mut self.mesh, &self.current) else {
+            return;
+        };
+        mesh.mesh.follow(&current.spec).await;
+        if let Some(h) = mesh.mesh.handle()
+            && mesh.views.as_ref().is_none_or(|v| v.has_changed().is_err())
+        {
+            mesh.views = Some(h.views());
+            mesh.majority = Some(h.majority());
+            mesh.told = Default::default();
+        }
+    }
+
+    /// Pings systemd's watchdog and renews the lease: both prove this loop turns.
+    pub(super) fn renew(&mut self) {
+        let now = Instant::now();
+        if let Some(w) = &mut self.watchdog {
+            w.ping_if_due(now);
+        }
+        if let Some(mesh) = &self.mesh {
+            mesh.renew(now.into_std());
+        }
+    }
+
+    /// Decides the mesh workloads from the latest view. What placement takes away is
+    /// stopped at once, beside anything else under way; what it adds is started by
+    /// the next converge.
+    pub(super) fn place(&mut self, now: Instant) {
+        let wanted = self
+            .target()
+            .map(|spec| placement::wanted(&spec.spec))
+            .unwrap_or_default();
+        let Some(mesh) = &mut self.mesh else { return };
+        match (&mesh.views, wanted.is_empty()) {
+            (Some(views), false) => {
+                let view = views.borrow().clone();
+                mesh.placement.update(&view, &wanted, now.into_std());
+            }
+            _ => mesh.placement.clear(),
+        }
+        let placed = mesh.placement.placed();
+        let before = self.placed.borrow().clone();
+        if placed == before {
+            return;
+        }
+        let gone: BTreeSet<String> = before.difference(&placed).cloned().collect();
+        self.placed.send_replace(placed);
+        if !gone.is_empty() {
+            self.fence(gone);
+        }
+        self.converge.soon(std::time::Duration::ZERO);
+    }
+
+    /// Stops the units of mesh workloads placement took away, without waiting for
+    /// anything else the agent does (an apply, a converge).
+    fn fence(&mut self, gone: BTreeSet<String>) {
+        let actions: Vec<Action> = gone
+            .iter()
+            .map(|w| Action {
+                op: Op::Stop,
+                unit: unit_name(w),
+                workload: w.clone(),
+                reason: Reason::NotPlacedHere,
+                content: None,
+            })
+            .filter(|a| match &self.observed {
+                Ok(units) => units
+                    .iter()
+                    .any(|u| u.name == a.unit && u.active_state.is_running()),
+                Err(_) => true,
+            })
+            .collect();
+        if actions.is_empty() {
+            return;
+        }
+        let names: Vec<&str> = actions.iter().map(|a| a.workload.as_str()).collect();
+        info!(
+            "placement moved {} off this node; stopping it now",
+            names.join(", ")
+        );
+        let units = self.units.clone();
+        let plan = Plan {
+            actions,
+            refused: Vec::new(),
+        };
+        self.tasks.spawn(async move {
+            if let Err(e) = units.apply(&plan, &ApplyOptions::default()).await {
+                warn!("a fencing stop failed (the lease stops them anyway): {e}");
+            }
+            Done::Fenced
+        });
+    }
+
+    /// Tells the mesh what this node offers and runs, and counts the failovers that
+    /// completed.
+    pub(super) fn report_workloads(&mut self) {
+        let (Some(spec), Ok(observed), Some(mesh)) =
+            (self.target(), &self.observed, &mut self.mesh)
+        else {
+            return;
+        };
+        let wanted = placement::wanted(&spec.spec);
+        let running = placement::running(&wanted, observed);
+        for f in mesh.placement.completed(&running) {
+            info!(
+                workload = f.workload,
+                "failover: {} runs here, {:.2} s after its last runner was last heard",
+                f.workload,
+                f.took.as_secs_f64()
+            );
+            self.metrics.failovers.inc();
+            self.metrics.failover_seconds.observe(f.took.as_secs_f64());
+        }
+        let empty = BTreeMap::new();
+        let offers = placement::offers(&wanted, self.not_realised.as_ref().unwrap_or(&empty));
+        mesh.tell(offers, running);
+    }
+}

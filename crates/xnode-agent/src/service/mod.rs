@@ -1,0 +1,338 @@
+//! The agent's loop. It owns the node's state and only decides: every piece of work
+//! that waits (an apply with its health gate, a converge, reading the spec file,
+//! checking a push, fencing stops) runs as a task beside it and reports back, as
+//! comin's deployer does. So the loop answers every request at once, takes every mesh
+//! event, renews the lease and pings systemd's watchdog, whatever an apply is doing.
+//!
+//! Its parts, by role: `spec_file` (watching the spec file), `api` (requests),
+//! `apply` (the apply job), `converge` (drift repair), `mesh` (placement and the
+//! lease).
+
+mod api;
+mod apply;
+mod converge;
+mod mesh;
+mod spec_file;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+use xnode_spec::Validated;
+use xnode_spec::plan::ObservedUnit;
+
+pub use api::Command;
+
+use crate::deploy::Agent;
+use crate::metrics::Metrics;
+use crate::nix::Realise;
+use crate::store::{Outcome, State, Store};
+use crate::units::{Units, Watch};
+use crate::watchdog::Watchdog;
+
+/// How the loop runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The spec file to watch.
+    pub spec_file: PathBuf,
+    /// How often the spec file is looked at.
+    pub file_poll: Duration,
+    /// How often the node is reconciled with no event at all.
+    pub interval: Duration,
+    /// Where metrics are served, for `status`.
+    pub metrics_address: Option<std::net::SocketAddr>,
+}
+
+/// How long a burst of unit changes may take before the pass it triggers.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// What a background task reports when it ends.
+enum Done<U, N> {
+    Applied(Box<apply::Finished<U, N>>),
+    Converged(converge::Converged),
+    Fenced,
+    SpecFile(spec_file::Read),
+    Push(Box<api::CheckedPush>),
+    Realised(BTreeMap<String, String>),
+}
+
+/// The loop's state.
+pub struct Service<U, N> {
+    units: Arc<U>,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    state: watch::Receiver<State>,
+    apply: apply::Applies<U, N>,
+    /// The spec in force.
+    current: Option<Arc<Validated>>,
+    /// Its workloads whose store paths could not be had; `None` until known.
+    not_realised: Option<BTreeMap<String, String>>,
+    /// The units as last observed, and why not when that failed.
+    observed: Result<Vec<ObservedUnit>, String>,
+    /// Why the last apply stopped short, if it did.
+    apply_error: Option<String>,
+    spec_file: spec_file::SpecFile,
+    converge: converge::Converging,
+    mesh: Option<mesh::MeshPart>,
+    placed: watch::Sender<BTreeSet<String>>,
+    tasks: JoinSet<Done<U, N>>,
+    watchdog: Option<Watchdog>,
+}
+
+impl<U, N> Service<U, N>
+where
+    U: Units + Send + Sync + 'static,
+    N: Realise + Clone + Send + Sync + 'static,
+{
+    /// A loop over the agent's parts; with a mesh, the node joins it as soon as it has
+    /// a spec. Nothing happens until [`Service::run`].
+    pub fn new(
+        agent: Agent<U, N>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        mesh: Option<(crate::mesh::Mesh, mpsc::Receiver<xnode_mesh::node::Event>)>,
+    ) -> Self {
+        let units = agent.units.clone();
+        let state = agent.store.watch();
+        Service {
+            units,
+            spec_file: spec_file::SpecFile::new(settings.spec_file.clone()),
+            settings,
+            metrics,
+            state,
+            apply: apply::Applies::new(agent),
+            current: None,
+            not_realised: None,
+            observed: Ok(Vec::new()),
+            apply_error: None,
+            converge: converge::Converging::default(),
+            mesh: mesh.map(mesh::MeshPart::new),
+            placed: watch::channel(BTreeSet::new()).0,
+            tasks: JoinSet::new(),
+            watchdog: None,
+        }
+    }
+
+    /// Runs until the command channel closes. The loop is ready (systemd is told) once
+    /// it has taken up the generation in force.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, ready: impl FnOnce()) {
+        self.start().await;
+        ready();
+        self.watchdog = Watchdog::from_env();
+        let mut file_tick = interval(self.settings.file_poll);
+        let mut reconcile_tick = interval(self.settings.interval);
+        let mut renew_tick = interval(xnode_mesh::fencing::RENEW_EVERY);
+        let mut watch: Option<Watch> = None;
+        loop {
+            // Watch the units again when the connection that fed the watch is gone.
+            if watch.as_ref().is_none_or(|(_, task)| task.is_finished()) {
+                watch = self.units.watch().await.ok();
+            }
+            let notify = watch.as_ref().map(|(n, _)| n.clone());
+            let changed = async move {
+                match notify {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let deadline = self.next_deadline();
+            let mesh = self.mesh.as_mut().map(mesh::MeshPart::next);
+            let mesh_event = async {
+                match mesh {
+                    Some(next) => next.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => return,
+                },
+                event = mesh_event => self.on_mesh(event).await,
+                () = changed => self.converge.soon(SETTLE),
+                Some(done) = self.tasks.join_next_with_id() => self.on_done(done).await,
+                _ = file_tick.tick() => self.read_spec_file(None),
+                _ = reconcile_tick.tick() => {
+                    self.follow_mesh().await;
+                    self.converge.soon(Duration::ZERO);
+                }
+                _ = renew_tick.tick() => self.renew(),
+                () = sleep_until(deadline) => {}
+            }
+            self.place(Instant::now());
+            self.maybe_converge();
+        }
+    }
+
+    /// Takes up the generation in force (finishing one a crash interrupted), and looks
+    /// at the spec file.
+    async fn start(&mut self) {
+        let lease = crate::lease::relay_path().map(|relay| crate::lease::unit_file(&relay));
+        match lease {
+            Ok(text) => match self.units.install(crate::lease::UNIT, &text).await {
+                Ok(_) => {}
+                Err(e) => error!("cannot install the lease unit; mesh workloads cannot start: {e}"),
+            },
+            Err(e) => error!("cannot find the lease relay beside xnoded: {e}"),
+        }
+        let state = self.state.borrow().clone();
+        if let Some(n) = state.current {
+            match self.apply.stored_spec(n).await {
+                Ok(v) => {
+                    let interrupted = state
+                        .generations
+                        .iter()
+                        .any(|g| g.number == n && g.outcome == Outcome::Applying);
+                    self.current = Some(Arc::new(v.clone()));
+                    if interrupted {
+                        info!(
+                            generation = n,
+                            "finishing generation {n}, whose apply was interrupted"
+                        );
+                        self.run_job(
+                            apply::Job::Resume {
+                                generation: n,
+                                spec: v,
+                            },
+                            None,
+                        );
+                    }
+                }
+                Err(e) => error!(generation = n, "cannot take up generation {n}: {e}"),
+            }
+        }
+        self.follow_mesh().await;
+        self.check_realisable();
+        self.read_spec_file(None);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let placement = self.mesh.as_ref().and_then(|m| m.next_decision());
+        [self.converge.due(), placement].into_iter().flatten().min()
+    }
+
+    /// A restarted agent must not start what it could not realise before: until this
+    /// is known, no converge runs.
+    fn check_realisable(&mut self) {
+        let Some(current) = self.current.clone() else {
+            self.not_realised = Some(BTreeMap::new());
+            return;
+        };
+        let nix = self.apply.nix();
+        self.tasks.spawn(async move {
+            let mut missing = BTreeMap::new();
+            for (name, w) in &current.spec.workloads {
+                if !w.store_paths.is_empty()
+                    && let Err(why) = nix.realise(&w.store_paths).await
+                {
+                    missing.insert(name.clone(), why);
+                }
+            }
+            Done::Realised(missing)
+        });
+    }
+
+    async fn on_done(
+        &mut self,
+        done: Result<(tokio::task::Id, Done<U, N>), tokio::task::JoinError>,
+    ) {
+        let done = match done {
+            Ok((_, done)) => done,
+            Err(e) => {
+                error!("a task of the agent failed: {e}");
+                if self.apply.lost(e.id()) {
+                    self.recover_store().await;
+                }
+                self.converge.task_lost(e.id());
+                return;
+            }
+        };
+        match done {
+            Done::Applied(finished) => self.applied(*finished).await,
+            Done::Converged(c) => self.converged(c),
+            Done::Fenced => {}
+            Done::SpecFile(read) => self.spec_file_read(read),
+            Done::Push(checked) => self.push_checked(*checked),
+            Done::Realised(missing) => {
+                self.not_realised = Some(missing);
+                self.converge.soon(Duration::ZERO);
+            }
+        }
+    }
+
+    /// An apply task died without handing the state directory back: open it again, so
+    /// the next apply finds the generations on disk.
+    async fn recover_store(&mut self) {
+        match Store::open(&self.apply.state_dir()).await {
+            Ok(store) => {
+                self.state = store.watch();
+                self.apply.recover(store, self.units.clone());
+            }
+            Err(e) => error!("cannot open the state directory again; applies are off: {e}"),
+        }
+    }
+
+    /// The spec that converge plans with: the one an apply brings while it runs.
+    fn target(&self) -> Option<Arc<Validated>> {
+        self.apply.target().or_else(|| self.current.clone())
+    }
+
+    fn count(&self, outcome: &Result<crate::deploy::Deployed, crate::deploy::Failed>) {
+        match outcome {
+            Ok(d) if d.rolled_back_to.is_some() => {
+                self.metrics.failed_applies.inc();
+                self.metrics.rollbacks.inc();
+            }
+            Ok(d) if d.outcome != Outcome::Healthy => {
+                self.metrics.failed_applies.inc();
+            }
+            Ok(_) => {}
+            Err(_) => {
+                self.metrics.failed_applies.inc();
+            }
+        }
+        let current = self.state.borrow().current.unwrap_or(0);
+        self.metrics
+            .generation
+            .set(i64::try_from(current).unwrap_or(i64::MAX));
+    }
+
+    fn log_outcome(outcome: &Result<crate::deploy::Deployed, crate::deploy::Failed>) {
+        match outcome {
+            Ok(d) => match &d.outcome {
+                Outcome::Healthy => info!(
+                    generation = d.generation,
+                    "generation {} is healthy", d.generation
+                ),
+                Outcome::RolledBack { reason } => warn!(
+                    generation = d.generation,
+                    "generation {} was unhealthy and rolled back: {reason}", d.generation
+                ),
+                Outcome::Unhealthy { reason } => warn!(
+                    generation = d.generation,
+                    "generation {} is unhealthy: {reason}", d.generation
+                ),
+                Outcome::Applying => {}
+            },
+            Err(e) => error!("the apply failed: {e}"),
+        }
+    }
+}
+
+fn interval(period: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,255 @@
+//! Watching the spec file. It is read again when the file it resolves to is another
+//! one or was written since: its (device, inode, size, mtime, ctime). On NixOS
+//! `/etc/xnode/spec.json` is a link into the Nix store, where every mtime is 1, and a
+//! switch points the link at another store file, maybe of the same length: the inode
+//! tells. What is read is taken in when its content differs from what the node last
+//! took from the file. Reading and parsing (a spec may be 64 MiB) run beside the loop.
+
+use std::os::unix::fs::MetadataExt as _;
+use std::path::PathBuf;
+
+use tracing::{error, info};
+use xnode_api::Reply;
+use xnode_spec::Validated;
+
+use super::Done;
+use super::apply::{Job, Waiter, outcome_text};
+use crate::nix::Realise;
+use crate::store::{Outcome, Source};
+use crate::units::Units;
+
+/// Largest spec file read; larger ones are refused unread.
+const MAX_FILE: u64 = 64 << 20;
+
+/// Which file a path resolves to, and whether it was written since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+/// What a look at the file found.
+pub(super) enum Read {
+    /// As last seen.
+    Unchanged,
+    /// No file (yet): the node waits for one, or for `xnodectl apply`.
+    Missing,
+    /// It could not be read.
+    Failed(String),
+    /// A spec that does not validate, with every problem.
+    Invalid(Stamp, String),
+    /// A valid spec.
+    Valid(Stamp, Box<Validated>, Vec<u8>),
+}
+
+/// Reads the file unless its stamp is `seen`.
+async fn read(path: PathBuf, seen: Option<Stamp>) -> Read {
+    let meta = match tokio::fs::metadata(&path).await {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Missing,
+        Err(e) => return Read::Failed(format!("cannot read {}: {e}", path.display())),
+    };
+    let stamp = Stamp::of(&meta);
+    if seen == Some(stamp) {
+        return Read::Unchanged;
+    }
+    if meta.len() > MAX_FILE {
+        let why = format!("{} is larger than 64 MiB; refused unread", path.display());
+        return Read::Invalid(stamp, why);
+    }
+    let raw = match tokio::fs::read(&path).await {
+        Ok(raw) => raw,
+        Err(e) => return Read::Failed(format!("cannot read {}: {e}", path.display())),
+    };
+    let parsed = tokio::task::spawn_blocking(move || (xnode_spec::parse(&raw), raw)).await;
+    match parsed {
+        Ok((Ok(v), raw)) => Read::Valid(stamp, Box::new(v), raw),
+        Ok((Err(invalid), _)) => Read::Invalid(stamp, invalid.to_string()),
+        Err(e) => Read::Failed(format!("validating {} failed: {e}", path.display())),
+    }
+}
+
+/// The loop's side of the spec file.
+pub(super) struct SpecFile {
+    path: PathBuf,
+    seen: Option<Stamp>,
+    /// Why the file was last refused.
+    pub(super) error: Option<String>,
+    reading: bool,
+    /// A changed file waits for the running apply.
+    deferred: bool,
+    /// `xnodectl reload`: told what became of the file's spec.
+    waiters: Vec<Waiter>,
+}
+
+impl SpecFile {
+    pub(super) fn new(path: PathBuf) -> Self {
+        SpecFile {
+            path,
+            seen: None,
+            error: None,
+            reading: false,
+            deferred: false,
+            waiters: Vec::new(),
+        }
+    }
+
+    pub(super) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Whether a change waits for the apply that ran.
+    pub(super) fn deferred(&self) -> bool {
+        self.deferred
+    }
+}
+
+impl<U, N> super::Service<U, N>
+where
+    U: Units + Send + Sync + 'static,
+    N: Realise + Clone + Send + Sync + 'static,
+{
+    /// Looks at the spec file, beside the loop. With a waiter (`xnodectl reload`), it
+    /// is read whatever its stamp, and the waiter learns what became of it.
+    pub(super) fn read_spec_file(&mut self, waiter: Option<Waiter>) {
+        let f = &mut self.spec_file;
+        f.waiters.extend(waiter);
+        let forced = !f.waiters.is_empty() || f.deferred;
+        if f.reading {
+            return;
+        }
+        f.reading = true;
+        f.deferred = false;
+        let seen = if forced { None } else { f.seen };
+        let path = f.path.clone();
+        self.tasks
+            .spawn(async move { Done::SpecFile(read(path, seen).await) });
+    }
+
+    /// What a look at the file found: a valid new spec is applied (after the running
+    /// apply, if one runs); an invalid one is reported and changes nothing.
+    pub(super) fn spec_file_read(&mut self, read: Read) {
+        self.spec_file.reading = false;
+        let waiters = std::mem::take(&mut self.spec_file.waiters);
+        let path = self.spec_file.path.display().to_string();
+        let (v, raw) = match read {
+            Read::Unchanged => {
+                // A waiter came while an ordinary look was under way: look again.
+                if !waiters.is_empty() {
+                    self.spec_file.waiters = waiters;
+                    self.read_spec_file(None);
+                }
+                return;
+            }
+            Read::Missing => {
+                let why = format!("there is no spec file at {path}");
+                return waiters.into_iter().for_each(|w| w.refuse(why.clone()));
+            }
+            Read::Failed(why) => {
+                self.spec_file.error = Some(why.clone());
+                return waiters.into_iter().for_each(|w| w.refuse(why.clone()));
+            }
+            Read::Invalid(stamp, why) => {
+                if self.spec_file.seen != Some(stamp) || !waiters.is_empty() {
+                    error!(file = %path, "the spec file is rejected, nothing changed: {why}");
+                }
+                self.spec_file.seen = Some(stamp);
+                self.spec_file.error = Some(why.clone());
+                let why = format!("the spec file is rejected, nothing changed: {why}");
+                return waiters.into_iter().for_each(|w| w.refuse(why.clone()));
+            }
+            Read::Valid(stamp, v, raw) => {
+                self.spec_file.seen = Some(stamp);
+                self.spec_file.error = None;
+                (*v, raw)
+            }
+        };
+        let hash = v.hash.to_string();
+        let mut waiters: Vec<Waiter> = waiters
+            .into_iter()
+            .filter_map(|w| self.apply.wait_for_file(&hash, w).err())
+            .collect();
+        // The file is taken in when its content changes: not when it still holds what
+        // was last taken from it, even if an API apply has moved on since.
+        let state = self.state.borrow().clone();
+        let last_from_file = state
+            .generations
+            .iter()
+            .rev()
+            .find(|g| matches!(g.source, Source::File { .. }));
+        let in_force = self.current.as_ref().is_some_and(|c| c.hash == v.hash);
+        if in_force || last_from_file.is_some_and(|g| g.hash == hash) {
+            let current = state
+                .current
+                .and_then(|n| state.generations.iter().find(|g| g.number == n));
+            let known = if in_force { current } else { last_from_file };
+            for w in waiters {
+                match known.map(|g| (g.number, &g.outcome)) {
+                    Some((n, Outcome::RolledBack { .. } | Outcome::Unhealthy { .. })) => {
+                        let outcome = known.map(|g| outcome_text(&g.outcome)).unwrap_or_default();
+                        w.refuse(format!(
+                            "the spec file's spec was applied as generation {n}: {outcome}"
+                        ));
+                    }
+                    Some((n, _)) => w.answer_unchanged(n),
+                    None => w.answer_unchanged(0),
+                }
+            }
+            return;
+        }
+        if self.apply.busy().is_some() {
+            // Taken in when the running apply ends.
+            self.spec_file.seen = None;
+            self.spec_file.deferred = true;
+            self.spec_file.waiters.append(&mut waiters);
+            return;
+        }
+        info!(file = %path, hash = %v.hash, "the spec file changed; applying it");
+        let job = Job::Deploy {
+            spec: v,
+            raw,
+            source: Source::File { path },
+            rollback: true,
+        };
+        let mut waiters = waiters.into_iter();
+        self.run_job(job, waiters.next());
+        for w in waiters {
+            if let Err(w) = self.apply.wait_for_file(&hash, w) {
+                w.refuse(self.apply.busy().unwrap_or_default());
+            }
+        }
+    }
+}
+
+impl Waiter {
+    /// The file's spec is the one in force already.
+    fn answer_unchanged(self, generation: u64) {
+        let note = serde_json::json!({
+            "generation": generation,
+            "unchanged": true,
+        });
+        match self {
+            Waiter::Apply(r) | Waiter::Reload(r) | Waiter::Rollback(r, _) => {
+                let _ = r.send(Reply::ok(note));
+            }
+            Waiter::Push(r) => {
+                let _ = r.send(Ok(format!("generation {generation}, unchanged")));
+            }
+        }
+    }
+}
