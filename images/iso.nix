@@ -5,7 +5,9 @@
 #   `xnodeos.installer.files`) or spec.json on a USB stick labelled XNODE.
 # - Install: boot with `xnode.install=/dev/sda` (or `xnode.install=auto` for the only
 #   fixed disk) on the kernel command line, or put an install.conf (`disk=/dev/sda`,
-#   optionally `reboot=no` to power off instead) beside the spec. See
+#   optionally `reboot=no` to power off instead) beside the spec, on the ISO or the
+#   stick (the ISO's wins). The installed system boots with systemd-boot, so the
+#   install needs the ISO booted with UEFI and refuses otherwise. See
 #   images/xnode-install.sh.
 {
   config,

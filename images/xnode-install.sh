@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# xnode-install --system PATH [--cmdline FILE] [--config FILE]... [--spec FILE] [--dry-run]
+# xnode-install --system PATH [--cmdline FILE] [--config FILE]... [--spec FILE]
+#               [--boot-mount DIR] [--efi-dir DIR] [--dry-run]
 #
 # The installer ISO's unattended install. It does nothing unless asked, by either
 #   - the kernel command line: xnode.install=DISK (a device path, or `auto` for the
@@ -10,6 +11,11 @@
 # node's spec (--spec, if present) to /etc/xnode/spec.json, and reboots. A disk that
 # already holds PATH (from an earlier run, when the machine boots the stick again) is
 # left alone. --dry-run prints what it would do and changes nothing.
+#
+# The installed system boots with systemd-boot, so a machine that booted the ISO
+# without UEFI (seen by the absence of --efi-dir, /sys/firmware/efi) is refused: its
+# firmware could not start what would be installed. The medium booted from (the
+# filesystem at --boot-mount, /iso) is never a target.
 set -euo pipefail
 
 die() {
@@ -21,6 +27,8 @@ system=""
 cmdline=/proc/cmdline
 configs=()
 spec=/etc/xnode/spec.json
+boot_mount=/iso
+efi_dir=/sys/firmware/efi
 dry_run=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -28,6 +36,8 @@ while [ $# -gt 0 ]; do
     --cmdline) cmdline=$2 && shift 2 ;;
     --config) configs+=("$2") && shift 2 ;;
     --spec) spec=$2 && shift 2 ;;
+    --boot-mount) boot_mount=$2 && shift 2 ;;
+    --efi-dir) efi_dir=$2 && shift 2 ;;
     --dry-run) dry_run=1 && shift ;;
     *) die "unknown argument $1 (see the comment at the top of this script)" ;;
     esac
@@ -59,10 +69,17 @@ if [ -z "$disk" ]; then
 fi
 case "$reboot" in yes | no) ;; *) die "reboot must be yes or no, not '$reboot'" ;; esac
 
-# The medium this system booted from is never a target.
+# The medium this system booted from is never a target. Its mount names it by
+# whatever stage 1 mounted (/dev/root, a link that may be gone since), so it is
+# found by its device number, then its whole disk when it is a partition.
 boot_disk=""
-if source=$(findmnt --noheadings --output SOURCE /iso 2>/dev/null); then
+majmin=$(findmnt --noheadings --first-only --output MAJ:MIN --mountpoint "$boot_mount" \
+    2>/dev/null || true)
+majmin=${majmin//[[:space:]]/}
+if [ -n "$majmin" ] && [ -e "/sys/dev/block/$majmin" ]; then
+    source=/dev/$(basename "$(readlink -f "/sys/dev/block/$majmin")")
     parent=$(lsblk --nodeps --noheadings --output PKNAME "$source" 2>/dev/null || true)
+    parent=${parent//[[:space:]]/}
     boot_disk=/dev/${parent:-${source#/dev/}}
 fi
 
@@ -103,6 +120,14 @@ if [ -n "$root_part" ]; then
         echo "xnode-install: $disk already holds $system; nothing to do"
         exit 0
     fi
+fi
+
+if [ ! -d "$efi_dir" ]; then
+    why="this machine did not boot the installer with UEFI, which the installed system's"
+    why+=" boot loader (systemd-boot) needs"
+    [ $dry_run -eq 1 ] ||
+        die "$why; not installing (boot the stick in UEFI mode, or turn UEFI on in the firmware)"
+    echo "xnode-install: $why: a real run refuses"
 fi
 
 echo "xnode-install: installing $system on $disk (asked for by $asked_by)"

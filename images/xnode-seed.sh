@@ -11,6 +11,7 @@
 #   fw_cfg             qemu's -fw_cfg name=opt/xnode/spec.json
 #   media              spec.json on a filesystem labelled XNODE (a USB stick), which
 #                      stays mounted read-only at /run/xnode-media for the installer
+#                      (mounted whenever `media` is a source, whichever source wins)
 #
 # A source with nothing in it is skipped. A source whose content is not a valid spec
 # is reported and skipped, and the exit status is then 1 (so the failed unit shows).
@@ -23,6 +24,23 @@ if [ $# -lt 1 ]; then
 fi
 target=$1
 shift
+
+# The stick labelled XNODE, read-only at /run/xnode-media; fails when there is none.
+mount_media() {
+    mountpoint --quiet /run/xnode-media && return 0
+    local dev
+    dev=$(blkid --label XNODE 2>/dev/null) || return 1
+    mkdir -p /run/xnode-media
+    mount -o ro "$dev" /run/xnode-media
+}
+
+# The installer reads install.conf from the stick even when another source (the
+# ISO's own spec) gives the spec, or the spec is there already.
+for source in "$@"; do
+    if [ "$source" = media ]; then
+        mount_media || true
+    fi
+done
 
 if [ -e "$target" ]; then
     echo "xnode-seed: $target exists; keeping it"
@@ -45,15 +63,7 @@ read_source() {
         ;;
     do-metadata:*) jq --exit-status --raw-output '.user_data // empty' "${1#do-metadata:}" ;;
     fw_cfg) cat /sys/firmware/qemu_fw_cfg/by_name/opt/xnode/spec.json/raw 2>/dev/null ;;
-    media)
-        if ! mountpoint --quiet /run/xnode-media; then
-            local dev
-            dev=$(blkid --label XNODE 2>/dev/null) || return 1
-            mkdir -p /run/xnode-media
-            mount -o ro "$dev" /run/xnode-media || return 1
-        fi
-        cat /run/xnode-media/spec.json 2>/dev/null
-        ;;
+    media) mount_media && cat /run/xnode-media/spec.json 2>/dev/null ;;
     *)
         echo "xnode-seed: unknown source $1" >&2
         return 1

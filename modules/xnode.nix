@@ -21,6 +21,42 @@ let
   defaultSpecFile = "/etc/xnode/spec.json";
   service = lib.importJSON ./xnoded-service.json;
 
+  # A spec known when the system is built: rendered from `spec`, or a `specFile` in
+  # the store (a path value is copied there). Null: the spec comes at run time.
+  specFileInStore =
+    builtins.isPath cfg.specFile || lib.hasPrefix "${builtins.storeDir}/" (toString cfg.specFile);
+  builtSpec =
+    if cfg.spec != null then
+      pkgs.writeText "xnode-spec.json" (import ./render-spec.nix cfg.spec)
+    else if specFileInStore then
+      cfg.specFile
+    else
+      null;
+
+  # xnodectl runs on the build machine; a cross build cannot run the host's.
+  checkSpec = cfg.checkSpec && pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform;
+  # An invalid spec fails the build, before anything switches (as nixpkgs'
+  # prometheus module does with promtool).
+  checked =
+    spec:
+    if checkSpec then
+      pkgs.runCommand "xnode-spec-checked.json"
+        {
+          preferLocalBuild = true;
+          nativeBuildInputs = [ cfg.package ];
+        }
+        ''
+          ln -s ${spec} $out
+          xnodectl validate $out
+        ''
+    else
+      spec;
+  specSource = if builtSpec == null then null else checked builtSpec;
+
+  # A spec built with the system is followed at /etc, so that a new one changes
+  # only the unit's reload trigger, not its command line.
+  followedSpecFile = if specSource != null then defaultSpecFile else toString cfg.specFile;
+
   # An object of the spec: free-form JSON, with some fields typed.
   specObject =
     options: description:
@@ -83,9 +119,12 @@ in
         The node spec (see docs/spec.md), written in Nix and rendered to JSON at
         `/etc/xnode/spec.json`. Attributes set to null are left out, and store paths
         named in a workload's `command` or `reload` are added to its `store_paths`, so
-        `"''${pkgs.foo}/bin/foo"` is enough to run a package. xnoded notices a changed
-        spec by itself: `nixos-rebuild switch` applies it without restarting xnoded.
-        Leave it null to give the spec at run time instead (see `specFile`).
+        `"''${pkgs.foo}/bin/foo"` is enough to run a package. The spec is checked
+        when the system is built (see `checkSpec`). `nixos-rebuild switch` reloads
+        xnoded for a changed spec, without restarting it, and waits until the spec
+        is applied: an apply that is rolled back or stays unhealthy fails the switch
+        (see `reloadTimeout`). Leave it null to give the spec at run time instead
+        (see `specFile`).
       '';
     };
 
@@ -96,9 +135,38 @@ in
       description = ''
         The spec file xnoded follows. When `spec` is set, leave this alone: the
         rendered spec is at the default. Otherwise a file in the store
-        (`./spec.json`) or a path written at run time (cloud user-data, the
+        (`./spec.json`), which is then checked and put at the default path like a
+        rendered spec, or a path written at run time (cloud user-data, the
         installer, an operator). A missing file is not an error: xnoded waits for it
         and serves its API meanwhile.
+      '';
+    };
+
+    checkSpec = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Whether to check the spec with `xnodectl validate` when the system is built,
+        so that an invalid `spec` (or `specFile` in the store) fails the build
+        instead of being rejected by xnoded after the switch. xnodectl then runs on
+        the build machine: turn this off when it cannot run there. A cross build,
+        whose build machine cannot execute the host's programs, skips the check by
+        itself.
+      '';
+    };
+
+    reloadTimeout = mkOption {
+      type = types.ints.positive;
+      default = 900;
+      example = 3600;
+      description = ''
+        How long, in seconds, `systemctl reload xnoded` waits for the apply of the
+        spec file's content to end: store paths realised, workloads started, every
+        health gate passed or the apply rolled back. `nixos-rebuild switch` runs
+        this reload when only the spec changed, so a switch waits as long, and fails
+        when the wait runs out. systemd bounds a reload by the unit's start timeout,
+        which is set a minute above this (and so bounds xnoded's start too). Raise it
+        for specs whose downloads or `health.timeout`s take longer.
       '';
     };
 
@@ -162,9 +230,7 @@ in
     ];
 
     environment.systemPackages = [ cfg.package ];
-    environment.etc."xnode/spec.json" = mkIf (cfg.spec != null) {
-      text = import ./render-spec.nix cfg.spec;
-    };
+    environment.etc."xnode/spec.json" = mkIf (specSource != null) { source = specSource; };
 
     users.groups = mkIf (cfg.apiGroup != null) { ${cfg.apiGroup} = { }; };
     networking.firewall.allowedTCPPorts = mkIf cfg.mesh.openFirewall [ cfg.mesh.port ];
@@ -187,13 +253,16 @@ in
       ];
       # nix-store, to realise the store paths workloads name.
       path = [ config.nix.package ];
+      # A new spec alone is a reload: switch-to-configuration waits for its job,
+      # which ends with the apply, and reports a failed one.
+      reloadTriggers = lib.optional (specSource != null) specSource;
       # The settings and sandbox shared with the lab, which runs xnoded under them.
       serviceConfig = service // {
         ExecStart = utils.escapeSystemdExecArgs (
           [
             (lib.getExe' cfg.package "xnoded")
             "--spec"
-            "${cfg.specFile}"
+            followedSpecFile
             "--state-dir"
             cfg.stateDir
             "--metrics-address"
@@ -205,6 +274,17 @@ in
           ]
           ++ cfg.extraArgs
         );
+        # Reads the spec file now and waits for the outcome of its apply: a rollback,
+        # an unhealthy apply or an invalid spec fails the reload job.
+        ExecReload = utils.escapeSystemdExecArgs [
+          (lib.getExe' cfg.package "xnodectl")
+          "reload"
+          "--timeout"
+          (toString cfg.reloadTimeout)
+        ];
+        # systemd gives a reload the start timeout; xnodectl gives up first, so its
+        # own account of the wait is what the journal shows.
+        TimeoutStartSec = "${toString (cfg.reloadTimeout + 60)}s";
         ReadWritePaths = service.ReadWritePaths ++ [ cfg.stateDir ];
         # Handing the API socket to the group is the one privileged thing xnoded
         # does itself; systemd does the rest on its behalf.

@@ -30,6 +30,25 @@ in
       };
     };
 
+    consoles = mkOption {
+      type = types.listOf types.str;
+      default = [
+        "ttyS0,115200n8"
+        "tty0"
+      ];
+      example = [
+        "tty0"
+        "ttyS0,115200n8"
+      ];
+      description = ''
+        The kernel's consoles, as `console=` on its command line after any that
+        NixOS modules give. Kernel messages go to every one; the last one is
+        /dev/console, where systemd's boot status, emergency shells and services'
+        console output go. The default puts the screen last; images seen through a
+        serial port only (the clouds, `nix run .#vm`) put ttyS0 last.
+      '';
+    };
+
     ssh.ownerLogin = mkOption {
       type = types.bool;
       default = true;
@@ -94,10 +113,8 @@ in
 
     zramSwap.enable = mkDefault true;
     services.timesyncd.enable = mkDefault true;
-    boot.kernelParams = [
-      "console=tty0"
-      "console=ttyS0,115200n8"
-    ];
+    # After the cloud modules' own console=ttyS0, so that the last one is ours.
+    boot.kernelParams = lib.mkAfter (map (c: "console=${c}") cfg.consoles);
     boot.tmp.cleanOnBoot = mkDefault true;
     documentation.nixos.enable = mkDefault false;
   };

@@ -423,3 +423,106 @@ fn the_installer_does_nothing_unless_asked_and_refuses_what_it_must() {
         assert!(log.contains("has mounted filesystems"), "{log}");
     }
 }
+
+/// A loop device over a new 64 MiB image in `s`; detached on drop.
+struct Loop(String);
+
+impl Loop {
+    fn new(s: &Scratch, name: &str) -> Loop {
+        let image = s.path(name);
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        let out = Command::new("losetup")
+            .args(["--find", "--show", &image])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "losetup needs root, as the lab tests do"
+        );
+        Loop(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["--detach", &self.0]).status();
+    }
+}
+
+#[test]
+fn the_installer_refuses_a_bios_boot_and_knows_its_medium_by_any_name() {
+    let s = Scratch::new("install-boot");
+    let system = s.path("system");
+    let efi = s.path("efi");
+    for dir in [&system, &efi] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let plain = s.file("cmdline", "quiet\n");
+    let disk = Loop::new(&s, "disk.img");
+    let conf = s.file("install.conf", &format!("disk={}\nreboot=no\n", disk.0));
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--dry-run",
+            "--system",
+            &system,
+            "--cmdline",
+            &plain,
+            "--config",
+            &conf,
+        ];
+        args.extend_from_slice(extra);
+        script("xnode-install.sh", &args)
+    };
+    // Booted without UEFI (no /sys/firmware/efi): a real run would refuse.
+    let (code, log) = run(&["--efi-dir", "/nonexistent"]);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("did not boot the installer with UEFI") && log.contains("a real run refuses"),
+        "{log}"
+    );
+    let (code, log) = run(&["--efi-dir", &efi]);
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains("UEFI"), "{log}");
+
+    // The boot medium, mounted under a name that is gone since (stage 1's /dev/root),
+    // is still known for the medium it is.
+    let medium = Loop::new(&s, "medium.img");
+    let (link, mnt) = (s.path("root-link"), s.path("medium"));
+    let mounted = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "mkfs.ext4 -q -F {dev} && mkdir -p {mnt} && ln -s {dev} {link} \
+             && mount --no-canonicalize {link} {mnt} && rm {link}",
+            dev = medium.0
+        ))
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let asked = s.file("cmdline-medium", &format!("xnode.install={}\n", medium.0));
+    let (code, log) = script(
+        "xnode-install.sh",
+        &[
+            "--dry-run",
+            "--system",
+            &system,
+            "--cmdline",
+            &asked,
+            "--boot-mount",
+            &mnt,
+            "--efi-dir",
+            &efi,
+        ],
+    );
+    let _ = Command::new("umount").arg(&mnt).status();
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains(&format!(
+            "{} is the medium this system booted from",
+            medium.0
+        )),
+        "{log}"
+    );
+}
