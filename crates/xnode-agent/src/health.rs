@@ -167,12 +167,16 @@ mod tests {
         port
     }
 
-    fn http(port: u16) -> Health {
+    /// Long enough for a server that answers, however loaded the machine: only the
+    /// silent server's probe is meant to time out, and it does whatever the load.
+    const PATIENT: u64 = 10_000;
+
+    fn http(port: u16, timeout_ms: u64) -> Health {
         Health {
             http: Some(HttpProbe {
                 port,
                 path: "/healthz".into(),
-                timeout: SpecDuration::from_millis(300),
+                timeout: SpecDuration::from_millis(timeout_ms),
             }),
             ..Health::default()
         }
@@ -182,40 +186,37 @@ mod tests {
         Health {
             tcp: Some(TcpProbe {
                 port,
-                timeout: SpecDuration::from_millis(300),
+                timeout: SpecDuration::from_millis(PATIENT),
             }),
             ..Health::default()
         }
     }
 
-    /// A port nothing listens on: bound, then released.
-    async fn closed_port() -> u16 {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        l.local_addr().unwrap().port()
-    }
+    /// A port nothing listens on, in the lab and in a build sandbox alike (tcpmux, a
+    /// privileged port no test can take).
+    const CLOSED: u16 = 1;
 
     #[tokio::test]
     async fn http_probe_outcomes() {
         let ok = server(Some("HTTP/1.1 204 No Content\r\n\r\n")).await;
-        assert_eq!(probe(&http(ok)).await, Ok(()));
+        assert_eq!(probe(&http(ok, PATIENT)).await, Ok(()));
         let broken = server(Some("HTTP/1.0 503 Service Unavailable\r\n\r\n")).await;
         assert_eq!(
-            probe(&http(broken)).await.unwrap_err().to_string(),
+            probe(&http(broken, PATIENT)).await.unwrap_err().to_string(),
             "GET /healthz on port ".to_owned() + &broken.to_string() + " answered 503"
         );
         let garbage = server(Some("SSH-2.0-OpenSSH\r\n")).await;
         assert!(matches!(
-            probe(&http(garbage)).await,
+            probe(&http(garbage, PATIENT)).await,
             Err(ProbeError::NotHttp { .. })
         ));
         let silent = server(None).await;
         assert!(matches!(
-            probe(&http(silent)).await,
+            probe(&http(silent, 300)).await,
             Err(ProbeError::Timeout { .. })
         ));
-        let closed = closed_port().await;
         assert!(matches!(
-            probe(&http(closed)).await,
+            probe(&http(CLOSED, PATIENT)).await,
             Err(ProbeError::Refused { .. })
         ));
     }
@@ -224,11 +225,10 @@ mod tests {
     async fn tcp_probe_outcomes() {
         let open = server(None).await;
         assert_eq!(probe(&tcp(open)).await, Ok(()));
-        let closed = closed_port().await;
-        let err = probe(&tcp(closed)).await.unwrap_err();
+        let err = probe(&tcp(CLOSED)).await.unwrap_err();
         assert!(
             err.to_string()
-                .starts_with(&format!("nothing listens on 127.0.0.1:{closed}")),
+                .starts_with(&format!("nothing listens on 127.0.0.1:{CLOSED}")),
             "{err}"
         );
     }

@@ -156,14 +156,15 @@ async fn a_mesh_workload_a_new_generation_places_here_is_gated_and_can_roll_it_b
     a.deploy(good.clone(), &raw, Source::Api, true, None, &ctx)
         .await
         .unwrap();
-    // The new generation brings a mesh workload that fails; placement puts it here a
-    // moment after the apply began (the claim), while the gate waits.
+    // The new generation brings a mesh workload that fails; placement puts it here
+    // once the gate waits (after the claim, on a node).
     let (bad, raw) = spec(json!({
         "web": {"command": ["/bin/web"]},
         "solo": {"command": ["/bin/broken"], "placement": {"mesh": {}}}
     }));
+    let mut progress = ctx.progress.subscribe();
     let placer = tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        let _ = progress.wait_for(|p| p.phase == Phase::Gating).await;
         placed.send_replace(BTreeSet::from(["solo".to_owned()]));
         placed
     });
@@ -196,8 +197,10 @@ async fn a_mesh_workload_placement_moves_away_is_no_longer_waited_on() {
         "solo": {"command": ["/bin/solo"], "placement": {"mesh": {}},
                  "health": {"timeout": "30s", "tcp": {"port": 1}}}
     }));
+    let mut progress = ctx.progress.subscribe();
     let mover = tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let looked = |p: &Progress| matches!(&p.workloads.get("solo"), Some(Gated::Waiting { why }) if why.contains("probe"));
+        let _ = progress.wait_for(looked).await;
         placed.send_replace(BTreeSet::new());
         placed
     });
