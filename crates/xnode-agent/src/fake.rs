@@ -96,6 +96,16 @@ impl Units for FakeUnits {
         })
     }
 
+    async fn states(&self) -> Result<Vec<(String, String, String)>, Error> {
+        let names: Vec<String> = self.units.lock().unwrap().keys().cloned().collect();
+        let mut out = Vec::new();
+        for name in names {
+            let s = self.status(&name).await?;
+            out.push((name, s.active_state, s.sub_state));
+        }
+        Ok(out)
+    }
+
     async fn install(&self, name: &str, text: &str) -> Result<bool, Error> {
         let mut installed = self.installed.lock().unwrap();
         let changed = installed.get(name).map(String::as_str) != Some(text);

@@ -4,6 +4,7 @@
 //! one that placement takes away is no longer waited on.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -41,6 +42,16 @@ pub enum Look {
     NotYet(String),
     /// Failed for good: no point waiting.
     Down(String),
+}
+
+/// Judges a unit by its state alone, when that is enough: `None` when how its process
+/// ended matters (failed, restarting, exited), and [`look`] at its status decides.
+pub fn look_at_state(active: &str, sub: &str) -> Option<Look> {
+    match (active, sub) {
+        ("active", "running") | ("reloading", _) => Some(Look::Up),
+        ("failed", _) | ("activating", "auto-restart") | ("active", "exited") => None,
+        (active, sub) => Some(Look::NotYet(format!("{active} ({sub})"))),
+    }
 }
 
 /// Judges one status. Pure, so the rules are table-tested.
@@ -103,16 +114,37 @@ pub async fn wait_healthy<U: Units>(
     late: &[String],
     watch: &Watch<'_>,
 ) -> BTreeMap<String, String> {
+    // One look at every unit a round, shared by the workloads' checks: a gate on 50
+    // workloads costs one call to systemd each round, not 50.
+    let (rounds, round) = watch::channel(None);
+    let poll = async {
+        loop {
+            let states = units.states().await.map_err(|e| e.to_string()).map(|list| {
+                let map: BTreeMap<String, (String, String)> = list
+                    .into_iter()
+                    .map(|(name, active, sub)| (name, (active, sub)))
+                    .collect();
+                Arc::new(map)
+            });
+            rounds.send_replace(Some(states));
+            tokio::time::sleep(POLL).await;
+        }
+    };
+    tokio::pin!(poll);
     let mut checks = FuturesUnordered::new();
     for name in gated {
-        checks.push(check(units, spec, name.clone(), watch));
+        checks.push(check(units, spec, name.clone(), round.clone(), watch));
     }
     let mut late: BTreeSet<String> = late.iter().cloned().collect();
     let window = Instant::now() + PLACEMENT;
     let mut unhealthy = BTreeMap::new();
     loop {
         let waiting_for_placement = !late.is_empty() && Instant::now() < window;
+        if checks.is_empty() && !waiting_for_placement {
+            break;
+        }
         tokio::select! {
+            () = &mut poll => {}
             Some((name, verdict)) = checks.next() => {
                 if let Some(why) = verdict {
                     unhealthy.insert(name, why);
@@ -133,14 +165,16 @@ pub async fn wait_healthy<U: Units>(
                     continue;
                 }
                 for name in now_here {
-                    checks.push(check(units, spec, name, watch));
+                    checks.push(check(units, spec, name, round.clone(), watch));
                 }
             }
-            else => break,
         }
     }
     unhealthy
 }
+
+/// The units' states of one round of the gate, or why they could not be read.
+type Round = Option<Result<Arc<BTreeMap<String, (String, String)>>, String>>;
 
 /// Starts mesh workloads placement has just put here, as the apply would have.
 async fn start<U: Units>(
@@ -164,6 +198,7 @@ async fn check<U: Units>(
     units: &U,
     spec: &Spec,
     name: String,
+    mut round: watch::Receiver<Round>,
     watch: &Watch<'_>,
 ) -> (String, Option<String>) {
     let Some(w) = spec.workloads.get(&name) else {
@@ -180,7 +215,27 @@ async fn check<U: Units>(
             (watch.report)(&name, Gated::Moved);
             return (name, None);
         }
-        let up = match units.status(&unit).await.map(|s| look(&s)) {
+        if round.changed().await.is_err() {
+            return (name, Some("the health gate stopped".into()));
+        }
+        let seen = match &*round.borrow_and_update() {
+            None => continue,
+            Some(Err(e)) => Err(e.clone()),
+            Some(Ok(states)) => Ok(states.get(&unit).map_or_else(
+                || Some(Look::NotYet("not loaded".into())),
+                |(active, sub)| look_at_state(active, sub),
+            )),
+        };
+        let looked = match seen {
+            Ok(Some(l)) => Ok(l),
+            Ok(None) => units
+                .status(&unit)
+                .await
+                .map(|s| look(&s))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        let up = match looked {
             Ok(Look::Up) => health::probe(&w.health)
                 .await
                 .map_err(|e| format!("running, but its probe fails: {e}")),
@@ -189,7 +244,7 @@ async fn check<U: Units>(
                 return (name, Some(why));
             }
             Ok(Look::NotYet(why)) => Err(why),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         };
         let why = match up {
             Ok(()) => {
@@ -211,7 +266,6 @@ async fn check<U: Units>(
             return (name, Some(why));
         }
         (watch.report)(&name, Gated::Waiting { why });
-        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -265,7 +319,21 @@ mod tests {
             ),
         ];
         for (s, want) in cases {
+            if let Some(quick) = look_at_state(&s.active_state, &s.sub_state) {
+                assert_eq!(quick, want, "the state alone says it: {s:?}");
+            }
             assert_eq!(look(&s), want, "{s:?}");
+        }
+        for needs_more in [
+            ("failed", "failed"),
+            ("activating", "auto-restart"),
+            ("active", "exited"),
+        ] {
+            assert_eq!(
+                look_at_state(needs_more.0, needs_more.1),
+                None,
+                "{needs_more:?}"
+            );
         }
     }
 }

@@ -21,6 +21,9 @@ pub trait Units {
     ) -> impl Future<Output = Result<ApplyReport, Error>> + Send;
     /// One unit's state now.
     fn status(&self, unit: &str) -> impl Future<Output = Result<UnitStatus, Error>> + Send;
+    /// Every loaded unit named like the agent's: (name, ActiveState, SubState), in one
+    /// cheap call.
+    fn states(&self) -> impl Future<Output = Result<Vec<(String, String, String)>, Error>> + Send;
     /// Something woken when an agent's unit changes, and the task that feeds it (it
     /// ends when the connection does).
     fn watch(&self) -> impl Future<Output = Result<Watch, Error>> + Send;
@@ -44,6 +47,9 @@ impl Units for Systemd {
     }
     fn status(&self, unit: &str) -> impl Future<Output = Result<UnitStatus, Error>> + Send {
         Systemd::status(self, unit)
+    }
+    fn states(&self) -> impl Future<Output = Result<Vec<(String, String, String)>, Error>> + Send {
+        Systemd::states(self)
     }
     fn watch(&self) -> impl Future<Output = Result<Watch, Error>> + Send {
         Systemd::watch_units(self)
@@ -123,6 +129,9 @@ impl Units for Reconnecting {
     }
     async fn status(&self, unit: &str) -> Result<UnitStatus, Error> {
         self.with(|s| async move { s.status(unit).await }).await
+    }
+    async fn states(&self) -> Result<Vec<(String, String, String)>, Error> {
+        self.with(|s| async move { s.states().await }).await
     }
     async fn watch(&self) -> Result<Watch, Error> {
         self.with(|s| async move { s.watch_units().await }).await

@@ -62,6 +62,20 @@ impl Systemd {
         Ok(units.into_values().collect())
     }
 
+    /// Every loaded `xnode-*.service` unit's `ActiveState` and `SubState`, in one call:
+    /// what the health gate looks at each round (a unit not listed is not loaded).
+    pub async fn states(&self) -> Result<Vec<(String, String, String)>, Error> {
+        let loaded = self
+            .manager
+            .list_units_by_patterns(vec![], vec![PATTERN.into()])
+            .await
+            .map_err(Error::call("ListUnitsByPatterns"))?;
+        Ok(loaded
+            .into_iter()
+            .map(|(name, _, _, active, sub, ..)| (name, active, sub))
+            .collect())
+    }
+
     /// Names of `xnode-*.service` files in the agent's unit directory.
     async fn unit_dir_entries(&self) -> Result<Vec<String>, Error> {
         let dir = self.unit_dir();

@@ -402,7 +402,7 @@ where
             .is_some_and(|g| g.outcome == Outcome::Healthy)
             && applying.is_none();
         if let (Some(current), Ok(observed)) = (&self.current, &self.observed) {
-            converged &= plan(&current.spec, observed, &placed).is_empty();
+            converged &= self.in_sync;
             for (name, w) in &current.spec.workloads {
                 let unit = unit_name(name);
                 let seen = observed.iter().find(|u| u.name == unit);

@@ -315,6 +315,9 @@ where
                 self.current = Some(Arc::new(d.in_force.clone()));
                 self.not_realised = Some(d.not_realised.clone());
                 if let Some(observed) = &d.observed {
+                    let placed = self.placed.borrow().clone();
+                    self.in_sync =
+                        xnode_spec::plan::plan(&d.in_force.spec, observed, &placed).is_empty();
                     self.observed = Ok(observed.clone());
                 }
             }

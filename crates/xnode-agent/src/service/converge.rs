@@ -96,6 +96,8 @@ impl Converging {
 /// What a pass found and did.
 pub(super) struct Converged {
     observed: Result<Vec<ObservedUnit>, String>,
+    /// Whether the units, as last observed, are as the spec wants them.
+    in_sync: bool,
     backoff: Backoff,
     took: Duration,
 }
@@ -111,25 +113,33 @@ async fn pass<U: Units>(
     mut backoff: Backoff,
 ) -> Converged {
     let started = std::time::Instant::now();
-    let done = |observed, backoff| Converged {
+    let done = |observed, in_sync, backoff| Converged {
         observed,
+        in_sync,
         backoff,
         took: started.elapsed(),
     };
     let observed = match units.observe().await {
         Ok(o) => o,
-        Err(e) => return done(Err(format!("cannot read systemd's units: {e}")), backoff),
+        Err(e) => {
+            return done(
+                Err(format!("cannot read systemd's units: {e}")),
+                false,
+                backoff,
+            );
+        }
     };
     let now = Instant::now();
     backoff.forget_recovered(&observed, now);
     let mut plan = plan(&spec.spec, &observed, &placed);
+    let in_sync = plan.is_empty();
     hold_back(&mut plan, &hold);
     if let Some(only) = &only {
         plan.actions.retain(|a| only.contains(&a.workload));
     }
     backoff.filter(&mut plan, now);
     if plan.actions.is_empty() {
-        return done(Ok(observed), backoff);
+        return done(Ok(observed), in_sync, backoff);
     }
     info!(
         actions = plan.actions.len(),
@@ -137,13 +147,16 @@ async fn pass<U: Units>(
     );
     if let Err(e) = units.apply(&plan, &ApplyOptions::default()).await {
         warn!("converging failed: {e}");
-        return done(Err(format!("converging failed: {e}")), backoff);
+        return done(Err(format!("converging failed: {e}")), false, backoff);
     }
     let after = units
         .observe()
         .await
         .map_err(|e| format!("cannot read systemd's units: {e}"));
-    done(after, backoff)
+    let in_sync = after
+        .as_ref()
+        .is_ok_and(|o| xnode_spec::plan::plan(&spec.spec, o, &placed).is_empty());
+    done(after, in_sync, backoff)
 }
 
 impl<U, N> super::Service<U, N>
@@ -205,6 +218,9 @@ where
             }
         }
         self.observed = c.observed;
+        // Judged against the spec the pass planned with: while an apply runs, that is
+        // the apply's, and status does not say converged then anyway.
+        self.in_sync = c.in_sync;
         self.report_workloads();
     }
 }

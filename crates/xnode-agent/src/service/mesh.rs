@@ -199,6 +199,7 @@ where
         }
         let gone: BTreeSet<String> = before.difference(&placed).cloned().collect();
         self.placed.send_replace(placed);
+        self.in_sync = false;
         if !gone.is_empty() {
             self.fence(gone);
         }

@@ -76,6 +76,9 @@ pub struct Service<U, N> {
     observed: Result<Vec<ObservedUnit>, String>,
     /// Why the last apply stopped short, if it did.
     apply_error: Option<String>,
+    /// Whether the units as last observed are as the spec in force wants them (judged
+    /// when they are observed, not at every `status`).
+    in_sync: bool,
     spec_file: spec_file::SpecFile,
     converge: converge::Converging,
     mesh: Option<mesh::MeshPart>,
@@ -110,6 +113,7 @@ where
             not_realised: None,
             observed: Ok(Vec::new()),
             apply_error: None,
+            in_sync: false,
             converge: converge::Converging::default(),
             mesh: mesh.map(mesh::MeshPart::new),
             placed: watch::channel(BTreeSet::new()).0,
