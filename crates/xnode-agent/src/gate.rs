@@ -29,9 +29,9 @@ pub const POLL: Duration = Duration::from_millis(250);
 pub const STABLE: Duration = Duration::from_secs(2);
 
 /// How long the gate waits for placement to put a mesh workload the apply changed on
-/// this node: the claim, and two heartbeats for the mesh to hear this node's new
-/// offers.
-pub const PLACEMENT: Duration = Duration::from_secs(2);
+/// this node: the claim, and the heartbeats for the other members to hear this node's
+/// new offers, with room for a loaded machine.
+pub const PLACEMENT: Duration = Duration::from_secs(3);
 
 /// What one look at a unit says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +212,10 @@ async fn check<U: Units>(
     let mut up_since: Option<Instant> = None;
     loop {
         if mesh && !watch.placed.borrow().contains(&name) {
+            // Stopped here at once: the loop's fencing stop may have come before this
+            // gate's start of it.
+            let stop = crate::placement::stops([&name]);
+            let _ = units.apply(&stop, &ApplyOptions::default()).await;
             (watch.report)(&name, Gated::Moved);
             return (name, None);
         }

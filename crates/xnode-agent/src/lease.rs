@@ -79,6 +79,79 @@ pub fn relay_path() -> std::io::Result<PathBuf> {
     Ok(exe.with_file_name(RELAY))
 }
 
+/// Now on CLOCK_MONOTONIC, in ns: the clock xnoded and the relay share, so a renewal
+/// says when it was sent.
+pub fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
+}
+
+/// A renewal on the wire: when it was sent, in ns of CLOCK_MONOTONIC, little-endian.
+pub fn renewal(sent_ns: u64) -> [u8; 8] {
+    sent_ns.to_le_bytes()
+}
+
+/// The relay's side of the lease: it holds it until [`LEASE`] after the newest
+/// renewal was sent, so a renewal that waited in the socket (the relay was slow to
+/// read) extends it no further than it would have at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// Until when the lease holds, in ns; before the first renewal, how long the
+    /// relay waits for it.
+    pub until_ns: u64,
+    /// Whether systemd has been told the lease is held.
+    pub ready: bool,
+}
+
+/// What the relay tells systemd after a renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Feed {
+    /// The first renewal: READY=1.
+    pub ready: bool,
+    /// The watchdog's new timeout from now: the lease's remaining time, and a little
+    /// more, so that the relay's own (precise) end comes first and systemd's is the
+    /// backstop for a relay that hangs.
+    pub watchdog_usec: u32,
+}
+
+/// How much later systemd's watchdog ends the lease than the relay does.
+const BACKSTOP_NS: u64 = 50_000_000;
+
+impl Holder {
+    /// A relay started at `now_ns`, waiting a lease's length for its first renewal.
+    pub fn new(now_ns: u64) -> Holder {
+        Holder {
+            until_ns: now_ns + LEASE.as_nanos() as u64,
+            ready: false,
+        }
+    }
+
+    /// A datagram read at `now_ns`: what to tell systemd, or nothing for a renewal
+    /// too old to extend the lease (or one that is not a renewal).
+    pub fn renewed(&mut self, datagram: &[u8], now_ns: u64) -> Option<Feed> {
+        let sent = u64::from_le_bytes(datagram.try_into().ok()?);
+        let until = sent.checked_add(LEASE.as_nanos() as u64)?;
+        // A renewal from the future (never, on one clock) counts from now.
+        let until = until.min(now_ns + LEASE.as_nanos() as u64);
+        if until <= now_ns || (self.ready && until <= self.until_ns) {
+            return None;
+        }
+        self.until_ns = until;
+        let first = !self.ready;
+        self.ready = true;
+        let usec = (until - now_ns + BACKSTOP_NS) / 1000;
+        Some(Feed {
+            ready: first,
+            watchdog_usec: u32::try_from(usec).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// How long until the lease ends, from `now_ns`; zero once it has.
+    pub fn left(&self, now_ns: u64) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.until_ns.saturating_sub(now_ns))
+    }
+}
+
 /// The agent's end: one datagram per renewal, never blocking.
 #[derive(Debug)]
 pub struct Renewer {
@@ -101,9 +174,42 @@ impl Renewer {
     /// has pulled the lease in yet, or it ran out); a full queue counts as renewed,
     /// since renewals already wait there.
     pub fn renew(&self) -> bool {
-        match self.socket.send_to(b"r", &self.relay) {
+        match self.socket.send_to(&renewal(monotonic_ns()), &self.relay) {
             Ok(_) => true,
             Err(e) => e.kind() == ErrorKind::WouldBlock,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn the_lease_runs_from_when_a_renewal_was_sent_not_when_it_was_read() {
+        let lease = LEASE.as_nanos() as u64;
+        let mut h = Holder::new(1000 * MS);
+        assert_eq!(h.left(1000 * MS), LEASE, "waiting for the first renewal");
+        // Sent at 1100, read at once: ready, held until 1100 + LEASE.
+        let feed = h.renewed(&renewal(1100 * MS), 1100 * MS).unwrap();
+        assert!(feed.ready);
+        assert_eq!(h.until_ns, 1100 * MS + lease);
+        assert_eq!(u64::from(feed.watchdog_usec), (lease + BACKSTOP_NS) / 1000);
+        // Sent at 1300, read 400 ms late: the lease is 400 ms shorter, not longer.
+        let feed = h.renewed(&renewal(1300 * MS), 1700 * MS).unwrap();
+        assert!(!feed.ready);
+        assert_eq!(h.until_ns, 1300 * MS + lease);
+        assert_eq!(
+            u64::from(feed.watchdog_usec),
+            (1300 * MS + lease - 1700 * MS + BACKSTOP_NS) / 1000
+        );
+        // An older one read after a newer one changes nothing; so does one whose
+        // lease is over already, and anything that is not a renewal.
+        assert_eq!(h.renewed(&renewal(1200 * MS), 1710 * MS), None);
+        assert_eq!(h.renewed(&renewal(100 * MS), 1710 * MS), None);
+        assert_eq!(h.renewed(b"renew", 1710 * MS), None);
+        assert_eq!(h.left(1300 * MS + lease), std::time::Duration::ZERO);
     }
 }

@@ -106,7 +106,10 @@ impl Mesh {
                 let advertised = (spec.node.labels.clone(), services);
                 if running.advertised != advertised {
                     let (labels, services) = advertised.clone();
-                    let _ = running.handle.set_local(labels, services).await;
+                    // Not awaited: a stuck mesh node must not hold up the agent.
+                    if !running.handle.try_set_local(labels, services) {
+                        return;
+                    }
                     running.advertised = advertised;
                 }
                 return;

@@ -9,7 +9,7 @@ use libp2p::PeerId;
 use serde::Serialize;
 use xnode_mesh::node::View;
 use xnode_mesh::placement::{CLAIM, Decision, Wanted, decide, definition_hash, lease_wait};
-use xnode_spec::plan::{ActiveState, ObservedUnit};
+use xnode_spec::plan::{Action, ActiveState, ObservedUnit, Op, Plan, Reason};
 use xnode_spec::unit::unit_name;
 use xnode_spec::{Placement as Where, Spec};
 
@@ -27,6 +27,24 @@ pub fn wanted(spec: &Spec) -> Vec<Wanted> {
             Where::Local => None,
         })
         .collect()
+}
+
+/// The plan that stops the units of mesh workloads placement moved off this node,
+/// whether or not they were seen running (a start may be under way).
+pub fn stops<'a>(workloads: impl IntoIterator<Item = &'a String>) -> Plan {
+    Plan {
+        actions: workloads
+            .into_iter()
+            .map(|w| Action {
+                op: Op::Stop,
+                unit: unit_name(w),
+                workload: w.clone(),
+                reason: Reason::NotPlacedHere,
+                content: None,
+            })
+            .collect(),
+        refused: Vec::new(),
+    }
 }
 
 /// The mesh workloads this node can run (not those whose store paths it lacks).

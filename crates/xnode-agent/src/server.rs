@@ -124,7 +124,7 @@ async fn answer(
         match tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await {
             Ok(read) => {
                 read?;
-                request(&line, &commands).await
+                request(line, &commands).await
             }
             Err(_) => Reply::error("no request within 30 s"),
         }
@@ -134,10 +134,13 @@ async fn answer(
     send(&mut write, &reply).await
 }
 
-async fn request(line: &str, commands: &mpsc::Sender<Command>) -> Reply {
-    let envelope: Envelope = match serde_json::from_str(line) {
-        Ok(e) => e,
-        Err(e) => return Reply::error(format!("not a valid request: {e}")),
+async fn request(line: String, commands: &mpsc::Sender<Command>) -> Reply {
+    // Parsed beside the loop: a request may be 64 MiB.
+    let parsed = tokio::task::spawn_blocking(move || serde_json::from_str::<Envelope>(&line)).await;
+    let envelope = match parsed {
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => return Reply::error(format!("not a valid request: {e}")),
+        Err(e) => return Reply::error(format!("reading the request failed: {e}")),
     };
     if envelope.v != VERSION {
         return Reply::error(format!(

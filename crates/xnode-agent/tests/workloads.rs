@@ -22,12 +22,17 @@ fn state(s: &Value, workload: &str) -> String {
 
 #[test]
 fn a_clean_exit_stays_stopped_under_no_and_on_failure_and_a_hand_stop_is_undone() {
-    // Up long enough to pass the health gate (2 s), then done.
-    let once = |policy: &str| json!({"command": ["/bin/sh", "-c", "echo ran; sleep 3; exit 0"], "restart": {"policy": policy}});
+    // Up long enough to pass the health gate (up for 2 s, looked at every 250 ms, on a
+    // loaded machine), then done.
+    let once = |policy: &str| json!({"command": ["/bin/sh", "-c", "echo ran; sleep 10; exit 0"], "restart": {"policy": policy}});
     let spec = json!({"version": 1, "node": {"name": "policies"}, "workloads": {
         "no": once("no"),
         "on-failure": once("on-failure"),
-        "stay": {"command": ["/bin/sleep", "infinity"]}
+        "stay": {"command": ["/bin/sleep", "infinity"]},
+        // Exits 143 on SIGTERM, as a JVM does: stopped by hand, it fails on the way
+        // down, and is still started again whatever its policy.
+        "graceful": {"command": ["/bin/sh", "-c", "trap 'exit 143' TERM; while :; do sleep 0.2; done"],
+                     "restart": {"policy": "no"}}
     }});
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
     let c = xnode_lab::node::boot_node(bin.parent().unwrap(), &serde_json::to_vec(&spec).unwrap())
@@ -59,4 +64,9 @@ fn a_clean_exit_stays_stopped_under_no_and_on_failure_and_a_hand_stop_is_undone(
         active(&c, "xnode-stay.service") == "active"
     });
     assert_eq!(runs(&c, "xnode-stay.service").unwrap().len(), 2);
+    c.sh("systemctl stop xnode-graceful.service; true").unwrap();
+    wait("graceful restored", &|_| {
+        active(&c, "xnode-graceful.service") == "active"
+            && runs(&c, "xnode-graceful.service").is_ok_and(|r| r.len() == 2)
+    });
 }

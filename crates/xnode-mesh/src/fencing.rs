@@ -4,19 +4,20 @@
 //! inequalities against the constants the code uses, so a change to a timeout that
 //! breaks it fails the build's tests.
 //!
-//! - Every mesh-placed unit is bound (`BindsTo=`) to a lease unit whose watchdog is
-//!   fed only while the agent's loop renews the lease, every [`RENEW_EVERY`], and the
-//!   loop renews only while this node is quorate and has heard a majority of its
-//!   voters within [`RENEW_FRESH`]. [`LEASE`] after the last renewal systemd kills the
-//!   lease unit and stops the mesh units, each within its stop timeout.
+//! - Every mesh-placed unit is bound (`BindsTo=`) to a lease unit whose process (the
+//!   relay) holds the lease until [`LEASE`] after the last renewal was *sent*, and
+//!   feeds systemd's watchdog up to then. The agent's loop renews every
+//!   [`RENEW_EVERY`], only while this node may own workloads, has heard a majority of
+//!   its voters within [`RENEW_FRESH`], and has sent its own heartbeat on time.
+//!   When the lease ends, systemd stops the mesh units, each within its stop timeout.
 //! - A member that is lost (dead in this node's view) may still run what it ran until
 //!   its lease has run out: no member starts a workload the lost one could run until
 //!   [`TAKEOVER`] after it was last heard.
 
 use std::time::{Duration, Instant};
 
-/// How long the lease lasts after a renewal: the lease unit's `WatchdogSec=`.
-pub const LEASE: Duration = Duration::from_millis(800);
+/// How long the lease lasts after a renewal was sent.
+pub const LEASE: Duration = Duration::from_millis(700);
 
 /// How often the agent's loop renews the lease; a loop that stalls for
 /// `LEASE - RENEW_EVERY` loses it (its mesh workloads stop, and start again once it
@@ -27,6 +28,14 @@ pub const RENEW_EVERY: Duration = Duration::from_millis(200);
 /// heard within this long: fresher than suspicion, so that a node cut off stops
 /// renewing before the others even suspect it.
 pub const RENEW_FRESH: Duration = Duration::from_millis(1000);
+
+/// How late this node's own heartbeat may be before it stops renewing: the others'
+/// last news of it is never more than a heartbeat and this old when it renews.
+pub const BEAT_LATE: Duration = Duration::from_millis(100);
+
+/// How late systemd may fire a timer it arms (sd-event's default accuracy): the stop
+/// timeout of a unit that ignores SIGTERM, say.
+pub const SYSTEMD_TIMER_SLACK: Duration = Duration::from_millis(250);
 
 /// How long after a lost member was last heard its workloads may start elsewhere.
 pub const TAKEOVER: Duration = Duration::from_millis(2300);
@@ -43,6 +52,9 @@ pub struct Majority {
     /// Every voter of some majority was heard at or after this instant; `None` when no
     /// majority was ever heard.
     pub heard_since: Option<Instant>,
+    /// Until when its last heartbeat counts as on time (sent within a heartbeat and
+    /// [`BEAT_LATE`]); `None` before the first.
+    pub beat_until: Option<Instant>,
 }
 
 impl Majority {
@@ -50,11 +62,13 @@ impl Majority {
     pub const NONE: Majority = Majority {
         owns_from: None,
         heard_since: None,
+        beat_until: None,
     };
 
     /// Whether the lease may be renewed at `now`.
     pub fn renews(&self, now: Instant) -> bool {
         self.owns_from.is_some_and(|t| now >= t)
+            && self.beat_until.is_some_and(|t| now <= t)
             && self
                 .heard_since
                 .is_some_and(|t| now.saturating_duration_since(t) <= RENEW_FRESH)
@@ -79,6 +93,7 @@ impl Majority {
         Majority {
             owns_from,
             heard_since,
+            beat_until: None,
         }
     }
 }
@@ -94,16 +109,20 @@ mod tests {
     #[test]
     fn the_lease_runs_out_before_any_takeover_with_a_margin() {
         let t = Timing::default();
-        let margin = Duration::from_millis(500);
-        // Killed or frozen: its last renewal is at most one heartbeat after the last
-        // heartbeat the others heard.
-        let stopped_after_kill = t.heartbeat + LEASE + MESH_STOP_TIMEOUT;
-        assert!(stopped_after_kill + margin <= TAKEOVER);
-        // Cut off: it renews until it has not heard a majority for RENEW_FRESH, and the
-        // others heard it up to one heartbeat before the cut.
-        let stopped_after_cut = t.heartbeat + RENEW_FRESH + LEASE + MESH_STOP_TIMEOUT;
+        let ms = Duration::from_millis;
+        // Once the lease is out, its units are stopped within their stop timeout,
+        // which systemd may fire late.
+        let stop = MESH_STOP_TIMEOUT + SYSTEMD_TIMER_SLACK;
+        // Killed, frozen, or cut off with its connections reset: it renews only with
+        // its own heartbeat on time, so its last renewal is at most a late heartbeat
+        // after the last one the others heard.
+        let stopped_after_kill = t.heartbeat + BEAT_LATE + LEASE + stop;
+        assert!(stopped_after_kill + ms(350) <= TAKEOVER);
+        // Cut off in silence: it renews until it has not heard a majority for
+        // RENEW_FRESH, and the others heard it up to one heartbeat before the cut.
+        let stopped_after_cut = t.heartbeat + RENEW_FRESH + LEASE + stop;
         let takeover_after_silence = (t.dead_after + CLAIM).max(TAKEOVER);
-        assert!(stopped_after_cut + margin <= takeover_after_silence);
+        assert!(stopped_after_cut + ms(600) <= takeover_after_silence);
         // A renewal is due well within the lease, and the evidence it needs is fresher
         // than suspicion.
         assert!(RENEW_EVERY * 3 <= LEASE);
@@ -116,15 +135,24 @@ mod tests {
         let now = Instant::now();
         let ago = |ms| Some(now - Duration::from_millis(ms));
         let owns = ago(0);
+        let beating = |mut m: Majority| {
+            m.beat_until = Some(now + Duration::from_secs(10));
+            m
+        };
         // Alone: always heard.
         assert_eq!(
             Majority::heard_since_of(owns, &[], now).heard_since,
             Some(now)
         );
         // Of three, one other is needed: the freshest.
-        let m = Majority::heard_since_of(owns, &[ago(900), ago(100)], now);
+        let m = beating(Majority::heard_since_of(owns, &[ago(900), ago(100)], now));
         assert_eq!(m.heard_since, ago(100));
         assert!(m.renews(now));
+        let late = Majority {
+            beat_until: Some(now - Duration::from_millis(1)),
+            ..m
+        };
+        assert!(!late.renews(now), "its own heartbeat is late");
         assert!(!m.renews(now + RENEW_FRESH), "heard 1.1 s ago");
         // Of five, two others: the second freshest.
         let m = Majority::heard_since_of(owns, &[ago(50), None, ago(700), ago(3000)], now);

@@ -157,16 +157,12 @@ impl Handle {
         self.ask(Command::Status).await
     }
 
-    /// New labels and services to advertise (the spec changed).
-    pub async fn set_local(
-        &self,
-        labels: BTreeMap<String, String>,
-        services: Vec<Service>,
-    ) -> Result<(), Stopped> {
+    /// New labels and services to advertise (the spec changed), without waiting:
+    /// `false` when the node's queue is full (it is stuck), so the caller tells it again.
+    pub fn try_set_local(&self, labels: BTreeMap<String, String>, services: Vec<Service>) -> bool {
         self.commands
-            .send(Command::SetLocal(labels, services))
-            .await
-            .map_err(|_| Stopped)
+            .try_send(Command::SetLocal(labels, services))
+            .is_ok()
     }
 
     /// The members as placement sees them, anew whenever something placement depends
@@ -181,8 +177,9 @@ impl Handle {
         self.majority.clone()
     }
 
-    /// [`Handle::set_workloads`] without waiting: `false` when the node's queue is
-    /// full (it is stuck), so the caller tells it again later.
+    /// The mesh workloads this node can run (name → definition hash) and runs now,
+    /// without waiting: `false` when the node's queue is full (it is stuck), so the
+    /// caller tells it again later.
     pub fn try_set_workloads(
         &self,
         offers: BTreeMap<String, String>,
@@ -191,18 +188,6 @@ impl Handle {
         self.commands
             .try_send(Command::SetWorkloads(offers, running))
             .is_ok()
-    }
-
-    /// The mesh workloads this node can run (name → definition hash) and runs now.
-    pub async fn set_workloads(
-        &self,
-        offers: BTreeMap<String, String>,
-        running: BTreeSet<String>,
-    ) -> Result<(), Stopped> {
-        self.commands
-            .send(Command::SetWorkloads(offers, running))
-            .await
-            .map_err(|_| Stopped)
     }
 
     /// Delivers a signed push to the member called `node`; its answer comes back.

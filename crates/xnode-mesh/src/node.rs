@@ -109,6 +109,8 @@ pub struct Node {
     majority: watch::Sender<Majority>,
     /// When the loop last turned: a long gap means it missed its own clock.
     turned: Instant,
+    /// When it last sent a heartbeat.
+    beat_at: Option<Instant>,
 }
 
 /// A loop that has not turned for this long was frozen or starved: every heartbeat it
@@ -260,6 +262,7 @@ impl Node {
             views,
             majority,
             turned: now,
+            beat_at: None,
             config,
         };
         Ok((
@@ -322,7 +325,10 @@ impl Node {
 
     /// The lease's evidence, after anything that may change it.
     fn publish_majority(&mut self, now: Instant) {
-        let m = self.ownership.majority(&self.membership, now);
+        let mut m = self.ownership.majority(&self.membership, now);
+        m.beat_until = self
+            .beat_at
+            .map(|t| t + self.config.timing.heartbeat + crate::fencing::BEAT_LATE);
         self.majority.send_if_modified(|old| {
             let changed = *old != m;
             *old = m;
@@ -352,6 +358,7 @@ impl Node {
 
     fn heartbeat(&mut self) -> Heartbeat {
         self.seq += 1;
+        self.beat_at = Some(Instant::now());
         Heartbeat {
             node: self.config.node.clone(),
             incarnation: self.incarnation,
@@ -773,9 +780,11 @@ impl Node {
                 self.ownership.offers = offers;
                 self.ownership.running = running;
                 if news {
-                    // Said at once: a member waiting to take a workload over waits for this.
+                    // Said at once: a member waiting to take a workload over waits for
+                    // this, and this node's own placement decides on its new offers.
                     let hb = self.heartbeat();
                     self.publish(&Message::Heartbeat(hb));
+                    self.check();
                 }
             }
             Command::Push(node, push, reply) => {

@@ -71,6 +71,10 @@ pub struct ObservedUnit {
     /// unit again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// For a failed unit: it failed as it was being stopped (by hand, by the agent, or
+    /// by a unit it is bound to), not while it ran. It was stopped, not finished.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 impl ObservedUnit {
@@ -82,16 +86,19 @@ impl ObservedUnit {
             file,
             sub_state: None,
             result: None,
+            stopped: false,
         }
     }
 
     /// Whether its process ended by itself and its restart policy leaves it so: a clean
     /// exit (the unit stays `active (exited)`), or a failure that systemd was not told
-    /// to restart. A unit stopped by hand, or that systemd gave up restarting
-    /// (`start-limit-hit`), is not done: the agent starts it again.
+    /// to restart. A unit stopped by hand (even one that failed on the way down), or
+    /// that systemd gave up restarting (`start-limit-hit`), is not done: the agent
+    /// starts it again.
     pub fn finished(&self, policy: RestartPolicy) -> bool {
         match self.active_state {
             ActiveState::Active => self.sub_state.as_deref() == Some("exited"),
+            ActiveState::Failed if self.stopped => false,
             ActiveState::Failed => {
                 let result = self.result.as_deref().unwrap_or("exit-code");
                 result != "start-limit-hit" && !policy.restarts_after(result)

@@ -23,7 +23,7 @@ pub const LEASE_UNIT: &str = "xnoded-lease.service";
 /// How long a mesh workload has to stop before systemd kills it (`TimeoutStopSec=`):
 /// part of the fencing margin (docs/mesh.md), so a slow stop cannot run into the
 /// majority's takeover.
-pub const MESH_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+pub const MESH_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(400);
 
 const PREFIX: &str = "xnode-";
 const SUFFIX: &str = ".service";
@@ -284,6 +284,17 @@ const UNIT_KEYS_IGNORED: &[&str] = &[
     "SourcePath",
 ];
 
+/// Keys whose change needs no restart of a running unit: the dependencies on the lease
+/// (a bound unit follows its lease from the daemon reload on), and settings systemd
+/// reads only when the process ends or is stopped. So the first apply of an agent that
+/// adds them rewrites every unit without restarting any.
+const KEYS_NO_RESTART: &[(&str, &str)] = &[
+    ("Unit", "BindsTo"),
+    ("Unit", "After"),
+    ("Service", "RemainAfterExit"),
+    ("Service", "TimeoutStopSec"),
+];
+
 /// Compares the installed file with the wanted one, key by key.
 ///
 /// systemd ignores `X-` keys, so they never warrant a restart; the one exception is
@@ -314,6 +325,7 @@ pub fn compare(installed: &str, wanted: &str) -> Difference {
                 reload = true;
             } else if key.starts_with("X-")
                 || (section == "Unit" && UNIT_KEYS_IGNORED.contains(&key.as_str()))
+                || KEYS_NO_RESTART.contains(&(section.as_str(), key.as_str()))
             {
                 continue;
             } else {

@@ -119,6 +119,15 @@ fn table() {
             vec![],
         ),
         (
+            "failed as it was stopped (exit 143 on SIGTERM), under no: started again",
+            no_restart.clone(),
+            vec![ObservedUnit {
+                stopped: true,
+                ..ended(&no_restart, "web", Failed, "failed", "exit-code")
+            }],
+            vec!["start xnode-web.service"],
+        ),
+        (
             "failed past systemd's start limit: started again",
             no_restart.clone(),
             vec![ended(
@@ -447,6 +456,10 @@ fn compare_follows_switch_to_configuration() {
     for (installed, want) in cases {
         assert_eq!(compare(installed, base), want, "{installed}");
     }
+    // What an agent that adds the lease and RemainAfterExit= writes differs only in
+    // keys a running process does not see: rewritten, not restarted.
+    let leased = "[Unit]\nDescription=a\nX-Xnode-Workload=w\nBindsTo=xnoded-lease.service\nAfter=xnoded-lease.service\n[Service]\nExecStart=/bin/a\nEnvironment=\"A=1\"\nRemainAfterExit=yes\nTimeoutStopSec=400ms\n";
+    assert_eq!(compare(base, leased), Difference::Cosmetic);
     // A continuation joins lines, as systemd reads them.
     let joined = "[Unit]\nDescription=a\nX-Xnode-Workload=w\n[Service]\nExecStart=/bin/a \\\n\nEnvironment=\"A=1\"\n";
     assert_eq!(compare(joined, base), Difference::Cosmetic);

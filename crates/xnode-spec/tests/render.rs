@@ -119,7 +119,7 @@ fn mesh_workloads_are_bound_to_the_lease_and_stop_quickly_local_ones_are_not() {
     ));
     assert_eq!(mesh.get("Unit", "BindsTo"), ["xnoded-lease.service"]);
     assert_eq!(mesh.get("Unit", "After"), ["xnoded-lease.service"]);
-    assert_eq!(mesh.get("Service", "TimeoutStopSec"), ["500ms"]);
+    assert_eq!(mesh.get("Service", "TimeoutStopSec"), ["400ms"]);
     let local = UnitFile::parse(&render("w", &workload(json!({"command": ["/bin/true"]}))));
     assert!(local.get("Unit", "BindsTo").is_empty());
     assert!(local.get("Service", "TimeoutStopSec").is_empty());

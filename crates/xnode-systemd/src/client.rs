@@ -147,11 +147,30 @@ impl Systemd {
             .await
     }
 
-    /// A service's `Result`, by its object path.
-    pub(crate) async fn result(&self, name: &str, path: OwnedObjectPath) -> Result<String, Error> {
-        let read = async { self.service_proxy(path).await?.result().await };
+    /// Why a failed service failed, by its object path: its `Result`, and whether its
+    /// process ended after the unit began to stop (a stop job ended it, and it failed
+    /// on the way: a timeout, or an exit status the program gives on SIGTERM) rather
+    /// than by itself while it ran.
+    pub(crate) async fn failure(
+        &self,
+        name: &str,
+        path: OwnedObjectPath,
+    ) -> Result<(String, bool), Error> {
+        let read = async {
+            let service = self.service_proxy(path.clone()).await?;
+            let unit = self.unit_proxy(path).await?;
+            let result = service.result().await?;
+            let started = service.exec_main_start_timestamp_monotonic().await?;
+            let exited = service.exec_main_exit_timestamp_monotonic().await?;
+            let became_active = unit.active_enter_timestamp_monotonic().await?;
+            let left_active = unit.active_exit_timestamp_monotonic().await?;
+            // This run became active, and its process outlived its leaving active: a
+            // stop ended it. (A run that failed to start never became active.)
+            let this_run = became_active >= started && left_active >= became_active;
+            Ok::<_, zbus::Error>((result, this_run && exited > left_active))
+        };
         read.await
-            .map_err(Error::call(format!("reading the Result of {name}")))
+            .map_err(Error::call(format!("reading why {name} failed")))
     }
 
     /// A unit's current state, read fresh.

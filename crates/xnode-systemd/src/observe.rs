@@ -32,9 +32,12 @@ impl Systemd {
             let fragment = self.fragment_path(&name, path.clone()).await?;
             let file = self.read_unit_file(&fragment).await?;
             let active_state = parse_state(&active);
-            let result = match active_state {
-                ActiveState::Failed => Some(self.result(&name, path).await?),
-                _ => None,
+            let (result, stopped) = match active_state {
+                ActiveState::Failed => {
+                    let (result, stopped) = self.failure(&name, path).await?;
+                    (Some(result), stopped)
+                }
+                _ => (None, false),
             };
             Ok::<_, Error>(ObservedUnit {
                 active_state,
@@ -42,6 +45,7 @@ impl Systemd {
                 file,
                 sub_state: Some(sub),
                 result,
+                stopped,
             })
         });
         let mut units: BTreeMap<String, ObservedUnit> = reads

@@ -204,6 +204,10 @@ where
             ));
             return;
         };
+        if let Some(busy) = self.apply.busy() {
+            let _ = reply.send(Reply::error(busy));
+            return;
+        }
         self.metrics.rollbacks.inc();
         info!("rolling back to generation {to}");
         self.run_job(Job::Restore { to }, Some(Waiter::Rollback(reply, to)));

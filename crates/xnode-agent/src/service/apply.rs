@@ -292,6 +292,12 @@ where
     /// Starts a job over the spec in force, with the placement as it stands; a waiter
     /// is told at once if another job runs.
     pub(super) fn run_job(&mut self, job: Job, waiter: Option<Waiter>) {
+        if let Some(why) = self.apply.busy() {
+            if let Some(w) = waiter {
+                w.refuse(why);
+            }
+            return;
+        }
         if let (Job::Deploy { spec, .. }, Some(mesh)) = (&job, self.mesh.as_mut()) {
             // The mesh hears what the new spec offers now, so placement can put its new
             // mesh workloads here while the gate waits.

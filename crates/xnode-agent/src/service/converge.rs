@@ -8,11 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::task::Id;
 use tokio::time::Instant;
 use tracing::{info, warn};
-use xnode_spec::Validated;
-use xnode_spec::plan::{ObservedUnit, Plan, Reason, plan};
+use xnode_spec::plan::{Action, ObservedUnit, Op, Plan, Reason, plan};
+use xnode_spec::{Placement, Spec, Validated};
 use xnode_systemd::ApplyOptions;
 
 use super::Done;
@@ -34,14 +35,16 @@ pub(super) struct Backoff {
 impl Backoff {
     /// Drops the starts of not-running units still waiting; records the ones let
     /// through. The first start of a unit goes at once, the next after 10 s, 20 s, …
-    /// up to 5 minutes.
-    fn filter(&mut self, plan: &mut Plan, now: Instant) {
+    /// up to 5 minutes. Returns when the first one held back may go.
+    fn filter(&mut self, plan: &mut Plan, now: Instant) -> Option<Instant> {
+        let mut retry: Option<Instant> = None;
         plan.actions.retain(|a| {
             if !matches!(a.reason, Reason::NotRunning(_)) {
                 return true;
             }
             let (n, next) = self.units.entry(a.unit.clone()).or_insert((0, now));
             if now < *next {
+                retry = Some(retry.map_or(*next, |r| r.min(*next)));
                 return false;
             }
             *n += 1;
@@ -51,6 +54,7 @@ impl Backoff {
             *next = now + wait;
             true
         });
+        retry
     }
 
     /// Forgets the units that are up past their last wait: they recovered.
@@ -99,47 +103,78 @@ pub(super) struct Converged {
     /// Whether the units, as last observed, are as the spec wants them.
     in_sync: bool,
     backoff: Backoff,
+    /// When a start held back by its backoff may go.
+    retry: Option<Instant>,
     took: Duration,
 }
 
-/// One pass: observe, plan (only `only`'s workloads when given), hold back what
-/// cannot be realised and what waits out its backoff, apply, observe again.
+/// What a pass may touch while an apply runs: the mesh workloads whose placement
+/// moved since the apply began; of those the apply itself brings or changes, only the
+/// stops (starting them is the apply's, stopping them is never wrong).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Scope {
+    pub(super) moved: BTreeSet<String>,
+    pub(super) the_applys: BTreeSet<String>,
+}
+
+impl Scope {
+    fn allows(&self, a: &Action) -> bool {
+        self.moved.contains(&a.workload)
+            && (!self.the_applys.contains(&a.workload) || a.op == Op::Stop)
+    }
+}
+
+/// Drops what would start a mesh workload placement no longer puts here: the plan was
+/// made with what it said when the pass began.
+fn still_placed(plan: &mut Plan, spec: &Spec, placed: &BTreeSet<String>) {
+    plan.actions.retain(|a| {
+        let mesh = spec
+            .workloads
+            .get(&a.workload)
+            .is_some_and(|w| w.placement != Placement::Local);
+        let starts = matches!(a.op, Op::Start | Op::Restart | Op::Reload);
+        !(mesh && starts && !placed.contains(&a.workload))
+    });
+}
+
+/// One pass: observe, plan (what `scope` allows, when given), hold back what cannot be
+/// realised and what waits out its backoff, apply, observe again.
 async fn pass<U: Units>(
     units: Arc<U>,
     spec: Arc<Validated>,
-    placed: BTreeSet<String>,
+    placed: watch::Receiver<BTreeSet<String>>,
     hold: BTreeMap<String, String>,
-    only: Option<BTreeSet<String>>,
+    scope: Option<Scope>,
     mut backoff: Backoff,
 ) -> Converged {
     let started = std::time::Instant::now();
-    let done = |observed, in_sync, backoff| Converged {
+    let done = |observed, in_sync, backoff, retry| Converged {
         observed,
         in_sync,
         backoff,
+        retry,
         took: started.elapsed(),
     };
     let observed = match units.observe().await {
         Ok(o) => o,
         Err(e) => {
-            return done(
-                Err(format!("cannot read systemd's units: {e}")),
-                false,
-                backoff,
-            );
+            let why = format!("cannot read systemd's units: {e}");
+            return done(Err(why), false, backoff, None);
         }
     };
     let now = Instant::now();
     backoff.forget_recovered(&observed, now);
-    let mut plan = plan(&spec.spec, &observed, &placed);
+    let snapshot = placed.borrow().clone();
+    let mut plan = plan(&spec.spec, &observed, &snapshot);
     let in_sync = plan.is_empty();
     hold_back(&mut plan, &hold);
-    if let Some(only) = &only {
-        plan.actions.retain(|a| only.contains(&a.workload));
+    if let Some(scope) = &scope {
+        plan.actions.retain(|a| scope.allows(a));
     }
-    backoff.filter(&mut plan, now);
+    let held = backoff.filter(&mut plan, now);
+    still_placed(&mut plan, &spec.spec, &placed.borrow());
     if plan.actions.is_empty() {
-        return done(Ok(observed), in_sync, backoff);
+        return done(Ok(observed), in_sync, backoff, held);
     }
     info!(
         actions = plan.actions.len(),
@@ -147,7 +182,7 @@ async fn pass<U: Units>(
     );
     if let Err(e) = units.apply(&plan, &ApplyOptions::default()).await {
         warn!("converging failed: {e}");
-        return done(Err(format!("converging failed: {e}")), false, backoff);
+        return done(Err(format!("converging failed: {e}")), false, backoff, held);
     }
     let after = units
         .observe()
@@ -155,8 +190,8 @@ async fn pass<U: Units>(
         .map_err(|e| format!("cannot read systemd's units: {e}"));
     let in_sync = after
         .as_ref()
-        .is_ok_and(|o| xnode_spec::plan::plan(&spec.spec, o, &placed).is_empty());
-    done(after, in_sync, backoff)
+        .is_ok_and(|o| xnode_spec::plan::plan(&spec.spec, o, &snapshot).is_empty());
+    done(after, in_sync, backoff, held)
 }
 
 impl<U, N> super::Service<U, N>
@@ -180,9 +215,9 @@ where
             return;
         }
         let placed = self.placed.borrow().clone();
-        let only = self.apply.placed_at_start().map(|before| {
-            let moved: BTreeSet<String> = before.symmetric_difference(&placed).cloned().collect();
-            let changed_by_apply: BTreeSet<String> = self
+        let scope = self.apply.placed_at_start().map(|before| Scope {
+            moved: before.symmetric_difference(&placed).cloned().collect(),
+            the_applys: self
                 .current
                 .as_ref()
                 .map(|c| {
@@ -190,14 +225,14 @@ where
                 })
                 .unwrap_or_default()
                 .into_iter()
-                .collect();
-            moved.difference(&changed_by_apply).cloned().collect()
+                .collect(),
         });
         self.converge.due = None;
         let units = self.units.clone();
         let backoff = self.converge.backoff.clone();
+        let placed = self.placed.subscribe();
         let handle = self.tasks.spawn(async move {
-            Done::Converged(pass(units, spec, placed, hold, only, backoff).await)
+            Done::Converged(pass(units, spec, placed, hold, scope, backoff).await)
         });
         self.converge.running = Some(handle.id());
     }
@@ -206,6 +241,10 @@ where
     pub(super) fn converged(&mut self, c: Converged) {
         self.converge.running = None;
         self.converge.backoff = c.backoff;
+        if let Some(at) = c.retry {
+            self.converge
+                .soon(at.saturating_duration_since(Instant::now()));
+        }
         self.metrics.reconciles.inc();
         self.metrics.reconcile_seconds.observe(c.took.as_secs_f64());
         if let Ok(observed) = &c.observed {
@@ -251,6 +290,56 @@ mod tests {
     }
 
     #[test]
+    fn while_an_apply_runs_a_pass_moves_only_what_placement_moved_and_never_starts_the_applys() {
+        let spec = xnode_spec::parse(
+            &serde_json::to_vec(&json!({"version": 1, "node": {"name": "n"}, "workloads": {
+                "moved": {"command": ["/bin/a"], "placement": {"mesh": {}}},
+                "changed": {"command": ["/bin/b"], "placement": {"mesh": {}}},
+                "local": {"command": ["/bin/c"]}
+            }}))
+            .unwrap(),
+        )
+        .unwrap()
+        .spec;
+        let scope = Scope {
+            moved: ["moved", "changed"].map(String::from).into(),
+            the_applys: ["changed".to_owned()].into(),
+        };
+        let placed: BTreeSet<String> = ["moved", "changed"].map(String::from).into();
+        let p = plan(&spec, &[], &placed);
+        let allowed: Vec<String> = p
+            .actions
+            .iter()
+            .filter(|a| scope.allows(a))
+            .map(|a| format!("{} {}", a.op, a.workload))
+            .collect();
+        assert_eq!(allowed, ["create moved", "start moved"]);
+        let stop = crate::placement::stops(&["changed".to_owned()]);
+        assert!(
+            scope.allows(&stop.actions[0]),
+            "stopping is never the apply's alone"
+        );
+        // Placement took `moved` away while the pass was planning: it is not started.
+        let mut p = plan(&spec, &[], &placed);
+        still_placed(&mut p, &spec, &["changed".to_owned()].into());
+        let left: Vec<String> = p
+            .actions
+            .iter()
+            .map(|a| format!("{} {}", a.op, a.workload))
+            .collect();
+        assert_eq!(
+            left,
+            [
+                "create changed",
+                "create local",
+                "create moved",
+                "start changed",
+                "start local"
+            ]
+        );
+    }
+
+    #[test]
     fn every_start_of_a_unit_that_went_down_backs_off_until_it_stays_up() {
         let (spec, down) = stopped();
         let mut up = down.clone();
@@ -263,8 +352,9 @@ mod tests {
         // Up for a moment, then down again within its wait: not forgotten.
         b.forget_recovered(&up, t0 + Duration::from_secs(1));
         let mut p = plan(&spec, &down, &BTreeSet::new());
-        b.filter(&mut p, t0 + Duration::from_secs(1));
+        let retry = b.filter(&mut p, t0 + Duration::from_secs(1));
         assert!(p.actions.is_empty(), "the next waits");
+        assert_eq!(retry, Some(t0 + BACKOFF_MIN * 2), "and says until when");
         let mut p = plan(&spec, &down, &BTreeSet::new());
         b.filter(&mut p, t0 + BACKOFF_MAX);
         assert_eq!(p.actions.len(), 1, "after the wait it goes through again");

@@ -11,8 +11,6 @@ use tracing::{info, warn};
 use xnode_mesh::fencing::Majority;
 use xnode_mesh::node::{Event, Handle, View};
 use xnode_spec::Spec;
-use xnode_spec::plan::{Action, Op, Plan, Reason};
-use xnode_spec::unit::unit_name;
 use xnode_systemd::ApplyOptions;
 
 use super::Done;
@@ -209,35 +207,27 @@ where
     /// Stops the units of mesh workloads placement took away, without waiting for
     /// anything else the agent does (an apply, a converge).
     fn fence(&mut self, gone: BTreeSet<String>) {
-        let actions: Vec<Action> = gone
+        // Every one, not only those seen running: a start may be under way that no
+        // observation has seen yet. Stopping a unit that is down changes nothing.
+        let plan = placement::stops(&gone);
+        let seen: Vec<&str> = plan
+            .actions
             .iter()
-            .map(|w| Action {
-                op: Op::Stop,
-                unit: unit_name(w),
-                workload: w.clone(),
-                reason: Reason::NotPlacedHere,
-                content: None,
-            })
             .filter(|a| match &self.observed {
                 Ok(units) => units
                     .iter()
                     .any(|u| u.name == a.unit && u.active_state.is_running()),
                 Err(_) => true,
             })
+            .map(|a| a.workload.as_str())
             .collect();
-        if actions.is_empty() {
-            return;
+        if !seen.is_empty() {
+            info!(
+                "placement moved {} off this node; stopping it now",
+                seen.join(", ")
+            );
         }
-        let names: Vec<&str> = actions.iter().map(|a| a.workload.as_str()).collect();
-        info!(
-            "placement moved {} off this node; stopping it now",
-            names.join(", ")
-        );
         let units = self.units.clone();
-        let plan = Plan {
-            actions,
-            refused: Vec::new(),
-        };
         self.tasks.spawn(async move {
             if let Err(e) = units.apply(&plan, &ApplyOptions::default()).await {
                 warn!("a fencing stop failed (the lease stops them anyway): {e}");

@@ -54,11 +54,12 @@ const SETTLE: Duration = Duration::from_millis(300);
 /// What a background task reports when it ends.
 enum Done<U, N> {
     Applied(Box<apply::Finished<U, N>>),
+    Watching(Watch),
     Converged(converge::Converged),
     Fenced,
     SpecFile(spec_file::Read),
     Push(Box<api::CheckedPush>),
-    Realised(BTreeMap<String, String>),
+    Realised(xnode_spec::SpecHash, BTreeMap<String, String>),
 }
 
 /// The loop's state.
@@ -85,6 +86,18 @@ pub struct Service<U, N> {
     placed: watch::Sender<BTreeSet<String>>,
     tasks: JoinSet<Done<U, N>>,
     watchdog: Option<Watchdog>,
+    /// systemd's notice of unit changes.
+    watch: Option<Watch>,
+    background: Background,
+}
+
+/// The tasks of the loop's own that must be noticed if they die.
+#[derive(Debug, Default)]
+struct Background {
+    /// Getting systemd's notice of unit changes.
+    watching: Option<tokio::task::Id>,
+    /// Finding what of the spec in force cannot be realised, at start.
+    realising: Option<tokio::task::Id>,
 }
 
 impl<U, N> Service<U, N>
@@ -119,6 +132,8 @@ where
             placed: watch::channel(BTreeSet::new()).0,
             tasks: JoinSet::new(),
             watchdog: None,
+            watch: None,
+            background: Background::default(),
         }
     }
 
@@ -131,13 +146,19 @@ where
         let mut file_tick = interval(self.settings.file_poll);
         let mut reconcile_tick = interval(self.settings.interval);
         let mut renew_tick = interval(xnode_mesh::fencing::RENEW_EVERY);
-        let mut watch: Option<Watch> = None;
         loop {
             // Watch the units again when the connection that fed the watch is gone.
-            if watch.as_ref().is_none_or(|(_, task)| task.is_finished()) {
-                watch = self.units.watch().await.ok();
+            if self
+                .watch
+                .as_ref()
+                .is_some_and(|(_, task)| task.is_finished())
+            {
+                self.watch = None;
             }
-            let notify = watch.as_ref().map(|(n, _)| n.clone());
+            if self.watch.is_none() && self.background.watching.is_none() {
+                self.watch_units();
+            }
+            let notify = self.watch.as_ref().map(|(n, _)| n.clone());
             let changed = async move {
                 match notify {
                     Some(n) => n.notified().await,
@@ -217,7 +238,29 @@ where
 
     fn next_deadline(&self) -> Option<Instant> {
         let placement = self.mesh.as_ref().and_then(|m| m.next_decision());
-        [self.converge.due(), placement].into_iter().flatten().min()
+        // A pass that cannot start yet (no spec, store paths not yet known) is asked
+        // for again when what it needs arrives.
+        let ready = self.target().is_some() && self.not_realised.is_some();
+        let converge = self.converge.due().filter(|_| ready);
+        [converge, placement].into_iter().flatten().min()
+    }
+
+    /// Subscribes to systemd's unit changes beside the loop, trying again every second
+    /// while systemd cannot be reached.
+    fn watch_units(&mut self) {
+        let units = self.units.clone();
+        let handle = self.tasks.spawn(async move {
+            loop {
+                match units.watch().await {
+                    Ok(watch) => return Done::Watching(watch),
+                    Err(e) => {
+                        warn!("cannot watch systemd's units, trying again: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        self.background.watching = Some(handle.id());
     }
 
     /// A restarted agent must not start what it could not realise before: until this
@@ -228,7 +271,7 @@ where
             return;
         };
         let nix = self.apply.nix();
-        self.tasks.spawn(async move {
+        let handle = self.tasks.spawn(async move {
             let mut missing = BTreeMap::new();
             for (name, w) in &current.spec.workloads {
                 if !w.store_paths.is_empty()
@@ -237,8 +280,9 @@ where
                     missing.insert(name.clone(), why);
                 }
             }
-            Done::Realised(missing)
+            Done::Realised(current.hash, missing)
         });
+        self.background.realising = Some(handle.id());
     }
 
     async fn on_done(
@@ -249,10 +293,19 @@ where
             Ok((_, done)) => done,
             Err(e) => {
                 error!("a task of the agent failed: {e}");
-                if self.apply.lost(e.id()) {
+                let id = e.id();
+                if self.apply.lost(id) {
                     self.recover_store().await;
                 }
-                self.converge.task_lost(e.id());
+                self.converge.task_lost(id);
+                self.spec_file_lost(id);
+                if self.background.realising == Some(id) {
+                    // Nothing known to be missing: what cannot be had fails its start.
+                    self.not_realised = Some(BTreeMap::new());
+                }
+                if self.background.watching == Some(id) {
+                    self.background.watching = None;
+                }
                 return;
             }
         };
@@ -260,10 +313,24 @@ where
             Done::Applied(finished) => self.applied(*finished).await,
             Done::Converged(c) => self.converged(c),
             Done::Fenced => {}
+            Done::Watching(watch) => {
+                self.background.watching = None;
+                self.watch = Some(watch);
+                // Changes while there was no watch went unseen.
+                self.converge.soon(Duration::ZERO);
+            }
             Done::SpecFile(read) => self.spec_file_read(read),
             Done::Push(checked) => self.push_checked(*checked),
-            Done::Realised(missing) => {
-                self.not_realised = Some(missing);
+            Done::Realised(hash, missing) => {
+                self.background.realising = None;
+                // An apply that ended meanwhile knows better.
+                if self.not_realised.is_none()
+                    && self.current.as_ref().is_some_and(|c| c.hash == hash)
+                {
+                    self.not_realised = Some(missing);
+                } else if self.not_realised.is_none() {
+                    self.not_realised = Some(BTreeMap::new());
+                }
                 self.converge.soon(Duration::ZERO);
             }
         }

@@ -95,6 +95,8 @@ pub(super) struct SpecFile {
     deferred: bool,
     /// `xnodectl reload`: told what became of the file's spec.
     waiters: Vec<Waiter>,
+    /// The task reading it.
+    task: Option<tokio::task::Id>,
 }
 
 impl SpecFile {
@@ -106,6 +108,7 @@ impl SpecFile {
             reading: false,
             deferred: false,
             waiters: Vec::new(),
+            task: None,
         }
     }
 
@@ -127,24 +130,45 @@ where
     /// Looks at the spec file, beside the loop. With a waiter (`xnodectl reload`), it
     /// is read whatever its stamp, and the waiter learns what became of it.
     pub(super) fn read_spec_file(&mut self, waiter: Option<Waiter>) {
+        let busy = self.apply.busy().is_some();
         let f = &mut self.spec_file;
         f.waiters.extend(waiter);
-        let forced = !f.waiters.is_empty() || f.deferred;
+        // A change that waits for the running apply is read again once it has ended.
+        let forced = !f.waiters.is_empty() || (f.deferred && !busy);
         if f.reading {
             return;
         }
         f.reading = true;
-        f.deferred = false;
+        if forced {
+            f.deferred = false;
+        }
         let seen = if forced { None } else { f.seen };
         let path = f.path.clone();
-        self.tasks
+        let handle = self
+            .tasks
             .spawn(async move { Done::SpecFile(read(path, seen).await) });
+        self.spec_file.task = Some(handle.id());
+    }
+
+    /// The task reading the file died: its waiters are told, and the next look reads
+    /// the file again.
+    pub(super) fn spec_file_lost(&mut self, id: tokio::task::Id) {
+        if self.spec_file.task != Some(id) {
+            return;
+        }
+        self.spec_file.task = None;
+        self.spec_file.reading = false;
+        self.spec_file.seen = None;
+        for w in std::mem::take(&mut self.spec_file.waiters) {
+            w.refuse("reading the spec file failed; see xnoded's log".into());
+        }
     }
 
     /// What a look at the file found: a valid new spec is applied (after the running
     /// apply, if one runs); an invalid one is reported and changes nothing.
     pub(super) fn spec_file_read(&mut self, read: Read) {
         self.spec_file.reading = false;
+        self.spec_file.task = None;
         let waiters = std::mem::take(&mut self.spec_file.waiters);
         let path = self.spec_file.path.display().to_string();
         let (v, raw) = match read {
@@ -184,8 +208,9 @@ where
             .into_iter()
             .filter_map(|w| self.apply.wait_for_file(&hash, w).err())
             .collect();
-        // The file is taken in when its content changes: not when it still holds what
-        // was last taken from it, even if an API apply has moved on since.
+        // Looking by itself, the agent takes the file in when its content changes: not
+        // when it still holds what was last taken from it, even if an API apply has
+        // moved on since. Asked to (`reload`), it takes in whatever is not in force.
         let state = self.state.borrow().clone();
         let last_from_file = state
             .generations
@@ -193,28 +218,28 @@ where
             .rev()
             .find(|g| matches!(g.source, Source::File { .. }));
         let in_force = self.current.as_ref().is_some_and(|c| c.hash == v.hash);
-        if in_force || last_from_file.is_some_and(|g| g.hash == hash) {
+        if in_force {
             let current = state
                 .current
                 .and_then(|n| state.generations.iter().find(|g| g.number == n));
-            let known = if in_force { current } else { last_from_file };
             for w in waiters {
-                match known.map(|g| (g.number, &g.outcome)) {
-                    Some((n, Outcome::RolledBack { .. } | Outcome::Unhealthy { .. })) => {
-                        let outcome = known.map(|g| outcome_text(&g.outcome)).unwrap_or_default();
-                        w.refuse(format!(
-                            "the spec file's spec was applied as generation {n}: {outcome}"
-                        ));
-                    }
-                    Some((n, _)) => w.answer_unchanged(n),
+                match current {
+                    Some(g) if g.outcome == Outcome::Healthy => w.answer_unchanged(g.number),
+                    Some(g) => w.refuse(format!(
+                        "generation {} holds the spec file's spec: {}",
+                        g.number,
+                        outcome_text(&g.outcome)
+                    )),
                     None => w.answer_unchanged(0),
                 }
             }
             return;
         }
+        if waiters.is_empty() && last_from_file.is_some_and(|g| g.hash == hash) {
+            return;
+        }
         if self.apply.busy().is_some() {
             // Taken in when the running apply ends.
-            self.spec_file.seen = None;
             self.spec_file.deferred = true;
             self.spec_file.waiters.append(&mut waiters);
             return;
@@ -230,7 +255,7 @@ where
         self.run_job(job, waiters.next());
         for w in waiters {
             if let Err(w) = self.apply.wait_for_file(&hash, w) {
-                w.refuse(self.apply.busy().unwrap_or_default());
+                w.refuse("the apply of the spec file could not start; see xnoded's log".into());
             }
         }
     }
