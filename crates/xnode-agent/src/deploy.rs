@@ -133,7 +133,8 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The workloads a plan starts, restarts, reloads or rewrites: the ones to gate on.
+/// The workloads a plan starts, restarts, reloads or rewrites: the ones to gate on
+/// (not the unit files of mesh workloads kept ready for when placement brings them).
 pub fn changed(plan: &Plan) -> Vec<String> {
     let set: BTreeSet<&String> = plan
         .actions
@@ -142,7 +143,7 @@ pub fn changed(plan: &Plan) -> Vec<String> {
             matches!(
                 a.op,
                 Op::Create | Op::Update | Op::Start | Op::Restart | Op::Reload
-            )
+            ) && a.reason != Reason::NotPlacedHere
         })
         .map(|a| &a.workload)
         .collect();

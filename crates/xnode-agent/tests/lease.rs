@@ -47,8 +47,20 @@ fn settle(what: &str, cluster: &Cluster) {
     }
 }
 
-fn wait_until(what: &str, timeout: Duration, done: impl FnMut() -> bool) {
-    wait(timeout, done).unwrap_or_else(|_| panic!("{what}: not after {timeout:?}"));
+/// Waits for `done`; says what every node saw when it never comes.
+fn wait_until(cluster: &Cluster, what: &str, timeout: Duration, done: impl FnMut() -> bool) {
+    if wait(timeout, done).is_ok() {
+        return;
+    }
+    let seen: Vec<String> = (0..N)
+        .map(|i| {
+            let journal = cluster.nodes[i]
+                .sh("journalctl -u xnoded -u xnoded-lease -u xnode-solo --no-pager -o short-monotonic | tail -n 40")
+                .unwrap_or_default();
+            format!("n{i}: {}\n{journal}", cluster.placement(i))
+        })
+        .collect();
+    panic!("{what}: not after {timeout:?}\n{}", seen.join("\n"));
 }
 
 fn only(list: Vec<usize>) -> usize {
@@ -92,7 +104,7 @@ fn a_frozen_then_killed_agent_loses_its_singleton_to_the_lease_before_anyone_tak
     // Frozen for 15 s: its units keep running unless the lease stops them.
     let frozen = only(cluster.running(SOLO));
     let at = cluster.signal_agent(frozen, "STOP").unwrap();
-    wait_until("another node runs it", FAILOVER, || {
+    wait_until(&cluster, "another node runs it", FAILOVER, || {
         cluster.running(SOLO).iter().any(|i| *i != frozen)
     });
     assert!(
@@ -129,7 +141,7 @@ fn a_frozen_then_killed_agent_loses_its_singleton_to_the_lease_before_anyone_tak
     // lease runs out and stops what it ran.
     let killed = only(cluster.running(SOLO));
     let at = cluster.signal_agent(killed, "KILL").unwrap();
-    wait_until("another node runs it", FAILOVER, || {
+    wait_until(&cluster, "another node runs it", FAILOVER, || {
         cluster.running(SOLO).iter().any(|i| *i != killed)
     });
     let (stop, start) = (
@@ -175,7 +187,7 @@ fn a_node_cut_off_in_the_middle_of_an_apply_stops_its_singleton_before_the_other
 
     let at = xnode_lab::cluster::monotonic_us();
     cluster.net.cut(owner).unwrap();
-    wait_until("another node runs it", FAILOVER, || {
+    wait_until(&cluster, "another node runs it", FAILOVER, || {
         cluster.running(SOLO).iter().any(|i| *i != owner)
     });
     assert!(!cluster.active(SOLO)[owner], "fenced while it applies");

@@ -316,7 +316,9 @@ fn a_full_state_dir_is_a_clear_error_and_the_previous_generation_stays() {
           && systemctl start xnoded.service",
     )
     .unwrap();
-    wait_for(&c, "the agent back", |s| generation(s) == 1);
+    wait_for(&c, "the agent back", |s| {
+        generation(s) == 1 && s["converged"] == true
+    });
     let bigger = spec(json!({"a": sleeper(), "b": sleeper()}));
     let err = api(
         &c,

@@ -312,22 +312,16 @@ pub fn plan(spec: &Spec, observed: &[ObservedUnit], mesh_placed: &BTreeSet<Strin
         .collect();
     let mut plan = Plan::default();
     for (name, w) in &spec.workloads {
+        let o = observed.get(name.as_str()).copied();
         if runs_here(name, w, mesh_placed) {
-            plan_wanted(&mut plan, name, w, observed.get(name.as_str()).copied());
+            plan_wanted(&mut plan, name, w, o);
+        } else {
+            plan_standby(&mut plan, name, w, o);
         }
     }
     for (name, u) in &observed {
-        let wanted_here = spec
-            .workloads
-            .get(*name)
-            .is_some_and(|w| runs_here(name, w, mesh_placed));
-        if !wanted_here {
-            let reason = if spec.workloads.contains_key(*name) {
-                Reason::NotPlacedHere
-            } else {
-                Reason::Removed
-            };
-            plan_unwanted(&mut plan, name, u, reason);
+        if !spec.workloads.contains_key(*name) {
+            plan_unwanted(&mut plan, name, u, Reason::Removed);
         }
     }
     plan.actions
@@ -423,6 +417,33 @@ fn plan_wanted(plan: &mut Plan, name: &str, w: &Workload, observed: Option<&Obse
                 plan.push(Op::Start, name, Reason::Changed(keys));
             }
         }
+    }
+}
+
+/// A mesh workload placement runs on other nodes: stopped here, its unit file kept
+/// (written when missing or outdated), so that taking it over is a start, with no
+/// daemon reload in the way. A unit under its name that is not ours is left alone.
+fn plan_standby(plan: &mut Plan, name: &str, w: &Workload, observed: Option<&ObservedUnit>) {
+    let wanted = unit::render(name, w);
+    let reason = Reason::NotPlacedHere;
+    let Some(o) = observed else {
+        plan.write(Op::Create, name, reason, &wanted);
+        return;
+    };
+    let ours = match &o.file {
+        Some(text) => UnitFile::parse(text).owner() == Some(name),
+        None => !o.active_state.is_running(),
+    };
+    if !ours {
+        return;
+    }
+    if o.active_state.is_running() {
+        plan.push(Op::Stop, name, reason.clone());
+    }
+    match &o.file {
+        None => plan.write(Op::Create, name, reason, &wanted),
+        Some(text) if *text != wanted => plan.write(Op::Update, name, reason, &wanted),
+        Some(_) => {}
     }
 }
 

@@ -248,10 +248,10 @@ fn table() {
             vec!["create xnode-web.service", "start xnode-web.service"],
         ),
         (
-            "mesh workload not placed here: nothing",
+            "mesh workload not placed here: its unit kept ready, not started",
             spec(json!({"job": {"command": ["/bin/job"], "placement": {"mesh": {"replicas": 2}}}})),
             vec![],
-            vec![],
+            vec!["create xnode-job.service"],
         ),
     ];
     let mut failures = Vec::new();
@@ -370,16 +370,24 @@ fn mesh_workloads_follow_placement() {
     );
     let running = installed(&s, "job", Active);
     assert!(plan(&s, std::slice::from_ref(&running), &here).is_empty());
-    let moved = plan(&s, &[running], &none());
-    assert_eq!(
-        steps(&moved),
-        ["stop xnode-job.service", "remove xnode-job.service"]
-    );
+    let moved = plan(&s, std::slice::from_ref(&running), &none());
+    assert_eq!(steps(&moved), ["stop xnode-job.service"], "its file stays");
     assert!(
         moved
             .actions
             .iter()
             .all(|a| a.reason == Reason::NotPlacedHere)
+    );
+    // Placed here again, taking it over is a start: no file to write, no reload.
+    let standby = installed(&s, "job", ActiveState::Inactive);
+    let back = plan(&s, std::slice::from_ref(&standby), &here);
+    assert_eq!(steps(&back), ["start xnode-job.service"]);
+    assert!(!back.needs_daemon_reload());
+    assert!(plan(&s, &[standby], &none()).is_empty());
+    // Gone from the spec, it goes.
+    assert_eq!(
+        steps(&plan(&spec(json!({})), &[running], &none())),
+        ["stop xnode-job.service", "remove xnode-job.service"]
     );
 }
 

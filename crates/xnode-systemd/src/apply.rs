@@ -142,6 +142,9 @@ impl Systemd {
         let ended = watcher
             .run(self, &later, deadline(options.job_timeout))
             .await;
+        let ended = self
+            .retry_cgroup_races(&mut watcher, &later, ended, options)
+            .await;
         record_jobs(&mut report, &later, ended);
 
         let mut with_jobs: Vec<&String> = stops.iter().chain(&later).map(|(_, u)| u).collect();
@@ -160,6 +163,52 @@ impl Systemd {
             .try_collect()
             .await?;
         Ok(report)
+    }
+}
+
+/// systemd's exit status for a process that could not join its unit's cgroup.
+const EXIT_CGROUP: i32 = 219;
+
+impl Systemd {
+    /// Starts once more the units whose start failed because their new process could
+    /// not join the unit's cgroup (exit status 219): seen, rarely, when a start follows
+    /// the unit's stop closely and systemd is still releasing the old cgroup. The
+    /// retry's result replaces the first.
+    async fn retry_cgroup_races(
+        &self,
+        watcher: &mut JobWatcher,
+        jobs: &[(Op, String)],
+        mut results: Vec<Result<JobResult, Error>>,
+        options: &ApplyOptions,
+    ) -> Vec<Result<JobResult, Error>> {
+        let mut again = Vec::new();
+        for (i, ((op, unit), result)) in jobs.iter().zip(&results).enumerate() {
+            let failed = matches!(result, Ok(JobResult::Failed));
+            if failed && matches!(op, Op::Start | Op::Restart) {
+                let status = self.status(unit).await;
+                if status
+                    .is_ok_and(|s| s.exit_code == Some("exited") && s.exit_status == EXIT_CGROUP)
+                {
+                    again.push((i, (Op::Start, unit.clone())));
+                }
+            }
+        }
+        if again.is_empty() {
+            return results;
+        }
+        for (_, (_, unit)) in &again {
+            if self.manager.reset_failed_unit(unit.clone()).await.is_ok() {
+                self.mutated(1);
+            }
+        }
+        let retry: Vec<(Op, String)> = again.iter().map(|(_, job)| job.clone()).collect();
+        let retried = watcher
+            .run(self, &retry, deadline(options.job_timeout))
+            .await;
+        for ((i, _), result) in again.into_iter().zip(retried) {
+            results[i] = result;
+        }
+        results
     }
 }
 

@@ -52,6 +52,14 @@ fn show(c: &Container, unit: &str, property: &str) -> String {
         .to_owned()
 }
 
+/// A unit's journal with systemd's own messages about it, for a failure's message.
+fn journal(c: &Container, unit: &str) -> String {
+    c.sh(&format!(
+        "journalctl -u {unit} -o short-monotonic --no-pager | tail -n 40"
+    ))
+    .unwrap_or_default()
+}
+
 fn ops(p: &Plan) -> Vec<String> {
     p.actions
         .iter()
@@ -128,7 +136,11 @@ async fn a_changed_command_restarts_only_its_unit_and_a_trigger_reloads() {
             "start xnode-a.service"
         ]
     );
-    assert!(report.all_done(), "{report:#?}");
+    assert!(
+        report.all_done(),
+        "{report:#?}\n{}",
+        journal(&c, "xnode-a.service")
+    );
     let after = ids(&c);
     assert_ne!(after[0], before[0], "a restarted");
     assert_eq!(after[1..], before[1..], "b and r untouched");

@@ -416,6 +416,8 @@ where
                 let active_state = seen.map_or(absent.to_owned(), |u| u.active_state.to_string());
                 let state = match seen {
                     Some(u) if u.sub_state.as_deref() == Some("exited") => "exited".to_owned(),
+                    // Its unit is kept ready here while it runs elsewhere.
+                    Some(u) if elsewhere && !u.active_state.is_running() => "elsewhere".to_owned(),
                     _ => active_state.clone(),
                 };
                 workloads.push(WorkloadStatus {

@@ -44,6 +44,13 @@ impl Backoff {
             }
             let (n, next) = self.units.entry(a.unit.clone()).or_insert((0, now));
             if now < *next {
+                let wait = next.saturating_duration_since(now);
+                info!(
+                    unit = a.unit,
+                    "{} keeps going down; starting it again in {} s",
+                    a.unit,
+                    wait.as_secs()
+                );
                 retry = Some(retry.map_or(*next, |r| r.min(*next)));
                 return false;
             }
@@ -74,6 +81,8 @@ pub(super) struct Converging {
     running: Option<Id>,
     due: Option<Instant>,
     backoff: Backoff,
+    /// Units whose backoff ends while a pass runs with its own copy.
+    forgotten: BTreeSet<String>,
 }
 
 impl Converging {
@@ -86,6 +95,18 @@ impl Converging {
     /// When the next pass is due, unless one runs (it is started when that ends).
     pub(super) fn due(&self) -> Option<Instant> {
         self.due.filter(|_| self.running.is_none())
+    }
+
+    /// Units the agent itself stopped or starts for placement: what they do next is
+    /// no sign that they keep failing.
+    pub(super) fn forget<'a>(&mut self, workloads: impl IntoIterator<Item = &'a String>) {
+        for w in workloads {
+            let unit = xnode_spec::unit::unit_name(w);
+            self.backoff.units.remove(&unit);
+            if self.running.is_some() {
+                self.forgotten.insert(unit);
+            }
+        }
     }
 
     /// The pass with this id died.
@@ -241,6 +262,9 @@ where
     pub(super) fn converged(&mut self, c: Converged) {
         self.converge.running = None;
         self.converge.backoff = c.backoff;
+        for unit in std::mem::take(&mut self.converge.forgotten) {
+            self.converge.backoff.units.remove(&unit);
+        }
         if let Some(at) = c.retry {
             self.converge
                 .soon(at.saturating_duration_since(Instant::now()));

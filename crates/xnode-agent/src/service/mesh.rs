@@ -196,6 +196,13 @@ where
             return;
         }
         let gone: BTreeSet<String> = before.difference(&placed).cloned().collect();
+        let added: Vec<&String> = placed.difference(&before).collect();
+        if !added.is_empty() {
+            let names: Vec<&str> = added.iter().map(|s| s.as_str()).collect();
+            info!("placement puts {} on this node", names.join(", "));
+        }
+        // Placement starts and stops them, not their failures: no backoff.
+        self.converge.forget(placed.symmetric_difference(&before));
         self.placed.send_replace(placed);
         self.in_sync = false;
         if !gone.is_empty() {
