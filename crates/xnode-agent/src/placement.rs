@@ -297,18 +297,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_owner_claims_then_runs_and_counts_a_failover() {
+    /// The singleton `w`, and two peers: `other` ranks first for it, `me` takes over
+    /// when `other` is lost.
+    fn singleton_and_pair() -> ([Wanted; 1], PeerId, PeerId) {
         let wanted = [Wanted {
             name: "w".into(),
             replicas: 1,
             labels: BTreeMap::new(),
             hash: "0123456789abcdef".into(),
         }];
-        let (a, b) = (PeerId::random(), PeerId::random());
-        // `me` ranks below `other`: it takes over when `other` dies.
-        let ranked = owners("w", 2, &[a, b]);
-        let (other, me) = (ranked[0], ranked[1]);
+        let ranked = owners("w", 2, &[PeerId::random(), PeerId::random()]);
+        (wanted, ranked[0], ranked[1])
+    }
+
+    #[test]
+    fn an_owner_claims_then_runs_and_counts_a_failover() {
+        let (wanted, other, me) = singleton_and_pair();
         let t0 = Instant::now();
         let mut p = Placement::default();
         p.update(
@@ -350,15 +354,7 @@ mod tests {
 
     #[test]
     fn a_takeover_waits_for_the_lost_members_lease() {
-        let wanted = [Wanted {
-            name: "w".into(),
-            replicas: 1,
-            labels: BTreeMap::new(),
-            hash: "0123456789abcdef".into(),
-        }];
-        let (a, b) = (PeerId::random(), PeerId::random());
-        let ranked = owners("w", 2, &[a, b]);
-        let (other, me) = (ranked[0], ranked[1]);
+        let (wanted, other, me) = singleton_and_pair();
         // Killed: dead at once, heard 300 ms ago.
         let mut lost = member(other, false, &["w"]);
         lost.candidate.silent = Duration::from_millis(300);

@@ -87,6 +87,25 @@ fn stopped_at(cluster: &Cluster, i: usize) -> u64 {
 }
 
 /// When the singleton started on a node other than `not`, after `after`.
+/// Waits until a node other than `lost` runs the singleton, and checks it stopped on
+/// `lost` before that; `what` happened to `lost` at `at` (µs, monotonic).
+fn taken_over(cluster: &Cluster, lost: usize, at: u64, what: &str) {
+    wait_until(cluster, "another node runs it", FAILOVER, || {
+        cluster.running(SOLO).iter().any(|i| *i != lost)
+    });
+    assert!(!cluster.active(SOLO)[lost], "{what}: still runs there");
+    let (stop, start) = (
+        stopped_at(cluster, lost),
+        started_elsewhere(cluster, lost, at),
+    );
+    eprintln!(
+        "{what}: stopped {} ms after, started elsewhere {} ms after",
+        (stop - at) / 1000,
+        (start - at) / 1000
+    );
+    assert!(stop < start, "{what}: started elsewhere before it stopped");
+}
+
 fn started_elsewhere(cluster: &Cluster, not: usize, after: u64) -> u64 {
     (0..N)
         .filter(|i| *i != not)
@@ -104,23 +123,7 @@ fn a_frozen_then_killed_agent_loses_its_singleton_to_the_lease_before_anyone_tak
     // Frozen for 15 s: its units keep running unless the lease stops them.
     let frozen = only(cluster.running(SOLO));
     let at = cluster.signal_agent(frozen, "STOP").unwrap();
-    wait_until(&cluster, "another node runs it", FAILOVER, || {
-        cluster.running(SOLO).iter().any(|i| *i != frozen)
-    });
-    assert!(
-        !cluster.active(SOLO)[frozen],
-        "the lease stopped it on the frozen node"
-    );
-    let (stop, start) = (
-        stopped_at(&cluster, frozen),
-        started_elsewhere(&cluster, frozen, at),
-    );
-    eprintln!(
-        "frozen: stopped by the lease {} ms after the freeze, started elsewhere {} ms after it",
-        (stop - at) / 1000,
-        (start - at) / 1000
-    );
-    assert!(stop < start);
+    taken_over(&cluster, frozen, at, "frozen, by the lease");
     let lease_log = cluster.nodes[frozen]
         .sh("journalctl -u xnoded-lease.service --no-pager -o cat")
         .unwrap();
@@ -141,19 +144,7 @@ fn a_frozen_then_killed_agent_loses_its_singleton_to_the_lease_before_anyone_tak
     // lease runs out and stops what it ran.
     let killed = only(cluster.running(SOLO));
     let at = cluster.signal_agent(killed, "KILL").unwrap();
-    wait_until(&cluster, "another node runs it", FAILOVER, || {
-        cluster.running(SOLO).iter().any(|i| *i != killed)
-    });
-    let (stop, start) = (
-        stopped_at(&cluster, killed),
-        started_elsewhere(&cluster, killed, at),
-    );
-    eprintln!(
-        "killed: stopped by the lease {} ms after the kill, started elsewhere {} ms after it",
-        (stop - at) / 1000,
-        (start - at) / 1000
-    );
-    assert!(stop < start);
+    taken_over(&cluster, killed, at, "killed, by the lease");
     settle("restarted, the three settle", &cluster);
     only(cluster.running(SOLO));
     assert_never_twice(&cluster);
@@ -187,23 +178,10 @@ fn a_node_cut_off_in_the_middle_of_an_apply_stops_its_singleton_before_the_other
 
     let at = xnode_lab::cluster::monotonic_us();
     cluster.net.cut(owner).unwrap();
-    wait_until(&cluster, "another node runs it", FAILOVER, || {
-        cluster.running(SOLO).iter().any(|i| *i != owner)
-    });
-    assert!(!cluster.active(SOLO)[owner], "fenced while it applies");
+    taken_over(&cluster, owner, at, "cut off while it applies");
     let status = api(&cluster.nodes[owner], Request::Status).unwrap();
     assert!(gating(&status), "the apply still waits: {status:#}");
     assert_eq!(status["mesh"]["placement"]["quorate"], false, "{status:#}");
-    let (stop, start) = (
-        stopped_at(&cluster, owner),
-        started_elsewhere(&cluster, owner, at),
-    );
-    eprintln!(
-        "cut off: stopped {} ms after the cut, started elsewhere {} ms after it",
-        (stop - at) / 1000,
-        (start - at) / 1000
-    );
-    assert!(stop < start);
 
     cluster.net.heal(owner).unwrap();
     let result = applying.join().unwrap().unwrap();

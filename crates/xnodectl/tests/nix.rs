@@ -338,28 +338,15 @@ fn the_installer_does_nothing_unless_asked_and_refuses_what_it_must() {
 
     // A free disk (a loop device): the plan, and nothing done in a dry run.
     let image = s.path("disk.img");
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(64 << 20)
-        .unwrap();
-    let loop_dev = Command::new("losetup")
-        .args(["--find", "--show", &image])
-        .output()
-        .unwrap();
-    assert!(
-        loop_dev.status.success(),
-        "losetup needs root, as the lab tests do"
-    );
-    let loop_dev = String::from_utf8_lossy(&loop_dev.stdout).trim().to_owned();
+    let disk = Loop::new(&s, "disk.img");
+    let loop_dev = disk.0.clone();
     let conf = s.file(
         "install-loop.conf",
         &format!("disk={loop_dev}\nreboot=no\n"),
     );
     let spec = s.file("spec.json", "{}");
     let (code, log) = run(&plain, &["--config", &conf, "--spec", &spec]);
-    let _ = Command::new("losetup")
-        .args(["--detach", &loop_dev])
-        .status();
+    drop(disk);
     assert_eq!(code, 0, "{log}");
     assert!(
         log.contains(&format!(

@@ -1,0 +1,129 @@
+//! The swarm's make-up: the behaviours composed into one, their protocols and limits,
+//! and the listening addresses (as rust-libp2p's `misc/server` keeps `behaviour.rs`).
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    StreamProtocol, Swarm, connection_limits, gossipsub, identify, kad, mdns,
+    memory_connection_limits, noise, ping, request_response, tcp, yamux,
+};
+use tracing::warn;
+
+use super::{Config, PushResponse, StartError};
+use crate::message::MAX_MESSAGE;
+
+/// Kademlia's protocol name: private, so the node never joins the public IPFS DHT.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/xnode/kad/1.0.0");
+/// Signed spec pushes, node to node.
+pub const PUSH_PROTOCOL: StreamProtocol = StreamProtocol::new("/xnode/push/1.0.0");
+const IDENTIFY_PROTOCOL: &str = "/xnode/id/1.0.0";
+/// A push is a spec: as large as the largest spec a node reads.
+const MAX_PUSH: u64 = 64 << 20;
+
+#[derive(NetworkBehaviour)]
+pub(super) struct Behaviour {
+    pub(super) limits: connection_limits::Behaviour,
+    pub(super) memory: memory_connection_limits::Behaviour,
+    pub(super) identify: identify::Behaviour,
+    pub(super) ping: ping::Behaviour,
+    pub(super) kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub(super) gossipsub: gossipsub::Behaviour,
+    pub(super) push: request_response::json::Behaviour<serde_json::Value, PushResponse>,
+    pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// The swarm of a node with `key`, listening where `config` says (one address that
+/// works is enough: a host without IPv6 cannot bind [::]).
+pub(super) fn swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, StartError> {
+    let setup = |e: &dyn std::fmt::Display| StartError::Setup(e.to_string());
+    let timing = config.timing;
+    let mdns = config.mdns;
+    let max_connections = config.max_connections;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| setup(&e))?
+        .with_dns()
+        .map_err(|e| setup(&e))?
+        .with_behaviour(|key| {
+            let gossip = gossipsub::ConfigBuilder::default()
+                // The first heartbeat at once, not after gossipsub's default 5 s.
+                .heartbeat_initial_delay(Duration::from_millis(100))
+                .heartbeat_interval(timing.heartbeat)
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .validate_messages()
+                .max_transmit_size(MAX_MESSAGE)
+                .build()?;
+            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+            kad_config.set_query_timeout(Duration::from_secs(30));
+            let mut kad = kad::Behaviour::with_config(
+                key.public().to_peer_id(),
+                kad::store::MemoryStore::new(key.public().to_peer_id()),
+                kad_config,
+            );
+            kad.set_mode(Some(kad::Mode::Server));
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(max_connections))
+                .with_max_pending_incoming(Some(max_connections / 2))
+                .with_max_established_per_peer(Some(2));
+            let push = request_response::json::Behaviour::with_codec(
+                request_response::json::codec::Codec::default()
+                    .set_request_size_maximum(MAX_PUSH)
+                    .set_response_size_maximum(64 * 1024),
+                [(PUSH_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+            );
+            Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
+                memory: memory_connection_limits::Behaviour::with_max_percentage(0.9),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    IDENTIFY_PROTOCOL.into(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::new(ping::Config::new()),
+                kad,
+                gossipsub: gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    gossip,
+                )?,
+                push,
+                mdns: Toggle::from(if mdns {
+                    Some(mdns::tokio::Behaviour::new(
+                        mdns::Config::default(),
+                        key.public().to_peer_id(),
+                    )?)
+                } else {
+                    None
+                }),
+            })
+        })
+        .map_err(|e| setup(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    // One address that works is enough (a host without IPv6 cannot bind [::]).
+    let (mut listening, mut failed) = (0, None);
+    for address in &config.listen {
+        match swarm.listen_on(address.clone()) {
+            Ok(_) => listening += 1,
+            Err(e) => {
+                let why = std::error::Error::source(&e).map_or(e.to_string(), |s| s.to_string());
+                warn!(%address, "cannot listen: {why}");
+                failed = Some(StartError::Listen {
+                    address: address.clone(),
+                    why,
+                });
+            }
+        }
+    }
+    if let Some(e) = failed.filter(|_| listening == 0) {
+        return Err(e);
+    }
+    Ok(swarm)
+}

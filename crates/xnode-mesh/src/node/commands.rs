@@ -1,0 +1,94 @@
+//! The rest of the agent's requests to the node, answered in its loop.
+
+use libp2p::PeerId;
+
+use super::{Command, Node, Status, service_key};
+use crate::membership::State;
+use crate::message::Message;
+
+impl Node {
+    pub(super) fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Members(reply) => {
+                let _ = reply.send(self.members());
+            }
+            Command::Providers(name, reply) => {
+                let _ = reply.send(self.providers(name.as_deref()));
+            }
+            Command::Status(reply) => {
+                let count = |s| {
+                    self.membership
+                        .members()
+                        .filter(|(_, m)| m.state == s)
+                        .count()
+                };
+                let status = Status {
+                    peer_id: self.swarm.local_peer_id().to_string(),
+                    listen: self.swarm.listeners().map(|a| a.to_string()).collect(),
+                    connected: self.swarm.connected_peers().count(),
+                    alive: count(State::Alive),
+                    suspect: count(State::Suspect),
+                    dead: count(State::Dead),
+                    rejected: self.rejected,
+                };
+                let _ = reply.send(status);
+            }
+            Command::SetLocal(labels, services) => {
+                for gone in self
+                    .config
+                    .services
+                    .iter()
+                    .filter(|s| !services.contains(s))
+                {
+                    let key = service_key(&gone.name);
+                    self.swarm.behaviour_mut().kad.stop_providing(&key);
+                }
+                self.config.labels = labels;
+                self.config.services = services;
+                self.provide();
+            }
+            Command::SetWorkloads(offers, running) => {
+                let news = running != self.ownership.running || offers != self.ownership.offers;
+                self.ownership.offers = offers;
+                self.ownership.running = running;
+                if news {
+                    // Said at once: a member waiting to take a workload over waits for
+                    // this, and this node's own placement decides on its new offers.
+                    let hb = self.heartbeat();
+                    self.publish(&Message::Heartbeat(hb));
+                    self.check();
+                }
+            }
+            Command::Push(node, push, reply) => {
+                let targets: Vec<PeerId> = self
+                    .membership
+                    .live()
+                    .filter(|(_, m)| m.info.node == node)
+                    .map(|(p, _)| *p)
+                    .collect();
+                match targets.as_slice() {
+                    [peer] => {
+                        let id = self.swarm.behaviour_mut().push.send_request(peer, push);
+                        self.pending.insert(id, reply);
+                    }
+                    [] => {
+                        let _ = reply.send(Err(format!("no live member is called {node:?}")));
+                    }
+                    _ => {
+                        let _ = reply.send(Err(format!(
+                            "{} live members call themselves {node:?}; not guessing",
+                            targets.len()
+                        )));
+                    }
+                }
+            }
+            Command::Respond(channel, answer) => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .push
+                    .send_response(channel, answer);
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! What the swarm reports, taken in: connections that close (confirmed by a redial),
+//! membership messages (each validated before it is believed or forwarded), and the
+//! other behaviours' news.
+
+use std::time::Instant;
+
+use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{PeerId, gossipsub, identify, mdns};
+use tracing::{debug, info};
+
+use super::Node;
+use super::behaviour::{BehaviourEvent, KAD_PROTOCOL};
+use crate::membership::State;
+use crate::message::Message;
+
+impl Node {
+    pub(super) fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.metrics.record_swarm(&event);
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => info!(%address, "mesh listening"),
+            // The first peer: find the rest of the mesh through it.
+            SwarmEvent::ConnectionEstablished { .. }
+                if self.swarm.connected_peers().count() == 1 =>
+            {
+                self.bootstrap();
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                if let Some(change) = self.membership.disconnected(&peer_id, Instant::now()) {
+                    self.report(change);
+                    // Confirm: is it gone, or was only this connection?
+                    let opts = DialOpts::peer_id(peer_id)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    if self.swarm.dial(opts).is_err() {
+                        self.confirm_gone(peer_id);
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer_id),
+                error,
+                ..
+            } => {
+                debug!(%peer_id, "dial failed: {error}");
+                let suspect = self
+                    .membership
+                    .get(&peer_id)
+                    .is_some_and(|m| m.state == State::Suspect);
+                if suspect && !self.swarm.is_connected(&peer_id) {
+                    self.confirm_gone(peer_id);
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour(event),
+            _ => {}
+        }
+    }
+
+    fn confirm_gone(&mut self, peer: PeerId) {
+        let Some(m) = self.membership.get(&peer) else {
+            return;
+        };
+        let (incarnation, seq) = (m.info.incarnation, m.info.seq);
+        if let Some(change) = self
+            .membership
+            .gone(&peer, incarnation, seq, Instant::now())
+        {
+            self.report(change);
+            self.publish(&Message::Gone {
+                peer: peer.to_string(),
+                incarnation,
+                seq,
+            });
+        }
+    }
+
+    fn on_behaviour(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Gossipsub(event) => {
+                self.metrics.record_gossipsub(&event);
+                if let gossipsub::Event::Message {
+                    propagation_source,
+                    message_id,
+                    message,
+                } = event
+                {
+                    let verdict = self.on_message(message.source, &message.data);
+                    let acceptance = match verdict {
+                        Ok(()) => gossipsub::MessageAcceptance::Accept,
+                        Err(why) => {
+                            self.metrics.rejected();
+                            self.rejected += 1;
+                            debug!(from = %propagation_source, "membership message rejected: {why}");
+                            gossipsub::MessageAcceptance::Reject
+                        }
+                    };
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            acceptance,
+                        );
+                }
+            }
+            BehaviourEvent::Identify(event) => {
+                self.metrics.record_identify(&event);
+                if let identify::Event::Received { peer_id, info, .. } = event
+                    && info.protocols.contains(&KAD_PROTOCOL)
+                {
+                    for address in info.listen_addrs {
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&peer_id, address);
+                    }
+                }
+            }
+            BehaviourEvent::Kad(event) => self.metrics.record_kad(&event),
+            BehaviourEvent::Ping(event) => self.metrics.record_ping(&event),
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, address) in found {
+                    self.swarm.add_peer_address(peer, address.clone());
+                    let _ = self.swarm.dial(address);
+                }
+            }
+            BehaviourEvent::Push(event) => self.on_push(event),
+            _ => {}
+        }
+    }
+
+    fn on_message(&mut self, source: Option<PeerId>, data: &[u8]) -> Result<(), String> {
+        let source = source.ok_or("an unsigned message")?;
+        let message = Message::decode(data).map_err(|e| e.to_string())?;
+        let now = Instant::now();
+        match message {
+            Message::Heartbeat(hb) => {
+                if source == *self.swarm.local_peer_id() {
+                    return Ok(());
+                }
+                if let Some(change) = self.membership.heard(&source, hb, now) {
+                    self.report(change);
+                }
+                self.publish_majority(now);
+            }
+            Message::Gone {
+                peer,
+                incarnation,
+                seq,
+            } => {
+                let peer: PeerId = peer.parse().map_err(|_| "Gone names no peer id")?;
+                if peer == *self.swarm.local_peer_id() {
+                    // Reported gone, but here: say so at once.
+                    let hb = self.heartbeat();
+                    self.publish(&Message::Heartbeat(hb));
+                } else if self.swarm.is_connected(&peer) {
+                    // Our own connection to it is up: that outweighs a report (which
+                    // anyone may send). If it did die, that connection closes and we
+                    // find out ourselves.
+                } else if let Some(change) = self.membership.gone(&peer, incarnation, seq, now) {
+                    self.report(change);
+                }
+            }
+        }
+        Ok(())
+    }
+}

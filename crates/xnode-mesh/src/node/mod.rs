@@ -1,0 +1,404 @@
+//! The mesh node: one libp2p swarm and one event loop, in the shape of rust-libp2p's
+//! `misc/server`, driven by a command channel from the rest of the agent. Here the loop
+//! and membership; in `behaviour` the swarm's make-up, in `events` what the swarm
+//! reports, in `commands` and `answers` the agent's requests, in `push` signed pushes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::StreamExt as _;
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, kad, request_response};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+
+use crate::fencing::Majority;
+use crate::handle::Command;
+pub use crate::handle::{Event, Handle, MemberView, Provider, PushResponse, Status, Stopped};
+use crate::membership::{Change, Membership, State, Timing};
+use crate::message::{Heartbeat, Message, Service};
+use crate::ownership::Ownership;
+pub use crate::ownership::{Placed, View};
+use crate::resources;
+
+mod answers;
+mod behaviour;
+mod commands;
+mod events;
+mod push;
+
+use behaviour::Behaviour;
+pub use behaviour::{KAD_PROTOCOL, PUSH_PROTOCOL};
+
+const MEMBERS_TOPIC: &str = "xnode/members/1";
+
+/// How this node takes part in the mesh.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Its `node.name`.
+    pub node: String,
+    /// Where to listen.
+    pub listen: Vec<Multiaddr>,
+    /// Whom to ask first.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Look for peers on the local link too.
+    pub mdns: bool,
+    /// The failure detector's clock.
+    pub timing: Timing,
+    /// Its `node.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// The services of its workloads.
+    pub services: Vec<Service>,
+    /// The state directory: whose filesystem's free space is advertised.
+    pub state_dir: PathBuf,
+    /// At most this many connections at once.
+    pub max_connections: u32,
+    /// How long a member must be quorate before it owns mesh workloads.
+    pub hold_down: Duration,
+}
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listen address was refused.
+    #[error("cannot listen on {address}: {why}")]
+    Listen {
+        /// The address.
+        address: Multiaddr,
+        /// Why.
+        why: String,
+    },
+    /// The swarm could not be made.
+    #[error("cannot set up the mesh: {0}")]
+    Setup(String),
+}
+
+/// A running mesh node: [`Node::run`] it on the agent's runtime.
+pub struct Node {
+    swarm: Swarm<Behaviour>,
+    config: Config,
+    membership: Membership<PeerId>,
+    topic: gossipsub::IdentTopic,
+    incarnation: u64,
+    seq: u64,
+    commands: mpsc::Receiver<Command>,
+    commands_tx: mpsc::Sender<Command>,
+    events: mpsc::Sender<Event>,
+    pending: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<String, String>>>,
+    rejoin_at: Instant,
+    backoff: Duration,
+    rejected: u64,
+    metrics: std::sync::Arc<crate::Metrics>,
+    ownership: Ownership,
+    views: watch::Sender<View>,
+    majority: watch::Sender<Majority>,
+    /// When the loop last turned: a long gap means it missed its own clock.
+    turned: Instant,
+    /// When it last sent a heartbeat.
+    beat_at: Option<Instant>,
+}
+
+/// A loop that has not turned for this long was frozen or starved: every heartbeat it
+/// should have handled in between is missing.
+const STALL: Duration = Duration::from_millis(1500);
+
+/// Where a service's providers are recorded in Kademlia.
+fn service_key(name: &str) -> kad::RecordKey {
+    kad::RecordKey::new(&format!("xnode/service/{name}"))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Node {
+    /// Sets the node up and starts listening. Events go to `events`.
+    pub fn new(
+        key: Keypair,
+        config: Config,
+        events: mpsc::Sender<Event>,
+        metrics: std::sync::Arc<crate::Metrics>,
+    ) -> Result<(Node, Handle), StartError> {
+        let setup = |e: &dyn std::fmt::Display| StartError::Setup(e.to_string());
+        let peer_id = key.public().to_peer_id();
+        let timing = config.timing;
+        let mut swarm = behaviour::swarm(key, &config)?;
+        let topic = gossipsub::IdentTopic::new(MEMBERS_TOPIC);
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&topic)
+            .map_err(|e| setup(&e))?;
+        let (commands_tx, commands) = mpsc::channel(64);
+        let ownership = Ownership::load(
+            peer_id,
+            &config.state_dir,
+            config.hold_down,
+            timing.heartbeat,
+        );
+        let membership = Membership::new(timing);
+        let now = Instant::now();
+        let (views, views_rx) =
+            watch::channel(ownership.view(peer_id, &config.node, &config.labels, &membership, now));
+        let (majority, majority_rx) = watch::channel(Majority::NONE);
+        let node = Node {
+            swarm,
+            membership,
+            topic,
+            incarnation: now_ms(),
+            seq: 0,
+            commands,
+            commands_tx: commands_tx.clone(),
+            events,
+            pending: HashMap::new(),
+            rejoin_at: Instant::now(),
+            rejected: 0,
+            backoff: Duration::from_secs(1),
+            metrics,
+            ownership,
+            views,
+            majority,
+            turned: now,
+            beat_at: None,
+            config,
+        };
+        Ok((
+            node,
+            Handle {
+                commands: commands_tx,
+                views: views_rx,
+                majority: majority_rx,
+                peer_id,
+            },
+        ))
+    }
+
+    /// Runs until every [`Handle`] is gone.
+    pub async fn run(mut self) {
+        let mut beat = tokio::time::interval(self.config.timing.heartbeat);
+        // After a stall, one beat, not a burst of the missed ones.
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut bootstrap = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => {
+                    self.turn();
+                    self.on_swarm(event);
+                }
+                command = self.commands.recv() => match command {
+                    Some(command) => {
+                        self.turn();
+                        self.on_command(command);
+                    }
+                    None => return,
+                },
+                _ = beat.tick() => {
+                    self.turn();
+                    self.on_beat();
+                }
+                _ = bootstrap.tick() => self.bootstrap(),
+            }
+        }
+    }
+
+    /// Before anything else it handles: a loop that missed its own clock treats all it
+    /// knew as stale (its lease is not renewed, it owns nothing for a hold-down), and
+    /// only then takes in what queued up meanwhile.
+    fn turn(&mut self) {
+        let now = Instant::now();
+        let gap = now.saturating_duration_since(self.turned);
+        self.turned = now;
+        if gap > STALL {
+            warn!(
+                gap_ms = gap.as_millis() as u64,
+                "the mesh loop stood still for {} ms; starting over as if just joined",
+                gap.as_millis()
+            );
+            self.ownership.interrupt();
+            self.majority.send_replace(Majority::NONE);
+            self.metrics.quorate(false);
+        }
+    }
+
+    /// The lease's evidence, after anything that may change it.
+    fn publish_majority(&mut self, now: Instant) {
+        let mut m = self.ownership.majority(&self.membership, now);
+        m.beat_until = self
+            .beat_at
+            .map(|t| t + self.config.timing.heartbeat + crate::fencing::BEAT_LATE);
+        self.majority.send_if_modified(|old| {
+            let changed = *old != m;
+            *old = m;
+            changed
+        });
+    }
+
+    /// Finds the rest of the mesh (again), and puts this node's provider records where
+    /// the mesh now is: a record put while alone reaches nobody.
+    fn bootstrap(&mut self) {
+        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        self.provide();
+    }
+
+    fn provide(&mut self) {
+        for s in &self.config.services {
+            if let Err(e) = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .start_providing(service_key(&s.name))
+            {
+                warn!("cannot publish service {}: {e}", s.name);
+            }
+        }
+    }
+
+    fn heartbeat(&mut self) -> Heartbeat {
+        self.seq += 1;
+        self.beat_at = Some(Instant::now());
+        Heartbeat {
+            node: self.config.node.clone(),
+            incarnation: self.incarnation,
+            seq: self.seq,
+            labels: self.config.labels.clone(),
+            resources: resources::measure(&self.config.state_dir),
+            services: self.config.services.clone(),
+            addresses: self.swarm.listeners().map(|a| a.to_string()).collect(),
+            settled_ms: u64::try_from(self.ownership.settled(Instant::now()).as_millis())
+                .unwrap_or(u64::MAX),
+            offers: self.ownership.offers.clone(),
+            running: self.ownership.running.clone(),
+        }
+    }
+
+    fn publish(&mut self, message: &Message) {
+        let topic = self.topic.clone();
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic, message.encode())
+        {
+            // Alone in the mesh (no peer on the topic yet): nothing to tell.
+            debug!("membership message not sent: {e}");
+        }
+    }
+
+    /// Each heartbeat: say we are alive, look at the others. Membership and quorum are
+    /// looked at on this clock, not a faster one: each wake-up of the loop polls the
+    /// whole swarm, which an idle node would pay for; the minority of a partition still
+    /// stops 1.5 s before the majority takes over.
+    fn on_beat(&mut self) {
+        let hb = self.heartbeat();
+        self.publish(&Message::Heartbeat(hb));
+        self.rejoin_if_alone();
+        self.check();
+        self.metrics.members(&self.membership);
+    }
+
+    /// The detector's timeouts, then the fencing rule; the agent hears of anything
+    /// that may move a workload.
+    fn check(&mut self) {
+        let now = Instant::now();
+        for change in self.membership.tick(now) {
+            self.report(change);
+        }
+        let changed = self.ownership.update(&self.membership, now);
+        let view = self.view(now);
+        if changed.quorate {
+            self.metrics.quorate(view.quorate);
+            if view.quorate {
+                info!(
+                    voters = view.voters,
+                    "a majority of the mesh is in sight again"
+                );
+            } else {
+                warn!(
+                    voters = view.voters,
+                    "fenced: fewer than a majority of the mesh in sight; mesh workloads stop here"
+                );
+            }
+        }
+        if self.ownership.moved(&view) {
+            self.views.send_replace(view);
+        }
+        self.publish_majority(now);
+    }
+
+    fn view(&self, now: Instant) -> View {
+        self.ownership.view(
+            *self.swarm.local_peer_id(),
+            &self.config.node,
+            &self.config.labels,
+            &self.membership,
+            now,
+        )
+    }
+
+    /// With no peer at all, dial the bootstrap peers again, backing off to 30 s.
+    fn rejoin_if_alone(&mut self) {
+        if self.swarm.connected_peers().next().is_some() {
+            self.backoff = Duration::from_secs(1);
+            return;
+        }
+        let now = Instant::now();
+        if now < self.rejoin_at || self.config.bootstrap.is_empty() {
+            return;
+        }
+        for address in self.config.bootstrap.clone() {
+            if let Err(e) = self.swarm.dial(address.clone()) {
+                debug!("cannot dial bootstrap peer {address}: {e}");
+            }
+        }
+        self.rejoin_at = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+    }
+
+    fn report(&mut self, change: Change<PeerId>) {
+        let (peer_id, state) = match change {
+            Change::Alive(p) => (p, State::Alive),
+            Change::Suspect(p) => (p, State::Suspect),
+            Change::Dead(p) => (p, State::Dead),
+        };
+        let node = self
+            .membership
+            .get(&peer_id)
+            .map(|m| m.info.node.clone())
+            .unwrap_or_default();
+        match state {
+            State::Alive => info!(%peer_id, node, "member alive"),
+            State::Suspect => info!(%peer_id, node, "member suspect"),
+            State::Dead => warn!(%peer_id, node, "member dead"),
+        }
+        self.publish_majority(Instant::now());
+        if state == State::Alive {
+            self.learn_addresses(&peer_id);
+        }
+        let _ = self.events.try_send(Event::Member {
+            peer_id,
+            node,
+            state,
+        });
+    }
+
+    fn learn_addresses(&mut self, peer: &PeerId) {
+        let addresses: Vec<Multiaddr> = self
+            .membership
+            .get(peer)
+            .map(|m| {
+                m.info
+                    .addresses
+                    .iter()
+                    .filter_map(|a| a.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for address in addresses {
+            self.swarm.add_peer_address(*peer, address.clone());
+            self.swarm.behaviour_mut().kad.add_address(peer, address);
+        }
+    }
+}
