@@ -6,8 +6,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use serde::Serialize;
-use tokio::sync::watch;
 use xnode_mesh::placement::definition_hash;
 use xnode_spec::plan::{ObservedUnit, Op, Plan, Reason, plan};
 use xnode_spec::{Placement, Spec, Validated};
@@ -17,6 +15,7 @@ use crate::gate::{self, Gated};
 use crate::nix::Realise;
 use crate::store::{Outcome, Source, Store, StoreError};
 use crate::units::Units;
+pub use progress::{Context, Phase, Progress};
 
 /// What an apply came to.
 #[derive(Debug, Clone)]
@@ -73,47 +72,6 @@ impl Failed {
             error: error.into(),
             in_force: None,
         }
-    }
-}
-
-/// How far an apply is, for `status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Progress {
-    /// The generation being applied, once recorded.
-    pub generation: Option<u64>,
-    /// What it does now.
-    pub phase: Phase,
-    /// Each workload the health gate waits on.
-    pub workloads: BTreeMap<String, Gated>,
-}
-
-/// The steps of an apply.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// Recording the generation and realising its store paths.
-    #[default]
-    Preparing,
-    /// Carrying out the plan on systemd.
-    Applying,
-    /// Waiting for the changed workloads to be healthy.
-    Gating,
-    /// Putting the last good generation back.
-    RollingBack,
-}
-
-/// What an apply is told and tells while it runs.
-pub struct Context {
-    /// Where placement puts mesh workloads: the apply plans with what it says at the
-    /// start, and the gate follows it.
-    pub placed: watch::Receiver<BTreeSet<String>>,
-    /// How far the apply is.
-    pub progress: watch::Sender<Progress>,
-}
-
-impl Context {
-    fn phase(&self, phase: Phase) {
-        self.progress.send_modify(|p| p.phase = phase);
     }
 }
 
@@ -188,11 +146,6 @@ async fn unrealisable<N: Realise>(nix: &N, spec: &Spec) -> BTreeMap<String, Stri
 }
 
 impl<U: Units, N: Realise> Agent<U, N> {
-    /// The workloads of `spec` whose store paths cannot be realised now, and why.
-    pub async fn unrealisable(&self, spec: &Spec) -> BTreeMap<String, String> {
-        unrealisable(&self.nix, spec).await
-    }
-
     /// Applies a validated spec as a new generation, over `previous` (the spec in
     /// force). With `rollback`, an unhealthy result is replaced by the last good
     /// generation, itself recorded as a new generation so history only grows.
@@ -250,7 +203,7 @@ impl<U: Units, N: Realise> Agent<U, N> {
         let (restored, back, back_missing) = self
             .put_back(good, Some(&new.spec), ctx)
             .await
-            .map_err(|e| in_force(e, &new))?;
+            .map_err(|(e, back)| in_force(e, back.as_ref().unwrap_or(&new)))?;
         let outcome = Outcome::RolledBack { reason };
         self.store
             .settle(generation, outcome.clone())
@@ -302,7 +255,7 @@ impl<U: Units, N: Realise> Agent<U, N> {
                 let (n, back, missing) = self
                     .put_back(good, Some(&spec.spec), ctx)
                     .await
-                    .map_err(|e| failed(e, &spec))?;
+                    .map_err(|(e, back)| failed(e, back.as_ref().unwrap_or(&spec)))?;
                 (Outcome::RolledBack { reason }, Some(n), back, missing)
             }
             (Some(reason), None) => (Outcome::Unhealthy { reason }, None, spec, not_realised),
@@ -327,10 +280,7 @@ impl<U: Units, N: Realise> Agent<U, N> {
         let (n, back, missing) = self
             .put_back(good, previous, ctx)
             .await
-            .map_err(|e| Failed {
-                error: e,
-                in_force: None,
-            })?;
+            .map_err(|(error, in_force)| Failed { error, in_force })?;
         let outcome = self
             .store
             .state()
@@ -345,17 +295,25 @@ impl<U: Units, N: Realise> Agent<U, N> {
 
     /// Puts generation `good`'s spec back in force as a new generation; no further
     /// rollback if that is unhealthy too. Returns the new generation, its spec and what
-    /// of it could not be realised.
+    /// of it could not be realised; or why not, with the spec put back if systemd
+    /// already runs it.
     async fn put_back(
         &mut self,
         good: u64,
         previous: Option<&Spec>,
         ctx: &Context,
-    ) -> Result<(u64, Validated, BTreeMap<String, String>), DeployError> {
-        let raw = self.store.spec(good).await?;
-        let back = xnode_spec::parse(&raw).map_err(|invalid| DeployError::Corrupt {
-            generation: good,
-            invalid,
+    ) -> Result<(u64, Validated, BTreeMap<String, String>), (DeployError, Option<Validated>)> {
+        let untouched = |e: DeployError| (e, None);
+        let raw = self
+            .store
+            .spec(good)
+            .await
+            .map_err(|e| untouched(e.into()))?;
+        let back = xnode_spec::parse(&raw).map_err(|invalid| {
+            untouched(DeployError::Corrupt {
+                generation: good,
+                invalid,
+            })
         })?;
         let restored = self
             .store
@@ -365,10 +323,12 @@ impl<U: Units, N: Realise> Agent<U, N> {
                 Source::Rollback { to: good },
                 now(),
             )
-            .await?;
+            .await
+            .map_err(|e| untouched(e.into()))?;
         ctx.progress.send_modify(|p| {
             p.generation = Some(restored);
             p.workloads.clear();
+            p.putting_back = Some(Arc::new(back.clone()));
         });
         let not_realised = unrealisable(&self.nix, &back.spec).await;
         let (_, still) = apply_and_gate(
@@ -384,8 +344,10 @@ impl<U: Units, N: Realise> Agent<U, N> {
             None => Outcome::Healthy,
             Some(reason) => Outcome::Unhealthy { reason },
         };
-        self.store.settle(restored, outcome).await?;
-        Ok((restored, back, not_realised))
+        match self.store.settle(restored, outcome).await {
+            Ok(()) => Ok((restored, back, not_realised)),
+            Err(e) => Err((e.into(), Some(back))),
+        }
     }
 
     async fn deployed(
@@ -495,5 +457,6 @@ async fn apply_and_gate<U: Units>(
     (plan, verdict)
 }
 
+mod progress;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,8 @@
 //! Applies run beside xnoded's loop: it answers while an apply waits in its health
-//! gate and says how far the apply is, refuses a second one by name, and gates a mesh
-//! workload the new generation places on the node, so that its failure rolls the
-//! generation back.
+//! gate and says how far the apply is, refuses a second one by name, restarts a mesh
+//! workload it changes without placement stopping it first, and gates a mesh workload
+//! the new generation places on the node, so that its failure rolls the generation
+//! back.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
@@ -138,8 +139,19 @@ fn a_mesh_workload_a_failing_generation_places_here_rolls_it_back() {
     wait_for(&c, "the hold-down, then its mesh workload", |s| {
         s["converged"] == true && active(&c, "xnode-m.service") == "active"
     });
+    // A new definition of it is the apply's to restart, not placement's to stop: the
+    // node decides with what it now offers, not with what the mesh last published.
+    let mut changed = mesh.clone();
+    changed["environment"] = json!({"VERSION": "2"});
+    let result = apply_in_background(&c, spec(json!({"m": changed.clone()})))
+        .join()
+        .unwrap();
+    assert_eq!(result["outcome"]["state"], "healthy", "{result:#}");
+    let log = c.sh("journalctl -u xnoded --no-pager -o cat").unwrap();
+    assert!(!log.contains("placement moved m off"), "{log}");
+    assert_eq!(active(&c, "xnode-m.service"), "active");
     let failing = spec(json!({
-        "m": mesh,
+        "m": changed,
         "solo": {"command": ["/bin/sh", "-c", "sleep 0.5; exit 3"], "restart": {"policy": "no"},
                  "placement": {"mesh": {}}}
     }));
@@ -150,7 +162,7 @@ fn a_mesh_workload_a_failing_generation_places_here_rolls_it_back() {
     let s = wait_for(&c, "convergence after the rollback", |s| {
         s["converged"] == true
     });
-    assert_eq!(generation(&s), 3);
+    assert_eq!(generation(&s), 4);
     assert_ne!(active(&c, "xnode-solo.service"), "active");
     assert!(!c.path("/run/systemd/system/xnode-solo.service").exists());
     // It ran under the lease, as every mesh workload does.

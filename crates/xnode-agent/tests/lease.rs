@@ -3,7 +3,7 @@
 //! xnoded is frozen, then killed, and a node is cut off in the middle of an apply; the
 //! lease that systemd enforces stops the singleton there before another node starts
 //! it. The journals, on the monotonic clock every container shares, never show it on
-//! two nodes at once.
+//! two nodes at once; and systemd skips a start of it where it is not placed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
@@ -154,6 +154,17 @@ fn a_frozen_then_killed_agent_loses_its_singleton_to_the_lease_before_anyone_tak
 fn a_node_cut_off_in_the_middle_of_an_apply_stops_its_singleton_before_the_others_start_it() {
     let cluster = boot();
     let owner = only(cluster.running(SOLO));
+    // systemd itself skips a start where placement did not put the singleton, even
+    // one by hand: its unit starts only while the agent's placement mark is there.
+    let other = (owner + 1) % N;
+    cluster.nodes[other]
+        .sh(&format!("systemctl start {SOLO}"))
+        .unwrap();
+    let condition = cluster.nodes[other]
+        .sh(&format!("systemctl show -P ConditionResult {SOLO}"))
+        .unwrap();
+    assert_eq!(condition.trim(), "no", "started though not placed there");
+    assert_eq!(cluster.running(SOLO), [owner]);
     // An apply on the owner that waits in its health gate: nothing listens on port 1.
     let gated = json!({
         "solo": solo(),

@@ -5,7 +5,8 @@
 
 use crate::{Container, LabError};
 
-/// "Started …": the start job finished.
+/// "Started …": the start job finished. Also "… was skipped because of an unmet
+/// condition check", which is no run: systemd made no invocation for it.
 const STARTED: &str = "39f53479d3a045ac8e11786248231fbf";
 /// "Stopped …", "… failed", "… deactivated successfully": it is down.
 const ENDED: [&str; 3] = [
@@ -44,7 +45,8 @@ pub fn parse(journal: &str) -> Vec<Run> {
             continue;
         };
         let open = runs.last_mut().filter(|r| r.to_us.is_none());
-        if id == STARTED && open.is_none() {
+        let skipped = entry["INVOCATION_ID"] == "";
+        if id == STARTED && !skipped && open.is_none() {
             runs.push(Run {
                 from_us: at,
                 to_us: None,
@@ -93,6 +95,7 @@ mod tests {
             r#"{"MESSAGE":"a line of the workload's own"}"#.into(),
             entry(ENDED[2], 200),
             entry(ENDED[0], 201),
+            r#"{"MESSAGE_ID":"39f53479d3a045ac8e11786248231fbf","__MONOTONIC_TIMESTAMP":"250","INVOCATION_ID":""}"#.into(),
             entry(STARTED, 300),
         ]
         .join("\n");

@@ -25,6 +25,14 @@ pub const LEASE_UNIT: &str = "xnoded-lease.service";
 /// majority's takeover.
 pub const MESH_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(400);
 
+/// Where the agent marks each mesh workload placed on this node, with an empty file of
+/// the workload's name. A mesh unit starts only while its mark is there
+/// (`ConditionPathExists=`): the agent removes the mark before its fencing stop, so a
+/// start sent earlier that reaches systemd after the stop is skipped by systemd, not
+/// run beside the workload's new owner. The directory is the agent's runtime directory,
+/// gone when the agent stops.
+pub const PLACED_DIR: &str = "/run/xnode/placed";
+
 const PREFIX: &str = "xnode-";
 const SUFFIX: &str = ".service";
 
@@ -124,6 +132,7 @@ pub fn render(name: &str, w: &Workload) -> String {
     if mesh {
         line(&format!("BindsTo={LEASE_UNIT}"));
         line(&format!("After={LEASE_UNIT}"));
+        line(&format!("ConditionPathExists={PLACED_DIR}/{name}"));
     }
     line("");
     line("[Service]");
@@ -285,12 +294,14 @@ const UNIT_KEYS_IGNORED: &[&str] = &[
 ];
 
 /// Keys whose change needs no restart of a running unit: the dependencies on the lease
-/// (a bound unit follows its lease from the daemon reload on), and settings systemd
-/// reads only when the process ends or is stopped. So the first apply of an agent that
+/// (a bound unit follows its lease from the daemon reload on), the placement mark
+/// (checked only at a start), and settings systemd reads only when the process ends or
+/// is stopped. So the first apply of an agent that
 /// adds them rewrites every unit without restarting any.
 const KEYS_NO_RESTART: &[(&str, &str)] = &[
     ("Unit", "BindsTo"),
     ("Unit", "After"),
+    ("Unit", "ConditionPathExists"),
     ("Service", "RemainAfterExit"),
     ("Service", "TimeoutStopSec"),
 ];

@@ -112,7 +112,7 @@ fn a_clean_exit_stays_on_record_unless_the_policy_restarts_it() {
 }
 
 #[test]
-fn mesh_workloads_are_bound_to_the_lease_and_stop_quickly_local_ones_are_not() {
+fn mesh_workloads_are_bound_to_the_lease_start_only_when_placed_and_stop_quickly() {
     let mesh = UnitFile::parse(&render(
         "w",
         &workload(json!({"command": ["/bin/true"], "placement": {"mesh": {}}})),
@@ -120,8 +120,14 @@ fn mesh_workloads_are_bound_to_the_lease_and_stop_quickly_local_ones_are_not() {
     assert_eq!(mesh.get("Unit", "BindsTo"), ["xnoded-lease.service"]);
     assert_eq!(mesh.get("Unit", "After"), ["xnoded-lease.service"]);
     assert_eq!(mesh.get("Service", "TimeoutStopSec"), ["400ms"]);
+    assert_eq!(
+        mesh.get("Unit", "ConditionPathExists"),
+        ["/run/xnode/placed/w"],
+        "started only while placed here"
+    );
     let local = UnitFile::parse(&render("w", &workload(json!({"command": ["/bin/true"]}))));
     assert!(local.get("Unit", "BindsTo").is_empty());
+    assert!(local.get("Unit", "ConditionPathExists").is_empty());
     assert!(local.get("Service", "TimeoutStopSec").is_empty());
     assert_eq!(
         workload_of(xnode_spec::unit::LEASE_UNIT),

@@ -260,9 +260,11 @@ where
         }
     }
 
-    /// The spec the running job brings.
+    /// The spec the running job brings: the one a rollback puts back, once it does.
     pub(super) fn target(&self) -> Option<Arc<Validated>> {
-        self.running.as_ref().and_then(|r| r.target.clone())
+        let running = self.running.as_ref()?;
+        let back = running.progress.borrow().putting_back.clone();
+        back.or_else(|| running.target.clone())
     }
 
     /// Where mesh workloads were placed when the running job began.
@@ -297,11 +299,6 @@ where
                 w.refuse(why);
             }
             return;
-        }
-        if let (Job::Deploy { spec, .. }, Some(mesh)) = (&job, self.mesh.as_mut()) {
-            // The mesh hears what the new spec offers now, so placement can put its new
-            // mesh workloads here while the gate waits.
-            mesh.offer(&spec.spec, self.not_realised.as_ref());
         }
         let previous = self.current.clone();
         let placed = self.placed.subscribe();

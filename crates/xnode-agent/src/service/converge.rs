@@ -17,12 +17,13 @@ use xnode_spec::{Placement, Spec, Validated};
 use xnode_systemd::ApplyOptions;
 
 use super::Done;
-use crate::deploy::hold_back;
+use crate::deploy::{Phase, Progress, hold_back};
+use crate::gate::Gated;
 use crate::metrics::StateLabel;
 use crate::nix::Realise;
 use crate::units::Units;
 
-const BACKOFF_MIN: Duration = Duration::from_secs(5);
+const BACKOFF_MIN: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// Units the agent starts again wait longer and longer before the next start, while
@@ -56,7 +57,7 @@ impl Backoff {
             }
             *n += 1;
             let wait = BACKOFF_MIN
-                .saturating_mul(1 << (*n).min(6))
+                .saturating_mul(1 << ((*n).min(6) - 1))
                 .min(BACKOFF_MAX);
             *next = now + wait;
             true
@@ -131,18 +132,46 @@ pub(super) struct Converged {
 
 /// What a pass may touch while an apply runs: the mesh workloads whose placement
 /// moved since the apply began; of those the apply itself brings or changes, only the
-/// stops (starting them is the apply's, stopping them is never wrong).
+/// stops (starting them is the apply's, stopping them is never wrong), until its gate
+/// has let them go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Scope {
     pub(super) moved: BTreeSet<String>,
     pub(super) the_applys: BTreeSet<String>,
+    /// The apply's own that its gate no longer waits on (passed, moved away, or
+    /// placed here after it stopped looking): placement may bring them back, and
+    /// then only a pass starts them.
+    pub(super) let_go: BTreeSet<String>,
 }
 
 impl Scope {
     fn allows(&self, a: &Action) -> bool {
-        self.moved.contains(&a.workload)
-            && (!self.the_applys.contains(&a.workload) || a.op == Op::Stop)
+        let w = &a.workload;
+        if self.the_applys.contains(w) {
+            self.let_go.contains(w) || (self.moved.contains(w) && a.op == Op::Stop)
+        } else {
+            self.moved.contains(w)
+        }
     }
+}
+
+/// Of `the_applys`, those its gate no longer waits on: it has let go of any that is
+/// not waiting or failed (an absent one placed here late may be started by both, which
+/// systemd makes one start). Before the gate, none: the apply writes their files.
+fn gate_let_go(progress: &Progress, the_applys: &BTreeSet<String>) -> BTreeSet<String> {
+    if progress.phase != Phase::Gating || progress.putting_back.is_some() {
+        return BTreeSet::new();
+    }
+    the_applys
+        .iter()
+        .filter(|w| {
+            !matches!(
+                progress.workloads.get(*w),
+                Some(Gated::Waiting { .. } | Gated::Unhealthy { .. })
+            )
+        })
+        .cloned()
+        .collect()
 }
 
 /// Drops what would start a mesh workload placement no longer puts here: the plan was
@@ -236,9 +265,8 @@ where
             return;
         }
         let placed = self.placed.borrow().clone();
-        let scope = self.apply.placed_at_start().map(|before| Scope {
-            moved: before.symmetric_difference(&placed).cloned().collect(),
-            the_applys: self
+        let scope = self.apply.placed_at_start().map(|before| {
+            let the_applys: BTreeSet<String> = self
                 .current
                 .as_ref()
                 .map(|c| {
@@ -246,7 +274,17 @@ where
                 })
                 .unwrap_or_default()
                 .into_iter()
-                .collect(),
+                .collect();
+            let let_go = self
+                .apply
+                .progress()
+                .map(|p| gate_let_go(&p, &the_applys))
+                .unwrap_or_default();
+            Scope {
+                moved: before.symmetric_difference(&placed).cloned().collect(),
+                the_applys,
+                let_go,
+            }
         });
         self.converge.due = None;
         let units = self.units.clone();
@@ -328,6 +366,7 @@ mod tests {
         let scope = Scope {
             moved: ["moved", "changed"].map(String::from).into(),
             the_applys: ["changed".to_owned()].into(),
+            let_go: BTreeSet::new(),
         };
         let placed: BTreeSet<String> = ["moved", "changed"].map(String::from).into();
         let p = plan(&spec, &[], &placed);
@@ -342,6 +381,26 @@ mod tests {
         assert!(
             scope.allows(&stop.actions[0]),
             "stopping is never the apply's alone"
+        );
+        // Once the gate has let it go, a pass starts it too.
+        let let_go = Scope {
+            let_go: ["changed".to_owned()].into(),
+            ..scope.clone()
+        };
+        let allowed: Vec<String> = plan(&spec, &[], &placed)
+            .actions
+            .iter()
+            .filter(|a| let_go.allows(a))
+            .map(|a| format!("{} {}", a.op, a.workload))
+            .collect();
+        assert_eq!(
+            allowed,
+            [
+                "create changed",
+                "create moved",
+                "start changed",
+                "start moved"
+            ]
         );
         // Placement took `moved` away while the pass was planning: it is not started.
         let mut p = plan(&spec, &[], &placed);
@@ -364,6 +423,48 @@ mod tests {
     }
 
     #[test]
+    fn the_gate_lets_go_of_what_it_no_longer_waits_on_and_only_while_it_gates() {
+        let why = || "starting".to_owned();
+        let gating = Progress {
+            phase: Phase::Gating,
+            workloads: [
+                ("waiting", Gated::Waiting { why: why() }),
+                ("healthy", Gated::Healthy),
+                ("moved", Gated::Moved),
+                ("unhealthy", Gated::Unhealthy { why: why() }),
+            ]
+            .map(|(w, g)| (w.to_owned(), g))
+            .into(),
+            ..Progress::default()
+        };
+        let all: BTreeSet<String> = ["waiting", "healthy", "moved", "unhealthy", "late"]
+            .map(String::from)
+            .into();
+        let let_go: Vec<String> = gate_let_go(&gating, &all).into_iter().collect();
+        assert_eq!(let_go, ["healthy", "late", "moved"]);
+        for (what, p) in [
+            (
+                "before the gate",
+                Progress {
+                    phase: Phase::Applying,
+                    ..gating.clone()
+                },
+            ),
+            (
+                "while a rollback puts the last good spec back",
+                Progress {
+                    putting_back: Some(Arc::new(
+                        xnode_spec::parse(br#"{"version": 1, "node": {"name": "n"}}"#).unwrap(),
+                    )),
+                    ..gating.clone()
+                },
+            ),
+        ] {
+            assert!(gate_let_go(&p, &all).is_empty(), "{what}");
+        }
+    }
+
+    #[test]
     fn every_start_of_a_unit_that_went_down_backs_off_until_it_stays_up() {
         let (spec, down) = stopped();
         let mut up = down.clone();
@@ -378,7 +479,7 @@ mod tests {
         let mut p = plan(&spec, &down, &BTreeSet::new());
         let retry = b.filter(&mut p, t0 + Duration::from_secs(1));
         assert!(p.actions.is_empty(), "the next waits");
-        assert_eq!(retry, Some(t0 + BACKOFF_MIN * 2), "and says until when");
+        assert_eq!(retry, Some(t0 + BACKOFF_MIN), "and says until when");
         let mut p = plan(&spec, &down, &BTreeSet::new());
         b.filter(&mut p, t0 + BACKOFF_MAX);
         assert_eq!(p.actions.len(), 1, "after the wait it goes through again");

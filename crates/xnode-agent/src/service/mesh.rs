@@ -4,13 +4,13 @@
 //! and what this node tells the mesh it offers and runs.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use xnode_mesh::fencing::Majority;
 use xnode_mesh::node::{Event, Handle, View};
-use xnode_spec::Spec;
 use xnode_systemd::ApplyOptions;
 
 use super::Done;
@@ -18,6 +18,7 @@ use crate::lease::Renewer;
 use crate::nix::Realise;
 use crate::placement::{self, Placement, PlacementStatus};
 use crate::units::Units;
+use xnode_mesh::placement::Wanted;
 
 /// Something from the mesh for the loop.
 pub(super) enum Input {
@@ -37,6 +38,44 @@ pub(super) struct MeshPart {
     renewer: Option<Renewer>,
     /// What this node last told the mesh it offers and runs.
     told: (BTreeMap<String, String>, BTreeSet<String>),
+    marks: Marks,
+}
+
+/// The marks without which systemd starts no mesh unit ([`xnode_spec::unit::PLACED_DIR`]):
+/// set before placement's start, removed before its fencing stop.
+struct Marks(PathBuf);
+
+impl Marks {
+    /// The marks of an agent that starts afresh: none, whatever a previous one left.
+    fn reset(dir: &str) -> Self {
+        let dir = PathBuf::from(dir);
+        let made = match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => std::fs::create_dir_all(&dir),
+        };
+        if let Err(e) = made {
+            error!(
+                "cannot make {}; no mesh workload can start here: {e}",
+                dir.display()
+            );
+        }
+        Marks(dir)
+    }
+
+    fn set(&self, workload: &str) {
+        if let Err(e) = std::fs::write(self.0.join(workload), b"") {
+            error!("cannot mark {workload} as placed here, so systemd will not start it: {e}");
+        }
+    }
+
+    fn remove(&self, workload: &str) {
+        match std::fs::remove_file(self.0.join(workload)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                error!("cannot remove the placement mark of {workload}: {e}");
+            }
+            _ => {}
+        }
+    }
 }
 
 impl MeshPart {
@@ -52,6 +91,7 @@ impl MeshPart {
             placement: Placement::default(),
             renewer,
             told: Default::default(),
+            marks: Marks::reset(xnode_spec::unit::PLACED_DIR),
         }
     }
 
@@ -110,10 +150,9 @@ impl MeshPart {
         }
     }
 
-    /// Tells the mesh what `spec` offers (all it can realise) and what runs.
-    pub(super) fn offer(&mut self, spec: &Spec, not_realised: Option<&BTreeMap<String, String>>) {
-        let wanted = placement::wanted(spec);
-        let offers = placement::offers(&wanted, not_realised.unwrap_or(&BTreeMap::new()));
+    /// Tells the mesh what this node offers (all it can realise of `wanted`).
+    fn offer(&mut self, wanted: &[Wanted], not_realised: Option<&BTreeMap<String, String>>) {
+        let offers = placement::offers(wanted, not_realised.unwrap_or(&BTreeMap::new()));
         let running = self.told.1.clone();
         self.tell(offers, running);
     }
@@ -183,9 +222,24 @@ where
             .map(|spec| placement::wanted(&spec.spec))
             .unwrap_or_default();
         let Some(mesh) = &mut self.mesh else { return };
+        // The mesh hears at once what the spec this node heads for offers: a new one as
+        // its apply begins (so placement can put its new mesh workloads here while the
+        // gate waits), the one a rollback puts back as soon as it does.
+        mesh.offer(&wanted, self.not_realised.as_ref());
         match (&mesh.views, wanted.is_empty()) {
             (Some(views), false) => {
-                let view = views.borrow().clone();
+                let mut view = views.borrow().clone();
+                // This node as it has told the mesh, not as the mesh has published it
+                // yet: an apply that changes a mesh workload tells the new definition
+                // as it begins, and deciding on the old one meanwhile would stop the
+                // workload here as one this node cannot run.
+                if let Some(me) = view
+                    .members
+                    .iter_mut()
+                    .find(|m| m.candidate.peer == view.me)
+                {
+                    me.candidate.offers = mesh.told.0.clone();
+                }
                 mesh.placement.update(&view, &wanted, now.into_std());
             }
             _ => mesh.placement.clear(),
@@ -197,6 +251,13 @@ where
         }
         let gone: BTreeSet<String> = before.difference(&placed).cloned().collect();
         let added: Vec<&String> = placed.difference(&before).collect();
+        // Marked before anything can start them, unmarked before they are stopped.
+        for w in &added {
+            mesh.marks.set(w);
+        }
+        for w in &gone {
+            mesh.marks.remove(w);
+        }
         if !added.is_empty() {
             let names: Vec<&str> = added.iter().map(|s| s.as_str()).collect();
             info!("placement puts {} on this node", names.join(", "));
@@ -237,7 +298,7 @@ where
         let units = self.units.clone();
         self.tasks.spawn(async move {
             if let Err(e) = units.apply(&plan, &ApplyOptions::default()).await {
-                warn!("a fencing stop failed (the lease stops them anyway): {e}");
+                warn!("a fencing stop failed; the next converge pass stops them again: {e}");
             }
             Done::Fenced
         });
