@@ -86,8 +86,9 @@ pub struct Service<U, N> {
     placed: watch::Sender<BTreeSet<String>>,
     tasks: JoinSet<Done<U, N>>,
     watchdog: Option<Watchdog>,
-    /// systemd's notice of unit changes.
+    /// systemd's notice of unit changes, and since when.
     watch: Option<Watch>,
+    watched_since: Instant,
     background: Background,
 }
 
@@ -133,6 +134,7 @@ where
             tasks: JoinSet::new(),
             watchdog: None,
             watch: None,
+            watched_since: Instant::now(),
             background: Background::default(),
         }
     }
@@ -154,9 +156,16 @@ where
                 .is_some_and(|(_, task)| task.is_finished())
             {
                 self.watch = None;
+                // A watch that ends as soon as it is made is not made again at once.
+                let brief = self.watched_since.elapsed() < Duration::from_secs(1);
+                self.watch_units(if brief {
+                    Duration::from_secs(1)
+                } else {
+                    Duration::ZERO
+                });
             }
             if self.watch.is_none() && self.background.watching.is_none() {
-                self.watch_units();
+                self.watch_units(Duration::ZERO);
             }
             let notify = self.watch.as_ref().map(|(n, _)| n.clone());
             let changed = async move {
@@ -245,11 +254,12 @@ where
         [converge, placement].into_iter().flatten().min()
     }
 
-    /// Subscribes to systemd's unit changes beside the loop, trying again every second
-    /// while systemd cannot be reached.
-    fn watch_units(&mut self) {
+    /// Subscribes to systemd's unit changes beside the loop after `delay`, trying again
+    /// every second while systemd cannot be reached.
+    fn watch_units(&mut self, delay: Duration) {
         let units = self.units.clone();
         let handle = self.tasks.spawn(async move {
+            tokio::time::sleep(delay).await;
             loop {
                 match units.watch().await {
                     Ok(watch) => return Done::Watching(watch),
@@ -316,6 +326,7 @@ where
             Done::Watching(watch) => {
                 self.background.watching = None;
                 self.watch = Some(watch);
+                self.watched_since = Instant::now();
                 // Changes while there was no watch went unseen.
                 self.converge.soon(Duration::ZERO);
             }
