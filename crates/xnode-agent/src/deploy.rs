@@ -399,7 +399,10 @@ async fn apply_and_gate<U: Units>(
     gate: Gate,
     ctx: &Context,
 ) -> (Plan, Option<String>) {
-    ctx.phase(Phase::Applying);
+    ctx.progress.send_modify(|p| {
+        p.phase = Phase::Applying;
+        p.held_back = skip.clone();
+    });
     let placed = ctx.placed.borrow().clone();
     let observed = match units.observe().await {
         Ok(o) => o,

@@ -20,6 +20,10 @@ pub struct Progress {
     pub phase: Phase,
     /// Each workload the health gate waits on.
     pub workloads: BTreeMap<String, Gated>,
+    /// The workloads it leaves as they are, their store paths missing: what converges
+    /// meanwhile leaves them too.
+    #[serde(skip)]
+    pub held_back: BTreeMap<String, String>,
     /// The spec a rollback puts back, once it is known: what the node is heading for
     /// from then on, so what converges meanwhile follows it.
     #[serde(skip)]

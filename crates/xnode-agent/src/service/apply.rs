@@ -277,6 +277,11 @@ where
         self.running.as_ref().map(|r| r.progress.borrow().clone())
     }
 
+    /// The running job's progress as it goes on.
+    pub(super) fn follow(&self) -> Option<watch::Receiver<Progress>> {
+        self.running.as_ref().map(|r| r.progress.clone())
+    }
+
     pub(super) fn nix(&self) -> N {
         self.nix.clone()
     }
@@ -327,6 +332,10 @@ where
             Err(f) => {
                 if let Some(v) = &f.in_force {
                     self.current = Some(Arc::new(v.clone()));
+                    // What of it can be realised is found out again before anything
+                    // converges to it or is offered.
+                    self.not_realised = None;
+                    self.check_realisable();
                 }
             }
         }

@@ -187,14 +187,28 @@ fn still_placed(plan: &mut Plan, spec: &Spec, placed: &BTreeSet<String>) {
     });
 }
 
-/// One pass: observe, plan (what `scope` allows, when given), hold back what cannot be
-/// realised and what waits out its backoff, apply, observe again.
+/// An apply running beside a pass: the pass does what its scope allows, and nothing
+/// once a rollback has made the apply head for another spec than the pass's.
+pub(super) struct Beside {
+    scope: Scope,
+    apply: watch::Receiver<Progress>,
+}
+
+impl Beside {
+    fn heads_elsewhere(&self, spec: &Validated) -> bool {
+        let back = &self.apply.borrow().putting_back;
+        back.as_ref().is_some_and(|b| b.hash != spec.hash)
+    }
+}
+
+/// One pass: observe, plan (what the apply beside it allows, if one runs), hold back
+/// what cannot be realised and what waits out its backoff, apply, observe again.
 async fn pass<U: Units>(
     units: Arc<U>,
     spec: Arc<Validated>,
     placed: watch::Receiver<BTreeSet<String>>,
     hold: BTreeMap<String, String>,
-    scope: Option<Scope>,
+    beside: Option<Beside>,
     mut backoff: Backoff,
 ) -> Converged {
     let started = std::time::Instant::now();
@@ -218,11 +232,14 @@ async fn pass<U: Units>(
     let mut plan = plan(&spec.spec, &observed, &snapshot);
     let in_sync = plan.is_empty();
     hold_back(&mut plan, &hold);
-    if let Some(scope) = &scope {
-        plan.actions.retain(|a| scope.allows(a));
+    if let Some(b) = &beside {
+        plan.actions.retain(|a| b.scope.allows(a));
     }
     let held = backoff.filter(&mut plan, now);
     still_placed(&mut plan, &spec.spec, &placed.borrow());
+    if beside.as_ref().is_some_and(|b| b.heads_elsewhere(&spec)) {
+        plan.actions.clear();
+    }
     if plan.actions.is_empty() {
         return done(Ok(observed), in_sync, backoff, held);
     }
@@ -254,7 +271,7 @@ where
     /// placement moved since the apply began and that the apply does not change; the
     /// rest is the apply's.
     pub(super) fn maybe_converge(&mut self) {
-        let (Some(due), Some(spec), Some(hold)) = (
+        let (Some(due), Some(spec), Some(mut hold)) = (
             self.converge.due(),
             self.target(),
             self.not_realised.clone(),
@@ -265,6 +282,10 @@ where
             return;
         }
         let placed = self.placed.borrow().clone();
+        let progress = self.apply.progress();
+        if let Some(p) = &progress {
+            hold.extend(p.held_back.clone());
+        }
         let scope = self.apply.placed_at_start().map(|before| {
             let the_applys: BTreeSet<String> = self
                 .current
@@ -275,10 +296,9 @@ where
                 .unwrap_or_default()
                 .into_iter()
                 .collect();
-            let let_go = self
-                .apply
-                .progress()
-                .map(|p| gate_let_go(&p, &the_applys))
+            let let_go = progress
+                .as_ref()
+                .map(|p| gate_let_go(p, &the_applys))
                 .unwrap_or_default();
             Scope {
                 moved: before.symmetric_difference(&placed).cloned().collect(),
@@ -290,8 +310,11 @@ where
         let units = self.units.clone();
         let backoff = self.converge.backoff.clone();
         let placed = self.placed.subscribe();
+        let beside = scope
+            .zip(self.apply.follow())
+            .map(|(scope, apply)| Beside { scope, apply });
         let handle = self.tasks.spawn(async move {
-            Done::Converged(pass(units, spec, placed, hold, scope, backoff).await)
+            Done::Converged(pass(units, spec, placed, hold, beside, backoff).await)
         });
         self.converge.running = Some(handle.id());
     }
@@ -327,164 +350,4 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-    use xnode_spec::plan::ActiveState;
-    use xnode_spec::unit::{render, unit_name};
-
-    fn stopped() -> (xnode_spec::Spec, Vec<ObservedUnit>) {
-        let spec = xnode_spec::parse(
-            &serde_json::to_vec(
-                &json!({"version": 1, "node": {"name": "n"}, "workloads": {"w": {"command": ["/bin/w"]}}}),
-            )
-            .unwrap(),
-        )
-        .unwrap()
-        .spec;
-        let file = render("w", &spec.workloads["w"]);
-        let observed = vec![ObservedUnit::new(
-            unit_name("w"),
-            ActiveState::Inactive,
-            Some(file),
-        )];
-        (spec, observed)
-    }
-
-    #[test]
-    fn while_an_apply_runs_a_pass_moves_only_what_placement_moved_and_never_starts_the_applys() {
-        let spec = xnode_spec::parse(
-            &serde_json::to_vec(&json!({"version": 1, "node": {"name": "n"}, "workloads": {
-                "moved": {"command": ["/bin/a"], "placement": {"mesh": {}}},
-                "changed": {"command": ["/bin/b"], "placement": {"mesh": {}}},
-                "local": {"command": ["/bin/c"]}
-            }}))
-            .unwrap(),
-        )
-        .unwrap()
-        .spec;
-        let scope = Scope {
-            moved: ["moved", "changed"].map(String::from).into(),
-            the_applys: ["changed".to_owned()].into(),
-            let_go: BTreeSet::new(),
-        };
-        let placed: BTreeSet<String> = ["moved", "changed"].map(String::from).into();
-        let p = plan(&spec, &[], &placed);
-        let allowed: Vec<String> = p
-            .actions
-            .iter()
-            .filter(|a| scope.allows(a))
-            .map(|a| format!("{} {}", a.op, a.workload))
-            .collect();
-        assert_eq!(allowed, ["create moved", "start moved"]);
-        let stop = crate::placement::stops(&["changed".to_owned()]);
-        assert!(
-            scope.allows(&stop.actions[0]),
-            "stopping is never the apply's alone"
-        );
-        // Once the gate has let it go, a pass starts it too.
-        let let_go = Scope {
-            let_go: ["changed".to_owned()].into(),
-            ..scope.clone()
-        };
-        let allowed: Vec<String> = plan(&spec, &[], &placed)
-            .actions
-            .iter()
-            .filter(|a| let_go.allows(a))
-            .map(|a| format!("{} {}", a.op, a.workload))
-            .collect();
-        assert_eq!(
-            allowed,
-            [
-                "create changed",
-                "create moved",
-                "start changed",
-                "start moved"
-            ]
-        );
-        // Placement took `moved` away while the pass was planning: it is not started.
-        let mut p = plan(&spec, &[], &placed);
-        still_placed(&mut p, &spec, &["changed".to_owned()].into());
-        let left: Vec<String> = p
-            .actions
-            .iter()
-            .map(|a| format!("{} {}", a.op, a.workload))
-            .collect();
-        assert_eq!(
-            left,
-            [
-                "create changed",
-                "create local",
-                "create moved",
-                "start changed",
-                "start local"
-            ]
-        );
-    }
-
-    #[test]
-    fn the_gate_lets_go_of_what_it_no_longer_waits_on_and_only_while_it_gates() {
-        let why = || "starting".to_owned();
-        let gating = Progress {
-            phase: Phase::Gating,
-            workloads: [
-                ("waiting", Gated::Waiting { why: why() }),
-                ("healthy", Gated::Healthy),
-                ("moved", Gated::Moved),
-                ("unhealthy", Gated::Unhealthy { why: why() }),
-            ]
-            .map(|(w, g)| (w.to_owned(), g))
-            .into(),
-            ..Progress::default()
-        };
-        let all: BTreeSet<String> = ["waiting", "healthy", "moved", "unhealthy", "late"]
-            .map(String::from)
-            .into();
-        let let_go: Vec<String> = gate_let_go(&gating, &all).into_iter().collect();
-        assert_eq!(let_go, ["healthy", "late", "moved"]);
-        for (what, p) in [
-            (
-                "before the gate",
-                Progress {
-                    phase: Phase::Applying,
-                    ..gating.clone()
-                },
-            ),
-            (
-                "while a rollback puts the last good spec back",
-                Progress {
-                    putting_back: Some(Arc::new(
-                        xnode_spec::parse(br#"{"version": 1, "node": {"name": "n"}}"#).unwrap(),
-                    )),
-                    ..gating.clone()
-                },
-            ),
-        ] {
-            assert!(gate_let_go(&p, &all).is_empty(), "{what}");
-        }
-    }
-
-    #[test]
-    fn every_start_of_a_unit_that_went_down_backs_off_until_it_stays_up() {
-        let (spec, down) = stopped();
-        let mut up = down.clone();
-        up[0].active_state = ActiveState::Active;
-        let mut b = Backoff::default();
-        let t0 = Instant::now();
-        let mut p = plan(&spec, &down, &BTreeSet::new());
-        b.filter(&mut p, t0);
-        assert_eq!(p.actions.len(), 1, "the first start goes through");
-        // Up for a moment, then down again within its wait: not forgotten.
-        b.forget_recovered(&up, t0 + Duration::from_secs(1));
-        let mut p = plan(&spec, &down, &BTreeSet::new());
-        let retry = b.filter(&mut p, t0 + Duration::from_secs(1));
-        assert!(p.actions.is_empty(), "the next waits");
-        assert_eq!(retry, Some(t0 + BACKOFF_MIN), "and says until when");
-        let mut p = plan(&spec, &down, &BTreeSet::new());
-        b.filter(&mut p, t0 + BACKOFF_MAX);
-        assert_eq!(p.actions.len(), 1, "after the wait it goes through again");
-        // Up past its wait: it recovered, and the next stop is restored at once.
-        b.forget_recovered(&up, t0 + BACKOFF_MAX * 3);
-        assert!(b.units.is_empty());
-    }
-}
+mod tests;

@@ -63,7 +63,12 @@ impl Marks {
     }
 
     fn set(&self, workload: &str) {
-        if let Err(e) = std::fs::write(self.0.join(workload), b"") {
+        let path = self.0.join(workload);
+        if path.exists() {
+            return;
+        }
+        let made = std::fs::create_dir_all(&self.0).and_then(|()| std::fs::write(&path, b""));
+        if let Err(e) = made {
             error!("cannot mark {workload} as placed here, so systemd will not start it: {e}");
         }
     }
@@ -150,22 +155,27 @@ impl MeshPart {
         }
     }
 
-    /// Tells the mesh what this node offers (all it can realise of `wanted`).
-    fn offer(&mut self, wanted: &[Wanted], not_realised: Option<&BTreeMap<String, String>>) {
-        let offers = placement::offers(wanted, not_realised.unwrap_or(&BTreeMap::new()));
+    /// Tells the mesh what this node offers (all it can realise of `wanted`); whether
+    /// the mesh has it.
+    fn offer(&mut self, wanted: &[Wanted], not_realised: &BTreeMap<String, String>) -> bool {
+        let offers = placement::offers(wanted, not_realised);
         let running = self.told.1.clone();
-        self.tell(offers, running);
+        self.tell(offers, running)
     }
 
-    fn tell(&mut self, offers: BTreeMap<String, String>, running: BTreeSet<String>) {
+    /// Whether the mesh has (or was just handed) these offers and runs.
+    fn tell(&mut self, offers: BTreeMap<String, String>, running: BTreeSet<String>) -> bool {
         if self.told == (offers.clone(), running.clone()) {
-            return;
+            return true;
         }
-        if let Some(h) = self.mesh.handle()
-            && h.try_set_workloads(offers.clone(), running.clone())
-        {
+        let sent = self
+            .mesh
+            .handle()
+            .is_some_and(|h| h.try_set_workloads(offers.clone(), running.clone()));
+        if sent {
             self.told = (offers, running);
         }
+        sent
     }
 }
 
@@ -222,11 +232,19 @@ where
             .map(|spec| placement::wanted(&spec.spec))
             .unwrap_or_default();
         let Some(mesh) = &mut self.mesh else { return };
-        // The mesh hears at once what the spec this node heads for offers: a new one as
-        // its apply begins (so placement can put its new mesh workloads here while the
-        // gate waits), the one a rollback puts back as soon as it does.
-        mesh.offer(&wanted, self.not_realised.as_ref());
+        // The mesh hears at once what the spec this node heads for offers (once it is
+        // known what of it can be realised): a new one as its apply begins (so
+        // placement can put its new mesh workloads here while the gate waits), the one
+        // a rollback puts back as soon as it does. Until the mesh has taken that in
+        // (its channel was full), placement waits: deciding on offers the mesh does
+        // not have would stop here what this node runs, or claim what the others
+        // cannot know it offers.
+        let told = self
+            .not_realised
+            .as_ref()
+            .is_none_or(|missing| mesh.offer(&wanted, missing));
         match (&mesh.views, wanted.is_empty()) {
+            (Some(_), false) if !told => return,
             (Some(views), false) => {
                 let mut view = views.borrow().clone();
                 // This node as it has told the mesh, not as the mesh has published it
@@ -327,5 +345,9 @@ where
         let empty = BTreeMap::new();
         let offers = placement::offers(&wanted, self.not_realised.as_ref().unwrap_or(&empty));
         mesh.tell(offers, running);
+        // A mark that could not be made is tried again at every pass.
+        for w in self.placed.borrow().iter() {
+            mesh.marks.set(w);
+        }
     }
 }
