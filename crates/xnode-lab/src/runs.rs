@@ -6,7 +6,8 @@
 use crate::{Container, LabError};
 
 /// "Started …": the start job finished. Also "… was skipped because of an unmet
-/// condition check", which is no run: systemd made no invocation for it.
+/// condition check", which is no run: systemd made no invocation for it, and the entry
+/// carries the unit's last invocation id (empty if it never ran).
 const STARTED: &str = "39f53479d3a045ac8e11786248231fbf";
 /// "Stopped …", "… failed", "… deactivated successfully": it is down.
 const ENDED: [&str; 3] = [
@@ -33,6 +34,7 @@ pub fn runs(c: &Container, unit: &str) -> Result<Vec<Run>, LabError> {
 /// Runs from `journalctl -o json` lines.
 pub fn parse(journal: &str) -> Vec<Run> {
     let mut runs: Vec<Run> = Vec::new();
+    let mut last_invocation = String::new();
     for line in journal.lines() {
         let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
@@ -45,8 +47,10 @@ pub fn parse(journal: &str) -> Vec<Run> {
             continue;
         };
         let open = runs.last_mut().filter(|r| r.to_us.is_none());
-        let skipped = entry["INVOCATION_ID"] == "";
+        let invocation = entry["INVOCATION_ID"].as_str();
+        let skipped = invocation.is_some_and(|i| i.is_empty() || i == last_invocation);
         if id == STARTED && !skipped && open.is_none() {
+            last_invocation = invocation.unwrap_or_default().to_owned();
             runs.push(Run {
                 from_us: at,
                 to_us: None,
@@ -84,19 +88,24 @@ pub fn first_overlap(hosts: &[Vec<Run>], limit: usize) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn entry(id: &str, at: u64) -> String {
-        format!(r#"{{"MESSAGE_ID":"{id}","__MONOTONIC_TIMESTAMP":"{at}","MESSAGE":"x"}}"#)
+    fn entry(id: &str, at: u64, invocation: &str) -> String {
+        format!(
+            r#"{{"MESSAGE_ID":"{id}","__MONOTONIC_TIMESTAMP":"{at}","INVOCATION_ID":"{invocation}"}}"#
+        )
     }
 
     #[test]
     fn runs_come_from_starts_and_ends() {
         let journal = [
-            entry(STARTED, 100),
+            // Skipped (unmet condition) before it ever ran: no invocation.
+            entry(STARTED, 50, ""),
+            entry(STARTED, 100, "a"),
             r#"{"MESSAGE":"a line of the workload's own"}"#.into(),
-            entry(ENDED[2], 200),
-            entry(ENDED[0], 201),
-            r#"{"MESSAGE_ID":"39f53479d3a045ac8e11786248231fbf","__MONOTONIC_TIMESTAMP":"250","INVOCATION_ID":""}"#.into(),
-            entry(STARTED, 300),
+            entry(ENDED[2], 200, "a"),
+            entry(ENDED[0], 201, "a"),
+            // Skipped after it ran: the last invocation's id again.
+            entry(STARTED, 250, "a"),
+            entry(STARTED, 300, "b"),
         ]
         .join("\n");
         assert_eq!(
