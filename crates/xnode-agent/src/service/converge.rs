@@ -238,7 +238,8 @@ async fn pass<U: Units>(
     let held = backoff.filter(&mut plan, now);
     still_placed(&mut plan, &spec.spec, &placed.borrow());
     if beside.as_ref().is_some_and(|b| b.heads_elsewhere(&spec)) {
-        plan.actions.clear();
+        // Placement's stops are right whatever spec the node heads for.
+        plan.actions.retain(|a| a.reason == Reason::NotPlacedHere);
     }
     if plan.actions.is_empty() {
         return done(Ok(observed), in_sync, backoff, held);

@@ -236,15 +236,19 @@ where
         // known what of it can be realised): a new one as its apply begins (so
         // placement can put its new mesh workloads here while the gate waits), the one
         // a rollback puts back as soon as it does. Until the mesh has taken that in
-        // (its channel was full), placement waits: deciding on offers the mesh does
-        // not have would stop here what this node runs, or claim what the others
-        // cannot know it offers.
+        // (its channel was full), placement decides with what this node still offers
+        // of what the mesh has: it drops what it no longer offers, and claims nothing
+        // the others cannot know it offers.
         let told = self
             .not_realised
             .as_ref()
             .is_none_or(|missing| mesh.offer(&wanted, missing));
+        let mut offers = mesh.told.0.clone();
+        if !told && let Some(missing) = &self.not_realised {
+            let now = placement::offers(&wanted, missing);
+            offers.retain(|w, hash| now.get(w) == Some(hash));
+        }
         match (&mesh.views, wanted.is_empty()) {
-            (Some(_), false) if !told => return,
             (Some(views), false) => {
                 let mut view = views.borrow().clone();
                 // This node as it has told the mesh, not as the mesh has published it
@@ -256,7 +260,7 @@ where
                     .iter_mut()
                     .find(|m| m.candidate.peer == view.me)
                 {
-                    me.candidate.offers = mesh.told.0.clone();
+                    me.candidate.offers = offers;
                 }
                 mesh.placement.update(&view, &wanted, now.into_std());
             }
@@ -342,8 +346,11 @@ where
             self.metrics.failovers.inc();
             self.metrics.failover_seconds.observe(f.took.as_secs_f64());
         }
-        let empty = BTreeMap::new();
-        let offers = placement::offers(&wanted, self.not_realised.as_ref().unwrap_or(&empty));
+        // Until it is known what can be realised, the offers stay as they were.
+        let offers = match &self.not_realised {
+            Some(missing) => placement::offers(&wanted, missing),
+            None => mesh.told.0.clone(),
+        };
         mesh.tell(offers, running);
         // A mark that could not be made is tried again at every pass.
         for w in self.placed.borrow().iter() {

@@ -299,8 +299,8 @@ where
         &mut self,
         done: Result<(tokio::task::Id, Done<U, N>), tokio::task::JoinError>,
     ) {
-        let done = match done {
-            Ok((_, done)) => done,
+        let (id, done) = match done {
+            Ok(done) => done,
             Err(e) => {
                 error!("a task of the agent failed: {e}");
                 let id = e.id();
@@ -332,6 +332,8 @@ where
             }
             Done::SpecFile(read) => self.spec_file_read(read),
             Done::Push(checked) => self.push_checked(*checked),
+            // An older check, overtaken by one for the spec now in force.
+            Done::Realised(..) if self.background.realising != Some(id) => {}
             Done::Realised(hash, missing) => {
                 self.background.realising = None;
                 // An apply that ended meanwhile knows better.
