@@ -2,7 +2,7 @@
 //! systemd, serve the API, and run the reconcile loop.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use xnode_agent::service::{Service, Settings};
 use xnode_agent::store::Store;
 use xnode_agent::units::Reconnecting;
 use xnode_agent::{server, watchdog};
+use xnode_mesh::fleet::JoinKey;
 use xnode_systemd::Config;
 
 /// The XnodeOS node agent: keeps this node's systemd units as its spec says.
@@ -49,6 +50,29 @@ struct Args {
     /// Stay out of the mesh (the spec's `mesh` section is then unused).
     #[arg(long)]
     no_mesh: bool,
+    /// A join key (from `xnodectl fleet join-key`) that admits this node to its owner's
+    /// fleet. The certificate it makes is kept in the state directory, so the file may
+    /// be deleted once the node is a member.
+    #[arg(long, value_name = "FILE")]
+    join_key: Option<PathBuf>,
+}
+
+/// The join key in `path`, if there is one: a file that is gone is no key (it may be
+/// deleted once the node is admitted); one that is there must be a valid key.
+fn read_join_key(path: Option<&Path>) -> Result<Option<JoinKey>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(JoinKey::parse(&text).with_context(|| {
+            format!("the join key {} cannot be used", path.display())
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            info!(path = %path.display(), "no join key there (fine once the node is admitted)");
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read the join key {}", path.display())),
+    }
 }
 
 fn init_logging() {
@@ -87,11 +111,12 @@ async fn main() -> Result<()> {
     let listener = server::bind(&args.socket, gid)?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
+    let join_key = read_join_key(args.join_key.as_deref())?;
     let mesh = (!args.no_mesh).then(|| {
         let mesh_metrics = xnode_mesh::Metrics::register(&mut registry);
         let (events, receiver) = tokio::sync::mpsc::channel(64);
         (
-            Mesh::new(args.state_dir.clone(), mesh_metrics, events),
+            Mesh::new(args.state_dir.clone(), join_key, mesh_metrics, events),
             receiver,
         )
     });

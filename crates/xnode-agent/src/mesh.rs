@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{error, info};
+use tracing::{error, info, warn};
+use xnode_mesh::fleet::{FleetConfig, JoinKey};
 use xnode_mesh::message::Service;
 use xnode_mesh::node::{Config, Event, Handle, Node};
 use xnode_spec::{Protocol, Spec};
@@ -16,6 +17,7 @@ use xnode_spec::{Protocol, Spec};
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Joining {
     node: String,
+    owner: Option<xnode_spec::Owner>,
     listen: Vec<String>,
     bootstrap: Vec<String>,
     mdns: bool,
@@ -33,6 +35,7 @@ fn joining(spec: &Spec) -> Joining {
     };
     Joining {
         node: spec.node.name.clone(),
+        owner: spec.node.owner,
         listen,
         bootstrap: spec.mesh.bootstrap.clone(),
         mdns: spec.mesh.mdns,
@@ -68,6 +71,7 @@ struct Running {
 /// The mesh node of this agent, if the spec lets it run.
 pub struct Mesh {
     state_dir: PathBuf,
+    join_key: Option<JoinKey>,
     metrics: Arc<xnode_mesh::Metrics>,
     events: mpsc::Sender<Event>,
     running: Option<Running>,
@@ -76,14 +80,17 @@ pub struct Mesh {
 }
 
 impl Mesh {
-    /// No node yet; its events will go to `events`.
+    /// No node yet; its events will go to `events`. A join key admits the node to its
+    /// owner's fleet (if the key is that owner's).
     pub fn new(
         state_dir: PathBuf,
+        join_key: Option<JoinKey>,
         metrics: Arc<xnode_mesh::Metrics>,
         events: mpsc::Sender<Event>,
     ) -> Mesh {
         Mesh {
             state_dir,
+            join_key,
             metrics,
             events,
             running: None,
@@ -142,6 +149,19 @@ impl Mesh {
             list.iter().map(|a| Ok(a.parse()?)).collect()
         };
         let key = xnode_mesh::identity::load_or_create(&self.state_dir)?;
+        let fleet = joining.owner.map(|owner| FleetConfig {
+            owner,
+            join_key: self.join_key.clone().filter(|k| {
+                let ours = k.owner == owner;
+                if !ours {
+                    warn!(
+                        "the join key is for the fleet of {}, but this node's owner is {owner}: not used",
+                        k.owner
+                    );
+                }
+                ours
+            }),
+        });
         let config = Config {
             node: joining.node.clone(),
             listen: parse(&joining.listen)?,
@@ -153,6 +173,7 @@ impl Mesh {
             state_dir: self.state_dir.clone(),
             max_connections: 256,
             hold_down: xnode_mesh::placement::HOLD_DOWN,
+            fleet,
         };
         let (node, handle) = Node::new(key, config, self.events.clone(), self.metrics.clone())?;
         info!(peer_id = %handle.peer_id(), "joining the mesh");

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use xnode_api::Request;
-use xnode_lab::Container;
 use xnode_lab::node::{active, api, generation, wait_status};
+use xnode_lab::{Container, fleet};
 
 fn node(spec: &Value, flags: &str) -> Container {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
@@ -129,11 +129,14 @@ fn a_mesh_workload_a_failing_generation_places_here_rolls_it_back() {
     // its hold-down is over.
     let port = free_port();
     let spec = |workloads: Value| {
-        json!({"version": 1, "node": {"name": "alone"},
+        json!({"version": 1, "node": {"name": "alone", "owner": fleet::owner().owner().to_string()},
                "mesh": {"listen": [format!("/ip4/127.0.0.1/tcp/{port}")]},
                "workloads": workloads})
     };
-    let flags = "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0";
+    let flags = &format!(
+        "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0 {}",
+        fleet::JOIN_FLAG
+    );
     let mesh = json!({"command": ["/bin/sleep", "infinity"], "placement": {"mesh": {}}});
     let c = node(&spec(json!({"m": mesh.clone()})), flags);
     wait_for(&c, "the hold-down, then its mesh workload", |s| {

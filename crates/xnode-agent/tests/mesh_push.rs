@@ -15,7 +15,8 @@ use xnode_lab::node::api;
 use xnode_spec::keys::{KeyKind, OwnerKey};
 use xnode_spec::push;
 
-const FLAGS: &str = "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0";
+const FLAGS: &str =
+    "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0 --join-key /etc/xnode/join.key";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -62,11 +63,13 @@ fn sleeper() -> Value {
 
 #[test]
 fn pushes_from_the_owner_are_applied_and_all_others_rejected() {
-    let owner = OwnerKey::generate(KeyKind::Ed25519).unwrap();
+    let owner = xnode_lab::fleet::owner();
     let stranger = OwnerKey::generate(KeyKind::Eth).unwrap();
     let (pa, pb) = (free_port(), free_port());
-    let a = node(&json!({"version": 1, "node": {"name": "a"},
-        "mesh": {"listen": [format!("/ip4/127.0.0.1/tcp/{pa}")]}}));
+    let a = node(
+        &json!({"version": 1, "node": {"name": "a", "owner": owner.owner().to_string()},
+        "mesh": {"listen": [format!("/ip4/127.0.0.1/tcp/{pa}")]}}),
+    );
     let spec_b = |workloads: Value| {
         json!({"version": 1, "node": {"name": "b", "owner": owner.owner().to_string()},
                "mesh": {"listen": [format!("/ip4/127.0.0.1/tcp/{pb}")],

@@ -131,6 +131,19 @@ pub enum Request {
         /// The push envelope.
         push: Value,
     },
+    /// This node's fleet: its standing and the members it knows.
+    FleetMembers,
+    /// Deliver the owner's membership certificate to the peer it names (this node, or
+    /// one connected to it).
+    FleetAdmit {
+        /// The certificate (`xnode_mesh::fleet::Certificate`).
+        certificate: Value,
+    },
+    /// Take the owner's revocation here and tell the fleet.
+    FleetRevoke {
+        /// The revocation (`xnode_mesh::fleet::Revocation`).
+        revocation: Value,
+    },
 }
 
 fn default_lines() -> usize {

@@ -22,7 +22,8 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Boots `n` nodes; node `i` gets the spec `spec(i, &network)`.
+    /// Boots `n` nodes, each admitted to the lab owner's fleet with a join key; node
+    /// `i` gets the spec `spec(i, &network)`.
     pub fn boot(
         bin_dir: &Path,
         n: usize,
@@ -30,6 +31,8 @@ impl Cluster {
         spec: impl Fn(usize, &Network) -> Vec<u8>,
     ) -> Result<Cluster, LabError> {
         let net = Network::new(n)?;
+        let flags = format!("{flags} {}", crate::fleet::JOIN_FLAG);
+        let flags = flags.as_str();
         // One after another: a container dies with the thread that booted it.
         let nodes = (0..n)
             .map(|i| node::boot_node_in(bin_dir, &spec(i, &net), flags, Some(net.namespace(i))))
@@ -42,8 +45,8 @@ impl Cluster {
         format!("/ip4/{}/tcp/{MESH_PORT}", net.address(i))
     }
 
-    /// The spec of node `i` of `n`: called `n{i}`, joining through all the others,
-    /// running `workloads`.
+    /// The spec of node `i` of `n`: called `n{i}`, owned by the lab's owner, joining
+    /// through all the others, running `workloads`.
     pub fn spec(n: usize, i: usize, net: &Network, workloads: &Value) -> Vec<u8> {
         let bootstrap: Vec<String> = (0..n)
             .filter(|j| *j != i)
@@ -51,7 +54,7 @@ impl Cluster {
             .collect();
         let spec = json!({
             "version": 1,
-            "node": {"name": format!("n{i}")},
+            "node": {"name": format!("n{i}"), "owner": crate::fleet::owner().owner().to_string()},
             "mesh": {"listen": [Cluster::mesh_address(net, i)], "bootstrap": bootstrap},
             "workloads": workloads,
         });

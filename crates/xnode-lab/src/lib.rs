@@ -9,6 +9,7 @@
 
 pub mod cluster;
 mod container;
+pub mod fleet;
 mod network;
 pub mod node;
 mod rootfs;

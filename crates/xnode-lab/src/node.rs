@@ -76,6 +76,11 @@ pub fn boot_node_in(
         std::fs::write(&path, bytes).map_err(LabError::io(format!("cannot write {inside}")))
     };
     write("/etc/xnode/spec.json", spec)?;
+    let join_key = crate::fleet::join_key_text().map_err(|detail| LabError::Command {
+        what: "making a join key".into(),
+        detail,
+    })?;
+    write(crate::fleet::JOIN_KEY_PATH, join_key.as_bytes())?;
     write(
         "/etc/systemd/system/xnoded.service",
         xnoded_unit(flags)?.as_bytes(),
@@ -87,7 +92,8 @@ pub fn boot_node_in(
     // What the NixOS module's tmpfiles rules make: the directories the sandbox opens.
     c.sh(
         "mkdir -p -m 0700 /var/lib/xnode && mkdir -p /run/systemd/system \
-          && chmod 755 /usr/local/bin/xnodectl && systemctl daemon-reload",
+          && chmod 755 /usr/local/bin/xnodectl && chmod 600 /etc/xnode/join.key \
+          && systemctl daemon-reload",
     )?;
     if let Err(e) = c.sh("systemctl start xnoded.service") {
         // Say why: the unit's own log is the one place that does.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::fencing::Majority;
+use crate::fleet::{Certificate, Revocation, Standing};
 use crate::membership::State;
 use crate::message::{Resources, Service};
 use crate::ownership::View;
@@ -63,8 +64,40 @@ pub struct Status {
     pub suspect: usize,
     /// Members dead.
     pub dead: usize,
-    /// Membership messages rejected since start (malformed, or out of bounds).
+    /// Membership messages rejected since start (malformed, out of bounds, or not a
+    /// member's).
     pub rejected: u64,
+    /// Connected peers whose gossip is ignored for having sent too many rejected
+    /// messages (graylisted by peer scoring).
+    pub graylisted: usize,
+}
+
+/// A member of the fleet, for `xnodectl fleet members`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FleetMember {
+    /// Its `node.name`.
+    pub node: String,
+    /// Its peer id.
+    pub peer_id: String,
+    /// `this node`, `alive`, `suspect` or `dead`.
+    pub state: String,
+    /// When its certificate expires (seconds since the Unix epoch).
+    pub expires: u64,
+    /// `owner`, or the join key that admitted it.
+    pub admitted_by: String,
+}
+
+/// This node's fleet as it sees it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FleetView {
+    /// The fleet's owner; none when the node names none.
+    pub owner: Option<String>,
+    /// Whether this node is a member.
+    pub standing: Option<Standing>,
+    /// This node (when a member) and every member it knows.
+    pub members: Vec<FleetMember>,
+    /// How many peers the owner revoked.
+    pub revoked: usize,
 }
 
 /// What the node tells its owner (the agent, or a test harness).
@@ -114,6 +147,9 @@ pub(crate) enum Command {
         request_response::ResponseChannel<PushResponse>,
         PushResponse,
     ),
+    Fleet(oneshot::Sender<FleetView>),
+    Admit(PeerId, Certificate, oneshot::Sender<Result<String, String>>),
+    Revoke(Revocation, oneshot::Sender<Result<String, String>>),
 }
 
 /// The rest of the agent's way to the mesh. Cheap to clone.
@@ -188,6 +224,26 @@ impl Handle {
         self.commands
             .try_send(Command::SetWorkloads(offers, running))
             .is_ok()
+    }
+
+    /// This node's fleet: its standing and the members it knows.
+    pub async fn fleet(&self) -> Result<FleetView, Stopped> {
+        self.ask(Command::Fleet).await
+    }
+
+    /// Delivers the owner's certificate to `peer` (this node, or one connected to it);
+    /// its answer comes back.
+    pub async fn admit(
+        &self,
+        peer: PeerId,
+        cert: Certificate,
+    ) -> Result<Result<String, String>, Stopped> {
+        self.ask(|tx| Command::Admit(peer, cert, tx)).await
+    }
+
+    /// Takes the owner's revocation here and tells the fleet.
+    pub async fn revoke(&self, revocation: Revocation) -> Result<Result<String, String>, Stopped> {
+        self.ask(|tx| Command::Revoke(revocation, tx)).await
     }
 
     /// Delivers a signed push to the member called `node`; its answer comes back.

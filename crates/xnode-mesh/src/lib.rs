@@ -6,6 +6,7 @@
 //! [`node`] is the network shell around them.
 
 pub mod fencing;
+pub mod fleet;
 mod handle;
 pub mod identity;
 pub mod membership;

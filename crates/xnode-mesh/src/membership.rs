@@ -17,6 +17,14 @@ use std::time::{Duration, Instant};
 
 use crate::message::Heartbeat;
 
+/// The most members one node keeps. Only members' heartbeats are believed, so only the
+/// owner can come near it; a new member past it is not taken in until room is made.
+pub const MAX_MEMBERS: usize = 1024;
+
+/// A dead member is forgotten after this long: it is neither a voter nor a candidate
+/// any more, and would only take room.
+pub const FORGET_AFTER: Duration = Duration::from_secs(600);
+
 /// The detector's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
@@ -97,6 +105,12 @@ impl<P: Ord + Clone> Membership<P> {
     pub fn heard(&mut self, peer: &P, hb: Heartbeat, now: Instant) -> Option<Change<P>> {
         match self.members.get_mut(peer) {
             None => {
+                if self.members.len() >= MAX_MEMBERS {
+                    self.forget_dead(now, Duration::ZERO);
+                    if self.members.len() >= MAX_MEMBERS {
+                        return None;
+                    }
+                }
                 self.members.insert(
                     peer.clone(),
                     Member {
@@ -144,8 +158,23 @@ impl<P: Ord + Clone> Membership<P> {
         self.set(peer, State::Dead, now)
     }
 
-    /// Time passes: members unheard for long enough turn suspect, then dead.
+    /// The owner revoked `peer`: dead at once, and never heard again (the caller
+    /// refuses its heartbeats), so it is forgotten with the other dead.
+    pub fn revoked(&mut self, peer: &P, now: Instant) -> Option<Change<P>> {
+        self.set(peer, State::Dead, now)
+    }
+
+    /// Forgets members dead for at least `after`.
+    fn forget_dead(&mut self, now: Instant, after: Duration) {
+        self.members.retain(|_, m| {
+            m.state != State::Dead || now.saturating_duration_since(m.since) < after
+        });
+    }
+
+    /// Time passes: members unheard for long enough turn suspect, then dead; the long
+    /// dead are forgotten.
     pub fn tick(&mut self, now: Instant) -> Vec<Change<P>> {
+        self.forget_dead(now, FORGET_AFTER);
         let mut changes = Vec::new();
         for (peer, m) in &mut self.members {
             let silent = now.saturating_duration_since(m.heard);
@@ -213,6 +242,7 @@ mod tests {
 
     fn hb(incarnation: u64, seq: u64) -> Heartbeat {
         Heartbeat {
+            cert: crate::fleet::testing::example(),
             node: "n".into(),
             incarnation,
             seq,
@@ -266,6 +296,30 @@ mod tests {
         // A report about an unknown member is no member.
         assert_eq!(m.gone(&2, 1, 1, ms(t0, 600)), None);
         assert!(m.get(&2).is_none());
+    }
+
+    #[test]
+    fn the_dead_are_forgotten_and_the_table_has_a_bound() {
+        let t0 = Instant::now();
+        let mut m = Membership::new(Timing::default());
+        m.heard(&1, hb(1, 1), t0);
+        assert_eq!(m.revoked(&1, ms(t0, 10)), Some(Change::Dead(1)));
+        m.tick(ms(t0, 10) + FORGET_AFTER - Duration::from_millis(1));
+        assert!(m.get(&1).is_some());
+        m.tick(ms(t0, 10) + FORGET_AFTER);
+        assert!(m.get(&1).is_none(), "forgotten");
+        for p in 0..MAX_MEMBERS as u32 {
+            m.heard(&p, hb(1, 1), t0);
+        }
+        assert_eq!(m.heard(&9999, hb(1, 1), t0), None, "full");
+        assert!(m.get(&9999).is_none());
+        m.revoked(&0, t0);
+        assert_eq!(
+            m.heard(&9999, hb(1, 1), t0),
+            Some(Change::Alive(9999)),
+            "a dead one made room"
+        );
+        assert_eq!(m.members().count(), MAX_MEMBERS);
     }
 
     proptest! {

@@ -1,24 +1,34 @@
-//! What members tell each other on the membership topic, and the checks every message
+//! What members tell each other on their fleet's topic, and the checks every message
 //! passes before anything believes it. Messages arrive from anyone in a permissionless
 //! mesh, so each is bounded and validated field by field.
+//!
+//! The format evolves without breaking a rolling upgrade: a field a newer node adds is
+//! optional and ignored by an older one (no message refuses unknown fields), and a
+//! message type an older node does not know is passed on and otherwise ignored. A
+//! change an older node could not live with gets a new topic (the version at the end
+//! of [`crate::fleet::topic`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+
+use crate::fleet::{Certificate, Revocation};
 
 /// The largest message accepted: a heartbeat with every field at its limit fits.
 pub const MAX_MESSAGE: usize = 64 * 1024;
 const MAX_SERVICES: usize = 256;
 const MAX_ADDRESSES: usize = 16;
 const MAX_LABELS: usize = 64;
+/// Revocations in one message.
+pub const MAX_REVOCATIONS_PER_MESSAGE: usize = 64;
 
-/// One message on the membership topic. The sender is the gossip message's signed
-/// source, never a field, so no member can speak for another.
+/// One message on a fleet's topic. The sender is the gossip message's signed source,
+/// never a field, so no member can speak for another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Message {
     /// "I am alive, and this is me."
-    Heartbeat(Heartbeat),
+    Heartbeat(Box<Heartbeat>),
     /// "This member's heartbeat `seq` is the last I saw, and it no longer answers."
     Gone {
         /// The member, as a peer id.
@@ -28,12 +38,22 @@ pub enum Message {
         /// The heartbeat's number.
         seq: u64,
     },
+    /// The owner's revocations, passed on by members so that one that was away hears
+    /// of them too. Each carries the owner's signature: it matters not who sends it.
+    Revocations {
+        /// At most [`MAX_REVOCATIONS_PER_MESSAGE`].
+        revocations: Vec<Revocation>,
+    },
+    /// A message type from a newer release: passed on, otherwise ignored.
+    #[serde(other)]
+    Unknown,
 }
 
 /// What a member says about itself, several times a second.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Heartbeat {
+    /// Its certificate: the owner's word that it is a member.
+    pub cert: Certificate,
     /// Its `node.name`.
     pub node: String,
     /// When its process started (ms since the epoch): a restarted member is newer.
@@ -65,7 +85,6 @@ pub struct Heartbeat {
 
 /// A member's size and what is free of it, for placement.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Resources {
     /// CPU cores.
     pub cpus: u32,
@@ -81,7 +100,6 @@ pub struct Resources {
 
 /// A service a member offers: a workload's `expose` entry.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Service {
     /// The service name (a DNS label).
     pub name: String,
@@ -118,8 +136,14 @@ impl Message {
         }
         let message: Message =
             serde_json::from_slice(bytes).map_err(|e| BadMessage::Malformed(e.to_string()))?;
-        if let Message::Heartbeat(hb) = &message {
-            hb.check()?;
+        match &message {
+            Message::Heartbeat(hb) => hb.check()?,
+            Message::Revocations { revocations } => at_most(
+                "revocations",
+                revocations.len(),
+                MAX_REVOCATIONS_PER_MESSAGE,
+            )?,
+            Message::Gone { .. } | Message::Unknown => {}
         }
         Ok(message)
     }
@@ -209,6 +233,7 @@ mod tests {
 
     pub(crate) fn heartbeat(node: &str, seq: u64) -> Heartbeat {
         Heartbeat {
+            cert: crate::fleet::testing::example(),
             node: node.into(),
             incarnation: 1,
             seq,
@@ -235,7 +260,7 @@ mod tests {
     #[test]
     fn messages_round_trip() {
         for m in [
-            Message::Heartbeat(heartbeat("n1", 7)),
+            Message::Heartbeat(Box::new(heartbeat("n1", 7))),
             Message::Gone {
                 peer: "12D3KooW".into(),
                 incarnation: 1,
@@ -247,16 +272,27 @@ mod tests {
     }
 
     #[test]
+    fn a_newer_nodes_messages_are_understood() {
+        let hb = Message::Heartbeat(Box::new(heartbeat("n1", 7)));
+        let mut hb = serde_json::to_value(hb).unwrap();
+        hb["zone"] = "new field".into();
+        hb["resources"]["gpus"] = 2.into();
+        let decoded = Message::decode(hb.to_string().as_bytes()).unwrap();
+        assert_eq!(decoded, Message::Heartbeat(Box::new(heartbeat("n1", 7))));
+        let newer = br#"{"type":"takeover","workload":"db"}"#;
+        assert_eq!(Message::decode(newer), Ok(Message::Unknown));
+    }
+
+    #[test]
     fn bad_messages_say_what_is_wrong() {
         let with = |f: fn(&mut Heartbeat)| {
             let mut hb = heartbeat("n1", 1);
             f(&mut hb);
-            Message::Heartbeat(hb).encode()
+            Message::Heartbeat(Box::new(hb)).encode()
         };
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (b"".to_vec(), "not a membership message"),
             (b"{\"type\":\"heartbeat\"}".to_vec(), "missing field"),
-            (b"{\"type\":\"takeover\"}".to_vec(), "unknown variant"),
             (vec![b' '; MAX_MESSAGE + 1], "over the limit"),
             (with(|h| h.node = "-x-".into()), "node:"),
             (
@@ -292,6 +328,13 @@ mod tests {
             (
                 with(|h| h.addresses = vec!["/ip4/127.0.0.1/tcp/1".into(); 17]),
                 "17 entries",
+            ),
+            (
+                Message::Revocations {
+                    revocations: vec![crate::fleet::testing::example_revocation(); 65],
+                }
+                .encode(),
+                "revocations: 65 entries",
             ),
         ];
         for (bytes, why) in cases {

@@ -1,6 +1,7 @@
 //! What the node keeps for placement: its quorum (with the voters saved in the state
-//! directory, so a restarted node remembers the mesh it agreed on), the mesh workloads
-//! it offers and runs, and the view every placement decision starts from.
+//! directory with their certificates, so a restarted node remembers the fleet it
+//! agreed on, and only those still members), the mesh workloads it offers and runs,
+//! and the view every placement decision starts from.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -9,7 +10,10 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use tracing::warn;
 
+use serde::{Deserialize, Serialize};
+
 use crate::fencing::Majority;
+use crate::fleet::{Certificate, Fleet};
 use crate::membership::{Membership, State};
 use crate::placement::Candidate;
 use crate::quorum::{Changed, Quorum};
@@ -63,18 +67,53 @@ impl View {
     }
 }
 
-/// The voters saved by the last run: none on a new node; all of them or an error, so a
-/// damaged file never leaves a quietly smaller electorate.
-fn read_voters(file: &Path) -> Result<Vec<PeerId>, String> {
+/// A voter as saved: with the certificate that made it one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Voter {
+    peer: String,
+    cert: Certificate,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Voters {
+    voters: Vec<Voter>,
+}
+
+/// The voters saved by the last run that are members still: none on a new node or
+/// without a fleet. A file from a release before fleets (a plain list of peer ids)
+/// holds no member, so none of it is kept. A damaged file is an error, never a quietly
+/// smaller electorate.
+fn read_voters(file: &Path, fleet: Option<&Fleet>, now: u64) -> Result<Vec<PeerId>, String> {
     let bytes = match std::fs::read(file) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e.to_string()),
     };
-    let ids: Vec<String> = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-    ids.iter()
-        .map(|id| id.parse().map_err(|_| format!("{id:?} is not a peer id")))
-        .collect()
+    if let Ok(old) = serde_json::from_slice::<Vec<String>>(&bytes) {
+        if !old.is_empty() {
+            warn!(
+                purged = old.len(),
+                "the saved voters are from a release before fleets: none is a member, none is kept"
+            );
+        }
+        return Ok(Vec::new());
+    }
+    let saved: Voters = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    let Some(fleet) = fleet else {
+        return Ok(Vec::new());
+    };
+    let mut kept = Vec::new();
+    for v in saved.voters {
+        let peer: PeerId = v
+            .peer
+            .parse()
+            .map_err(|_| format!("{:?} is not a peer id", v.peer))?;
+        match fleet.admits(&v.peer, &v.cert, None, now) {
+            Ok(()) => kept.push(peer),
+            Err(e) => warn!(%peer, "a saved voter is no member now, not kept: {e}"),
+        }
+    }
+    Ok(kept)
 }
 
 /// Everything in a [`View`] that decisions depend on.
@@ -91,6 +130,9 @@ pub(crate) struct Ownership {
     pub(crate) offers: BTreeMap<String, String>,
     pub(crate) running: BTreeSet<String>,
     last: Option<Fingerprint>,
+    /// Whether this node holds a valid certificate: a node outside its fleet owns
+    /// nothing, whatever it sees.
+    member: bool,
 }
 
 impl Ownership {
@@ -100,9 +142,13 @@ impl Ownership {
         state_dir: &Path,
         hold_down: Duration,
         heartbeat: Duration,
+        fleet: Option<&Fleet>,
     ) -> Ownership {
         let file = state_dir.join(VOTERS_FILE);
-        let remembered = read_voters(&file).unwrap_or_else(|e| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let remembered = read_voters(&file, fleet, now).unwrap_or_else(|e| {
             warn!(file = %file.display(), "the saved mesh voters are unusable, starting afresh: {e}");
             Vec::new()
         });
@@ -115,24 +161,51 @@ impl Ownership {
             offers: BTreeMap::new(),
             running: BTreeSet::new(),
             last: None,
+            member: false,
         }
     }
 
-    /// Applies the fencing rule to the membership; saves the voters when they change.
-    pub(crate) fn update(&mut self, membership: &Membership<PeerId>, now: Instant) -> Changed {
-        let changed = self
+    /// Applies the fencing rule to the membership (only members are in it); saves the
+    /// voters when they change. `member`: whether this node is one.
+    pub(crate) fn update(
+        &mut self,
+        membership: &Membership<PeerId>,
+        member: bool,
+        now: Instant,
+    ) -> Changed {
+        let mut changed = self
             .quorum
             .update(membership.members().map(|(p, m)| (p, m.state)), now);
+        if member != self.member {
+            self.member = member;
+            changed.quorate = true;
+        }
         if changed.voters {
-            self.save();
+            self.save(membership);
         }
         changed
     }
 
-    fn save(&self) {
-        let ids: Vec<String> = self.quorum.voters().iter().map(|p| p.to_string()).collect();
+    /// Whether this node may own anything: quorate, and a member.
+    fn quorate(&self) -> bool {
+        self.member && self.quorum.quorate()
+    }
+
+    fn save(&self, membership: &Membership<PeerId>) {
+        // This node is always a voter of its own: only the others are saved.
+        let voters: Vec<Voter> = self
+            .quorum
+            .voters()
+            .iter()
+            .filter_map(|p| {
+                membership.get(p).map(|m| Voter {
+                    peer: p.to_string(),
+                    cert: m.info.cert.clone(),
+                })
+            })
+            .collect();
         let tmp = self.file.with_extension("json.tmp");
-        let written = serde_json::to_vec(&ids)
+        let written = serde_json::to_vec(&Voters { voters })
             .map_err(std::io::Error::other)
             .and_then(|bytes| std::fs::write(&tmp, bytes))
             .and_then(|()| std::fs::rename(&tmp, &self.file));
@@ -168,7 +241,7 @@ impl Ownership {
                     .map(|m| m.heard)
             })
             .collect();
-        let owns_from = self.quorum.quorate().then(|| {
+        let owns_from = self.quorate().then(|| {
             let settled = self.quorum.settled(now);
             now.checked_sub(settled).unwrap_or(now) + self.hold_down
         });
@@ -190,7 +263,7 @@ impl Ownership {
             candidate: Candidate {
                 peer: me,
                 live: true,
-                eligible: self.quorum.quorate() && settled >= self.hold_down,
+                eligible: self.quorate() && settled >= self.hold_down,
                 labels: labels.clone(),
                 offers: self.offers.clone(),
                 running: self.running.clone(),
@@ -220,7 +293,7 @@ impl Ownership {
         View {
             at: now,
             me,
-            quorate: self.quorum.quorate(),
+            quorate: self.quorate(),
             settled,
             hold_down: self.hold_down,
             voters: self.quorum.voters().len(),
@@ -251,19 +324,62 @@ mod tests {
     use super::*;
 
     #[test]
-    fn saved_voters_are_read_whole_or_not_at_all() {
+    fn saved_voters_are_members_still_or_not_kept() {
+        use crate::fleet::{FleetConfig, Revocation};
+        use xnode_spec::keys::{KeyKind, OwnerKey};
         let dir = std::env::temp_dir().join(format!("xnode-voters-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join(VOTERS_FILE);
-        assert_eq!(read_voters(&file), Ok(Vec::new()), "a new node has none");
-        let ids = [PeerId::random(), PeerId::random()];
+        let owner = OwnerKey::generate(KeyKind::Ed25519).unwrap();
+        let stranger = OwnerKey::generate(KeyKind::Ed25519).unwrap();
+        let config = FleetConfig {
+            owner: owner.owner(),
+            join_key: None,
+        };
+        let mut fleet = Fleet::load(&config, &PeerId::random().to_string(), &dir);
+        let now = 1_800_000_000;
+        let fleet_of = |f: &Fleet| read_voters(&file, Some(f), now);
+        assert_eq!(fleet_of(&fleet), Ok(Vec::new()), "a new node has none");
+        // From a release before fleets: nobody in it is a member.
+        let ids = [
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+        ];
         let text: Vec<String> = ids.iter().map(ToString::to_string).collect();
         std::fs::write(&file, serde_json::to_vec(&text).unwrap()).unwrap();
-        assert_eq!(read_voters(&file), Ok(ids.to_vec()));
-        std::fs::write(&file, format!(r#"["{}", "junk"]"#, ids[0])).unwrap();
-        assert!(read_voters(&file).unwrap_err().contains("junk"));
+        assert_eq!(fleet_of(&fleet), Ok(Vec::new()));
+        let voter = |i: usize, key: &OwnerKey, expires: u64| Voter {
+            peer: ids[i].to_string(),
+            cert: Certificate::issue(key, &ids[i].to_string(), now - 10, expires),
+        };
+        let voters = Voters {
+            voters: vec![
+                voter(0, &owner, now + 100),
+                voter(1, &owner, now - 1),
+                voter(2, &stranger, now + 100),
+                voter(3, &owner, now + 100),
+            ],
+        };
+        std::fs::write(&file, serde_json::to_vec(&voters).unwrap()).unwrap();
+        assert_eq!(
+            fleet_of(&fleet),
+            Ok(vec![ids[0], ids[3]]),
+            "expired and foreign go"
+        );
+        fleet
+            .revoke(Revocation::issue(&owner, &ids[3].to_string(), now))
+            .unwrap();
+        assert_eq!(fleet_of(&fleet), Ok(vec![ids[0]]), "revoked goes");
+        assert_eq!(
+            read_voters(&file, None, now),
+            Ok(Vec::new()),
+            "no fleet, no voters"
+        );
         std::fs::write(&file, b"{").unwrap();
-        assert!(read_voters(&file).is_err());
+        assert!(fleet_of(&fleet).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

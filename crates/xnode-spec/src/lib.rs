@@ -7,6 +7,7 @@
 //! node into the actions that reconcile them.
 
 mod error;
+pub mod fleet;
 mod hash;
 pub mod keys;
 mod model;

@@ -292,6 +292,14 @@ impl fmt::Display for Owner {
     }
 }
 
+/// Read back as it is written: owners travel in the mesh's signed statements.
+impl<'de> serde::Deserialize<'de> for Owner {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Owner, D::Error> {
+        let text = String::deserialize(d)?;
+        Owner::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 string_form!(
     Owner,
     "Owner",

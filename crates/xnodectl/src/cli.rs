@@ -84,6 +84,10 @@ Example:
     /// The mesh as this node sees it, and signed pushes to other nodes.
     #[command(subcommand)]
     Mesh(MeshCommand),
+    /// The owner's fleet: admit nodes (one by one or with a join key), revoke them,
+    /// and see who is in.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Make and inspect owner keys, which sign the specs pushed to a node.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -151,6 +155,65 @@ Example:
         #[command(flatten)]
         agent: AgentArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Write a join key to FILE (mode 0600, never overwritten): it admits to the
+    /// owner's fleet every node started with it, until it expires.
+    #[command(
+        after_help = "Give the file to new nodes: `xnoded --join-key FILE`, the NixOS option
+services.xnode.joinKeyFile, or the install stick. A node admitted with it keeps
+its certificate (valid 30 days, renewed while the key lasts), so the file may be
+deleted once the nodes have joined. Whoever holds the file can admit nodes:
+keep it as secret as the owner key, and short-lived.
+
+Example:
+  xnodectl fleet join-key --key owner.key --expires 1d join.key"
+    )]
+    JoinKey {
+        /// The owner's secret key.
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+        /// How long it admits nodes: 30d, 12h, 90min.
+        #[arg(long, value_name = "DURATION")]
+        expires: String,
+        /// Where to write it.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Sign a membership certificate for each peer and deliver it through this node.
+    #[command(
+        after_help = "A peer is this node or one connected to it (`xnodectl status` shows a node's
+peer id). Example:
+  xnodectl fleet admit --key owner.key 12D3KooW..."
+    )]
+    Admit {
+        /// The owner's secret key.
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+        /// How long the certificates last.
+        #[arg(long, value_name = "DURATION", default_value = "365d")]
+        expires: String,
+        /// The peers to admit.
+        #[arg(value_name = "PEER_ID", required = true)]
+        peers: Vec<String>,
+        #[command(flatten)]
+        agent: AgentArgs,
+    },
+    /// Revoke a member, for good: every member keeps the revocation.
+    Revoke {
+        /// The owner's secret key.
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+        /// The peer to revoke.
+        #[arg(value_name = "PEER_ID")]
+        peer: String,
+        #[command(flatten)]
+        agent: AgentArgs,
+    },
+    /// The fleet's members as this node sees them.
+    Members(AgentArgs),
 }
 
 #[derive(Debug, Subcommand)]

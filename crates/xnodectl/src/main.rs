@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Command::History(args) => cmd::history::run(&args),
         Command::Logs(args) => cmd::logs::run(&args),
         Command::Mesh(command) => cmd::mesh::run(&command),
+        Command::Fleet(command) => cmd::fleet::run(&command),
         Command::Key(command) => cmd::key::run(&command),
         Command::SshKeys(args) => cmd::ssh_keys::run(&args),
         Command::Completions { shell } => cmd::docs::completions(shell),

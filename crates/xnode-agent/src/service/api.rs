@@ -105,6 +105,7 @@ struct MeshStatus {
     #[serde(flatten)]
     node: Option<xnode_mesh::node::Status>,
     members: Vec<xnode_mesh::node::MemberView>,
+    fleet: Option<xnode_mesh::node::FleetView>,
     services: Vec<xnode_mesh::node::Provider>,
     placement: Option<PlacementStatus>,
     error: Option<String>,
@@ -179,7 +180,11 @@ where
             Request::Rollback => self.rollback(reply),
             Request::Reload => self.read_spec_file(Some(Waiter::Reload(reply))),
             Request::Logs { workload, lines } => self.logs(workload, lines, reply),
-            Request::MeshPeers | Request::MeshServices { .. } => self.mesh_query(request, reply),
+            Request::MeshPeers
+            | Request::MeshServices { .. }
+            | Request::FleetMembers
+            | Request::FleetAdmit { .. }
+            | Request::FleetRevoke { .. } => self.mesh_query(request, reply),
             Request::MeshPush { push } => self.push(push, reply),
             Request::Apply { .. } | Request::Plan { .. } => {
                 let _ = reply.send(Reply::error("a spec must be validated before the loop"));
@@ -246,6 +251,22 @@ where
         tokio::spawn(async move {
             let answer = match request {
                 Request::MeshServices { service } => handle.providers(service).await.map(Reply::ok),
+                Request::FleetMembers => handle.fleet().await.map(Reply::ok),
+                Request::FleetAdmit { certificate } => {
+                    match serde_json::from_value::<xnode_mesh::fleet::Certificate>(certificate) {
+                        Ok(cert) => match cert.peer.parse() {
+                            Ok(peer) => handle.admit(peer, cert).await.map(answered),
+                            Err(_) => Ok(Reply::error(format!("{:?} is not a peer id", cert.peer))),
+                        },
+                        Err(e) => Ok(Reply::error(format!("not a certificate: {e}"))),
+                    }
+                }
+                Request::FleetRevoke { revocation } => {
+                    match serde_json::from_value::<xnode_mesh::fleet::Revocation>(revocation) {
+                        Ok(r) => handle.revoke(r).await.map(answered),
+                        Err(e) => Ok(Reply::error(format!("not a revocation: {e}"))),
+                    }
+                }
                 _ => handle.members().await.map(Reply::ok),
             };
             let _ = reply.send(answer.unwrap_or_else(|e| Reply::error(e.to_string())));
@@ -460,6 +481,7 @@ where
                 Some(h) => MeshStatus {
                     node: h.status().await.ok(),
                     members: h.members().await.unwrap_or_default(),
+                    fleet: h.fleet().await.ok(),
                     services: h.providers(None).await.unwrap_or_default(),
                     placement,
                     error,
@@ -467,6 +489,7 @@ where
                 None => MeshStatus {
                     node: None,
                     members: Vec::new(),
+                    fleet: None,
                     services: Vec::new(),
                     placement: None,
                     error,
@@ -474,5 +497,13 @@ where
             });
             let _ = reply.send(Reply::ok(status));
         });
+    }
+}
+
+/// A peer's answer, as the API gives it.
+fn answered(answer: Result<String, String>) -> Reply {
+    match answer {
+        Ok(done) => Reply::ok(done),
+        Err(why) => Reply::error(why),
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! It writes what happens as JSON lines on standard output (`ready`, then `member`
 //! changes) and answers requests read as lines on standard input: `members`,
-//! `providers [NAME]`, `status`.
+//! `providers [NAME]`, `status`, `fleet`, `admit PEER CERTIFICATE_JSON` and
+//! `revoke REVOCATION_JSON`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,9 +16,11 @@ use libp2p::Multiaddr;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::mpsc;
+use xnode_mesh::fleet::{FleetConfig, JoinKey};
 use xnode_mesh::membership::State;
 use xnode_mesh::message::Service;
 use xnode_mesh::node::{Config, Event, Handle, Node};
+use xnode_spec::Owner;
 
 /// A mesh member that runs no workloads.
 #[derive(Debug, Parser)]
@@ -48,6 +51,39 @@ struct Args {
     /// Find peers on the local link with mDNS.
     #[arg(long)]
     mdns: bool,
+    /// The fleet to be in: its owner (`ed25519:…` or `eth:0x…`). Without it (or a join
+    /// key) the node is in no fleet.
+    #[arg(long, value_name = "OWNER")]
+    owner: Option<String>,
+    /// A join key file (from `xnodectl fleet join-key`) to admit this node with.
+    #[arg(long, value_name = "FILE")]
+    join_key: Option<PathBuf>,
+}
+
+fn fleet(args: &Args) -> Result<Option<FleetConfig>> {
+    let join_key = args
+        .join_key
+        .as_ref()
+        .map(|path| {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the join key {}", path.display()))?;
+            JoinKey::parse(&text).with_context(|| format!("{}", path.display()))
+        })
+        .transpose()?;
+    let owner = match (&args.owner, &join_key) {
+        (Some(o), _) => Owner::parse(o).map_err(anyhow::Error::msg)?,
+        (None, Some(k)) => k.owner,
+        (None, None) => return Ok(None),
+    };
+    if let Some(k) = &join_key
+        && k.owner != owner
+    {
+        bail!(
+            "the join key is for the fleet of {}, not of {owner}",
+            k.owner
+        );
+    }
+    Ok(Some(FleetConfig { owner, join_key }))
 }
 
 fn now_ms() -> u128 {
@@ -103,6 +139,18 @@ async fn answer(handle: &Handle, line: &str) -> Result<serde_json::Value> {
                    "took_us": started.elapsed().as_micros() as u64})
         }
         (Some("status"), None) => json!({"kind": "status", "status": handle.status().await?}),
+        (Some("fleet"), None) => json!({"kind": "fleet", "fleet": handle.fleet().await?}),
+        (Some("admit"), Some(peer)) => {
+            let cert = line.splitn(3, ' ').nth(2).unwrap_or_default();
+            let answer = handle
+                .admit(peer.parse()?, serde_json::from_str(cert)?)
+                .await?;
+            json!({"kind": "admit", "answer": answer})
+        }
+        (Some("revoke"), Some(_)) => {
+            let revocation = serde_json::from_str(line.split_once(' ').unwrap_or_default().1)?;
+            json!({"kind": "revoke", "answer": handle.revoke(revocation).await?})
+        }
         _ => json!({"kind": "error", "error": format!("unknown request {line:?}")}),
     })
 }
@@ -123,6 +171,7 @@ async fn main() -> Result<()> {
         state_dir: args.state_dir.clone(),
         max_connections: 256,
         hold_down: xnode_mesh::placement::HOLD_DOWN,
+        fleet: fleet(&args)?,
     };
     let (events_tx, mut events) = mpsc::channel(1024);
     let mut registry = prometheus_client::registry::Registry::default();
@@ -160,7 +209,9 @@ async fn main() -> Result<()> {
                 None => return Ok(()),
             },
             line = stdin.next_line(), if stdin_open => match line {
-                Ok(Some(line)) => say(answer(&handle, &line).await?),
+                Ok(Some(line)) => say(answer(&handle, &line).await.unwrap_or_else(
+                    |e| json!({"kind": "error", "error": format!("{e:#}")}),
+                )),
                 _ => stdin_open = false,
             },
         }

@@ -11,12 +11,7 @@ impl Node {
             .map(|(peer, m)| MemberView {
                 peer_id: peer.to_string(),
                 node: m.info.node.clone(),
-                state: match m.state {
-                    State::Alive => "alive",
-                    State::Suspect => "suspect",
-                    State::Dead => "dead",
-                }
-                .into(),
+                state: state_name(m.state).into(),
                 labels: m.info.labels.clone(),
                 resources: m.info.resources,
                 services: m.info.services.clone(),
@@ -62,5 +57,14 @@ impl Node {
             .collect();
         out.sort();
         out
+    }
+}
+
+/// A member's state as people read it.
+pub(super) fn state_name(state: State) -> &'static str {
+    match state {
+        State::Alive => "alive",
+        State::Suspect => "suspect",
+        State::Dead => "dead",
     }
 }

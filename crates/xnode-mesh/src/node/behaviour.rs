@@ -12,13 +12,17 @@ use libp2p::{
 };
 use tracing::warn;
 
-use super::{Config, PushResponse, StartError};
+use super::{Config, FleetRequest, PushResponse, StartError};
 use crate::message::MAX_MESSAGE;
 
 /// Kademlia's protocol name: private, so the node never joins the public IPFS DHT.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/xnode/kad/1.0.0");
 /// Signed spec pushes, node to node.
 pub const PUSH_PROTOCOL: StreamProtocol = StreamProtocol::new("/xnode/push/1.0.0");
+/// Certificates and revocations delivered to one peer.
+pub const FLEET_PROTOCOL: StreamProtocol = StreamProtocol::new("/xnode/fleet/1.0.0");
+/// A certificate or a revocation, with room to spare.
+const MAX_FLEET_REQUEST: u64 = 16 * 1024;
 const IDENTIFY_PROTOCOL: &str = "/xnode/id/1.0.0";
 /// A push is a spec: as large as the largest spec a node reads.
 const MAX_PUSH: u64 = 64 << 20;
@@ -32,12 +36,61 @@ pub(super) struct Behaviour {
     pub(super) kad: kad::Behaviour<kad::store::MemoryStore>,
     pub(super) gossipsub: gossipsub::Behaviour,
     pub(super) push: request_response::json::Behaviour<serde_json::Value, PushResponse>,
+    pub(super) fleet: request_response::json::Behaviour<FleetRequest, PushResponse>,
     pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
+/// Below this score a peer's gossip is ignored.
+pub(super) const GRAYLIST: f64 = -80.0;
+
+/// Peer scoring on the fleet's topic: a peer whose messages the node keeps rejecting
+/// (a non-member's heartbeats, forged reports) loses score with the square of their
+/// number, and past the graylist threshold everything it sends is ignored, until its
+/// score decays back. Scores for sharing an IP are off: nodes behind one NAT, and the
+/// test hosts on one loopback, are not Sybils for that.
+fn peer_score(
+    topic: &gossipsub::IdentTopic,
+) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
+    let fleet = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 100.0,
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_cap: 10.0,
+        // Members say little (two heartbeats a second), and a node outside its fleet
+        // says nothing: being quiet is no fault here.
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -10.0,
+        // Slow to forgive: a graylisted peer gets about three messages looked at every
+        // six seconds, however much it sends.
+        invalid_message_deliveries_decay: 0.99,
+        ..Default::default()
+    };
+    let params = gossipsub::PeerScoreParams {
+        topics: [(topic.hash(), fleet)].into_iter().collect(),
+        app_specific_weight: 0.0,
+        ip_colocation_factor_weight: 0.0,
+        ..Default::default()
+    };
+    // Three rejected messages in a row graylist a peer.
+    let thresholds = gossipsub::PeerScoreThresholds {
+        gossip_threshold: -10.0,
+        publish_threshold: -50.0,
+        graylist_threshold: GRAYLIST,
+        ..Default::default()
+    };
+    (params, thresholds)
+}
+
 /// The swarm of a node with `key`, listening where `config` says (one address that
-/// works is enough: a host without IPv6 cannot bind [::]).
-pub(super) fn swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, StartError> {
+/// works is enough: a host without IPv6 cannot bind [::]), scoring peers on `topic`.
+pub(super) fn swarm(
+    key: Keypair,
+    config: &Config,
+    topic: Option<&gossipsub::IdentTopic>,
+) -> Result<Swarm<Behaviour>, StartError> {
     let setup = |e: &dyn std::fmt::Display| StartError::Setup(e.to_string());
     let timing = config.timing;
     let mdns = config.mdns;
@@ -80,6 +133,21 @@ pub(super) fn swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, S
                 [(PUSH_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
             );
+            let mut gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossip,
+            )?;
+            if let Some(topic) = topic {
+                let (params, thresholds) = peer_score(topic);
+                gossipsub.with_peer_score(params, thresholds)?;
+            }
+            let fleet = request_response::json::Behaviour::with_codec(
+                request_response::json::codec::Codec::default()
+                    .set_request_size_maximum(MAX_FLEET_REQUEST)
+                    .set_response_size_maximum(MAX_FLEET_REQUEST),
+                [(FLEET_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+            );
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
                 memory: memory_connection_limits::Behaviour::with_max_percentage(0.9),
@@ -89,11 +157,9 @@ pub(super) fn swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, S
                 )),
                 ping: ping::Behaviour::new(ping::Config::new()),
                 kad,
-                gossipsub: gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
-                    gossip,
-                )?,
+                gossipsub,
                 push,
+                fleet,
                 mdns: Toggle::from(if mdns {
                     Some(mdns::tokio::Behaviour::new(
                         mdns::Config::default(),

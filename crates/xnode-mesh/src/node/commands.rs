@@ -4,7 +4,6 @@ use libp2p::PeerId;
 
 use super::{Command, Node, Status, service_key};
 use crate::membership::State;
-use crate::message::Message;
 
 impl Node {
     pub(super) fn on_command(&mut self, command: Command) {
@@ -30,6 +29,17 @@ impl Node {
                     suspect: count(State::Suspect),
                     dead: count(State::Dead),
                     rejected: self.rejected,
+                    graylisted: self
+                        .swarm
+                        .connected_peers()
+                        .filter(|p| {
+                            self.swarm
+                                .behaviour()
+                                .gossipsub
+                                .peer_score(p)
+                                .is_some_and(|s| s < super::behaviour::GRAYLIST)
+                        })
+                        .count(),
                 };
                 let _ = reply.send(status);
             }
@@ -54,8 +64,7 @@ impl Node {
                 if news {
                     // Said at once: a member waiting to take a workload over waits for
                     // this, and this node's own placement decides on its new offers.
-                    let hb = self.heartbeat();
-                    self.publish(&Message::Heartbeat(hb));
+                    self.beat_now();
                     self.check();
                 }
             }
@@ -82,6 +91,11 @@ impl Node {
                     }
                 }
             }
+            Command::Fleet(reply) => {
+                let _ = reply.send(self.fleet_view());
+            }
+            Command::Admit(peer, cert, reply) => self.admit(peer, cert, reply),
+            Command::Revoke(revocation, reply) => self.revoke(revocation, reply),
             Command::Respond(channel, answer) => {
                 let _ = self
                     .swarm

@@ -9,8 +9,8 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{PeerId, gossipsub, identify, mdns};
 use tracing::{debug, info};
 
-use super::Node;
 use super::behaviour::{BehaviourEvent, KAD_PROTOCOL};
+use super::{Node, now_ms};
 use crate::membership::State;
 use crate::message::Message;
 
@@ -90,7 +90,8 @@ impl Node {
                 {
                     let verdict = self.on_message(message.source, &message.data);
                     let acceptance = match verdict {
-                        Ok(()) => gossipsub::MessageAcceptance::Accept,
+                        Ok(true) => gossipsub::MessageAcceptance::Accept,
+                        Ok(false) => gossipsub::MessageAcceptance::Ignore,
                         Err(why) => {
                             self.metrics.rejected();
                             self.rejected += 1;
@@ -130,20 +131,34 @@ impl Node {
                 }
             }
             BehaviourEvent::Push(event) => self.on_push(event),
+            BehaviourEvent::Fleet(event) => self.on_fleet(event),
             _ => {}
         }
     }
 
-    fn on_message(&mut self, source: Option<PeerId>, data: &[u8]) -> Result<(), String> {
+    /// Whether to believe (and pass on) a message: `Ok(false)` passes on nothing but
+    /// blames nobody (news already had); `Err` is blamed on whoever sent it.
+    fn on_message(&mut self, source: Option<PeerId>, data: &[u8]) -> Result<bool, String> {
         let source = source.ok_or("an unsigned message")?;
         let message = Message::decode(data).map_err(|e| e.to_string())?;
         let now = Instant::now();
+        let me = *self.swarm.local_peer_id();
+        let fleet = self.fleet.as_ref().ok_or("this node is in no fleet")?;
+        let is_member = |node: &Node, p: &PeerId| {
+            node.membership
+                .get(p)
+                .is_some_and(|m| m.state != State::Dead)
+        };
         match message {
             Message::Heartbeat(hb) => {
-                if source == *self.swarm.local_peer_id() {
-                    return Ok(());
+                if source == me {
+                    return Ok(true);
                 }
-                if let Some(change) = self.membership.heard(&source, hb, now) {
+                let known = self.membership.get(&source).map(|m| &m.info.cert);
+                fleet
+                    .admits(&source.to_string(), &hb.cert, known, now_ms() / 1000)
+                    .map_err(|e| format!("not a member's heartbeat: {e}"))?;
+                if let Some(change) = self.membership.heard(&source, *hb, now) {
                     self.report(change);
                 }
                 self.publish_majority(now);
@@ -153,20 +168,34 @@ impl Node {
                 incarnation,
                 seq,
             } => {
+                if source != me && !is_member(self, &source) {
+                    return Err("a Gone report from a non-member".into());
+                }
                 let peer: PeerId = peer.parse().map_err(|_| "Gone names no peer id")?;
-                if peer == *self.swarm.local_peer_id() {
+                if peer == me {
                     // Reported gone, but here: say so at once.
-                    let hb = self.heartbeat();
-                    self.publish(&Message::Heartbeat(hb));
+                    self.beat_now();
                 } else if self.swarm.is_connected(&peer) {
                     // Our own connection to it is up: that outweighs a report (which
-                    // anyone may send). If it did die, that connection closes and we
-                    // find out ourselves.
+                    // any member may send). If it did die, that connection closes and
+                    // we find out ourselves.
                 } else if let Some(change) = self.membership.gone(&peer, incarnation, seq, now) {
                     self.report(change);
                 }
             }
+            Message::Revocations { revocations } => {
+                let mut news = false;
+                for r in revocations {
+                    news |= self.take_revocation(r, false)?;
+                }
+                return Ok(news);
+            }
+            Message::Unknown => {
+                if !is_member(self, &source) {
+                    return Err("a message from a non-member".into());
+                }
+            }
         }
-        Ok(())
+        Ok(true)
     }
 }

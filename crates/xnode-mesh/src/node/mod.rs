@@ -14,8 +14,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::fencing::Majority;
+use crate::fleet::{Fleet, FleetConfig};
 use crate::handle::Command;
-pub use crate::handle::{Event, Handle, MemberView, Provider, PushResponse, Status, Stopped};
+pub use crate::handle::{
+    Event, FleetMember, FleetView, Handle, MemberView, Provider, PushResponse, Status, Stopped,
+};
 use crate::membership::{Change, Membership, State, Timing};
 use crate::message::{Heartbeat, Message, Service};
 use crate::ownership::Ownership;
@@ -26,12 +29,16 @@ mod answers;
 mod behaviour;
 mod commands;
 mod events;
+mod fleet;
 mod push;
 
 use behaviour::Behaviour;
-pub use behaviour::{KAD_PROTOCOL, PUSH_PROTOCOL};
+pub use behaviour::{FLEET_PROTOCOL, KAD_PROTOCOL, PUSH_PROTOCOL};
+pub use fleet::FleetRequest;
 
-const MEMBERS_TOPIC: &str = "xnode/members/1";
+/// How often each member passes on the owner's revocations it keeps, for members that
+/// were away when they were made.
+const REPUBLISH: Duration = Duration::from_secs(30);
 
 /// How this node takes part in the mesh.
 #[derive(Debug, Clone)]
@@ -56,6 +63,9 @@ pub struct Config {
     pub max_connections: u32,
     /// How long a member must be quorate before it owns mesh workloads.
     pub hold_down: Duration,
+    /// Its owner's fleet; with none, the node takes part in the mesh (the DHT, pushes)
+    /// but in no fleet, and holds no mesh workload.
+    pub fleet: Option<FleetConfig>,
 }
 
 /// Why the node could not start.
@@ -79,13 +89,17 @@ pub struct Node {
     swarm: Swarm<Behaviour>,
     config: Config,
     membership: Membership<PeerId>,
-    topic: gossipsub::IdentTopic,
+    fleet: Option<Fleet>,
+    topic: Option<gossipsub::IdentTopic>,
     incarnation: u64,
     seq: u64,
     commands: mpsc::Receiver<Command>,
     commands_tx: mpsc::Sender<Command>,
     events: mpsc::Sender<Event>,
     pending: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<String, String>>>,
+    fleet_pending:
+        HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<String, String>>>,
+    republish_at: Instant,
     rejoin_at: Instant,
     backoff: Duration,
     rejected: u64,
@@ -125,19 +139,29 @@ impl Node {
         let setup = |e: &dyn std::fmt::Display| StartError::Setup(e.to_string());
         let peer_id = key.public().to_peer_id();
         let timing = config.timing;
-        let mut swarm = behaviour::swarm(key, &config)?;
-        let topic = gossipsub::IdentTopic::new(MEMBERS_TOPIC);
-        swarm
-            .behaviour_mut()
-            .gossipsub
-            .subscribe(&topic)
-            .map_err(|e| setup(&e))?;
+        let topic = config
+            .fleet
+            .as_ref()
+            .map(|f| gossipsub::IdentTopic::new(crate::fleet::topic(&f.owner)));
+        let mut swarm = behaviour::swarm(key, &config, topic.as_ref())?;
+        if let Some(topic) = &topic {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(topic)
+                .map_err(|e| setup(&e))?;
+        }
+        let fleet = config
+            .fleet
+            .as_ref()
+            .map(|f| Fleet::load(f, &peer_id.to_string(), &config.state_dir));
         let (commands_tx, commands) = mpsc::channel(64);
         let ownership = Ownership::load(
             peer_id,
             &config.state_dir,
             config.hold_down,
             timing.heartbeat,
+            fleet.as_ref(),
         );
         let membership = Membership::new(timing);
         let now = Instant::now();
@@ -147,6 +171,7 @@ impl Node {
         let node = Node {
             swarm,
             membership,
+            fleet,
             topic,
             incarnation: now_ms(),
             seq: 0,
@@ -154,6 +179,8 @@ impl Node {
             commands_tx: commands_tx.clone(),
             events,
             pending: HashMap::new(),
+            fleet_pending: HashMap::new(),
+            republish_at: now + REPUBLISH,
             rejoin_at: Instant::now(),
             rejected: 0,
             backoff: Duration::from_secs(1),
@@ -256,10 +283,14 @@ impl Node {
         }
     }
 
-    fn heartbeat(&mut self) -> Heartbeat {
+    /// This node's heartbeat, if it is a member: a node outside its fleet says nothing
+    /// (the members would refuse it, and count it against the sender).
+    fn heartbeat(&mut self) -> Option<Heartbeat> {
+        let cert = self.fleet.as_mut()?.certificate(now_ms() / 1000)?.clone();
         self.seq += 1;
         self.beat_at = Some(Instant::now());
-        Heartbeat {
+        Some(Heartbeat {
+            cert,
             node: self.config.node.clone(),
             incarnation: self.incarnation,
             seq: self.seq,
@@ -271,11 +302,19 @@ impl Node {
                 .unwrap_or(u64::MAX),
             offers: self.ownership.offers.clone(),
             running: self.ownership.running.clone(),
+        })
+    }
+
+    fn beat_now(&mut self) {
+        if let Some(hb) = self.heartbeat() {
+            self.publish(&Message::Heartbeat(Box::new(hb)));
         }
     }
 
     fn publish(&mut self, message: &Message) {
-        let topic = self.topic.clone();
+        let Some(topic) = self.topic.clone() else {
+            return;
+        };
         if let Err(e) = self
             .swarm
             .behaviour_mut()
@@ -292,8 +331,8 @@ impl Node {
     /// whole swarm, which an idle node would pay for; the minority of a partition still
     /// stops 1.5 s before the majority takes over.
     fn on_beat(&mut self) {
-        let hb = self.heartbeat();
-        self.publish(&Message::Heartbeat(hb));
+        self.beat_now();
+        self.republish_revocations();
         self.rejoin_if_alone();
         self.check();
         self.metrics.members(&self.membership);
@@ -306,7 +345,11 @@ impl Node {
         for change in self.membership.tick(now) {
             self.report(change);
         }
-        let changed = self.ownership.update(&self.membership, now);
+        let member = self
+            .fleet
+            .as_mut()
+            .is_some_and(|f| f.certificate(now_ms() / 1000).is_some());
+        let changed = self.ownership.update(&self.membership, member, now);
         let view = self.view(now);
         if changed.quorate {
             self.metrics.quorate(view.quorate);

@@ -32,6 +32,9 @@ impl Drop for Proc {
 
 pub struct Cluster {
     pub dir: PathBuf,
+    /// The fleet's owner; every node started joins with its join key.
+    pub owner: xnode_spec::keys::OwnerKey,
+    join_key: PathBuf,
     pub nodes: BTreeMap<String, Proc>,
     /// The first node's name and address: everyone's bootstrap peer.
     bootstrap: Option<(String, String)>,
@@ -57,14 +60,27 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("xnode-mesh-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let owner =
+            xnode_spec::keys::OwnerKey::generate(xnode_spec::keys::KeyKind::Ed25519).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let key = xnode_spec::fleet::JoinKey::create(&owner, now + 3600).unwrap();
+        let join_key = dir.join("join.key");
+        std::fs::write(&join_key, serde_json::to_vec(&key).unwrap()).unwrap();
         Cluster {
             dir,
+            owner,
+            join_key,
             nodes: BTreeMap::new(),
             bootstrap: None,
         }
     }
 
-    /// Starts a node; the first one started is everyone's bootstrap peer.
+    /// Starts a node in the fleet (with its join key, unless `extra` says otherwise:
+    /// `--owner` alone claims the fleet without being admitted); the first one started
+    /// is everyone's bootstrap peer.
     pub fn start(&mut self, name: &str, extra: &[&str]) -> &mut Proc {
         let listen = match &self.bootstrap {
             None => format!("/ip4/127.0.0.1/tcp/{}", free_port()),
@@ -81,6 +97,9 @@ impl Cluster {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
+        if !extra.iter().any(|a| *a == "--owner" || *a == "--join-key") {
+            cmd.arg("--join-key").arg(&self.join_key);
+        }
         if let Some((first, address)) = &self.bootstrap
             && first != name
         {

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod docs;
+pub mod fleet;
 pub mod hash;
 pub mod history;
 pub mod key;

@@ -1,0 +1,303 @@
+//! Fleets: the nodes an owner admitted. A node is a member only while it holds a valid
+//! certificate from its owner ([`xnode_spec::fleet`]); only members' heartbeats are believed, so
+//! only members vote, run the fleet's mesh workloads and publish its services.
+//!
+//! [`Fleet`] is what one node knows of its fleet: its own certificate (renewed with a
+//! join key while one is there), and the owner's revocations, kept in the state
+//! directory so a restart forgets neither.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use tracing::warn;
+use xnode_spec::Owner;
+
+pub use xnode_spec::fleet::{
+    Certificate, Delegation, JOIN_CERT_LIFETIME_SECS, JoinKey, Refused, Revocation,
+};
+
+/// The file a node keeps its fleet state in.
+const FLEET_FILE: &str = "fleet.json";
+
+/// At most this many revocations are kept; the oldest go first. Only the owner can
+/// make one, so the bound guards against a careless owner, not a stranger.
+pub const MAX_REVOCATIONS: usize = 4096;
+
+/// `status` warns this long before the node's certificate expires, when nothing will
+/// renew it.
+pub const WARN_BEFORE_SECS: u64 = 7 * 24 * 3600;
+
+/// How a node takes part in its owner's fleet.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// The fleet: the node's `node.owner`.
+    pub owner: Owner,
+    /// A join key to admit (and renew) this node with.
+    pub join_key: Option<JoinKey>,
+}
+
+/// The gossip topic of `owner`'s fleet: each fleet hears only its own members.
+pub fn topic(owner: &Owner) -> String {
+    let digest = sha2::Sha256::digest(owner.to_string().as_bytes());
+    let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("xnode/fleet/{short}/members/1")
+}
+
+/// Whether this node is a member, and why not when it is not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Standing {
+    /// Admitted, until `expires`.
+    Member {
+        /// Its certificate's expiry.
+        expires: u64,
+        /// The owner, or a join key.
+        admitted_by: String,
+        /// Set when the certificate expires soon and nothing will renew it.
+        warning: Option<String>,
+    },
+    /// Not admitted.
+    Outside {
+        /// Why, and what to do.
+        why: String,
+    },
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Saved {
+    owner: Option<Owner>,
+    certificate: Option<Certificate>,
+    #[serde(default)]
+    revocations: Vec<Revocation>,
+}
+
+/// What one node knows of its fleet.
+#[derive(Debug)]
+pub struct Fleet {
+    owner: Owner,
+    me: String,
+    join_key: Option<JoinKey>,
+    own: Option<Certificate>,
+    revoked: BTreeMap<String, Revocation>,
+    file: PathBuf,
+    /// Why the join key last failed, if it did.
+    join_error: Option<String>,
+}
+
+impl Fleet {
+    /// The fleet state of peer `me`, as saved in `state_dir` (for this owner only).
+    pub fn load(config: &FleetConfig, me: &str, state_dir: &Path) -> Fleet {
+        let file = state_dir.join(FLEET_FILE);
+        let saved: Saved = match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                warn!(file = %file.display(), "the saved fleet state is unusable, starting afresh: {e}");
+                Saved::default()
+            }),
+            Err(_) => Saved::default(),
+        };
+        let mut fleet = Fleet {
+            owner: config.owner,
+            me: me.to_owned(),
+            join_key: config.join_key.clone(),
+            own: None,
+            revoked: BTreeMap::new(),
+            file,
+            join_error: None,
+        };
+        if saved.owner == Some(config.owner) {
+            for r in saved.revocations {
+                if r.check(&fleet.owner).is_ok() {
+                    fleet.revoked.insert(r.peer.clone(), r);
+                }
+            }
+            fleet.own = saved.certificate;
+        }
+        fleet
+    }
+
+    /// The fleet's owner.
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    /// Checks `peer`'s certificate. `known` is the one last believed from it: the same
+    /// one again needs only its expiry looked at, not its signatures.
+    pub fn admits(
+        &self,
+        peer: &str,
+        cert: &Certificate,
+        known: Option<&Certificate>,
+        now: u64,
+    ) -> Result<(), Refused> {
+        if self.revoked.contains_key(peer) {
+            return Err(Refused::Revoked(peer.to_owned()));
+        }
+        if known == Some(cert) {
+            return match cert.expires > now {
+                true => Ok(()),
+                false => Err(Refused::Expired {
+                    at: cert.expires,
+                    now,
+                }),
+            };
+        }
+        cert.check(&self.owner, peer, now)
+    }
+
+    /// Whether `peer` is revoked.
+    pub fn is_revoked(&self, peer: &str) -> bool {
+        self.revoked.contains_key(peer)
+    }
+
+    /// Takes in the owner's revocation; `Ok(true)` if it is news.
+    pub fn revoke(&mut self, revocation: Revocation) -> Result<bool, Refused> {
+        revocation.check(&self.owner)?;
+        if self.revoked.contains_key(&revocation.peer) {
+            return Ok(false);
+        }
+        if self.revoked.len() >= MAX_REVOCATIONS
+            && let Some(oldest) = self
+                .revoked
+                .values()
+                .min_by_key(|r| r.at)
+                .map(|r| r.peer.clone())
+        {
+            self.revoked.remove(&oldest);
+        }
+        if revocation.peer == self.me {
+            warn!("the owner revoked this node: it is no longer a member of its fleet");
+            self.own = None;
+            self.join_key = None;
+        }
+        self.revoked.insert(revocation.peer.clone(), revocation);
+        self.save();
+        Ok(true)
+    }
+
+    /// The revocations this node keeps, to pass on.
+    pub fn revocations(&self) -> impl Iterator<Item = &Revocation> {
+        self.revoked.values()
+    }
+
+    /// Takes a certificate for this node (delivered by the owner).
+    pub fn take(&mut self, cert: Certificate, now: u64) -> Result<(), Refused> {
+        self.admits(&self.me.clone(), &cert, None, now)?;
+        self.own = Some(cert);
+        self.save();
+        Ok(())
+    }
+
+    /// This node's certificate while it is valid, renewed first through the join key
+    /// when less than half its life is left.
+    pub fn certificate(&mut self, now: u64) -> Option<&Certificate> {
+        let due = self
+            .own
+            .as_ref()
+            .is_none_or(|c| c.expires.saturating_sub(now) < JOIN_CERT_LIFETIME_SECS / 2);
+        if due && let Some(key) = &self.join_key {
+            let renewed = key
+                .admit(&self.me, now)
+                .and_then(|c| c.check(&self.owner, &self.me, now).map(|()| c));
+            match renewed {
+                Ok(c) => {
+                    self.own = Some(c);
+                    self.join_error = None;
+                    self.save();
+                }
+                Err(e) => {
+                    if self.join_error.is_none() {
+                        warn!("the join key cannot admit this node: {e}");
+                    }
+                    self.join_error = Some(e.to_string());
+                }
+            }
+        }
+        let me = self.me.clone();
+        self.own
+            .as_ref()
+            .filter(|c| self.admits(&me, c, Some(c), now).is_ok())
+    }
+
+    /// Whether this node is a member now, and for how long.
+    pub fn standing(&mut self, now: u64) -> Standing {
+        let renewable = self
+            .join_key
+            .as_ref()
+            .is_some_and(|k| k.delegation.expires > now);
+        let owner = self.owner;
+        match self.certificate(now).cloned() {
+            Some(c) => Standing::Member {
+                warning: (!renewable && c.expires.saturating_sub(now) < WARN_BEFORE_SECS).then(
+                    || {
+                        format!(
+                            "this node's fleet certificate expires in {} h and nothing renews it: admit it again (xnodectl fleet admit) or give it a join key",
+                            c.expires.saturating_sub(now) / 3600
+                        )
+                    },
+                ),
+                expires: c.expires,
+                admitted_by: c.admitted_by(),
+            },
+            None => Standing::Outside {
+                why: if self.is_revoked(&self.me) {
+                    format!(
+                        "the owner revoked this node's peer id; it holds no mesh workload. To join {owner}'s fleet again it needs a new identity (move mesh.key away) and a new admission"
+                    )
+                } else if let Some(e) = &self.join_error {
+                    format!(
+                        "the join key did not admit this node ({e}); it holds no mesh workload until {owner} admits it: xnodectl fleet admit --key OWNER_KEY {}",
+                        self.me
+                    )
+                } else {
+                    format!(
+                        "{owner} has not admitted this node (or its certificate expired); it holds no mesh workload until then: xnodectl fleet admit --key OWNER_KEY {}, or start xnoded with --join-key",
+                        self.me
+                    )
+                },
+            },
+        }
+    }
+
+    fn save(&self) {
+        let saved = Saved {
+            owner: Some(self.owner),
+            certificate: self.own.clone(),
+            revocations: self.revoked.values().cloned().collect(),
+        };
+        let tmp = self.file.with_extension("json.tmp");
+        let written = serde_json::to_vec(&saved)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, &self.file));
+        if let Err(e) = written {
+            warn!(file = %self.file.display(), "cannot save the fleet state: {e}");
+        }
+    }
+}
+
+/// Statements for the wire tests, from a fixed owner key.
+#[cfg(test)]
+pub(crate) mod testing {
+    use xnode_spec::keys::OwnerKey;
+
+    use super::{Certificate, Revocation};
+
+    fn key() -> OwnerKey {
+        OwnerKey::parse("ed25519-secret:nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=").unwrap()
+    }
+
+    /// A certificate for peer "p".
+    pub(crate) fn example() -> Certificate {
+        Certificate::issue(&key(), "p", 1, 2)
+    }
+
+    /// A revocation of peer "p".
+    pub(crate) fn example_revocation() -> Revocation {
+        Revocation::issue(&key(), "p", 1)
+    }
+}
+
+#[cfg(test)]
+mod tests;

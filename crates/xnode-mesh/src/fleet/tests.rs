@@ -1,0 +1,143 @@
+use xnode_spec::keys::{KeyKind, OwnerKey};
+
+use super::*;
+use crate::fleet::JOIN_CERT_LIFETIME_SECS;
+
+const NOW: u64 = 1_800_000_000;
+const DAY: u64 = 24 * 3600;
+
+fn peer() -> String {
+    libp2p::PeerId::random().to_string()
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("xnode-fleet-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn revocations_are_the_owners_and_survive_a_restart() {
+    let owner = OwnerKey::generate(KeyKind::Ed25519).unwrap();
+    let stranger = OwnerKey::generate(KeyKind::Ed25519).unwrap();
+    let (me, other) = (peer(), peer());
+    let d = dir("revoke");
+    let config = FleetConfig {
+        owner: owner.owner(),
+        join_key: None,
+    };
+    let mut fleet = Fleet::load(&config, &me, &d);
+    let cert = Certificate::issue(&owner, &other, NOW, NOW + DAY);
+    assert_eq!(fleet.admits(&other, &cert, None, NOW), Ok(()));
+    // A stranger's revocation, or an altered one, changes nothing.
+    let forged = Revocation::issue(&stranger, &other, NOW);
+    assert!(fleet.revoke(forged).is_err());
+    let mut altered = Revocation::issue(&owner, &me, NOW);
+    altered.peer = other.clone();
+    assert!(
+        fleet
+            .revoke(altered)
+            .unwrap_err()
+            .to_string()
+            .contains("forged")
+    );
+    assert_eq!(fleet.admits(&other, &cert, Some(&cert), NOW), Ok(()));
+
+    assert_eq!(
+        fleet.revoke(Revocation::issue(&owner, &other, NOW)),
+        Ok(true)
+    );
+    assert_eq!(
+        fleet.revoke(Revocation::issue(&owner, &other, NOW + 1)),
+        Ok(false)
+    );
+    let err = fleet.admits(&other, &cert, Some(&cert), NOW).unwrap_err();
+    assert_eq!(err, Refused::Revoked(other.clone()));
+    // A fresh certificate for a revoked peer is no way back.
+    let fresh = Certificate::issue(&owner, &other, NOW + 5, NOW + 2 * DAY);
+    assert!(fleet.admits(&other, &fresh, None, NOW + 5).is_err());
+
+    let restarted = Fleet::load(&config, &me, &d);
+    assert!(restarted.is_revoked(&other), "kept across a restart");
+    // Another owner's fleet starts from nothing.
+    let other_fleet = Fleet::load(
+        &FleetConfig {
+            owner: stranger.owner(),
+            join_key: None,
+        },
+        &me,
+        &d,
+    );
+    assert!(!other_fleet.is_revoked(&other));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_join_key_admits_renews_and_a_revocation_ends_it() {
+    let owner = OwnerKey::generate(KeyKind::Ed25519).unwrap();
+    let me = peer();
+    let d = dir("join");
+    let key = JoinKey::create(&owner, NOW + DAY).unwrap();
+    let config = FleetConfig {
+        owner: owner.owner(),
+        join_key: Some(key),
+    };
+    let mut fleet = Fleet::load(&config, &me, &d);
+    let first = fleet.certificate(NOW).cloned().unwrap();
+    assert_eq!(first.expires, NOW + JOIN_CERT_LIFETIME_SECS);
+    assert!(matches!(
+        fleet.standing(NOW),
+        Standing::Member { warning: None, .. }
+    ));
+    // Not renewed while more than half its life is left; renewed after that.
+    let half = JOIN_CERT_LIFETIME_SECS / 2;
+    assert_eq!(
+        fleet.certificate(NOW + DAY - 1).cloned(),
+        Some(first.clone())
+    );
+    // The key has expired by then: the certificate stays, with a warning near its end.
+    let late = NOW + half + 1;
+    assert_eq!(fleet.certificate(late).cloned(), Some(first.clone()));
+    let near_end = first.expires - DAY;
+    match fleet.standing(near_end) {
+        Standing::Member {
+            warning: Some(w), ..
+        } => assert!(w.contains("expires in 24 h"), "{w}"),
+        other => panic!("{other:?}"),
+    }
+    // Kept in the state dir: a restart without the join key is still a member.
+    let mut again = Fleet::load(
+        &FleetConfig {
+            owner: owner.owner(),
+            join_key: None,
+        },
+        &me,
+        &d,
+    );
+    assert_eq!(again.certificate(NOW + 10).cloned(), Some(first.clone()));
+    match again.standing(first.expires) {
+        Standing::Outside { why } => assert!(why.contains("xnodectl fleet admit"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // A fresh key renews a certificate past half its life.
+    let mut renewing = Fleet::load(
+        &FleetConfig {
+            owner: owner.owner(),
+            join_key: Some(JoinKey::create(&owner, NOW + 40 * DAY).unwrap()),
+        },
+        &me,
+        &d,
+    );
+    let renewed = renewing.certificate(late).cloned().unwrap();
+    assert_eq!(renewed.expires, late + JOIN_CERT_LIFETIME_SECS);
+    renewing
+        .revoke(Revocation::issue(&owner, &me, late))
+        .unwrap();
+    assert!(renewing.certificate(late + 1).is_none());
+    match renewing.standing(late + 1) {
+        Standing::Outside { why } => assert!(why.contains("revoked"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -1,0 +1,132 @@
+//! Fleets against real processes: only the nodes the owner admitted are members;
+//! nodes that claim the owner without a certificate, and another owner's fleet on the
+//! same mesh, count for nothing; a revoked member is out everywhere, and stays out.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
+
+mod cluster;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
+
+use cluster::{Cluster, in_state};
+use xnode_spec::fleet::{JoinKey, Revocation};
+use xnode_spec::keys::{KeyKind, OwnerKey};
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn only_admitted_nodes_are_members_and_a_revoked_one_is_out_for_good() {
+    let mut c = Cluster::new("fleet");
+    for name in ["a", "b", "c"] {
+        c.start(name, &[]);
+    }
+    let owner = c.owner.owner().to_string();
+    // Two that claim the owner with no certificate, and another owner's fleet of two.
+    c.start("claim1", &["--owner", &owner]);
+    c.start("claim2", &["--owner", &owner]);
+    let other = OwnerKey::generate(KeyKind::Ed25519).unwrap();
+    let other_key = c.dir.join("other.key");
+    let key = JoinKey::create(&other, now() + 3600).unwrap();
+    std::fs::write(&other_key, serde_json::to_vec(&key).unwrap()).unwrap();
+    let other_key = other_key.to_str().unwrap().to_owned();
+    c.start("x1", &["--join-key", &other_key]);
+    c.start("x2", &["--join-key", &other_key]);
+
+    let id = |c: &Cluster, n: &str| c.nodes[n].peer_id.clone();
+    let fleet: BTreeSet<String> = ["a", "b", "c"].iter().map(|n| id(&c, n)).collect();
+    let others: BTreeSet<String> = ["x1", "x2"].iter().map(|n| id(&c, n)).collect();
+    let ids: std::collections::BTreeMap<String, String> = c
+        .nodes
+        .iter()
+        .map(|(n, p)| (n.clone(), p.peer_id.clone()))
+        .collect();
+    let expected = move |me: &str, members: &[serde_json::Value]| -> bool {
+        let mine = &ids[me];
+        let seen: BTreeSet<String> = members
+            .iter()
+            .map(|m| m["peer_id"].as_str().unwrap().to_owned())
+            .collect();
+        let of = |set: &BTreeSet<String>| -> BTreeSet<String> {
+            set.iter().filter(|p| *p != mine).cloned().collect()
+        };
+        match me {
+            "x1" | "x2" => seen == of(&others) && in_state(members, "alive") == of(&others),
+            // Claimers hear the fleet, and nobody hears them.
+            _ => seen == of(&fleet) && in_state(members, "alive") == of(&fleet),
+        }
+    };
+    c.wait_all(
+        "each fleet sees its own members only",
+        Duration::from_secs(30),
+        &expected,
+    );
+    // And it stays so over several heartbeats.
+    std::thread::sleep(Duration::from_secs(3));
+    c.wait_all("still", Duration::from_secs(1), &expected);
+    for name in ["claim1", "claim2"] {
+        let fleet = c.nodes.get_mut(name).unwrap().request("fleet")["fleet"].clone();
+        assert_eq!(fleet["standing"]["state"], "outside", "{fleet}");
+        let why = fleet["standing"]["why"].as_str().unwrap();
+        assert!(why.contains("xnodectl fleet admit"), "{why}");
+    }
+    let a = c.nodes.get_mut("a").unwrap().request("fleet")["fleet"].clone();
+    assert_eq!(a["standing"]["state"], "member", "{a}");
+    assert_eq!(a["members"].as_array().unwrap().len(), 3, "{a}");
+    assert!(
+        a["members"][0]["admitted_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("join key "),
+        "{a}"
+    );
+
+    // The owner revokes c, through a: everyone drops it at once, c knows itself out.
+    let victim = id(&c, "c");
+    let revocation = Revocation::issue(&c.owner, &victim, now());
+    let line = format!("revoke {}", serde_json::to_string(&revocation).unwrap());
+    let answer = c.nodes.get_mut("a").unwrap().request(&line);
+    assert_eq!(answer["answer"]["Ok"], "revoked", "{answer}");
+    // A stranger's revocation of b is refused.
+    let forged = Revocation::issue(&other, &id(&c, "b"), now());
+    let line = format!("revoke {}", serde_json::to_string(&forged).unwrap());
+    let answer = c.nodes.get_mut("a").unwrap().request(&line);
+    assert!(
+        answer["answer"]["Err"]
+            .as_str()
+            .unwrap()
+            .contains("fleet of"),
+        "{answer}"
+    );
+    let rest: BTreeSet<String> = ["a", "b"].iter().map(|n| id(&c, n)).collect();
+    c.wait_except(Some("c"), "c is out", Duration::from_secs(5), |me, m| {
+        let dead = in_state(m, "dead");
+        match me {
+            "a" | "b" => dead.contains(&victim) && in_state(m, "alive").is_subset(&rest),
+            _ => true,
+        }
+    });
+    let standing = c.nodes.get_mut("c").unwrap().request("fleet")["fleet"]["standing"].clone();
+    assert_eq!(standing["state"], "outside", "{standing}");
+    assert!(
+        standing["why"].as_str().unwrap().contains("revoked"),
+        "{standing}"
+    );
+
+    // Out for good: restarted with its join key still there, c is not taken back.
+    c.kill("c");
+    c.start("c", &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    for name in ["a", "b"] {
+        let members = c.nodes.get_mut(name).unwrap().request("members")["members"].clone();
+        let alive = in_state(members.as_array().unwrap(), "alive");
+        assert!(!alive.contains(&victim), "{name}: {members}");
+    }
+    let standing = c.nodes.get_mut("c").unwrap().request("fleet")["fleet"]["standing"].clone();
+    assert_eq!(standing["state"], "outside", "{standing}");
+}

@@ -1,0 +1,177 @@
+//! `xnodectl fleet join-key|admit|revoke|members`: the owner admits nodes to a fleet
+//! (one by one, or with a join key that admits them itself), revokes them, and sees
+//! who is in.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use xnode_api::Request;
+use xnode_spec::fleet::{Certificate, JoinKey, Revocation};
+
+use crate::Outcome;
+use crate::cli::{FleetCommand, Output};
+use crate::cmd;
+
+pub fn run(command: &FleetCommand) -> Result<Outcome> {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)?
+        .as_secs();
+    match command {
+        FleetCommand::JoinKey { key, expires, file } => {
+            let owner = cmd::key::read(key)?;
+            let expires = now + seconds(expires)?;
+            let join_key = JoinKey::create(&owner, expires)?;
+            write_new(file, &serde_json::to_string_pretty(&join_key)?)?;
+            cmd::print(&format!(
+                "{}: a join key for the fleet of {}, until {expires} (Unix time)\n",
+                file.display(),
+                owner.owner()
+            ))?;
+            Ok(Outcome::Success)
+        }
+        FleetCommand::Admit {
+            key,
+            expires,
+            peers,
+            agent,
+        } => {
+            let owner = cmd::key::read(key)?;
+            let expires = now + seconds(expires)?;
+            let mut failed = false;
+            for peer in peers {
+                let cert = Certificate::issue(&owner, peer, now, expires);
+                let request = Request::FleetAdmit {
+                    certificate: serde_json::to_value(&cert)?,
+                };
+                failed |= !report(agent.output, peer, cmd::call(&agent.socket, request))?;
+            }
+            Ok(if failed {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            })
+        }
+        FleetCommand::Revoke { key, peer, agent } => {
+            let owner = cmd::key::read(key)?;
+            let revocation = Revocation::issue(&owner, peer, now);
+            let request = Request::FleetRevoke {
+                revocation: serde_json::to_value(&revocation)?,
+            };
+            Ok(
+                match report(agent.output, peer, cmd::call(&agent.socket, request))? {
+                    true => Outcome::Success,
+                    false => Outcome::Failure,
+                },
+            )
+        }
+        FleetCommand::Members(agent) => {
+            let fleet = cmd::call(&agent.socket, Request::FleetMembers)?;
+            match agent.output {
+                Output::Json => cmd::print_json(&fleet)?,
+                Output::Text => cmd::print(&members_table(&fleet, now))?,
+            }
+            Ok(Outcome::Success)
+        }
+    }
+}
+
+/// "30d", "12h", "90min", "3600s".
+fn seconds(text: &str) -> Result<u64> {
+    let secs = match text.strip_suffix('d') {
+        Some(days) => days
+            .parse::<u64>()
+            .ok()
+            .and_then(|d| d.checked_mul(24 * 3600)),
+        None => xnode_spec::Duration::parse(text)
+            .ok()
+            .map(|d| d.as_millis() / 1000),
+    };
+    match secs {
+        Some(s) if s > 0 => Ok(s),
+        _ => bail!("{text:?} is not a duration (use e.g. \"30d\", \"12h\", \"90min\")"),
+    }
+}
+
+/// A new file, mode 0600; an existing one is never overwritten.
+fn write_new(file: &Path, text: &str) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| {
+            format!(
+                "cannot create {} (an existing join key is never overwritten)",
+                file.display()
+            )
+        })?;
+    writeln!(f, "{text}")
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", file.display()))
+}
+
+/// Prints one peer's answer; whether it was accepted.
+fn report(output: Output, peer: &str, answer: Result<Value>) -> Result<bool> {
+    let (ok, text) = match answer {
+        Ok(v) => (true, v.as_str().unwrap_or_default().to_owned()),
+        Err(e) => (false, format!("{e:#}")),
+    };
+    match output {
+        Output::Json => {
+            cmd::print_json(&serde_json::json!({"peer": peer, "ok": ok, "message": text}))?
+        }
+        Output::Text if ok => cmd::print(&format!("{peer}: {text}\n"))?,
+        Output::Text => eprintln!("{peer}: {text}"),
+    }
+    Ok(ok)
+}
+
+fn members_table(fleet: &Value, now: u64) -> String {
+    let mut out = String::new();
+    let owner = fleet["owner"].as_str().unwrap_or("-");
+    let _ = writeln!(out, "FLEET OF {owner}");
+    match fleet["standing"]["state"].as_str() {
+        Some("member") => {
+            if let Some(w) = fleet["standing"]["warning"].as_str() {
+                let _ = writeln!(out, "warning: {w}");
+            }
+        }
+        Some(_) => {
+            let _ = writeln!(
+                out,
+                "this node is not a member: {}",
+                fleet["standing"]["why"].as_str().unwrap_or("-")
+            );
+        }
+        None => {
+            let _ = writeln!(out, "this node names no owner, so it is in no fleet");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{:<20} {:<54} {:<10} {:<12} ADMITTED BY",
+        "NODE", "PEER ID", "STATE", "EXPIRES IN"
+    );
+    for m in fleet["members"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let left = m["expires"].as_u64().unwrap_or(0).saturating_sub(now);
+        let _ = writeln!(
+            out,
+            "{:<20} {:<54} {:<10} {:<12} {}",
+            m["node"].as_str().unwrap_or("-"),
+            m["peer_id"].as_str().unwrap_or("-"),
+            m["state"].as_str().unwrap_or("-"),
+            format!("{}d {}h", left / 86400, left % 86400 / 3600),
+            m["admitted_by"].as_str().unwrap_or("-"),
+        );
+    }
+    out
+}
