@@ -10,8 +10,12 @@ use xnode_spec::plan::{ActiveState, ObservedUnit, Op, Plan, Reason, plan};
 use xnode_spec::unit::{self, Difference, compare, render};
 use xnode_spec::{Spec, parse_value};
 
+/// An owner: specs that place workloads on the mesh name one.
+const OWNER: &str = "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+
 fn spec(workloads: Value) -> Spec {
-    parse_value(&json!({"version": 1, "node": {"name": "n1"}, "workloads": workloads}))
+    let node = json!({"name": "n1", "owner": OWNER});
+    parse_value(&json!({"version": 1, "node": node, "workloads": workloads}))
         .expect("test spec is valid")
         .spec
 }

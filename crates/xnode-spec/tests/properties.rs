@@ -83,7 +83,7 @@ fn key() -> impl Strategy<Value = String> {
 fn rich_spec() -> Value {
     json!({
         "version": 1,
-        "node": {"name": "n1", "labels": {"zone": "a"}},
+        "node": {"name": "n1", "labels": {"zone": "a"}, "owner": "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="},
         "mesh": {"listen": ["/ip4/0.0.0.0/tcp/7720"], "bootstrap": ["/ip4/10.0.0.1/tcp/7720"], "mdns": false, "port": 7720},
         "workloads": {
             "web": {
@@ -254,7 +254,7 @@ fn mesh_workloads_are_bounded_by_what_a_heartbeat_carries() {
                 (format!("w{i}"), w)
             })
             .collect();
-        json!({"version": 1, "node": {"name": "n"}, "workloads": workloads})
+        json!({"version": 1, "node": {"name": "n", "owner": "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="}, "workloads": workloads})
     };
     assert!(parse_value(&spec(xnode_spec::MAX_MESH_WORKLOADS)).is_ok());
     let invalid = parse_value(&spec(xnode_spec::MAX_MESH_WORKLOADS + 1)).unwrap_err();

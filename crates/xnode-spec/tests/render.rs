@@ -8,7 +8,10 @@ use xnode_spec::parse_value;
 use xnode_spec::unit::{UnitFile, render, unit_name, workload_of};
 
 fn workload(w: serde_json::Value) -> xnode_spec::Workload {
-    let mut v = parse_value(&json!({"version": 1, "node": {"name": "n1"}, "workloads": {"w": w}}))
+    // An owner, as any spec that places workloads on the mesh names.
+    let node =
+        json!({"name": "n1", "owner": "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="});
+    let mut v = parse_value(&json!({"version": 1, "node": node, "workloads": {"w": w}}))
         .expect("valid")
         .spec;
     v.workloads.remove("w").unwrap()

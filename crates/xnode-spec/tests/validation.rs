@@ -530,6 +530,12 @@ fn every_rule_rejects_with_its_path() {
             "not a whole number",
         ),
         (
+            "mesh without an owner",
+            with("/workloads/w/placement", json!({"mesh": {}})),
+            "workloads.w.placement",
+            "node.owner is not set",
+        ),
+        (
             "placement labels",
             with(
                 "/workloads/w/placement",

@@ -191,7 +191,7 @@ fn plan_from_nothing_creates_and_starts_local_workloads() {
 
 #[test]
 fn plan_against_observed_units_as_json() {
-    let spec = temp_file("spec.json", br#"{"version": 1, "node": {"name": "n1"}, "workloads": {"web": {"command": ["/bin/web2"]}, "job": {"command": ["/bin/job"], "placement": {"mesh": {}}}}}"#);
+    let spec = temp_file("spec.json", br#"{"version": 1, "node": {"name": "n1", "owner": "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="}, "workloads": {"web": {"command": ["/bin/web2"]}, "job": {"command": ["/bin/job"], "placement": {"mesh": {}}}}}"#);
     let observed = serde_json::json!({"units": [
         {"name": "xnode-web.service", "active_state": "active", "file": "[Unit]\nX-Xnode-Workload=web\n[Service]\nExecStart=/bin/web\n"},
         {"name": "xnode-old.service", "active_state": "failed", "file": "[Unit]\nX-Xnode-Workload=old\n"},

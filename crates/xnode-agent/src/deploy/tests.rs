@@ -1,6 +1,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+/// An owner: specs that place workloads on the mesh name one.
+const OWNER: &str = "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+
 use serde_json::json;
 use tokio::sync::watch;
 use xnode_spec::plan::{ActiveState, plan};
@@ -11,9 +14,10 @@ use super::*;
 use crate::fake::{FakeNix, FakeUnits};
 
 fn spec(workloads: serde_json::Value) -> (Validated, Vec<u8>) {
-    let raw =
-        serde_json::to_vec(&json!({"version": 1, "node": {"name": "n"}, "workloads": workloads}))
-            .unwrap();
+    let raw = serde_json::to_vec(
+        &json!({"version": 1, "node": {"name": "n", "owner": OWNER}, "workloads": workloads}),
+    )
+    .unwrap();
     (xnode_spec::parse(&raw).unwrap(), raw)
 }
 

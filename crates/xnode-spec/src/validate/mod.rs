@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::model::{DEFAULT_MESH_PORT, Mesh, Node, Spec, VERSION};
+use crate::model::{DEFAULT_MESH_PORT, Mesh, Node, Placement, Spec, VERSION};
 use crate::path::Path;
 use crate::read::Checker;
 use crate::rules;
@@ -92,11 +92,25 @@ fn read_spec(c: &mut Checker, v: &Value) -> Option<Spec> {
         BTreeMap::new,
         workload::read_workloads,
     );
+    let (node, workloads) = (node?, workloads?);
+    if node.owner.is_none() {
+        // Only nodes their owner admitted run mesh workloads: without an owner there is
+        // no fleet to run them in.
+        for (name, w) in &workloads {
+            if matches!(w.placement, Placement::Mesh(_)) {
+                c.report(
+                    &root.key("workloads").key(name).key("placement"),
+                    "placed on the mesh, but node.owner is not set: mesh workloads run only \
+                     on nodes their owner admitted to a fleet; add node.owner",
+                );
+            }
+        }
+    }
     Some(Spec {
         version: version?,
-        node: node?,
+        node,
         mesh: mesh?,
-        workloads: workloads?,
+        workloads,
     })
 }
 

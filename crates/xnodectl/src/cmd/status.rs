@@ -67,6 +67,7 @@ fn text(s: &Value) -> String {
     } else if let Some(e) = mesh["error"].as_str() {
         let _ = writeln!(out, "mesh        not joined: {e}");
     }
+    fleet(&mut out, &mesh["fleet"]);
     placement(&mut out, &mesh["placement"]);
     let workloads = s["workloads"]
         .as_array()
@@ -115,6 +116,35 @@ fn applying(out: &mut String, a: &Value) {
             }
             .ok();
         }
+    }
+}
+
+/// This node's standing in its fleet: a member (and a warning when nothing will renew
+/// it in time), or why not and what to do.
+fn fleet(out: &mut String, f: &Value) {
+    if f.is_null() {
+        return;
+    }
+    let Some(owner) = f["owner"].as_str() else {
+        let _ = writeln!(
+            out,
+            "fleet       none: node.owner is not set, so this node holds no mesh workload"
+        );
+        return;
+    };
+    let standing = &f["standing"];
+    if standing["state"] == "member" {
+        let members = f["members"].as_array().map_or(0, Vec::len);
+        let _ = writeln!(
+            out,
+            "fleet       member of {owner}'s fleet ({members} known, admitted by {})",
+            str_of(standing, "admitted_by")
+        );
+        if let Some(w) = standing["warning"].as_str() {
+            let _ = writeln!(out, "            WARNING: {w}");
+        }
+    } else {
+        let _ = writeln!(out, "fleet       NOT A MEMBER: {}", str_of(standing, "why"));
     }
 }
 
@@ -202,6 +232,27 @@ mod tests {
             "{cache}"
         );
         assert!(text(&placement(false)).contains("FENCED"));
+    }
+
+    #[test]
+    fn status_says_whether_the_node_is_in_its_fleet_and_what_to_do_if_not() {
+        let with =
+            |fleet: serde_json::Value| text(&json!({"node": "n1", "mesh": {"fleet": fleet}}));
+        let out = with(json!({"owner": "ed25519:x", "members": [{}, {}],
+            "standing": {"state": "member", "admitted_by": "owner", "expires": 1, "warning": "renew me"}}));
+        assert!(
+            out.contains("member of ed25519:x's fleet (2 known, admitted by owner)"),
+            "{out}"
+        );
+        assert!(out.contains("WARNING: renew me"), "{out}");
+        let out = with(json!({"owner": "ed25519:x", "members": [],
+            "standing": {"state": "outside", "why": "admit it: xnodectl fleet admit"}}));
+        assert!(
+            out.contains("NOT A MEMBER: admit it: xnodectl fleet admit"),
+            "{out}"
+        );
+        let out = with(json!({"owner": null, "members": []}));
+        assert!(out.contains("node.owner is not set"), "{out}");
     }
 
     #[test]

@@ -3,10 +3,13 @@ use serde_json::json;
 use xnode_spec::plan::ActiveState;
 use xnode_spec::unit::{render, unit_name};
 
+/// An owner: specs that place workloads on the mesh name one.
+const OWNER: &str = "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+
 fn stopped() -> (xnode_spec::Spec, Vec<ObservedUnit>) {
     let spec = xnode_spec::parse(
         &serde_json::to_vec(
-            &json!({"version": 1, "node": {"name": "n"}, "workloads": {"w": {"command": ["/bin/w"]}}}),
+            &json!({"version": 1, "node": {"name": "n", "owner": OWNER}, "workloads": {"w": {"command": ["/bin/w"]}}}),
         )
         .unwrap(),
     )
@@ -24,11 +27,13 @@ fn stopped() -> (xnode_spec::Spec, Vec<ObservedUnit>) {
 #[test]
 fn while_an_apply_runs_a_pass_moves_only_what_placement_moved_and_never_starts_the_applys() {
     let spec = xnode_spec::parse(
-        &serde_json::to_vec(&json!({"version": 1, "node": {"name": "n"}, "workloads": {
-            "moved": {"command": ["/bin/a"], "placement": {"mesh": {}}},
-            "changed": {"command": ["/bin/b"], "placement": {"mesh": {}}},
-            "local": {"command": ["/bin/c"]}
-        }}))
+        &serde_json::to_vec(
+            &json!({"version": 1, "node": {"name": "n", "owner": OWNER}, "workloads": {
+                "moved": {"command": ["/bin/a"], "placement": {"mesh": {}}},
+                "changed": {"command": ["/bin/b"], "placement": {"mesh": {}}},
+                "local": {"command": ["/bin/c"]}
+            }}),
+        )
         .unwrap(),
     )
     .unwrap()
@@ -138,7 +143,8 @@ fn the_gate_lets_go_of_what_it_no_longer_waits_on_and_only_while_it_gates() {
 async fn a_pass_beside_an_apply_does_nothing_once_a_rollback_heads_for_another_spec() {
     let spec = |command: &str| {
         let workloads = json!({"m": {"command": [command], "placement": {"mesh": {}}}});
-        let doc = json!({"version": 1, "node": {"name": "n"}, "workloads": workloads});
+        let doc =
+            json!({"version": 1, "node": {"name": "n", "owner": OWNER}, "workloads": workloads});
         Arc::new(xnode_spec::parse(&serde_json::to_vec(&doc).unwrap()).unwrap())
     };
     let (new, old) = (spec("/bin/new"), spec("/bin/old"));
