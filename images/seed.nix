@@ -35,6 +35,8 @@ in
   };
 
   config = lib.mkIf (cfg.sources != [ ] && xnode.enable) {
+    # A join key found beside the first spec admits the node to its owner's fleet.
+    services.xnode.joinKeyFile = lib.mkDefault "${xnode.stateDir}/join.key";
     assertions = [
       {
         assertion = xnode.spec == null;
@@ -61,8 +63,12 @@ in
           [
             "${pkgs.bash}/bin/bash"
             "${./xnode-seed.sh}"
-            "${xnode.specFile}"
           ]
+          ++ lib.optionals (xnode.joinKeyFile != null) [
+            "--join-key"
+            xnode.joinKeyFile
+          ]
+          ++ [ "${xnode.specFile}" ]
           ++ cfg.sources
         );
       };

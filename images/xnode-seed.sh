@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# xnode-seed TARGET SOURCE...
+# xnode-seed [--join-key KEYFILE] TARGET SOURCE...
 #
 # Gives a node its first spec: takes the first spec found among SOURCEs, checks it
 # with `xnodectl validate`, and writes it to TARGET atomically. Does nothing when
-# TARGET exists, so a spec applied since first boot is never replaced. Sources:
+# TARGET exists, so a spec applied since first boot is never replaced.
+#
+# A source may also hold the node's join key (which admits it to its owner's fleet):
+# as a bundle {"spec": {...}, "join_key": {...}} in place of the spec, or, on the
+# stick, as join.key beside spec.json. With --join-key, it is written to KEYFILE
+# (mode 0600) with the spec. Sources:
 #
 #   file:PATH          a file holding the spec, e.g. a cloud's user-data
 #   url:URL[|HEADER]   an HTTP GET, e.g. a metadata server (with one request header)
@@ -18,8 +23,13 @@
 # Without any spec the node still boots: xnoded waits for `xnodectl apply`.
 set -euo pipefail
 
+join_target=
+if [ "${1:-}" = --join-key ]; then
+    join_target=${2:?--join-key needs a file}
+    shift 2
+fi
 if [ $# -lt 1 ]; then
-    echo "usage: xnode-seed TARGET SOURCE..." >&2
+    echo "usage: xnode-seed [--join-key KEYFILE] TARGET SOURCE..." >&2
     exit 2
 fi
 target=$1
@@ -84,10 +94,30 @@ for source in "$@"; do
         echo "xnode-seed: $source holds something other than a JSON spec; skipped"
         continue
     fi
+    join="$work/join.key"
+    rm -f "$join"
+    if jq --exit-status 'type == "object" and has("join_key")' "$candidate" >/dev/null 2>&1; then
+        jq '.join_key' "$candidate" >"$join"
+        jq '.spec' "$candidate" >"$candidate.spec"
+        mv -f "$candidate.spec" "$candidate"
+    elif [ "$source" = media ] && [ -s /run/xnode-media/join.key ]; then
+        cat /run/xnode-media/join.key >"$join"
+    fi
     if ! xnodectl validate "$candidate" >&2; then
         echo "xnode-seed: the spec in $source is not valid; skipped" >&2
         status=1
         continue
+    fi
+    if [ -s "$join" ]; then
+        if [ -z "$join_target" ]; then
+            echo "xnode-seed: $source holds a join key, but this image takes none; ignored" >&2
+        else
+            mkdir -p "$(dirname "$join_target")"
+            install -m 0600 "$join" "$join_target.xnode-seed"
+            sync "$join_target.xnode-seed"
+            mv -f "$join_target.xnode-seed" "$join_target"
+            echo "xnode-seed: wrote the join key $join_target from $source"
+        fi
     fi
     mkdir -p "$(dirname "$target")"
     tmp="$target.xnode-seed"

@@ -193,6 +193,19 @@ in
       description = "Where xnoded serves Prometheus metrics (OpenMetrics text).";
     };
 
+    joinKeyFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/var/lib/xnode-seed/join.key";
+      description = ''
+        A join key (`xnodectl fleet join-key`) that admits this node to its owner's
+        fleet. A path outside the Nix store, since the store is world-readable and the
+        key admits nodes: write it with your secrets tool, the installer or cloud
+        user-data. Once the node is admitted its certificate is kept in the state
+        directory, so the file may be deleted; a missing file is not an error.
+      '';
+    };
+
     mesh = {
       port = mkOption {
         type = types.port;
@@ -226,6 +239,12 @@ in
       {
         assertion = lib.hasPrefix "/" cfg.stateDir;
         message = "services.xnode.stateDir must be an absolute path.";
+      }
+      {
+        assertion =
+          cfg.joinKeyFile == null
+          || (lib.hasPrefix "/" cfg.joinKeyFile && !lib.hasPrefix builtins.storeDir cfg.joinKeyFile);
+        message = "services.xnode.joinKeyFile must be an absolute path outside the Nix store (the store is world-readable).";
       }
     ];
 
@@ -271,6 +290,10 @@ in
           ++ optionals (cfg.apiGroup != null) [
             "--api-group"
             cfg.apiGroup
+          ]
+          ++ optionals (cfg.joinKeyFile != null) [
+            "--join-key"
+            cfg.joinKeyFile
           ]
           ++ cfg.extraArgs
         );

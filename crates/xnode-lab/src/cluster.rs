@@ -30,12 +30,22 @@ impl Cluster {
         flags: &str,
         spec: impl Fn(usize, &Network) -> Vec<u8>,
     ) -> Result<Cluster, LabError> {
-        let net = Network::new(n)?;
         let flags = format!("{flags} {}", crate::fleet::JOIN_FLAG);
-        let flags = flags.as_str();
+        Cluster::boot_each(bin_dir, n, |_| flags.clone(), spec)
+    }
+
+    /// [`Cluster::boot`] with xnoded's flags node by node (a join key among them, or
+    /// none).
+    pub fn boot_each(
+        bin_dir: &Path,
+        n: usize,
+        flags: impl Fn(usize) -> String,
+        spec: impl Fn(usize, &Network) -> Vec<u8>,
+    ) -> Result<Cluster, LabError> {
+        let net = Network::new(n)?;
         // One after another: a container dies with the thread that booted it.
         let nodes = (0..n)
-            .map(|i| node::boot_node_in(bin_dir, &spec(i, &net), flags, Some(net.namespace(i))))
+            .map(|i| node::boot_node_in(bin_dir, &spec(i, &net), &flags(i), Some(net.namespace(i))))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Cluster { nodes, net })
     }

@@ -76,11 +76,17 @@ pub fn boot_node_in(
         std::fs::write(&path, bytes).map_err(LabError::io(format!("cannot write {inside}")))
     };
     write("/etc/xnode/spec.json", spec)?;
-    let join_key = crate::fleet::join_key_text().map_err(|detail| LabError::Command {
-        what: "making a join key".into(),
-        detail,
-    })?;
-    write(crate::fleet::JOIN_KEY_PATH, join_key.as_bytes())?;
+    use crate::fleet::{JOIN_KEY_PATH, SECOND_JOIN_KEY_PATH, join_key_text, owner, second_owner};
+    for (path, owner) in [
+        (JOIN_KEY_PATH, owner()),
+        (SECOND_JOIN_KEY_PATH, second_owner()),
+    ] {
+        let key = join_key_text(&owner).map_err(|detail| LabError::Command {
+            what: "making a join key".into(),
+            detail,
+        })?;
+        write(path, key.as_bytes())?;
+    }
     write(
         "/etc/systemd/system/xnoded.service",
         xnoded_unit(flags)?.as_bytes(),
@@ -92,7 +98,7 @@ pub fn boot_node_in(
     // What the NixOS module's tmpfiles rules make: the directories the sandbox opens.
     c.sh(
         "mkdir -p -m 0700 /var/lib/xnode && mkdir -p /run/systemd/system \
-          && chmod 755 /usr/local/bin/xnodectl && chmod 600 /etc/xnode/join.key \
+          && chmod 755 /usr/local/bin/xnodectl && chmod 600 /etc/xnode/join*.key \
           && systemctl daemon-reload",
     )?;
     if let Err(e) = c.sh("systemctl start xnoded.service") {

@@ -64,12 +64,19 @@ pub struct Status {
     pub suspect: usize,
     /// Members dead.
     pub dead: usize,
+    /// Gossip messages on the fleet's topic delivered since start (each once, however
+    /// many copies came).
+    pub received: u64,
     /// Membership messages rejected since start (malformed, out of bounds, or not a
     /// member's).
     pub rejected: u64,
     /// Connected peers whose gossip is ignored for having sent too many rejected
     /// messages (graylisted by peer scoring).
     pub graylisted: usize,
+    /// Whether this node sees a majority of its voters (and is a member).
+    pub quorate: bool,
+    /// Its voters, itself included.
+    pub voters: usize,
 }
 
 /// A member of the fleet, for `xnodectl fleet members`.

@@ -188,3 +188,168 @@ async fn a_thousand_malformed_messages_crash_no_one() {
         assert_eq!(status["kind"], "status", "{status}");
     }
 }
+
+/// A heartbeat that claims the fleet: its certificate is the forger's own, or the
+/// fleet's owner's name over the forger's signature.
+fn forged_heartbeat(peer: &libp2p::PeerId, owner: &xnode_spec::Owner, i: u64) -> Vec<u8> {
+    use xnode_mesh::message::{Heartbeat, Message};
+    use xnode_spec::fleet::Certificate;
+    use xnode_spec::keys::{KeyKind, OwnerKey};
+    let peer = peer.to_string();
+    let forger = OwnerKey::generate(KeyKind::Ed25519).unwrap();
+    let mut cert = Certificate::issue(&forger, &peer, 1, u64::MAX);
+    if i.is_multiple_of(2) {
+        cert.owner = *owner;
+    }
+    let hb = Heartbeat {
+        cert,
+        node: format!("forged{i}"),
+        incarnation: 1,
+        seq: i,
+        labels: Default::default(),
+        resources: Default::default(),
+        services: vec![],
+        addresses: vec![],
+        settled_ms: 3_600_000,
+        offers: Default::default(),
+        running: Default::default(),
+    };
+    Message::Heartbeat(Box::new(hb)).encode()
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn heartbeats_from_dozens_of_forged_keys_over_one_connection_change_nothing() {
+    const FORGERS: usize = 40;
+    let mut c = Cluster::new("forged");
+    for name in ["a", "b", "c"] {
+        c.start(name, &[]);
+    }
+    let ids: std::collections::BTreeMap<String, String> = c
+        .nodes
+        .iter()
+        .map(|(n, p)| (n.clone(), p.peer_id.clone()))
+        .collect();
+    let fleet: std::collections::BTreeSet<String> = ids.values().cloned().collect();
+    let same = move |me: &str, m: &[serde_json::Value]| {
+        let others: std::collections::BTreeSet<String> =
+            fleet.iter().filter(|p| **p != ids[me]).cloned().collect();
+        let seen: std::collections::BTreeSet<String> = m
+            .iter()
+            .map(|x| x["peer_id"].as_str().unwrap().to_owned())
+            .collect();
+        in_state(m, "alive") == others && seen == others
+    };
+    c.wait_all("the fleet", Duration::from_secs(30), &same);
+    let quorate_of_three = |c: &mut Cluster| {
+        c.nodes.values_mut().all(|p| {
+            let s = p.request("status")["status"].clone();
+            s["quorate"] == true && s["voters"] == 3
+        })
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !quorate_of_three(&mut c) {
+        assert!(
+            std::time::Instant::now() < until,
+            "the fleet never agreed on its voters"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rss_before = rss_kb(c.nodes["a"].pid());
+
+    // The relay: the one connection to the fleet, forwarding whatever it is given.
+    let topic = gossipsub::IdentTopic::new(xnode_mesh::fleet::topic(&c.owner.owner()));
+    let gossip = |key: &libp2p::identity::Keypair| -> gossipsub::Behaviour {
+        gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossipsub::ConfigBuilder::default()
+                .heartbeat_initial_delay(Duration::from_millis(100))
+                .heartbeat_interval(Duration::from_millis(200))
+                .build()
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let swarm = || {
+        libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|key| gossip(key))
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build()
+    };
+    let mut relay = swarm();
+    relay.behaviour_mut().subscribe(&topic).unwrap();
+    relay
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let relay_addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = relay.select_next_some().await {
+            break address;
+        }
+    };
+    relay
+        .dial(c.nodes["a"].listen.parse::<Multiaddr>().unwrap())
+        .unwrap();
+    let relay_task = tokio::spawn(async move {
+        loop {
+            relay.select_next_some().await;
+        }
+    });
+    // Forty fresh keys behind it, each saying it is a member, ten times.
+    let owner = c.owner.owner();
+    let mut forgers = Vec::new();
+    for _ in 0..FORGERS {
+        let mut f = swarm();
+        f.behaviour_mut().subscribe(&topic).unwrap();
+        f.dial(relay_addr.clone()).unwrap();
+        let topic = topic.clone();
+        forgers.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(300));
+            let mut sent = 0;
+            loop {
+                tokio::select! {
+                    _ = f.select_next_some() => {}
+                    _ = tick.tick() => {
+                        // Signed by the forger's own key: the message's source is it.
+                        let hb = forged_heartbeat(f.local_peer_id(), &owner, sent);
+                        let _ = f.behaviour_mut().publish(topic.clone(), hb);
+                        sent += 1;
+                        if sent == 10 {
+                            return;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for f in forgers {
+        f.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    relay_task.abort();
+
+    // Nothing changed: the same members, quorate with the same voters; a took in
+    // little memory for it, and refused the relay.
+    c.wait_all(
+        "the fleet after the forgeries",
+        Duration::from_secs(5),
+        &same,
+    );
+    assert!(quorate_of_three(&mut c), "the forgeries changed the voters");
+    let a = c.nodes.get_mut("a").unwrap().request("status")["status"].clone();
+    assert!(a["rejected"].as_u64().unwrap() >= 3, "{a}");
+    let grown = rss_kb(c.nodes["a"].pid()).saturating_sub(rss_before);
+    assert!(grown < 20_000, "a grew by {grown} kB");
+}

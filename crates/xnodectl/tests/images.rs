@@ -107,6 +107,40 @@ fn the_seed_writes_the_first_valid_spec_and_nothing_else() {
 }
 
 #[test]
+fn the_seed_writes_a_join_key_that_comes_with_the_spec() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let s = Scratch::new("seed-join");
+    let small: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("examples/small.json")).unwrap())
+            .unwrap();
+    let key = serde_json::json!({"v": 1, "owner": "ed25519:x", "secret": "s", "delegation": {}});
+    let bundle = s.file(
+        "bundle",
+        &serde_json::json!({"spec": small, "join_key": key}).to_string(),
+    );
+    let (target, join) = (s.path("etc/spec.json"), s.path("state/join.key"));
+    let (code, log) = script(
+        "xnode-seed.sh",
+        &["--join-key", &join, &target, &format!("file:{bundle}")],
+    );
+    assert_eq!(code, 0, "{log}");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&target).unwrap()).unwrap();
+    assert_eq!(written, small);
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&join).unwrap()).unwrap();
+    assert_eq!(kept, key);
+    let mode = std::fs::metadata(&join).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // An image that takes no join key writes the spec and says so.
+    let (other, _) = (s.path("other/spec.json"), ());
+    let (code, log) = script("xnode-seed.sh", &[&other, &format!("file:{bundle}")]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("takes none; ignored"), "{log}");
+    assert!(Path::new(&other).exists());
+}
+
+#[test]
 fn the_installer_does_nothing_unless_asked_and_refuses_what_it_must() {
     let s = Scratch::new("install");
     let system = s.0.join("system");

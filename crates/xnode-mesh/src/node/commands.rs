@@ -28,6 +28,7 @@ impl Node {
                     alive: count(State::Alive),
                     suspect: count(State::Suspect),
                     dead: count(State::Dead),
+                    received: self.received,
                     rejected: self.rejected,
                     graylisted: self
                         .swarm
@@ -40,6 +41,8 @@ impl Node {
                                 .is_some_and(|s| s < super::behaviour::GRAYLIST)
                         })
                         .count(),
+                    quorate: self.views.borrow().quorate,
+                    voters: self.views.borrow().voters,
                 };
                 let _ = reply.send(status);
             }

@@ -82,6 +82,9 @@ impl Node {
         match event {
             BehaviourEvent::Gossipsub(event) => {
                 self.metrics.record_gossipsub(&event);
+                if matches!(event, gossipsub::Event::Message { .. }) {
+                    self.received += 1;
+                }
                 if let gossipsub::Event::Message {
                     propagation_source,
                     message_id,

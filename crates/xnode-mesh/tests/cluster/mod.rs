@@ -211,6 +211,11 @@ pub fn in_state(members: &[Value], state: &str) -> BTreeSet<String> {
 }
 
 impl Proc {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for a printed line that `check` accepts, after those already taken.
     pub fn wait_line(
         &mut self,
