@@ -113,7 +113,8 @@ fn failover(bin_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>>
         "placement": {"mesh": {"replicas": 1}}
     }});
     println!(
-        "== booting {N} nodes, each in its own network namespace, with one mesh workload: web"
+        "== booting {N} nodes, each in its own network namespace, with one mesh workload: web;\n   \
+         each is given a join key of its owner's (xnoded --join-key) and admits itself to the fleet"
     );
     let flags = "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0";
     let cluster = Cluster::boot(&bin_dir, N, flags, |i, net| {
@@ -123,6 +124,8 @@ fn failover(bin_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>>
     cluster.wait_settled(&all, &["web"], Duration::from_secs(120))?;
     let owner = cluster.running(unit)[0];
     let witness = (owner + 1) % N;
+    println!("\n== xnodectl fleet members on n{witness}");
+    print!("{}", cluster.nodes[witness].sh("xnodectl fleet members")?);
     println!("\n== xnodectl status on n{witness}");
     print!("{}", cluster.nodes[witness].sh("xnodectl status")?);
     println!("\n== n{owner} dies: web stopped, then xnoded killed with SIGKILL");
