@@ -4,7 +4,7 @@
 //! owner but holds only the other owner's join key. Both fleets run the same singleton
 //! definition; each runs its own copy, and the claimer runs none. Then the second fleet
 //! and the claimer die at once: the first fleet's singleton keeps running, untouched,
-//! on the same node.
+//! on the same node. Last, the owner revokes that node, and the singleton moves.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
@@ -16,6 +16,7 @@ use xnode_api::Request;
 use xnode_lab::cluster::wait_until;
 use xnode_lab::fleet::{JOIN_KEY_PATH, SECOND_JOIN_KEY_PATH, owner, second_owner};
 use xnode_lab::node::api;
+use xnode_lab::runs::first_overlap;
 use xnode_lab::{Cluster, Network};
 
 const FLAGS: &str = "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0";
@@ -156,4 +157,44 @@ fn two_fleets_in_one_mesh_run_their_own_copies_and_never_touch_each_other() {
     );
     assert_eq!(agreed_owner(&cluster, &FIRST), Some(format!("n{first}")));
     let _ = second;
+
+    // The owner revokes the node that runs it, through another member: the singleton
+    // moves to the third within seconds, never on two nodes at once, and the revoked
+    // node knows itself out.
+    let witness = FIRST.into_iter().find(|i| *i != first).unwrap();
+    let peer = status(&cluster, first)["mesh"]["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = owner().to_secret_string();
+    let revoked = cluster.nodes[witness]
+        .sh(&format!(
+            "umask 077; echo '{key}' > /root/owner.key && \
+             xnodectl fleet revoke --key /root/owner.key {peer}"
+        ))
+        .unwrap();
+    assert!(revoked.contains("revoked"), "{revoked}");
+    let moved = wait_until(Duration::from_secs(30), || {
+        let running = cluster.running(SOLO);
+        running.len() == 1 && running[0] != first
+    });
+    assert!(
+        moved.is_ok(),
+        "the singleton did not leave the revoked node: runs on {:?}",
+        cluster.running(SOLO)
+    );
+    // The first fleet's copy (the second fleet's ran beside it, as it should).
+    let all = cluster.runs(SOLO).unwrap();
+    let runs: Vec<_> = FIRST.iter().map(|i| all[*i].clone()).collect();
+    assert_eq!(
+        first_overlap(&runs, 1),
+        None,
+        "the singleton ran twice: {runs:?}"
+    );
+    let standing = status(&cluster, first)["mesh"]["fleet"]["standing"].clone();
+    assert_eq!(standing["state"], "outside", "{standing}");
+    assert!(
+        standing["why"].as_str().unwrap().contains("revoked"),
+        "{standing}"
+    );
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use cluster::{Cluster, in_state};
-use xnode_spec::fleet::{JoinKey, Revocation};
+use xnode_spec::fleet::{Certificate, JoinKey, Revocation};
 use xnode_spec::keys::{KeyKind, OwnerKey};
 
 fn now() -> u64 {
@@ -46,6 +46,8 @@ fn only_admitted_nodes_are_members_and_a_revoked_one_is_out_for_good() {
         .iter()
         .map(|(n, p)| (n.clone(), p.peer_id.clone()))
         .collect();
+    let c_ids = ids.clone();
+    let fleet_ids = fleet.clone();
     let expected = move |me: &str, members: &[serde_json::Value]| -> bool {
         let mine = &ids[me];
         let seen: BTreeSet<String> = members
@@ -75,9 +77,87 @@ fn only_admitted_nodes_are_members_and_a_revoked_one_is_out_for_good() {
         let why = fleet["standing"]["why"].as_str().unwrap();
         assert!(why.contains("xnodectl fleet admit"), "{why}");
     }
+    // Certificates for claim1, delivered through a as `xnodectl fleet admit` does:
+    // each bad one is refused with its reason, and the good one admits it.
+    let claim1 = id(&c, "claim1");
+    let t = now();
+    let expired_key = JoinKey::create(&c.owner, t - 10).unwrap();
+    let secret = OwnerKey::parse(&expired_key.secret).unwrap();
+    let from_expired_key = Certificate {
+        issued: t,
+        expires: t + 60,
+        signature: secret.sign(&Certificate::payload(&c.owner.owner(), &claim1, t, t + 60)),
+        delegation: Some(expired_key.delegation.clone()),
+        ..Certificate::issue(&c.owner, &claim1, t, t + 60)
+    };
+    let mut forged = Certificate::issue(&c.owner, &claim1, t, t + 3600);
+    forged.expires += 1;
+    let bad = [
+        ("forged", forged, "forged or altered"),
+        (
+            "expired",
+            Certificate::issue(&c.owner, &claim1, t - 100, t - 1),
+            "expired at",
+        ),
+        (
+            "wrong peer",
+            Certificate::issue(&c.owner, &id(&c, "a"), t, t + 3600),
+            "presented it",
+        ),
+        (
+            "wrong owner",
+            Certificate::issue(&other, &claim1, t, t + 3600),
+            "fleet of",
+        ),
+        ("expired join key", from_expired_key, "its join key expired"),
+    ];
+    for (what, cert, why) in bad {
+        let line = format!("admit {claim1} {}", serde_json::to_string(&cert).unwrap());
+        let answer = c.nodes.get_mut("a").unwrap().request(&line);
+        let err = answer["answer"]["Err"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(err.contains(why), "{what}: {answer}");
+    }
+    let good = Certificate::issue(&c.owner, &claim1, t, t + 3600);
+    let line = format!("admit {claim1} {}", serde_json::to_string(&good).unwrap());
+    let answer = c.nodes.get_mut("a").unwrap().request(&line);
+    assert!(
+        answer["answer"]["Ok"]
+            .as_str()
+            .unwrap()
+            .contains("admitted"),
+        "{answer}"
+    );
+    let claim1_standing =
+        c.nodes.get_mut("claim1").unwrap().request("fleet")["fleet"]["standing"].clone();
+    assert_eq!(claim1_standing["state"], "member", "{claim1_standing}");
+    assert_eq!(claim1_standing["admitted_by"], "owner", "{claim1_standing}");
+    let with_claim1: BTreeSet<String> = fleet_ids.into_iter().chain([claim1.clone()]).collect();
+    c.wait_except(
+        Some("claim2"),
+        "claim1 admitted",
+        Duration::from_secs(10),
+        |me, m| {
+            let mine = c_ids[me].clone();
+            match me {
+                "x1" | "x2" => true,
+                _ => {
+                    let want: BTreeSet<String> = with_claim1
+                        .iter()
+                        .filter(|p| **p != mine)
+                        .cloned()
+                        .collect();
+                    in_state(m, "alive") == want
+                }
+            }
+        },
+    );
+
     let a = c.nodes.get_mut("a").unwrap().request("fleet")["fleet"].clone();
     assert_eq!(a["standing"]["state"], "member", "{a}");
-    assert_eq!(a["members"].as_array().unwrap().len(), 3, "{a}");
+    assert_eq!(a["members"].as_array().unwrap().len(), 4, "{a}");
     assert!(
         a["members"][0]["admitted_by"]
             .as_str()
@@ -103,11 +183,11 @@ fn only_admitted_nodes_are_members_and_a_revoked_one_is_out_for_good() {
             .contains("fleet of"),
         "{answer}"
     );
-    let rest: BTreeSet<String> = ["a", "b"].iter().map(|n| id(&c, n)).collect();
+    let rest: BTreeSet<String> = ["a", "b", "claim1"].iter().map(|n| id(&c, n)).collect();
     c.wait_except(Some("c"), "c is out", Duration::from_secs(5), |me, m| {
         let dead = in_state(m, "dead");
         match me {
-            "a" | "b" => dead.contains(&victim) && in_state(m, "alive").is_subset(&rest),
+            "a" | "b" | "claim1" => dead.contains(&victim) && in_state(m, "alive").is_subset(&rest),
             _ => true,
         }
     });
