@@ -97,7 +97,11 @@ for source in "$@"; do
     join="$work/join.key"
     rm -f "$join"
     if jq --exit-status 'type == "object" and has("join_key")' "$candidate" >/dev/null 2>&1; then
-        jq '.join_key' "$candidate" >"$join"
+        if jq --exit-status '.join_key | type == "object" and has("delegation")' "$candidate" >/dev/null; then
+            jq '.join_key' "$candidate" >"$join"
+        else
+            echo "xnode-seed: the join key in $source is not one; left out" >&2
+        fi
         jq '.spec' "$candidate" >"$candidate.spec"
         mv -f "$candidate.spec" "$candidate"
     elif [ "$source" = media ] && [ -s /run/xnode-media/join.key ]; then

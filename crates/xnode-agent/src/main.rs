@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{error, info};
 use xnode_agent::deploy::Agent;
 use xnode_agent::mesh::Mesh;
 use xnode_agent::metrics::{self, Metrics};
@@ -57,21 +57,24 @@ struct Args {
     join_key: Option<PathBuf>,
 }
 
-/// The join key in `path`, if there is one: a file that is gone is no key (it may be
-/// deleted once the node is admitted); one that is there must be a valid key.
-fn read_join_key(path: Option<&Path>) -> Result<Option<JoinKey>> {
-    let Some(path) = path else {
-        return Ok(None);
-    };
+/// The join key in `path`, if there is a usable one. A file that is gone is no key (it
+/// may be deleted once the node is admitted); one that cannot be used is reported and
+/// left aside, so a bad key never keeps the node's own workloads from running (the
+/// node then says in `status` that it is not admitted).
+fn read_join_key(path: Option<&Path>) -> Option<JoinKey> {
+    let path = path?;
     match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(JoinKey::parse(&text).with_context(|| {
-            format!("the join key {} cannot be used", path.display())
-        })?)),
+        Ok(text) => JoinKey::parse(&text)
+            .map_err(|e| error!(path = %path.display(), "the join key cannot be used: {e}"))
+            .ok(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             info!(path = %path.display(), "no join key there (fine once the node is admitted)");
-            Ok(None)
+            None
         }
-        Err(e) => Err(e).with_context(|| format!("cannot read the join key {}", path.display())),
+        Err(e) => {
+            error!(path = %path.display(), "cannot read the join key: {e}");
+            None
+        }
     }
 }
 
@@ -111,7 +114,7 @@ async fn main() -> Result<()> {
     let listener = server::bind(&args.socket, gid)?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
-    let join_key = read_join_key(args.join_key.as_deref())?;
+    let join_key = read_join_key(args.join_key.as_deref());
     let mesh = (!args.no_mesh).then(|| {
         let mesh_metrics = xnode_mesh::Metrics::register(&mut registry);
         let (events, receiver) = tokio::sync::mpsc::channel(64);

@@ -106,7 +106,9 @@ impl<P: Ord + Clone> Membership<P> {
         match self.members.get_mut(peer) {
             None => {
                 if self.members.len() >= MAX_MEMBERS {
-                    self.forget_dead(now, Duration::ZERO);
+                    // Not those dead for less than the takeover delay: placement still
+                    // waits on what they may run.
+                    self.forget_dead(now, crate::fencing::TAKEOVER);
                     if self.members.len() >= MAX_MEMBERS {
                         return None;
                     }
@@ -316,6 +318,12 @@ mod tests {
         m.revoked(&0, t0);
         assert_eq!(
             m.heard(&9999, hb(1, 1), t0),
+            None,
+            "dead too lately to forget"
+        );
+        let later = t0 + crate::fencing::TAKEOVER;
+        assert_eq!(
+            m.heard(&9999, hb(1, 1), later),
             Some(Change::Alive(9999)),
             "a dead one made room"
         );

@@ -83,7 +83,7 @@ struct Voters {
 /// without a fleet. A file from a release before fleets (a plain list of peer ids)
 /// holds no member, so none of it is kept. A damaged file is an error, never a quietly
 /// smaller electorate.
-fn read_voters(file: &Path, fleet: Option<&Fleet>, now: u64) -> Result<Vec<PeerId>, String> {
+fn read_voters(file: &Path, fleet: Option<&Fleet>) -> Result<Vec<PeerId>, String> {
     let bytes = match std::fs::read(file) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -108,9 +108,12 @@ fn read_voters(file: &Path, fleet: Option<&Fleet>, now: u64) -> Result<Vec<PeerI
             .peer
             .parse()
             .map_err(|_| format!("{:?} is not a peer id", v.peer))?;
-        match fleet.admits(&v.peer, &v.cert, None, now) {
+        // An expired certificate still counts here: the voter was a member, and has
+        // likely renewed since (the file is saved only when the voters change). A
+        // voter never heard again only makes a majority harder, never easier.
+        match fleet.admits(&v.peer, &v.cert, None, 0) {
             Ok(()) => kept.push(peer),
-            Err(e) => warn!(%peer, "a saved voter is no member now, not kept: {e}"),
+            Err(e) => warn!(%peer, "a saved voter is no member, not kept: {e}"),
         }
     }
     Ok(kept)
@@ -145,10 +148,7 @@ impl Ownership {
         fleet: Option<&Fleet>,
     ) -> Ownership {
         let file = state_dir.join(VOTERS_FILE);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let remembered = read_voters(&file, fleet, now).unwrap_or_else(|e| {
+        let remembered = read_voters(&file, fleet).unwrap_or_else(|e| {
             warn!(file = %file.display(), "the saved mesh voters are unusable, starting afresh: {e}");
             Vec::new()
         });
@@ -179,6 +179,10 @@ impl Ownership {
         if member != self.member {
             self.member = member;
             changed.quorate = true;
+            if member {
+                // Newly admitted: it owns nothing before a hold-down of its own.
+                self.quorum.interrupt();
+            }
         }
         if changed.voters {
             self.save(membership);
@@ -324,7 +328,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn saved_voters_are_members_still_or_not_kept() {
+    fn saved_voters_are_kept_only_if_the_owner_made_them_members() {
         use crate::fleet::{FleetConfig, Revocation};
         use xnode_spec::keys::{KeyKind, OwnerKey};
         let dir = std::env::temp_dir().join(format!("xnode-voters-{}", std::process::id()));
@@ -339,7 +343,7 @@ mod tests {
         };
         let mut fleet = Fleet::load(&config, &PeerId::random().to_string(), &dir);
         let now = 1_800_000_000;
-        let fleet_of = |f: &Fleet| read_voters(&file, Some(f), now);
+        let fleet_of = |f: &Fleet| read_voters(&file, Some(f));
         assert_eq!(fleet_of(&fleet), Ok(Vec::new()), "a new node has none");
         // From a release before fleets: nobody in it is a member.
         let ids = [
@@ -366,15 +370,15 @@ mod tests {
         std::fs::write(&file, serde_json::to_vec(&voters).unwrap()).unwrap();
         assert_eq!(
             fleet_of(&fleet),
-            Ok(vec![ids[0], ids[3]]),
-            "expired and foreign go"
+            Ok(vec![ids[0], ids[1], ids[3]]),
+            "the foreign one goes; the expired one was a member, and stays"
         );
         fleet
-            .revoke(Revocation::issue(&owner, &ids[3].to_string(), now))
+            .revoke([Revocation::issue(&owner, &ids[3].to_string(), now)])
             .unwrap();
-        assert_eq!(fleet_of(&fleet), Ok(vec![ids[0]]), "revoked goes");
+        assert_eq!(fleet_of(&fleet), Ok(vec![ids[0], ids[1]]), "revoked goes");
         assert_eq!(
-            read_voters(&file, None, now),
+            read_voters(&file, None),
             Ok(Vec::new()),
             "no fleet, no voters"
         );

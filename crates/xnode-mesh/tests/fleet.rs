@@ -191,7 +191,15 @@ fn only_admitted_nodes_are_members_and_a_revoked_one_is_out_for_good() {
             _ => true,
         }
     });
-    let standing = c.nodes.get_mut("c").unwrap().request("fleet")["fleet"]["standing"].clone();
+    // c hears of it too (from a, or from the gossip), maybe a little later.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let standing = loop {
+        let s = c.nodes.get_mut("c").unwrap().request("fleet")["fleet"]["standing"].clone();
+        if s["state"] == "outside" || std::time::Instant::now() > until {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(standing["state"], "outside", "{standing}");
     assert!(
         standing["why"].as_str().unwrap().contains("revoked"),

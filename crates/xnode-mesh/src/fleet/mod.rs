@@ -25,6 +25,9 @@ const FLEET_FILE: &str = "fleet.json";
 /// make one, so the bound guards against a careless owner, not a stranger.
 pub const MAX_REVOCATIONS: usize = 4096;
 
+/// A node stops counting itself a member this long before its certificate expires.
+pub const EXPIRY_MARGIN_SECS: u64 = 60;
+
 /// `status` warns this long before the node's certificate expires, when nothing will
 /// renew it.
 pub const WARN_BEFORE_SECS: u64 = 7 * 24 * 3600;
@@ -112,7 +115,14 @@ impl Fleet {
                     fleet.revoked.insert(r.peer.clone(), r);
                 }
             }
-            fleet.own = saved.certificate;
+            // Only if it is still this node's: the state may have been restored
+            // beside a new identity.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            fleet.own = saved
+                .certificate
+                .filter(|c| fleet.admits(me, c, None, now).is_ok());
         }
         fleet
     }
@@ -151,29 +161,55 @@ impl Fleet {
         self.revoked.contains_key(peer)
     }
 
-    /// Takes in the owner's revocation; `Ok(true)` if it is news.
-    pub fn revoke(&mut self, revocation: Revocation) -> Result<bool, Refused> {
-        revocation.check(&self.owner)?;
-        if self.revoked.contains_key(&revocation.peer) {
-            return Ok(false);
+    /// Takes in the owner's revocations: the peers revoked that were news, or why one
+    /// was refused (the valid ones are kept all the same). One already held costs no
+    /// signature check, and one of a newer format is passed over; the state is saved
+    /// once for the lot.
+    pub fn revoke(
+        &mut self,
+        batch: impl IntoIterator<Item = Revocation>,
+    ) -> Result<Vec<String>, (Vec<String>, String)> {
+        let (mut news, mut refused) = (Vec::new(), None);
+        for r in batch {
+            if self.revoked.contains_key(&r.peer) {
+                continue;
+            }
+            match r.check(&self.owner) {
+                Ok(()) => {}
+                Err(Refused::Version(_)) => continue,
+                Err(e) => {
+                    refused.get_or_insert(e.to_string());
+                    continue;
+                }
+            }
+            if r.peer.parse::<libp2p::PeerId>().is_err() {
+                refused.get_or_insert(format!("{:?} is not a peer id", r.peer));
+                continue;
+            }
+            if self.revoked.len() >= MAX_REVOCATIONS {
+                warn!(
+                    "the fleet holds {MAX_REVOCATIONS} revocations, the most a node keeps: no more are taken"
+                );
+                refused.get_or_insert(format!(
+                    "this node keeps at most {MAX_REVOCATIONS} revocations"
+                ));
+                break;
+            }
+            if r.peer == self.me {
+                warn!("the owner revoked this node: it is no longer a member of its fleet");
+                self.own = None;
+                self.join_key = None;
+            }
+            news.push(r.peer.clone());
+            self.revoked.insert(r.peer.clone(), r);
         }
-        if self.revoked.len() >= MAX_REVOCATIONS
-            && let Some(oldest) = self
-                .revoked
-                .values()
-                .min_by_key(|r| r.at)
-                .map(|r| r.peer.clone())
-        {
-            self.revoked.remove(&oldest);
+        if !news.is_empty() {
+            self.save();
         }
-        if revocation.peer == self.me {
-            warn!("the owner revoked this node: it is no longer a member of its fleet");
-            self.own = None;
-            self.join_key = None;
+        match refused {
+            None => Ok(news),
+            Some(why) => Err((news, why)),
         }
-        self.revoked.insert(revocation.peer.clone(), revocation);
-        self.save();
-        Ok(true)
     }
 
     /// The revocations this node keeps, to pass on.
@@ -181,9 +217,20 @@ impl Fleet {
         self.revoked.values()
     }
 
-    /// Takes a certificate for this node (delivered by the owner).
-    pub fn take(&mut self, cert: Certificate, now: u64) -> Result<(), Refused> {
-        self.admits(&self.me.clone(), &cert, None, now)?;
+    /// Takes a certificate for this node (delivered by the owner). One that expires
+    /// no later than the one held is refused: old certificates are public (every
+    /// heartbeat carries one), and nobody may swap a node's for a shorter one.
+    pub fn take(&mut self, cert: Certificate, now: u64) -> Result<(), String> {
+        self.admits(&self.me.clone(), &cert, None, now)
+            .map_err(|e| e.to_string())?;
+        if let Some(held) = self.certificate(now)
+            && held.expires >= cert.expires
+        {
+            return Err(format!(
+                "this node holds a certificate that lasts as long or longer (until {})",
+                held.expires
+            ));
+        }
         self.own = Some(cert);
         self.save();
         Ok(())
@@ -214,10 +261,14 @@ impl Fleet {
                 }
             }
         }
+        // A node stops counting itself a member a little before its certificate
+        // expires, so a clock a little behind the others' never has it run a workload
+        // they no longer count it for.
         let me = self.me.clone();
-        self.own
-            .as_ref()
-            .filter(|c| self.admits(&me, c, Some(c), now).is_ok())
+        self.own.as_ref().filter(|c| {
+            self.admits(&me, c, Some(c), now.saturating_add(EXPIRY_MARGIN_SECS))
+                .is_ok()
+        })
     }
 
     /// Whether this node is a member now, and for how long.

@@ -30,28 +30,36 @@ fn revocations_are_the_owners_and_survive_a_restart() {
     let mut fleet = Fleet::load(&config, &me, &d);
     let cert = Certificate::issue(&owner, &other, NOW, NOW + DAY);
     assert_eq!(fleet.admits(&other, &cert, None, NOW), Ok(()));
-    // A stranger's revocation, or an altered one, changes nothing.
+    // A stranger's revocation, an altered one, or one of no peer changes nothing.
     let forged = Revocation::issue(&stranger, &other, NOW);
-    assert!(fleet.revoke(forged).is_err());
+    assert!(fleet.revoke([forged]).is_err());
     let mut altered = Revocation::issue(&owner, &me, NOW);
     altered.peer = other.clone();
-    assert!(
-        fleet
-            .revoke(altered)
-            .unwrap_err()
-            .to_string()
-            .contains("forged")
-    );
+    let (news, why) = fleet.revoke([altered]).unwrap_err();
+    assert!(news.is_empty() && why.contains("forged"), "{why}");
+    let (_, why) = fleet
+        .revoke([Revocation::issue(&owner, "typo", NOW)])
+        .unwrap_err();
+    assert!(why.contains("not a peer id"), "{why}");
     assert_eq!(fleet.admits(&other, &cert, Some(&cert), NOW), Ok(()));
 
+    // A forged one beside a good one: the good one is taken, and the forgery named.
+    let (news, why) = fleet
+        .revoke([
+            Revocation::issue(&stranger, &me, NOW),
+            Revocation::issue(&owner, &other, NOW),
+        ])
+        .unwrap_err();
+    assert_eq!(news, std::slice::from_ref(&other), "{why}");
     assert_eq!(
-        fleet.revoke(Revocation::issue(&owner, &other, NOW)),
-        Ok(true)
+        fleet.revoke([Revocation::issue(&owner, &other, NOW + 1)]),
+        Ok(vec![]),
+        "already held"
     );
-    assert_eq!(
-        fleet.revoke(Revocation::issue(&owner, &other, NOW + 1)),
-        Ok(false)
-    );
+    // A newer format is passed over, not refused.
+    let mut newer = Revocation::issue(&owner, &peer(), NOW);
+    newer.v = 2;
+    assert_eq!(fleet.revoke([newer]), Ok(vec![]));
     let err = fleet.admits(&other, &cert, Some(&cert), NOW).unwrap_err();
     assert_eq!(err, Refused::Revoked(other.clone()));
     // A fresh certificate for a revoked peer is no way back.
@@ -132,7 +140,7 @@ fn a_join_key_admits_renews_and_a_revocation_ends_it() {
     let renewed = renewing.certificate(late).cloned().unwrap();
     assert_eq!(renewed.expires, late + JOIN_CERT_LIFETIME_SECS);
     renewing
-        .revoke(Revocation::issue(&owner, &me, late))
+        .revoke([Revocation::issue(&owner, &me, late)])
         .unwrap();
     assert!(renewing.certificate(late + 1).is_none());
     match renewing.standing(late + 1) {

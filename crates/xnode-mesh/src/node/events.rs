@@ -11,6 +11,7 @@ use tracing::{debug, info};
 
 use super::behaviour::{BehaviourEvent, KAD_PROTOCOL};
 use super::{Node, now_ms};
+use crate::fleet::Refused;
 use crate::membership::State;
 use crate::message::Message;
 
@@ -140,7 +141,11 @@ impl Node {
     }
 
     /// Whether to believe (and pass on) a message: `Ok(false)` passes on nothing but
-    /// blames nobody (news already had); `Err` is blamed on whoever sent it.
+    /// blames nobody; `Err` is blamed on whoever sent it, and on each peer that passed
+    /// it on. So only what is wrong in itself is an `Err` (malformed, forged, another
+    /// fleet's or another peer's certificate). What only this node's view refuses (a
+    /// revocation or an expiry it knows of, a sender it has not heard yet) may have
+    /// been right by the forwarder's view: it is ignored, and nobody is blamed.
     fn on_message(&mut self, source: Option<PeerId>, data: &[u8]) -> Result<bool, String> {
         let source = source.ok_or("an unsigned message")?;
         let message = Message::decode(data).map_err(|e| e.to_string())?;
@@ -158,9 +163,14 @@ impl Node {
                     return Ok(true);
                 }
                 let known = self.membership.get(&source).map(|m| &m.info.cert);
-                fleet
-                    .admits(&source.to_string(), &hb.cert, known, now_ms() / 1000)
-                    .map_err(|e| format!("not a member's heartbeat: {e}"))?;
+                match fleet.admits(&source.to_string(), &hb.cert, known, now_ms() / 1000) {
+                    Ok(()) => {}
+                    Err(e @ (Refused::Revoked(_) | Refused::Expired { .. })) => {
+                        debug!(%source, "a heartbeat no longer counted: {e}");
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(format!("not a member's heartbeat: {e}")),
+                }
                 if let Some(change) = self.membership.heard(&source, *hb, now) {
                     self.report(change);
                 }
@@ -172,7 +182,7 @@ impl Node {
                 seq,
             } => {
                 if source != me && !is_member(self, &source) {
-                    return Err("a Gone report from a non-member".into());
+                    return Ok(false); // Not a member's, as far as this node knows.
                 }
                 let peer: PeerId = peer.parse().map_err(|_| "Gone names no peer id")?;
                 if peer == me {
@@ -187,15 +197,13 @@ impl Node {
                 }
             }
             Message::Revocations { revocations } => {
-                let mut news = false;
-                for r in revocations {
-                    news |= self.take_revocation(r, false)?;
-                }
-                return Ok(news);
+                return self
+                    .take_revocations(revocations, false)
+                    .map(|news| news > 0);
             }
             Message::Unknown => {
                 if !is_member(self, &source) {
-                    return Err("a message from a non-member".into());
+                    return Ok(false);
                 }
             }
         }

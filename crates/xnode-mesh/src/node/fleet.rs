@@ -31,8 +31,12 @@ pub enum FleetRequest {
 
 type Reply = oneshot::Sender<Result<String, String>>;
 
-fn revoked(news: bool) -> &'static str {
-    if news { "revoked" } else { "already revoked" }
+fn revoked(news: usize) -> &'static str {
+    if news > 0 {
+        "revoked"
+    } else {
+        "already revoked"
+    }
 }
 
 impl Node {
@@ -51,7 +55,7 @@ impl Node {
                 let verdict = match request {
                     FleetRequest::Certificate { certificate } => self.take_certificate(certificate),
                     FleetRequest::Revocation { revocation } => self
-                        .take_revocation(revocation, true)
+                        .take_revocations(vec![revocation], true)
                         .map(|news| revoked(news).into()),
                 };
                 debug!(%peer, "fleet request: {verdict:?}");
@@ -109,37 +113,54 @@ impl Node {
         Ok(format!("admitted until {}", cert.expires))
     }
 
-    /// The owner's revocation, from a peer, a message or the local agent: `Ok(true)`
-    /// if it is news. With `tell`, news is published to the fleet (a message on the
-    /// topic is passed on by gossip itself).
-    pub(super) fn take_revocation(
+    /// The owner's revocations, from a peer, a message or the local agent: how many
+    /// were news, or why one was refused (the valid ones are taken all the same).
+    /// Each revoked peer is dead here at once and is told itself, if connected: a
+    /// revoked node that missed the news would go on running what the others take
+    /// over. With `tell`, the news is published to the fleet (a message on the topic
+    /// is passed on by gossip itself).
+    pub(super) fn take_revocations(
         &mut self,
-        revocation: Revocation,
+        batch: Vec<Revocation>,
         tell: bool,
-    ) -> Result<bool, String> {
+    ) -> Result<usize, String> {
         let fleet = self
             .fleet
             .as_mut()
             .ok_or("this node names no owner, so it joins no fleet")?;
-        let peer = revocation.peer.clone();
-        let news = fleet
-            .revoke(revocation.clone())
-            .map_err(|e| format!("the revocation is refused: {e}"))?;
-        if news {
-            info!(peer, "the owner revoked a member");
-            if let Ok(id) = peer.parse::<PeerId>()
-                && let Some(change) = self.membership.revoked(&id, Instant::now())
-            {
-                self.report(change);
+        let (news, refused) = match fleet.revoke(batch.iter().cloned()) {
+            Ok(news) => (news, None),
+            Err((news, why)) => (news, Some(why)),
+        };
+        if !news.is_empty() {
+            let fresh: Vec<Revocation> = batch
+                .into_iter()
+                .filter(|r| news.contains(&r.peer))
+                .collect();
+            for r in &fresh {
+                info!(peer = r.peer, "the owner revoked a member");
+                let Ok(id) = r.peer.parse::<PeerId>() else {
+                    continue;
+                };
+                if let Some(change) = self.membership.revoked(&id, Instant::now()) {
+                    self.report(change);
+                }
+                if self.swarm.is_connected(&id) {
+                    let request = FleetRequest::Revocation {
+                        revocation: r.clone(),
+                    };
+                    self.swarm.behaviour_mut().fleet.send_request(&id, request);
+                }
             }
             if tell {
-                self.publish(&Message::Revocations {
-                    revocations: vec![revocation],
-                });
+                self.publish(&Message::Revocations { revocations: fresh });
             }
             self.check();
         }
-        Ok(news)
+        match refused {
+            Some(why) => Err(format!("a revocation is refused: {why}")),
+            None => Ok(news.len()),
+        }
     }
 
     /// Every [`REPUBLISH`], the revocations this node keeps, for members that were
@@ -150,9 +171,13 @@ impl Node {
             return;
         }
         self.republish_at = now + REPUBLISH;
-        let Some(fleet) = &self.fleet else {
+        // Members only: a node outside the fleet has no standing to speak on its topic.
+        let Some(fleet) = self.fleet.as_mut() else {
             return;
         };
+        if fleet.certificate(now_ms() / 1000).is_none() {
+            return;
+        }
         let all: Vec<Revocation> = fleet.revocations().cloned().collect();
         for chunk in all.chunks(MAX_REVOCATIONS_PER_MESSAGE) {
             self.publish(&Message::Revocations {
@@ -176,22 +201,11 @@ impl Node {
         self.fleet_pending.insert(id, reply);
     }
 
-    /// Takes the owner's revocation, tells the fleet, and the revoked peer itself if
-    /// it is connected.
+    /// Takes the owner's revocation, and tells the fleet and the revoked peer.
     pub(super) fn revoke(&mut self, revocation: Revocation, reply: Reply) {
-        let peer = revocation.peer.parse::<PeerId>().ok();
         let verdict = self
-            .take_revocation(revocation.clone(), true)
+            .take_revocations(vec![revocation], true)
             .map(|news| revoked(news).into());
-        if verdict.is_ok()
-            && let Some(peer) = peer.filter(|p| self.swarm.is_connected(p))
-        {
-            let request = FleetRequest::Revocation { revocation };
-            self.swarm
-                .behaviour_mut()
-                .fleet
-                .send_request(&peer, request);
-        }
         let _ = reply.send(verdict);
     }
 

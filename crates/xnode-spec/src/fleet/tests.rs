@@ -55,10 +55,13 @@ fn certificates_are_refused_with_their_reasons() {
         let cases: Vec<(&str, Certificate, &str, u64, &str)> = vec![
             (
                 "forged",
-                Certificate::issue(&stranger, &p, NOW, NOW + DAY),
+                Certificate {
+                    owner: fleet,
+                    ..Certificate::issue(&stranger, &p, NOW, NOW + DAY)
+                },
                 &p,
                 NOW,
-                "not",
+                "forged or altered",
             ),
             ("altered", altered, &p, NOW, "forged or altered"),
             ("expired", good.clone(), &p, NOW + DAY, "expired at"),
@@ -68,7 +71,7 @@ fn certificates_are_refused_with_their_reasons() {
                 Certificate::issue(&stranger, &p, NOW, NOW + DAY),
                 &p,
                 NOW,
-                "not",
+                "is for the fleet of",
             ),
             ("version", version, &p, NOW, "version 2"),
             ("huge", huge, &p, NOW, "at most"),

@@ -24,7 +24,7 @@ pub fn run(command: &FleetCommand) -> Result<Outcome> {
     match command {
         FleetCommand::JoinKey { key, expires, file } => {
             let owner = cmd::key::read(key)?;
-            let expires = now + seconds(expires)?;
+            let expires = later(now, expires)?;
             let join_key = JoinKey::create(&owner, expires)?;
             write_new(file, &serde_json::to_string_pretty(&join_key)?)?;
             cmd::print(&format!(
@@ -41,7 +41,7 @@ pub fn run(command: &FleetCommand) -> Result<Outcome> {
             agent,
         } => {
             let owner = cmd::key::read(key)?;
-            let expires = now + seconds(expires)?;
+            let expires = later(now, expires)?;
             let mut failed = false;
             for peer in peers {
                 let cert = Certificate::issue(&owner, peer, now, expires);
@@ -78,6 +78,12 @@ pub fn run(command: &FleetCommand) -> Result<Outcome> {
             Ok(Outcome::Success)
         }
     }
+}
+
+/// `now` plus a duration, in seconds since the Unix epoch.
+fn later(now: u64, duration: &str) -> Result<u64> {
+    now.checked_add(seconds(duration)?)
+        .with_context(|| format!("{duration:?} is further off than any clock reaches"))
 }
 
 /// "30d", "12h", "90min", "3600s".
