@@ -34,17 +34,9 @@ fn spec(i: usize, net: &Network) -> Vec<u8> {
     } else {
         owner()
     };
-    let bootstrap: Vec<String> = (0..N)
-        .filter(|j| *j != i)
-        .map(|j| Cluster::mesh_address(net, j))
-        .collect();
-    let spec = json!({
-        "version": 1,
-        "node": {"name": format!("n{i}"), "owner": fleet_owner.owner().to_string()},
-        "mesh": {"listen": [Cluster::mesh_address(net, i)], "bootstrap": bootstrap},
-        "workloads": {"solo": {"command": ["/bin/sleep", "infinity"], "placement": {"mesh": {}}}},
-    });
-    serde_json::to_vec(&spec).unwrap()
+    let workloads =
+        json!({"solo": {"command": ["/bin/sleep", "infinity"], "placement": {"mesh": {}}}});
+    Cluster::spec_of(N, i, net, &fleet_owner, &workloads)
 }
 
 fn flags(i: usize) -> String {

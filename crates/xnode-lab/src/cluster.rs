@@ -58,13 +58,24 @@ impl Cluster {
     /// The spec of node `i` of `n`: called `n{i}`, owned by the lab's owner, joining
     /// through all the others, running `workloads`.
     pub fn spec(n: usize, i: usize, net: &Network, workloads: &Value) -> Vec<u8> {
+        Cluster::spec_of(n, i, net, &crate::fleet::owner(), workloads)
+    }
+
+    /// [`Cluster::spec`], owned by `owner`.
+    pub fn spec_of(
+        n: usize,
+        i: usize,
+        net: &Network,
+        owner: &xnode_spec::keys::OwnerKey,
+        workloads: &Value,
+    ) -> Vec<u8> {
         let bootstrap: Vec<String> = (0..n)
             .filter(|j| *j != i)
             .map(|j| Cluster::mesh_address(net, j))
             .collect();
         let spec = json!({
             "version": 1,
-            "node": {"name": format!("n{i}"), "owner": crate::fleet::owner().owner().to_string()},
+            "node": {"name": format!("n{i}"), "owner": owner.owner().to_string()},
             "mesh": {"listen": [Cluster::mesh_address(net, i)], "bootstrap": bootstrap},
             "workloads": workloads,
         });

@@ -139,6 +139,31 @@ pub struct PushResponse {
     pub message: String,
 }
 
+impl PushResponse {
+    /// The answer to send for a verdict.
+    pub(crate) fn of(verdict: Result<String, String>) -> PushResponse {
+        match verdict {
+            Ok(message) => PushResponse {
+                accepted: true,
+                message,
+            },
+            Err(message) => PushResponse {
+                accepted: false,
+                message,
+            },
+        }
+    }
+
+    /// The verdict an answer carries.
+    pub(crate) fn verdict(self) -> Result<String, String> {
+        if self.accepted {
+            Ok(self.message)
+        } else {
+            Err(self.message)
+        }
+    }
+}
+
 pub(crate) enum Command {
     Members(oneshot::Sender<Vec<MemberView>>),
     Providers(Option<String>, oneshot::Sender<Vec<Provider>>),

@@ -59,10 +59,7 @@ impl Node {
                         .map(|news| revoked(news).into()),
                 };
                 debug!(%peer, "fleet request: {verdict:?}");
-                let answer = PushResponse {
-                    accepted: verdict.is_ok(),
-                    message: verdict.unwrap_or_else(|e| e),
-                };
+                let answer = PushResponse::of(verdict);
                 let _ = self
                     .swarm
                     .behaviour_mut()
@@ -78,10 +75,7 @@ impl Node {
                 ..
             } => {
                 if let Some(reply) = self.fleet_pending.remove(&request_id) {
-                    let _ = reply.send(match response.accepted {
-                        true => Ok(response.message),
-                        false => Err(response.message),
-                    });
+                    let _ = reply.send(response.verdict());
                 }
             }
             E::OutboundFailure {

@@ -43,20 +43,11 @@ impl Node {
                     return;
                 }
                 tokio::spawn(async move {
-                    let answer = match verdict.await {
-                        Ok(Ok(message)) => PushResponse {
-                            accepted: true,
-                            message,
-                        },
-                        Ok(Err(message)) => PushResponse {
-                            accepted: false,
-                            message,
-                        },
-                        Err(_) => PushResponse {
-                            accepted: false,
-                            message: "the node went away".into(),
-                        },
-                    };
+                    let answer = PushResponse::of(
+                        verdict
+                            .await
+                            .unwrap_or_else(|_| Err("the node went away".into())),
+                    );
                     let _ = commands.send(Command::Respond(channel, answer)).await;
                 });
             }
@@ -69,11 +60,7 @@ impl Node {
                 ..
             } => {
                 if let Some(reply) = self.pending.remove(&request_id) {
-                    let _ = reply.send(if response.accepted {
-                        Ok(response.message)
-                    } else {
-                        Err(response.message)
-                    });
+                    let _ = reply.send(response.verdict());
                 }
             }
             E::OutboundFailure {

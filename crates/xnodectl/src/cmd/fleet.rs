@@ -3,9 +3,6 @@
 //! who is in.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::Path;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
@@ -26,7 +23,7 @@ pub fn run(command: &FleetCommand) -> Result<Outcome> {
             let owner = cmd::key::read(key)?;
             let expires = later(now, expires)?;
             let join_key = JoinKey::create(&owner, expires)?;
-            write_new(file, &serde_json::to_string_pretty(&join_key)?)?;
+            cmd::write_secret(file, "join key", &serde_json::to_string_pretty(&join_key)?)?;
             cmd::print(&format!(
                 "{}: a join key for the fleet of {}, until {expires} (Unix time)\n",
                 file.display(),
@@ -101,24 +98,6 @@ fn seconds(text: &str) -> Result<u64> {
         Some(s) if s > 0 => Ok(s),
         _ => bail!("{text:?} is not a duration (use e.g. \"30d\", \"12h\", \"90min\")"),
     }
-}
-
-/// A new file, mode 0600; an existing one is never overwritten.
-fn write_new(file: &Path, text: &str) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(file)
-        .with_context(|| {
-            format!(
-                "cannot create {} (an existing join key is never overwritten)",
-                file.display()
-            )
-        })?;
-    writeln!(f, "{text}")
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", file.display()))
 }
 
 /// Prints one peer's answer; whether it was accepted.

@@ -1,7 +1,6 @@
 //! `xnodectl key generate|show`: owner keys, kept in files that only their user reads.
 
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -42,20 +41,7 @@ fn generate(file: &Path, kind: KeyType) -> Result<OwnerKey> {
         KeyType::Eth => KeyKind::Eth,
     };
     let key = OwnerKey::generate(kind)?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(file)
-        .with_context(|| {
-            format!(
-                "cannot create {} (an existing key is never overwritten)",
-                file.display()
-            )
-        })?;
-    writeln!(f, "{}", key.to_secret_string())
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", file.display()))?;
+    cmd::write_secret(file, "key", &key.to_secret_string())?;
     Ok(key)
 }
 

@@ -18,7 +18,7 @@ pub mod validate;
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use xnode_spec::{Invalid, Validated};
 
 use crate::input;
@@ -79,4 +79,24 @@ pub fn call(socket: &Path, request: xnode_api::Request) -> Result<serde_json::Va
         request,
         std::time::Duration::from_secs(3600),
     )?)
+}
+
+/// Writes a secret to a new file, mode 0600 from the start; an existing file is never
+/// overwritten (it may be the only copy of a key).
+pub fn write_secret(file: &Path, what: &str, text: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| {
+            format!(
+                "cannot create {} (an existing {what} is never overwritten)",
+                file.display()
+            )
+        })?;
+    writeln!(f, "{text}")
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", file.display()))
 }
