@@ -33,7 +33,8 @@ fn spec(n: usize) -> String {
         (0..n).map(|i| (format!("svc-{i}"), workload(i))).collect();
     let spec = json!({
         "version": 1,
-        "node": {"name": "bench", "labels": {"tier": "web"}},
+        "node": {"name": "bench", "labels": {"tier": "web"},
+                 "owner": "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="},
         "mesh": {"listen": ["/ip4/0.0.0.0/tcp/7720"]},
         "workloads": workloads,
     });
