@@ -164,7 +164,8 @@ impl Fleet {
     /// Takes in the owner's revocations: the peers revoked that were news, or why one
     /// was refused (the valid ones are kept all the same). One already held costs no
     /// signature check, and one of a newer format is passed over; the state is saved
-    /// once for the lot.
+    /// once for the lot. Past [`MAX_REVOCATIONS`] no more are taken (a warning, not a
+    /// refusal: which ones a node holds is its own view).
     pub fn revoke(
         &mut self,
         batch: impl IntoIterator<Item = Revocation>,
@@ -187,12 +188,12 @@ impl Fleet {
                 continue;
             }
             if self.revoked.len() >= MAX_REVOCATIONS {
+                // Which ones a full node holds is its own view: the sender is not to
+                // blame, so this is no refusal, only a loud warning.
                 warn!(
-                    "the fleet holds {MAX_REVOCATIONS} revocations, the most a node keeps: no more are taken"
+                    peer = r.peer,
+                    "the fleet holds {MAX_REVOCATIONS} revocations, the most a node keeps: this one is not taken"
                 );
-                refused.get_or_insert(format!(
-                    "this node keeps at most {MAX_REVOCATIONS} revocations"
-                ));
                 break;
             }
             if r.peer == self.me {
@@ -218,16 +219,25 @@ impl Fleet {
     }
 
     /// Takes a certificate for this node (delivered by the owner). One that expires
-    /// no later than the one held is refused: old certificates are public (every
-    /// heartbeat carries one), and nobody may swap a node's for a shorter one.
+    /// before the one held is refused: old certificates are public (every heartbeat
+    /// carries one), and nobody may swap a node's for a shorter one. The one held,
+    /// delivered again, is taken as it is.
     pub fn take(&mut self, cert: Certificate, now: u64) -> Result<(), String> {
-        self.admits(&self.me.clone(), &cert, None, now)
+        let me = self.me.clone();
+        self.admits(&me, &cert, None, now.saturating_add(EXPIRY_MARGIN_SECS))
             .map_err(|e| e.to_string())?;
-        if let Some(held) = self.certificate(now)
-            && held.expires >= cert.expires
+        let held = self
+            .own
+            .as_ref()
+            .filter(|c| self.admits(&me, c, Some(c), now).is_ok());
+        if held == Some(&cert) {
+            return Ok(());
+        }
+        if let Some(held) = held
+            && held.expires > cert.expires
         {
             return Err(format!(
-                "this node holds a certificate that lasts as long or longer (until {})",
+                "this node holds a certificate that lasts longer (until {})",
                 held.expires
             ));
         }

@@ -149,3 +149,30 @@ fn a_join_key_admits_renews_and_a_revocation_ends_it() {
     }
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn a_node_takes_a_longer_certificate_never_a_shorter_one() {
+    let owner = OwnerKey::generate(KeyKind::Ed25519).unwrap();
+    let me = peer();
+    let d = dir("take");
+    let config = FleetConfig {
+        owner: owner.owner(),
+        join_key: None,
+    };
+    let mut fleet = Fleet::load(&config, &me, &d);
+    let year = Certificate::issue(&owner, &me, NOW, NOW + 365 * DAY);
+    assert_eq!(fleet.take(year.clone(), NOW), Ok(()));
+    assert_eq!(fleet.take(year.clone(), NOW), Ok(()), "the same one again");
+    let week = Certificate::issue(&owner, &me, NOW - DAY, NOW + 7 * DAY);
+    let err = fleet.take(week, NOW).unwrap_err();
+    assert!(err.contains("lasts longer"), "{err}");
+    // One that runs out within the margin would not make it a member: refused.
+    let fresh_dir = dir("take-brief");
+    let other = peer();
+    let mut fresh = Fleet::load(&config, &other, &fresh_dir);
+    let brief = Certificate::issue(&owner, &other, NOW, NOW + 10);
+    assert!(fresh.take(brief, NOW).is_err());
+    std::fs::remove_dir_all(&fresh_dir).unwrap();
+    assert_eq!(fleet.certificate(NOW).cloned(), Some(year));
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -92,7 +92,8 @@ impl Node {
                     message,
                 } = event
                 {
-                    let verdict = self.on_message(message.source, &message.data);
+                    let verdict =
+                        self.on_message(message.source, propagation_source, &message.data);
                     let acceptance = match verdict {
                         Ok(true) => gossipsub::MessageAcceptance::Accept,
                         Ok(false) => gossipsub::MessageAcceptance::Ignore,
@@ -146,8 +147,16 @@ impl Node {
     /// fleet's or another peer's certificate). What only this node's view refuses (a
     /// revocation or an expiry it knows of, a sender it has not heard yet) may have
     /// been right by the forwarder's view: it is ignored, and nobody is blamed.
-    fn on_message(&mut self, source: Option<PeerId>, data: &[u8]) -> Result<bool, String> {
+    fn on_message(
+        &mut self,
+        source: Option<PeerId>,
+        from: PeerId,
+        data: &[u8],
+    ) -> Result<bool, String> {
         let source = source.ok_or("an unsigned message")?;
+        // Straight from its author, a message this node refuses is the author's
+        // fault, whatever the reason: it is blamed.
+        let ignore = |why: String| if from == source { Err(why) } else { Ok(false) };
         let message = Message::decode(data).map_err(|e| e.to_string())?;
         let now = Instant::now();
         let me = *self.swarm.local_peer_id();
@@ -167,7 +176,7 @@ impl Node {
                     Ok(()) => {}
                     Err(e @ (Refused::Revoked(_) | Refused::Expired { .. })) => {
                         debug!(%source, "a heartbeat no longer counted: {e}");
-                        return Ok(false);
+                        return ignore(format!("not a member's heartbeat: {e}"));
                     }
                     Err(e) => return Err(format!("not a member's heartbeat: {e}")),
                 }
@@ -182,7 +191,8 @@ impl Node {
                 seq,
             } => {
                 if source != me && !is_member(self, &source) {
-                    return Ok(false); // Not a member's, as far as this node knows.
+                    // Not a member's, as far as this node knows.
+                    return ignore("a Gone report from a non-member".into());
                 }
                 let peer: PeerId = peer.parse().map_err(|_| "Gone names no peer id")?;
                 if peer == me {
@@ -203,7 +213,7 @@ impl Node {
             }
             Message::Unknown => {
                 if !is_member(self, &source) {
-                    return Ok(false);
+                    return ignore("a message from a non-member".into());
                 }
             }
         }
