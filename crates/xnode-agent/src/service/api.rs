@@ -240,39 +240,6 @@ where
         });
     }
 
-    fn mesh_query(&self, request: Request, reply: oneshot::Sender<Reply>) {
-        let handle = match self.mesh_handle() {
-            Ok(h) => h,
-            Err(why) => {
-                let _ = reply.send(Reply::error(why));
-                return;
-            }
-        };
-        tokio::spawn(async move {
-            let answer = match request {
-                Request::MeshServices { service } => handle.providers(service).await.map(Reply::ok),
-                Request::FleetMembers => handle.fleet().await.map(Reply::ok),
-                Request::FleetAdmit { certificate } => {
-                    match serde_json::from_value::<xnode_mesh::fleet::Certificate>(certificate) {
-                        Ok(cert) => match cert.peer.parse() {
-                            Ok(peer) => handle.admit(peer, cert).await.map(answered),
-                            Err(_) => Ok(Reply::error(format!("{:?} is not a peer id", cert.peer))),
-                        },
-                        Err(e) => Ok(Reply::error(format!("not a certificate: {e}"))),
-                    }
-                }
-                Request::FleetRevoke { revocation } => {
-                    match serde_json::from_value::<xnode_mesh::fleet::Revocation>(revocation) {
-                        Ok(r) => handle.revoke(r).await.map(answered),
-                        Err(e) => Ok(Reply::error(format!("not a revocation: {e}"))),
-                    }
-                }
-                _ => handle.members().await.map(Reply::ok),
-            };
-            let _ = reply.send(answer.unwrap_or_else(|e| Reply::error(e.to_string())));
-        });
-    }
-
     /// Carries an owner's signed push to the node it names: this one, or a member,
     /// whose answer comes back without holding up this loop.
     fn push(&mut self, push: serde_json::Value, reply: oneshot::Sender<Reply>) {
@@ -399,7 +366,7 @@ where
         self.run_job(job, Some(Waiter::Push(c.reply)));
     }
 
-    fn mesh_handle(&self) -> Result<xnode_mesh::node::Handle, String> {
+    pub(super) fn mesh_handle(&self) -> Result<xnode_mesh::node::Handle, String> {
         let Some(mesh) = &self.mesh else {
             return Err("this node runs without the mesh (--no-mesh)".into());
         };
@@ -497,13 +464,5 @@ where
             });
             let _ = reply.send(Reply::ok(status));
         });
-    }
-}
-
-/// A peer's answer, as the API gives it.
-fn answered(answer: Result<String, String>) -> Reply {
-    match answer {
-        Ok(done) => Reply::ok(done),
-        Err(why) => Reply::error(why),
     }
 }

@@ -12,6 +12,7 @@ mod api;
 mod apply;
 mod converge;
 mod mesh;
+mod mesh_requests;
 mod spec_file;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,0 +1,55 @@
+//! The API's mesh and fleet requests: answered by the mesh node, beside the loop.
+
+use tokio::sync::oneshot;
+use xnode_api::{Reply, Request};
+
+use crate::nix::Realise;
+use crate::units::Units;
+
+impl<U, N> super::Service<U, N>
+where
+    U: Units + Send + Sync + 'static,
+    N: Realise + Clone + Send + Sync + 'static,
+{
+    /// The mesh and fleet requests, answered by the mesh node beside the loop.
+    pub(super) fn mesh_query(&self, request: Request, reply: oneshot::Sender<Reply>) {
+        let handle = match self.mesh_handle() {
+            Ok(h) => h,
+            Err(why) => {
+                let _ = reply.send(Reply::error(why));
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            let answer = match request {
+                Request::MeshServices { service } => handle.providers(service).await.map(Reply::ok),
+                Request::FleetMembers => handle.fleet().await.map(Reply::ok),
+                Request::FleetAdmit { certificate } => {
+                    match serde_json::from_value::<xnode_mesh::fleet::Certificate>(certificate) {
+                        Ok(cert) => match cert.peer.parse() {
+                            Ok(peer) => handle.admit(peer, cert).await.map(answered),
+                            Err(_) => Ok(Reply::error(format!("{:?} is not a peer id", cert.peer))),
+                        },
+                        Err(e) => Ok(Reply::error(format!("not a certificate: {e}"))),
+                    }
+                }
+                Request::FleetRevoke { revocation } => {
+                    match serde_json::from_value::<xnode_mesh::fleet::Revocation>(revocation) {
+                        Ok(r) => handle.revoke(r).await.map(answered),
+                        Err(e) => Ok(Reply::error(format!("not a revocation: {e}"))),
+                    }
+                }
+                _ => handle.members().await.map(Reply::ok),
+            };
+            let _ = reply.send(answer.unwrap_or_else(|e| Reply::error(e.to_string())));
+        });
+    }
+}
+
+/// A peer's answer, as the API gives it.
+fn answered(answer: Result<String, String>) -> Reply {
+    match answer {
+        Ok(done) => Reply::ok(done),
+        Err(why) => Reply::error(why),
+    }
+}
