@@ -117,7 +117,7 @@ async fn main() -> Result<()> {
     let join_key = read_join_key(args.join_key.as_deref());
     let mesh = (!args.no_mesh).then(|| {
         let mesh_metrics = xnode_mesh::Metrics::register(&mut registry);
-        let (events, receiver) = tokio::sync::mpsc::channel(64);
+        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         (
             Mesh::new(args.state_dir.clone(), join_key, mesh_metrics, events),
             receiver,

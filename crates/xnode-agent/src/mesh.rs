@@ -73,7 +73,7 @@ pub struct Mesh {
     state_dir: PathBuf,
     join_key: Option<JoinKey>,
     metrics: Arc<xnode_mesh::Metrics>,
-    events: mpsc::Sender<Event>,
+    events: mpsc::UnboundedSender<Event>,
     running: Option<Running>,
     /// Why the node is not running, when it should.
     pub error: Option<String>,
@@ -86,7 +86,7 @@ impl Mesh {
         state_dir: PathBuf,
         join_key: Option<JoinKey>,
         metrics: Arc<xnode_mesh::Metrics>,
-        events: mpsc::Sender<Event>,
+        events: mpsc::UnboundedSender<Event>,
     ) -> Mesh {
         Mesh {
             state_dir,

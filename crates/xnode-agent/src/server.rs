@@ -136,7 +136,10 @@ async fn answer(
 
 async fn request(line: String, commands: &mpsc::Sender<Command>) -> Reply {
     // Parsed beside the loop: a request may be 64 MiB.
-    let parsed = tokio::task::spawn_blocking(move || serde_json::from_str::<Envelope>(&line)).await;
+    let parsed = tokio::task::spawn_blocking(move || {
+        xnode_spec::json::from_slice::<Envelope>(line.as_bytes())
+    })
+    .await;
     let envelope = match parsed {
         Ok(Ok(e)) => e,
         Ok(Err(e)) => return Reply::error(format!("not a valid request: {e}")),

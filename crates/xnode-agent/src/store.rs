@@ -6,6 +6,7 @@
 //! a full disk at any moment leaves the previous state whole.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use tokio::fs::{self, File, OpenOptions};
 use tokio::io::AsyncWriteExt as _;
@@ -108,6 +109,24 @@ pub struct Store {
     published: tokio::sync::watch::Sender<State>,
 }
 
+/// A last push generation beyond what any node takes now (accepted before that limit
+/// existed) would lock out every later push: the node starts again from its clock, in
+/// milliseconds, which the default generations of later pushes are above.
+fn recover_push_lockout(mut state: State, now: SystemTime) -> State {
+    let since = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    if state.last_push > xnode_spec::push::generation_limit(since.as_secs()) {
+        let clock = u64::try_from(since.as_millis()).unwrap_or(u64::MAX);
+        tracing::warn!(
+            "the last push accepted has generation {}, far ahead of the clock; pushes are taken again from generation {clock}",
+            state.last_push
+        );
+        state.last_push = clock;
+    }
+    state
+}
+
 impl Store {
     /// Opens (creating, mode 0700) a state directory and reads its state.
     pub async fn open(dir: &Path) -> Result<Store, StoreError> {
@@ -130,6 +149,7 @@ impl Store {
             },
             Err(e) => return Err(io(&path)(e)),
         };
+        let state = recover_push_lockout(state, SystemTime::now());
         Ok(Store {
             dir: dir.to_owned(),
             published: tokio::sync::watch::channel(state.clone()).0,
@@ -255,6 +275,26 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xnode-store-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn a_push_generation_far_ahead_of_the_clock_is_forgotten_on_start() {
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let at = |last_push| {
+            recover_push_lockout(
+                State {
+                    last_push,
+                    ..State::default()
+                },
+                now,
+            )
+            .last_push
+        };
+        assert_eq!(at(u64::MAX), 1_800_000_000_000);
+        assert_eq!(at(1_800_000_300_001), 1_800_000_000_000);
+        for kept in [0, 7, 1_800_000_000_000, 1_800_000_300_000] {
+            assert_eq!(at(kept), kept);
+        }
     }
 
     #[tokio::test]

@@ -100,12 +100,8 @@ fn pushes_from_the_owner_are_applied_and_all_others_rejected() {
     assert_eq!(providers[0]["port"], 8080);
     let status = api(&b, Request::Status).unwrap();
     assert_eq!(status["mesh"]["alive"], 1, "{status:#}");
-    assert!(
-        status["mesh"]["peer_id"]
-            .as_str()
-            .unwrap()
-            .starts_with("12D3KooW")
-    );
+    let peer_b = status["mesh"]["peer_id"].as_str().unwrap().to_owned();
+    assert!(peer_b.starts_with("12D3KooW"));
     assert_eq!(status["mesh"]["members"][0]["node"], "a", "{status:#}");
     assert_eq!(
         status["mesh"]["services"][0]["service"], "web",
@@ -116,7 +112,7 @@ fn pushes_from_the_owner_are_applied_and_all_others_rejected() {
     let pushed = spec_b(json!({"web": {"command": ["/bin/sleep", "infinity"],
                                        "expose": [{"service": "web", "port": 8080}]},
                                "pushed": sleeper()}));
-    let good = push::sign(&owner, "b", 1000, now(), pushed.clone());
+    let good = push::sign(&owner, &peer_b, 1000, now(), pushed.clone());
     let push_via_a = |p: &push::Push| {
         api(
             &a,
@@ -139,13 +135,17 @@ fn pushes_from_the_owner_are_applied_and_all_others_rejected() {
     );
 
     // Everything else is rejected, with its reason, and changes nothing.
-    let mut forged = push::sign(&owner, "b", 2000, now(), pushed.clone());
+    let mut forged = push::sign(&owner, &peer_b, 2000, now(), pushed.clone());
     forged.spec["workloads"]["evil"] = sleeper();
+    let nobody = libp2p::identity::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id()
+        .to_string();
     let cases = [
         ("replayed", good.clone(), "not newer"),
         (
             "stale",
-            push::sign(&owner, "b", 999, now(), pushed.clone()),
+            push::sign(&owner, &peer_b, 999, now(), pushed.clone()),
             "not newer",
         ),
         (
@@ -155,18 +155,23 @@ fn pushes_from_the_owner_are_applied_and_all_others_rejected() {
         ),
         (
             "wrong key",
-            push::sign(&stranger, "b", 3000, now(), pushed.clone()),
+            push::sign(&stranger, &peer_b, 3000, now(), pushed.clone()),
             "signed by another key",
         ),
         (
             "too old",
-            push::sign(&owner, "b", 4000, now() - 3600, pushed.clone()),
+            push::sign(&owner, &peer_b, 4000, now() - 3600, pushed.clone()),
             "node's clock",
         ),
         (
             "for nobody",
-            push::sign(&owner, "zz", 5000, now(), pushed.clone()),
+            push::sign(&owner, &nobody, 5000, now(), pushed.clone()),
             "no live member",
+        ),
+        (
+            "far future",
+            push::sign(&owner, &peer_b, u64::MAX, now(), pushed.clone()),
+            "lock out every later push",
         ),
     ];
     for (what, p, reason) in cases {

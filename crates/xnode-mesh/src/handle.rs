@@ -123,8 +123,9 @@ pub enum Event {
     Push {
         /// Who delivered it.
         from: PeerId,
-        /// The push envelope, as it came.
-        push: Vec<u8>,
+        /// The push envelope, as it came: it holds a share of the node's push budget
+        /// until dropped, so drop it once checked.
+        push: crate::node::PushBytes,
         /// Accepted (with a note) or rejected (with the reason).
         reply: oneshot::Sender<Result<String, String>>,
     },
@@ -170,11 +171,7 @@ pub(crate) enum Command {
     Status(oneshot::Sender<Status>),
     SetWorkloads(BTreeMap<String, String>, BTreeSet<String>),
     SetLocal(BTreeMap<String, String>, Vec<Service>),
-    Push(
-        String,
-        serde_json::Value,
-        oneshot::Sender<Result<String, String>>,
-    ),
+    Push(PeerId, Vec<u8>, oneshot::Sender<Result<String, String>>),
     Respond(
         request_response::ResponseChannel<PushResponse>,
         PushResponse,
@@ -278,12 +275,13 @@ impl Handle {
         self.ask(|tx| Command::Revoke(revocation, tx)).await
     }
 
-    /// Delivers a signed push to the member called `node`; its answer comes back.
+    /// Delivers a signed push (its envelope's bytes) to the member `peer`; its answer
+    /// comes back.
     pub async fn push(
         &self,
-        node: String,
-        push: serde_json::Value,
+        peer: PeerId,
+        push: Vec<u8>,
     ) -> Result<Result<String, String>, Stopped> {
-        self.ask(|tx| Command::Push(node, push, tx)).await
+        self.ask(|tx| Command::Push(peer, push, tx)).await
     }
 }

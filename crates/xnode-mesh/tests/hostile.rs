@@ -10,10 +10,10 @@ mod cluster;
 use std::io::Write as _;
 use std::time::Duration;
 
-use cluster::{Cluster, in_state};
+use cluster::{Cluster, hostile_swarm, in_state, rss_kb};
 use futures_util::StreamExt as _;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, StreamProtocol, gossipsub, noise, request_response, tcp, yamux};
+use libp2p::{Multiaddr, StreamProtocol, gossipsub, request_response};
 
 #[derive(NetworkBehaviour)]
 struct Hostile {
@@ -88,33 +88,23 @@ async fn a_thousand_malformed_messages_crash_no_one() {
     }
 
     // A real libp2p peer, saying wrong things: 400 gossip messages, 300 pushes.
-    let mut hostile = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
+    let mut hostile = hostile_swarm(|key| Hostile {
+        gossipsub: gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossipsub::ConfigBuilder::default()
+                .heartbeat_initial_delay(Duration::from_millis(100))
+                .build()
+                .unwrap(),
         )
-        .unwrap()
-        .with_behaviour(|key| Hostile {
-            gossipsub: gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                gossipsub::ConfigBuilder::default()
-                    .heartbeat_initial_delay(Duration::from_millis(100))
-                    .build()
-                    .unwrap(),
-            )
-            .unwrap(),
-            push: request_response::json::Behaviour::new(
-                [(
-                    StreamProtocol::new("/xnode/push/1.0.0"),
-                    request_response::ProtocolSupport::Full,
-                )],
-                request_response::Config::default(),
-            ),
-        })
-        .unwrap()
-        .build();
+        .unwrap(),
+        push: request_response::json::Behaviour::new(
+            [(
+                StreamProtocol::new("/xnode/push/1.0.0"),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default(),
+        ),
+    });
     let topic = gossipsub::IdentTopic::new(xnode_mesh::fleet::topic(&c.owner.owner()));
     hostile.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
     hostile.dial(target).unwrap();
@@ -217,12 +207,6 @@ fn forged_heartbeat(peer: &libp2p::PeerId, owner: &xnode_spec::Owner, i: u64) ->
     Message::Heartbeat(Box::new(hb)).encode()
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[tokio::test]
 async fn heartbeats_from_dozens_of_forged_keys_over_one_connection_change_nothing() {
     const FORGERS: usize = 40;
@@ -275,20 +259,7 @@ async fn heartbeats_from_dozens_of_forged_keys_over_one_connection_change_nothin
         )
         .unwrap()
     };
-    let swarm = || {
-        libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|key| gossip(key))
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build()
-    };
+    let swarm = || hostile_swarm(gossip);
     let mut relay = swarm();
     relay.behaviour_mut().subscribe(&topic).unwrap();
     relay

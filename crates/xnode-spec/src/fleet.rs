@@ -299,7 +299,8 @@ impl JoinKey {
             what: "join key",
             why,
         };
-        let key: JoinKey = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
+        let key: JoinKey =
+            crate::json::from_slice(text.as_bytes()).map_err(|e| malformed(e.to_string()))?;
         if key.v != VERSION {
             return Err(Refused::Version(key.v));
         }

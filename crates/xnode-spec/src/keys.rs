@@ -1,7 +1,14 @@
 //! Owner keys: the secret half of a spec's `node.owner`, for signing pushes.
 //!
 //! Both kinds an owner may be: an ed25519 key, or an Ethereum account whose key signs
-//! with EIP-191 `personal_sign`, so a wallet can sign a push without any other tool.
+//! EIP-712 typed data, so a wallet can sign a push without any other tool.
+//!
+//! Every statement an owner signs is a short text whose first line names its kind and
+//! whose second names what it is about (the node's peer id, or the fleet's owner). An
+//! ed25519 key signs the text. A wallet signs it as EIP-712 typed data in the
+//! `XnodeOS` domain, with the kind and the subject as fields of their own, so the
+//! wallet shows what it signs and for which node or fleet, and no `personal_sign`
+//! request from a web page can be passed off as an XnodeOS statement.
 
 use std::fmt;
 
@@ -10,6 +17,8 @@ use ed25519_dalek::Signer as _;
 use sha3::{Digest as _, Keccak256};
 
 use crate::values::Owner;
+
+mod eip712;
 
 /// Why a key file or signature could not be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -32,7 +41,7 @@ pub enum KeyError {
 pub enum OwnerKey {
     /// Signs pushes with ed25519.
     Ed25519(ed25519_dalek::SigningKey),
-    /// An Ethereum account: signs pushes with EIP-191 `personal_sign`.
+    /// An Ethereum account: signs pushes as EIP-712 typed data.
     Eth(k256::ecdsa::SigningKey),
 }
 
@@ -105,7 +114,8 @@ impl OwnerKey {
         }
     }
 
-    /// Signs `message`: `ed25519:<base64 signature>`, or `eth:0x<r s v>` for EIP-191.
+    /// Signs `message`: `ed25519:<base64 signature>`, or `eth:0x<r s v>` over its
+    /// EIP-712 digest (low S, as Ethereum requires).
     pub fn sign(&self, message: &[u8]) -> String {
         match self {
             OwnerKey::Ed25519(k) => format!(
@@ -113,7 +123,7 @@ impl OwnerKey {
                 base64::engine::general_purpose::STANDARD.encode(k.sign(message).to_bytes())
             ),
             OwnerKey::Eth(k) => {
-                let (signature, recovery) = k.sign_prehash_recoverable(&eip191_hash(message));
+                let (signature, recovery) = k.sign_prehash_recoverable(&eip712::digest(message));
                 let mut rsv = signature.to_bytes().to_vec();
                 rsv.push(27 + u8::from(recovery));
                 format!("eth:0x{}", encode_hex(&rsv))
@@ -152,7 +162,8 @@ pub fn verify(owner: &Owner, message: &[u8], signature: &str) -> bool {
     }
 }
 
-/// The address that made an EIP-191 signature `0x<r s v>` over `message`.
+/// The address that made an EIP-712 signature `0x<r s v>` over `message`. A high S is
+/// refused: with it, anyone could make a second valid signature from the owner's.
 fn eth_signer(message: &[u8], signature: &str) -> Option<[u8; 20]> {
     let rsv = decode_hex::<65>(signature.strip_prefix("eth:0x")?)?;
     let recovery = match rsv[64] {
@@ -161,21 +172,16 @@ fn eth_signer(message: &[u8], signature: &str) -> Option<[u8; 20]> {
         _ => return None,
     };
     let signature = k256::ecdsa::Signature::from_slice(&rsv[..64]).ok()?;
+    if signature.normalize_s() != signature {
+        return None;
+    }
     let key = k256::ecdsa::VerifyingKey::recover_from_prehash(
-        &eip191_hash(message),
+        &eip712::digest(message),
         &signature,
         k256::ecdsa::RecoveryId::from_byte(recovery)?,
     )
     .ok()?;
     Some(eth_address(&key))
-}
-
-/// EIP-191 version 0x45, as `personal_sign` hashes a message.
-fn eip191_hash(message: &[u8]) -> [u8; 32] {
-    let mut hasher = Keccak256::new();
-    hasher.update(format!("\x19Ethereum Signed Message:\n{}", message.len()).as_bytes());
-    hasher.update(message);
-    hasher.finalize().into()
 }
 
 /// The last 20 bytes of the Keccak-256 of the uncompressed public key.
@@ -207,31 +213,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keccak_and_eip191_match_the_published_vectors() {
+    fn keccak_and_ethereum_addresses_match_the_published_vectors() {
         assert_eq!(
             encode_hex(&Keccak256::digest(b"")),
             "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
         );
-        // web3.js's documented example of eth.accounts.sign("Some data", key).
+        // web3.js's documented example key, and the EIP-712 specification's "Cow".
         let key = OwnerKey::parse(
             "eth-secret:0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318",
         )
         .unwrap();
         assert_eq!(
-            encode_hex(&eip191_hash(b"Some data")),
-            "1da44b586eb0729ff70a73c326926f6ed5a25f5b056e7f47fbc6e58d86871655"
-        );
-        assert_eq!(
             key.owner().to_string(),
             "eth:0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
         );
-        let published = concat!(
-            "eth:0xb91467e570a6466aa9e9876cbcd013baba02900b8979d43fe208a4a4f339f5fd",
-            "6007e74cd82e037b800186422fc2da167c747ef045e5d18a5f5d4300f8e1a0291c"
+        let cow = Keccak256::digest(b"cow");
+        let cow = OwnerKey::parse(&format!("eth-secret:0x{}", encode_hex(&cow))).unwrap();
+        assert_eq!(
+            cow.owner().to_string(),
+            "eth:0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826"
         );
-        assert_eq!(key.sign(b"Some data"), published, "RFC 6979: deterministic");
-        assert!(verify(&key.owner(), b"Some data", published));
-        assert!(!verify(&key.owner(), b"Other data", published));
+        let signature = key.sign(b"xnode-push/2\npeer A\n");
+        assert_eq!(signature, key.sign(b"xnode-push/2\npeer A\n"), "RFC 6979");
+        assert!(verify(&key.owner(), b"xnode-push/2\npeer A\n", &signature));
+        assert!(!verify(&key.owner(), b"xnode-push/2\npeer B\n", &signature));
+    }
+
+    #[test]
+    fn a_high_s_twin_of_a_valid_signature_is_refused() {
+        let key = OwnerKey::generate(KeyKind::Eth).unwrap();
+        for i in 0..16u8 {
+            let message = [b'm', i];
+            let signature = key.sign(&message);
+            assert!(verify(&key.owner(), &message, &signature));
+            // (r, n - s) with the other recovery id recovers the same key.
+            let rsv = decode_hex::<65>(&signature["eth:0x".len()..]).unwrap();
+            let low = k256::ecdsa::Signature::from_slice(&rsv[..64]).unwrap();
+            let high = k256::ecdsa::Signature::from_scalars(low.r(), -*low.s()).unwrap();
+            let mut twin = high.to_bytes().to_vec();
+            twin.push(rsv[64] ^ 1);
+            let twin = format!("eth:0x{}", encode_hex(&twin));
+            assert!(!verify(&key.owner(), &message, &twin), "{twin}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 mod error;
 pub mod fleet;
 mod hash;
+pub mod json;
 pub mod keys;
 mod model;
 mod path;
@@ -48,7 +49,8 @@ pub struct Validated {
 /// ```
 ///
 /// Never panics, whatever the input: bytes that are not UTF-8, not JSON, nested
-/// deeper than serde_json's limit of 128, or of any size give an [`Invalid`].
+/// deeper than serde_json's limit of 128, naming a key twice in one object, or of any
+/// size give an [`Invalid`].
 pub fn parse(bytes: &[u8]) -> Result<Validated, Invalid> {
     if let Err(e) = std::str::from_utf8(bytes) {
         return Err(Invalid::whole_document(format!(
@@ -56,7 +58,7 @@ pub fn parse(bytes: &[u8]) -> Result<Validated, Invalid> {
             e.valid_up_to()
         )));
     }
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+    let value: Value = json::from_slice(bytes).map_err(|e| {
         Invalid::whole_document(if bytes.iter().all(u8::is_ascii_whitespace) {
             "is empty; a spec is a JSON object such as {\"version\": 1, \"node\": {\"name\": \"n1\"}}".to_owned()
         } else {

@@ -189,7 +189,7 @@ string_form!(
 pub enum Owner {
     /// An ed25519 public key.
     Ed25519([u8; 32]),
-    /// An Ethereum address; its key signs with EIP-191 `personal_sign`.
+    /// An Ethereum address; its key signs EIP-712 typed data.
     Eth([u8; 20]),
 }
 

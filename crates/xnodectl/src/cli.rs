@@ -143,11 +143,14 @@ Example:
         /// The owner's secret key (see `xnodectl key generate`).
         #[arg(long, value_name = "KEYFILE")]
         key: PathBuf,
-        /// The push's number; it must be above the last the node accepted. Default: the
-        /// time in milliseconds, which grows by itself.
+        /// The push's number; it must be above the last the node accepted, and no more
+        /// than the time in milliseconds 5 minutes ahead. Default: the time in
+        /// milliseconds, which grows by itself.
         #[arg(long)]
         generation: Option<u64>,
-        /// The node it is for (its node.name).
+        /// The node it is for: its peer id, or its node.name when one live member has
+        /// it. The push is signed for that peer id, so no other node can take it.
+        #[arg(value_name = "NODE")]
         node: String,
         /// The spec; `-` reads standard input.
         #[arg(value_name = "FILE")]
@@ -228,7 +231,7 @@ Examples:
         /// Where to write the secret key; an existing file is never overwritten.
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// The kind of key: ed25519, or an Ethereum account (signs with EIP-191).
+        /// The kind of key: ed25519, or an Ethereum account (signs EIP-712 typed data).
         #[arg(long = "type", value_enum, default_value_t = KeyType::Ed25519)]
         kind: KeyType,
         /// Output format.

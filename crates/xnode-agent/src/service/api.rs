@@ -240,17 +240,29 @@ where
         });
     }
 
-    /// Carries an owner's signed push to the node it names: this one, or a member,
-    /// whose answer comes back without holding up this loop.
+    /// Carries an owner's signed push to the node it names by peer id: this one, or a
+    /// member, whose answer comes back without holding up this loop.
     fn push(&mut self, push: serde_json::Value, reply: oneshot::Sender<Reply>) {
-        let Some(target) = push.get("node").and_then(|n| n.as_str()).map(str::to_owned) else {
-            let _ = reply.send(Reply::error("the push names no node"));
+        let Some(target) = push.get("peer").and_then(|n| n.as_str()) else {
+            let _ = reply.send(Reply::error(
+                "the push names no peer (made by an older xnodectl? sign it again)",
+            ));
             return;
         };
-        let own = self.current.as_ref().map(|c| c.spec.node.name.clone());
-        if Some(&target) == own.as_ref() {
+        let Ok(target) = target.parse::<libp2p::PeerId>() else {
+            let _ = reply.send(Reply::error(format!("{target:?} is not a peer id")));
+            return;
+        };
+        let bytes = serde_json::to_vec(&push).unwrap_or_default();
+        let handle = match self.mesh_handle() {
+            Ok(handle) => handle,
+            Err(why) => {
+                let _ = reply.send(Reply::error(why));
+                return;
+            }
+        };
+        if target == handle.peer_id() {
             let (tx, rx) = oneshot::channel();
-            let bytes = serde_json::to_vec(&push).unwrap_or_default();
             self.check_push("this node's API".into(), bytes, tx);
             tokio::spawn(async move {
                 let answer = match rx.await {
@@ -262,21 +274,14 @@ where
             });
             return;
         }
-        match self.mesh_handle() {
-            Ok(handle) => {
-                tokio::spawn(async move {
-                    let answer = match handle.push(target, push).await {
-                        Ok(Ok(done)) => Reply::ok(done),
-                        Ok(Err(why)) => Reply::error(why),
-                        Err(e) => Reply::error(e.to_string()),
-                    };
-                    let _ = reply.send(answer);
-                });
-            }
-            Err(why) => {
-                let _ = reply.send(Reply::error(why));
-            }
-        }
+        tokio::spawn(async move {
+            let answer = match handle.push(target, bytes).await {
+                Ok(Ok(done)) => Reply::ok(done),
+                Ok(Err(why)) => Reply::error(why),
+                Err(e) => Reply::error(e.to_string()),
+            };
+            let _ = reply.send(answer);
+        });
     }
 
     /// A push for this node: checked against its owner and its last push beside the
@@ -284,18 +289,22 @@ where
     pub(super) fn check_push(
         &mut self,
         from: String,
-        bytes: Vec<u8>,
+        bytes: impl AsRef<[u8]> + Send + 'static,
         reply: oneshot::Sender<Result<String, String>>,
     ) {
-        let Some(current) = self.current.clone() else {
-            warn!(
-                from,
-                "push rejected: this node has no spec yet, so no owner"
-            );
-            let _ = reply.send(Err(
-                "this node has no spec yet, so no owner to accept a push from".into(),
-            ));
-            return;
+        let peer = self.mesh_handle().map(|h| h.peer_id().to_string());
+        let (current, peer) = match (self.current.clone(), peer) {
+            (Some(current), Ok(peer)) => (current, peer),
+            (current, _) => {
+                let why = if current.is_none() {
+                    "this node has no spec yet, so no owner to accept a push from"
+                } else {
+                    "this node is not in the mesh, so it has no peer id a push can name"
+                };
+                warn!(from, "push rejected: {why}");
+                let _ = reply.send(Err(why.to_owned()));
+                return;
+            }
         };
         let last_generation = self.state.borrow().last_push;
         self.tasks.spawn(async move {
@@ -304,11 +313,13 @@ where
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
                 let receiver = push::Receiver {
+                    peer: &peer,
                     current: &current.spec,
                     last_generation,
                     now,
                 };
-                push::accept(&bytes, &receiver).map_err(|e| e.to_string())
+                // The bytes (and their share of the mesh's push budget) go when checked.
+                push::accept(bytes.as_ref(), &receiver).map_err(|e| e.to_string())
             })
             .await
             .unwrap_or_else(|e| Err(format!("checking the push failed: {e}")));

@@ -31,7 +31,7 @@ pub(super) enum Input {
 /// The mesh node and what the loop keeps of it.
 pub(super) struct MeshPart {
     mesh: crate::mesh::Mesh,
-    events: mpsc::Receiver<Event>,
+    events: mpsc::UnboundedReceiver<Event>,
     views: Option<watch::Receiver<View>>,
     majority: Option<watch::Receiver<Majority>>,
     placement: Placement,
@@ -84,7 +84,7 @@ impl Marks {
 }
 
 impl MeshPart {
-    pub(super) fn new((mesh, events): (crate::mesh::Mesh, mpsc::Receiver<Event>)) -> Self {
+    pub(super) fn new((mesh, events): (crate::mesh::Mesh, mpsc::UnboundedReceiver<Event>)) -> Self {
         let renewer = Renewer::new(crate::lease::SOCKET)
             .map_err(|e| warn!("cannot renew the lease: {e}"))
             .ok();

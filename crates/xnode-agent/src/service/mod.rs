@@ -113,7 +113,10 @@ where
         agent: Agent<U, N>,
         settings: Settings,
         metrics: Arc<Metrics>,
-        mesh: Option<(crate::mesh::Mesh, mpsc::Receiver<xnode_mesh::node::Event>)>,
+        mesh: Option<(
+            crate::mesh::Mesh,
+            mpsc::UnboundedReceiver<xnode_mesh::node::Event>,
+        )>,
     ) -> Self {
         let units = agent.units.clone();
         let state = agent.store.watch();

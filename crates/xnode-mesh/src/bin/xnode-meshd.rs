@@ -173,7 +173,7 @@ async fn main() -> Result<()> {
         hold_down: xnode_mesh::placement::HOLD_DOWN,
         fleet: fleet(&args)?,
     };
-    let (events_tx, mut events) = mpsc::channel(1024);
+    let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = xnode_mesh::Metrics::register(&mut registry);
     let (node, handle) = Node::new(key, config, events_tx, metrics)?;

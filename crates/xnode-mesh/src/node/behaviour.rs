@@ -12,6 +12,7 @@ use libp2p::{
 };
 use tracing::warn;
 
+use super::push_wire::PushCodec;
 use super::{Config, FleetRequest, PushResponse, StartError};
 use crate::message::MAX_MESSAGE;
 
@@ -24,8 +25,6 @@ pub const FLEET_PROTOCOL: StreamProtocol = StreamProtocol::new("/xnode/fleet/1.0
 /// A certificate or a revocation, with room to spare.
 const MAX_FLEET_REQUEST: u64 = 16 * 1024;
 const IDENTIFY_PROTOCOL: &str = "/xnode/id/1.0.0";
-/// A push is a spec: as large as the largest spec a node reads.
-const MAX_PUSH: u64 = 64 << 20;
 
 #[derive(NetworkBehaviour)]
 pub(super) struct Behaviour {
@@ -35,7 +34,7 @@ pub(super) struct Behaviour {
     pub(super) ping: ping::Behaviour,
     pub(super) kad: kad::Behaviour<kad::store::MemoryStore>,
     pub(super) gossipsub: gossipsub::Behaviour,
-    pub(super) push: request_response::json::Behaviour<serde_json::Value, PushResponse>,
+    pub(super) push: request_response::Behaviour<PushCodec>,
     pub(super) fleet: request_response::json::Behaviour<FleetRequest, PushResponse>,
     pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
 }
@@ -133,12 +132,13 @@ pub(super) fn swarm(
                 .with_max_established(Some(max_connections))
                 .with_max_pending_incoming(Some(max_connections / 2))
                 .with_max_established_per_peer(Some(2));
-            let push = request_response::json::Behaviour::with_codec(
-                request_response::json::codec::Codec::default()
-                    .set_request_size_maximum(MAX_PUSH)
-                    .set_response_size_maximum(64 * 1024),
+            // One push at a time on a connection (and a peer has at most two).
+            let push = request_response::Behaviour::with_codec(
+                PushCodec::default(),
                 [(PUSH_PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(30))
+                    .with_max_concurrent_streams(1),
             );
             let mut gossipsub = gossipsub::Behaviour::new(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),

@@ -1,7 +1,5 @@
 //! The rest of the agent's requests to the node, answered in its loop.
 
-use libp2p::PeerId;
-
 use super::{Command, Node, Status, service_key};
 use crate::membership::State;
 
@@ -71,27 +69,15 @@ impl Node {
                     self.check();
                 }
             }
-            Command::Push(node, push, reply) => {
-                let targets: Vec<PeerId> = self
-                    .membership
-                    .live()
-                    .filter(|(_, m)| m.info.node == node)
-                    .map(|(p, _)| *p)
-                    .collect();
-                match targets.as_slice() {
-                    [peer] => {
-                        let id = self.swarm.behaviour_mut().push.send_request(peer, push);
-                        self.pending.insert(id, reply);
-                    }
-                    [] => {
-                        let _ = reply.send(Err(format!("no live member is called {node:?}")));
-                    }
-                    _ => {
-                        let _ = reply.send(Err(format!(
-                            "{} live members call themselves {node:?}; not guessing",
-                            targets.len()
-                        )));
-                    }
+            Command::Push(peer, push, reply) => {
+                if self.membership.live().any(|(p, _)| *p == peer) {
+                    let push = super::PushBytes::outgoing(push);
+                    let id = self.swarm.behaviour_mut().push.send_request(&peer, push);
+                    self.pending.insert(id, reply);
+                } else {
+                    let _ = reply.send(Err(format!(
+                        "no live member of this node's fleet has peer id {peer}"
+                    )));
                 }
             }
             Command::Fleet(reply) => {

@@ -31,10 +31,12 @@ mod commands;
 mod events;
 mod fleet;
 mod push;
+mod push_wire;
 
 use behaviour::Behaviour;
 pub use behaviour::{FLEET_PROTOCOL, KAD_PROTOCOL, PUSH_PROTOCOL};
 pub use fleet::FleetRequest;
+pub use push_wire::PushBytes;
 
 /// How often each member passes on the owner's revocations it keeps, for members that
 /// were away when they were made.
@@ -95,7 +97,7 @@ pub struct Node {
     seq: u64,
     commands: mpsc::Receiver<Command>,
     commands_tx: mpsc::Sender<Command>,
-    events: mpsc::Sender<Event>,
+    events: mpsc::UnboundedSender<Event>,
     pending: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<String, String>>>,
     fleet_pending:
         HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<String, String>>>,
@@ -130,11 +132,13 @@ fn now_ms() -> u64 {
 }
 
 impl Node {
-    /// Sets the node up and starts listening. Events go to `events`.
+    /// Sets the node up and starts listening. Events go to `events`, which is never
+    /// full: no member's change is ever dropped, and pushes are bounded by their
+    /// budget, not by the channel.
     pub fn new(
         key: Keypair,
         config: Config,
-        events: mpsc::Sender<Event>,
+        events: mpsc::UnboundedSender<Event>,
         metrics: std::sync::Arc<crate::Metrics>,
     ) -> Result<(Node, Handle), StartError> {
         let setup = |e: &dyn std::fmt::Display| StartError::Setup(e.to_string());
@@ -422,7 +426,7 @@ impl Node {
         if state == State::Alive {
             self.learn_addresses(&peer_id);
         }
-        let _ = self.events.try_send(Event::Member {
+        let _ = self.events.send(Event::Member {
             peer_id,
             node,
             state,

@@ -6,13 +6,11 @@ use libp2p::request_response;
 use tokio::sync::oneshot;
 use tracing::debug;
 
+use super::push_wire::PushBytes;
 use super::{Command, Event, Node, PushResponse};
 
 impl Node {
-    pub(super) fn on_push(
-        &mut self,
-        event: request_response::Event<serde_json::Value, PushResponse>,
-    ) {
+    pub(super) fn on_push(&mut self, event: request_response::Event<PushBytes, PushResponse>) {
         use request_response::{Event as E, Message as M};
         match event {
             E::Message {
@@ -23,17 +21,17 @@ impl Node {
                 ..
             } => {
                 let (reply, verdict) = oneshot::channel();
-                let bytes = serde_json::to_vec(&request).unwrap_or_default();
-                let delivered = self.events.try_send(Event::Push {
+                // Never full: the push budget bounds how many are queued.
+                let delivered = self.events.send(Event::Push {
                     from: peer,
-                    push: bytes,
+                    push: request,
                     reply,
                 });
                 let commands = self.commands_tx.clone();
                 if delivered.is_err() {
                     let answer = PushResponse {
                         accepted: false,
-                        message: "this node takes no pushes now (busy or not an agent)".into(),
+                        message: "this node takes no pushes (it is not an agent)".into(),
                     };
                     let _ = self
                         .swarm

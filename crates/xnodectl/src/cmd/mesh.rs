@@ -1,11 +1,13 @@
 //! `xnodectl mesh peers|services|push`: the mesh through this node's xnoded.
 
 use std::fmt::Write as _;
+use std::path::Path;
 use std::time::SystemTime;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use serde_json::Value;
 use xnode_api::Request;
+use xnode_spec::push;
 
 use crate::Outcome;
 use crate::cli::{AgentArgs, MeshCommand, Output};
@@ -35,10 +37,26 @@ pub fn run(command: &MeshCommand) -> Result<Outcome> {
             let Some((_, bytes)) = cmd::load_valid(file)? else {
                 return Ok(Outcome::Failure);
             };
+            if bytes.len() > push::MAX_BYTES {
+                bail!(
+                    "{} is {} bytes; a push carries at most {} (apply a spec this large on the node itself)",
+                    file.display(),
+                    bytes.len(),
+                    push::MAX_BYTES
+                );
+            }
             let spec: Value = serde_json::from_slice(&bytes)?;
             let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?;
             let generation = generation.unwrap_or(now.as_millis() as u64);
-            let push = xnode_spec::push::sign(&key, node, generation, now.as_secs(), spec);
+            let limit = push::generation_limit(now.as_secs());
+            if generation > limit {
+                bail!(
+                    "generation {generation} is beyond {limit} (the time in milliseconds, {} s ahead); no node takes it, because it would lock out every later push",
+                    push::WINDOW_SECS
+                );
+            }
+            let peer = peer_of(&agent.socket, node)?;
+            let push = push::sign(&key, &peer, generation, now.as_secs(), spec);
             let answer = cmd::call(
                 &agent.socket,
                 Request::MeshPush {
@@ -54,6 +72,41 @@ pub fn run(command: &MeshCommand) -> Result<Outcome> {
             }
             Ok(Outcome::Success)
         }
+    }
+}
+
+/// The peer id of `target`: itself if it is one, else the one live member (or this
+/// node) of that name. A push is signed for a peer id, which only that node holds;
+/// names are chosen by the nodes themselves.
+fn peer_of(socket: &Path, target: &str) -> Result<String> {
+    if xnode_spec::rules::dns_label(target).is_err() {
+        return Ok(target.to_owned());
+    }
+    let status = cmd::call(socket, Request::Status)?;
+    if status["node"].as_str() == Some(target)
+        && let Some(own) = status["mesh"]["peer_id"].as_str()
+    {
+        return Ok(own.to_owned());
+    }
+    let members = cmd::call(socket, Request::MeshPeers)?;
+    let named: Vec<&str> = members
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| m["node"].as_str() == Some(target) && m["state"].as_str() != Some("dead"))
+        .filter_map(|m| m["peer_id"].as_str())
+        .collect();
+    match named.as_slice() {
+        [peer] => Ok((*peer).to_owned()),
+        [] => bail!(
+            "no live member is called {target:?}; name its peer id instead (xnodectl mesh peers)"
+        ),
+        _ => bail!(
+            "{} live members call themselves {target:?}: name the peer id to push to ({})",
+            named.len(),
+            named.join(", ")
+        ),
     }
 }
 
