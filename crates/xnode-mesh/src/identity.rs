@@ -62,11 +62,17 @@ pub fn load_or_create(state_dir: &Path) -> Result<Keypair, IdentityError> {
                     why: e.to_string(),
                 })?;
             std::fs::create_dir_all(state_dir).map_err(io)?;
+            // A file or symlink already at the temporary name (left by a crash, or
+            // planted) is removed, not written through: the key goes only into a file
+            // made here, with mode 0600 from its first byte.
             let tmp = state_dir.join(format!(".{KEY_FILE}.tmp"));
+            match std::fs::remove_file(&tmp) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                _ => {}
+            }
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .mode(0o600)
                 .open(&tmp)
                 .map_err(io)?;
@@ -97,6 +103,41 @@ mod tests {
         std::fs::write(dir.join(KEY_FILE), b"garbage").unwrap();
         let err = load_or_create(&dir).unwrap_err().to_string();
         assert!(err.contains("not an ed25519 mesh key"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_planted_temporary_file_or_symlink_never_receives_the_key() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("xnode-mesh-plant-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = dir.join(format!(".{KEY_FILE}.tmp"));
+        let elsewhere = dir.join("attacker-readable");
+        std::fs::write(&elsewhere, b"").unwrap();
+        std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &tmp).unwrap();
+        load_or_create(&dir).unwrap();
+        assert_eq!(
+            std::fs::read(&elsewhere).unwrap(),
+            b"",
+            "written through the link"
+        );
+        let mode = std::fs::metadata(dir.join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A planted world-readable file: replaced, not reused with its mode.
+        std::fs::remove_file(dir.join(KEY_FILE)).unwrap();
+        std::fs::write(&tmp, b"").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o666)).unwrap();
+        load_or_create(&dir).unwrap();
+        let mode = std::fs::metadata(dir.join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -388,11 +388,14 @@ pub enum Relax {
     MemoryDenyWriteExecute,
     SystemCallFilter,
     Capabilities,
+    Root,
+    AgentApi,
+    SystemBus,
 }
 
 impl Relax {
     /// Every part with its spelling in the spec.
-    pub const ALL: [(&'static str, Relax); 18] = [
+    pub const ALL: [(&'static str, Relax); 21] = [
         ("no-new-privileges", Relax::NoNewPrivileges),
         ("protect-system", Relax::ProtectSystem),
         ("protect-home", Relax::ProtectHome),
@@ -411,6 +414,9 @@ impl Relax {
         ("memory-deny-write-execute", Relax::MemoryDenyWriteExecute),
         ("system-call-filter", Relax::SystemCallFilter),
         ("capabilities", Relax::Capabilities),
+        ("root", Relax::Root),
+        ("agent-api", Relax::AgentApi),
+        ("system-bus", Relax::SystemBus),
     ];
 }
 

@@ -87,6 +87,18 @@ pub fn absolute_path(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An absolute path that systemd's `WorkingDirectory=` reads back unchanged: it strips
+/// whitespace at the end of a line.
+pub fn working_directory(s: &str) -> Result<(), String> {
+    absolute_path(s)?;
+    if s.ends_with(char::is_whitespace) {
+        return Err(format!(
+            "{s:?} ends with whitespace, which systemd would drop; remove it"
+        ));
+    }
+    Ok(())
+}
+
 /// nixbase32's alphabet: digits and letters without e, o, u, t.
 const NIXBASE32: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
 
@@ -276,6 +288,15 @@ mod tests {
                 "/a\nb",
                 "/a\0b",
             ],
+        );
+    }
+
+    #[test]
+    fn working_directories() {
+        table(
+            working_directory,
+            &["/srv/my dir", "/srv/100%", "/srv/\"quoted\""],
+            &["relative", "/srv/dir ", "/srv/dir\t"],
         );
     }
 

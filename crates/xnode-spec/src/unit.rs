@@ -108,6 +108,13 @@ const SANDBOX: &[(Relax, &[&str])] = &[
             "SystemCallErrorNumber=EPERM",
         ],
     ),
+    // xnoded's API (whoever reaches it as root can apply any workload), and the
+    // managers' buses, through which uid 0 drives systemd without a capability.
+    (Relax::AgentApi, &["InaccessiblePaths=-/run/xnode"]),
+    (
+        Relax::SystemBus,
+        &["InaccessiblePaths=-/run/dbus/system_bus_socket -/run/systemd/private"],
+    ),
 ];
 
 /// The unit file for a workload. Pure: the same workload always gives the same bytes,
@@ -143,7 +150,10 @@ pub fn render(name: &str, w: &Workload) -> String {
         line(&format!("ExecReload={}", command_line(reload)));
     }
     if let Some(dir) = &w.working_directory {
-        line(&format!("WorkingDirectory={}", command_word(dir)));
+        // systemd takes the rest of the line as the path, unquoted; only its
+        // specifiers need escaping. (Validation refuses trailing whitespace, which
+        // systemd would strip.)
+        line(&format!("WorkingDirectory={}", dir.replace('%', "%%")));
     }
     for (k, v) in &w.environment {
         line(&format!(

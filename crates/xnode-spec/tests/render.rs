@@ -71,6 +71,8 @@ RestrictRealtime=yes
 RestrictNamespaces=yes
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
 LockPersonality=yes
+InaccessiblePaths=-/run/xnode
+InaccessiblePaths=-/run/dbus/system_bus_socket -/run/systemd/private
 CapabilityBoundingSet=CAP_NET_BIND_SERVICE
 AmbientCapabilities=CAP_NET_BIND_SERVICE
 ReadWritePaths=/var/lib/web
@@ -144,7 +146,7 @@ fn relaxing_capabilities_drops_the_bounding_set() {
     let text = render(
         "w",
         &workload(
-            json!({"command": ["/bin/true"], "user": "root", "sandbox": {"relax": ["capabilities", "protect-system"]}}),
+            json!({"command": ["/bin/true"], "user": "root", "sandbox": {"relax": ["capabilities", "protect-system", "root"]}}),
         ),
     );
     let u = UnitFile::parse(&text);

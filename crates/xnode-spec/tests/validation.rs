@@ -305,6 +305,18 @@ fn every_rule_rejects_with_its_path() {
             "not an absolute path",
         ),
         (
+            "working directory ends with a space",
+            with("/workloads/w/working_directory", json!("/srv/dir ")),
+            "workloads.w.working_directory",
+            "ends with whitespace",
+        ),
+        (
+            "root without asking",
+            with("/workloads/w/user", json!("root")),
+            "workloads.w.user",
+            "add \"root\" to sandbox.relax",
+        ),
+        (
             "user name",
             with("/workloads/w/user", json!("0day")),
             "workloads.w.user",

@@ -57,3 +57,25 @@ fn systemd_analyze_verify_accepts_every_unit_rendered_from_the_examples() {
         "systemd-analyze verify warned:\n{stderr}"
     );
 }
+
+/// A working directory with a space and a `%` in it: systemd loads the unit and the
+/// process runs there (once it refused the unit, as the path was written quoted).
+#[test]
+fn a_working_directory_with_a_space_and_a_percent_sign_is_where_the_workload_runs() {
+    let c = Container::boot().unwrap();
+    let dir = "/srv/my dir/100%";
+    let spec = serde_json::json!({"version": 1, "node": {"name": "n1"},
+        "workloads": {"w": {"command": ["/bin/sleep", "infinity"], "working_directory": dir}}});
+    let spec = xnode_spec::parse_value(&spec).unwrap().spec;
+    let unit = render("w", &spec.workloads["w"]);
+    std::fs::create_dir_all(c.path(dir)).unwrap();
+    std::fs::write(c.path("/run/systemd/system").join(unit_name("w")), unit).unwrap();
+    c.sh("systemctl daemon-reload").unwrap();
+    c.sh(&format!("systemctl start {}", unit_name("w")))
+        .unwrap();
+    let pid = c
+        .sh(&format!("systemctl show -P MainPID {}", unit_name("w")))
+        .unwrap();
+    let cwd = c.sh(&format!("readlink /proc/{}/cwd", pid.trim())).unwrap();
+    assert_eq!(cwd.trim(), dir);
+}

@@ -9,7 +9,7 @@ use super::parts::{
     read_expose, read_health, read_placement, read_resources, read_restart, read_sandbox,
 };
 use super::{field, read_string_map, required};
-use crate::model::{Health, Placement, Resources, Restart, Sandbox, Workload};
+use crate::model::{Health, Placement, Relax, Resources, Restart, Sandbox, Workload};
 use crate::path::Path;
 use crate::read::Checker;
 use crate::rules;
@@ -164,7 +164,7 @@ fn read_workload(c: &mut Checker, v: &Value, path: &Path<'_>) -> Option<Workload
         || None,
         |c, v, p| {
             let s = c.string(v, p)?;
-            c.check(p, rules::absolute_path(s))
+            c.check(p, rules::working_directory(s))
                 .map(|()| Some(s.to_owned()))
         },
     );
@@ -220,6 +220,17 @@ fn read_workload(c: &mut Checker, v: &Value, path: &Path<'_>) -> Option<Workload
                 "needs a \"reload\" command to run; add one or remove these",
             );
         }
+    }
+    let relaxed = |part| {
+        sandbox
+            .as_ref()
+            .is_some_and(|s: &Sandbox| s.relax.contains(&part))
+    };
+    if matches!(&user, Some(Some(u)) if u == "root") && !relaxed(Relax::Root) {
+        c.report(
+            &path.key("user"),
+            "runs the workload as root, which must be asked for by name: add \"root\" to sandbox.relax",
+        );
     }
     if group.as_ref().is_some_and(Option::is_some) && matches!(user, Some(None)) {
         c.report(&path.key("group"), "needs \"user\" as well; without a user the workload runs as a dynamic user with its own group");

@@ -1,0 +1,82 @@
+//! What a local workload could do to its node, tried under real systemd: a `root`
+//! workload (uid 0, no capabilities) reaching xnoded's API socket or the managers'
+//! buses, through which it could apply any workload or drive systemd. Hidden from every
+//! workload unless its spec relaxes that part by name, and running as root must itself
+//! be asked for by name.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+use xnode_lab::node::wait_status;
+
+const SOCKETS: [&str; 3] = [
+    "/run/xnode/api.sock",
+    "/run/dbus/system_bus_socket",
+    "/run/systemd/private",
+];
+
+/// A shell line that tries to connect to each socket and says what happened (no `$`:
+/// systemd would expand it).
+fn probe() -> String {
+    let tries: Vec<String> = SOCKETS
+        .iter()
+        .map(|s| {
+            format!(
+                "perl -MIO::Socket::UNIX -e 'print IO::Socket::UNIX->new(Peer => q{{{s}}}) ? q{{OPEN {s}}} : q{{closed {s}}}, qq{{\\n}}'"
+            )
+        })
+        .collect();
+    format!("{}; id -u; exec sleep infinity", tries.join("; "))
+}
+
+#[test]
+fn a_root_workload_reaches_neither_the_api_nor_the_buses_unless_relaxed_by_name() {
+    let probe = |relax: &[&str]| {
+        json!({"command": ["/bin/sh", "-c", probe()], "user": "root",
+               "sandbox": {"relax": relax}})
+    };
+    let spec = json!({"version": 1, "node": {"name": "local"}, "workloads": {
+        "intruder": probe(&["root"]),
+        "trusted": probe(&["root", "agent-api", "system-bus"]),
+    }});
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
+    let c = xnode_lab::node::boot_node(bin.parent().unwrap(), &serde_json::to_vec(&spec).unwrap())
+        .unwrap();
+    wait_status(&c, "both running", Duration::from_secs(60), |s| {
+        s["converged"] == true
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let said = |w: &str| {
+        c.sh(&format!(
+            "journalctl -u xnode-{w}.service --no-pager -o cat"
+        ))
+        .unwrap()
+    };
+    let (intruder, trusted) = (said("intruder"), said("trusted"));
+    for socket in SOCKETS {
+        assert!(intruder.contains(&format!("closed {socket}")), "{intruder}");
+        // The same probe, relaxed: it would have seen an open socket.
+        assert!(trusted.contains(&format!("OPEN {socket}")), "{trusted}");
+    }
+    assert!(
+        intruder.lines().any(|l| l == "0"),
+        "it ran as root: {intruder}"
+    );
+
+    // Root not asked for by name: refused before anything changes.
+    let err = xnode_lab::node::api(
+        &c,
+        xnode_api::Request::Apply {
+            spec: json!({"version": 1, "node": {"name": "local"}, "workloads": {
+                "sneaky": {"command": ["/bin/sleep", "infinity"], "user": "root"}}}),
+            no_rollback: false,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("add \"root\" to sandbox.relax"), "{err}");
+    assert!(c.sh("systemctl cat xnode-sneaky.service").is_err());
+}
