@@ -183,6 +183,9 @@ in
       description = ''
         A group whose members may use xnoded's local API (`xnodectl`) besides root.
         The group is created. Null: root only.
+
+        Membership amounts to root: a member can apply a workload that runs as
+        root with its sandbox relaxed. Add only those you would give root.
       '';
     };
 

@@ -4,6 +4,7 @@
 //! runs all of it beside its requests, and the small interfaces through which the
 //! agent acts on systemd and Nix.
 
+pub mod accept;
 pub mod deploy;
 #[cfg(test)]
 mod fake;

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -107,16 +108,31 @@ impl Metrics {
     }
 }
 
+/// Scrapes served at once; Prometheus makes one at a time.
+const MAX_CONNECTIONS: usize = 16;
+/// How long a scrape may take from connecting to its last byte.
+const DEADLINE: Duration = Duration::from_secs(10);
+
 /// Serves `GET /metrics` until the process ends.
 pub async fn serve(listener: TcpListener, registry: Arc<Registry>) {
-    while let Ok((stream, _)) = listener.accept().await {
+    let scrape = move |stream| {
         let registry = registry.clone();
-        tokio::spawn(async move {
-            if let Err(e) = answer(stream, &registry).await {
-                debug!("metrics connection ended: {e}");
+        async move {
+            match tokio::time::timeout(DEADLINE, answer(stream, &registry)).await {
+                Ok(Err(e)) => debug!("metrics connection ended: {e}"),
+                Err(_) => debug!("metrics connection closed: no scrape within 10 s"),
+                Ok(Ok(())) => {}
             }
-        });
-    }
+        }
+    };
+    crate::accept::serve(
+        listener,
+        "the metrics port",
+        MAX_CONNECTIONS,
+        scrape,
+        || false,
+    )
+    .await;
 }
 
 /// Binds the metrics address; returns the listener and the address really bound.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::debug;
 use xnode_api::{Envelope, MAX_MESSAGE, Reply, Request, VERSION};
 use xnode_spec::Validated;
 
@@ -64,27 +64,33 @@ pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, ServerError> 
     Ok(listener)
 }
 
+/// Connections the API holds at once. Anyone may connect, but only root and the API
+/// group get past the first check, and a refused connection is closed at once.
+const MAX_CONNECTIONS: usize = 64;
+
 /// Serves until the agent's loop goes away.
 pub async fn serve(listener: UnixListener, gid: Option<u32>, commands: mpsc::Sender<Command>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let commands = commands.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = answer(stream, gid, commands).await {
-                        debug!("API connection ended: {e}");
-                    }
-                });
+    let closed = commands.clone();
+    crate::accept::serve(
+        listener,
+        "the API socket",
+        MAX_CONNECTIONS,
+        move |stream| {
+            let commands = commands.clone();
+            async move {
+                if let Err(e) = answer(stream, gid, commands).await {
+                    debug!("API connection ended: {e}");
+                }
             }
-            Err(e) => warn!("API socket accept failed: {e}"),
-        }
-        if commands.is_closed() {
-            return;
-        }
-    }
+        },
+        move || closed.is_closed(),
+    )
+    .await;
 }
 
-/// Whether a peer may use the API: root, or a member of the API group.
+/// Whether a peer may use the API: root, or a member of the API group. The peer's
+/// credentials and groups are those the kernel took when it connected, so nothing
+/// can change under the check (a process's /proc entry could be another's by then).
 fn allowed(stream: &UnixStream, gid: Option<u32>) -> bool {
     let Ok(cred) = stream.peer_cred() else {
         return false;
@@ -93,22 +99,47 @@ fn allowed(stream: &UnixStream, gid: Option<u32>) -> bool {
         return true;
     }
     let Some(gid) = gid else { return false };
-    if cred.gid() == gid {
-        return true;
-    }
-    // Supplementary groups are not in SO_PEERCRED; the peer's /proc entry has them.
-    cred.pid()
-        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Groups:"))
-                .map(|l| l.split_whitespace().skip(1).any(|g| g.parse() == Ok(gid)))
-        })
-        .unwrap_or(false)
+    cred.gid() == gid || peer_groups(stream).is_ok_and(|groups| groups.contains(&gid))
 }
 
-/// How long a client may take to send its request: a connection that says nothing
-/// must not hold a task forever.
+/// SO_PEERGROUPS, as Linux numbers it on the architectures XnodeOS runs on.
+const SO_PEERGROUPS: libc::c_int = 59;
+
+/// The peer's supplementary groups when it connected (SO_PEERGROUPS, Linux 4.13).
+#[allow(unsafe_code)]
+fn peer_groups(stream: &UnixStream) -> std::io::Result<Vec<u32>> {
+    use std::os::fd::AsRawFd as _;
+    let mut groups = vec![0u32; 64];
+    loop {
+        let mut len = libc::socklen_t::try_from(groups.len() * 4).unwrap_or(libc::socklen_t::MAX);
+        // SAFETY: `groups` is valid for writes of `len` bytes; the kernel writes at most
+        // `len` bytes there and sets `len` to the size it has (or needs, with ERANGE).
+        let r = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let needed = len as usize / 4;
+        if r == 0 {
+            groups.truncate(needed);
+            return Ok(groups);
+        }
+        let e = std::io::Error::last_os_error();
+        // NGROUPS_MAX is 65536.
+        if e.raw_os_error() == Some(libc::ERANGE) && needed > groups.len() && needed <= 65536 {
+            groups.resize(needed, 0);
+            continue;
+        }
+        return Err(e);
+    }
+}
+
+/// How long a client may take to send its request, and to take its answer: a
+/// connection that says nothing, or reads nothing, must not hold a slot forever.
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn answer(
@@ -131,7 +162,9 @@ async fn answer(
     } else {
         Reply::error("permission denied: the xnoded API answers root and members of its API group")
     };
-    send(&mut write, &reply).await
+    tokio::time::timeout(READ_TIMEOUT, send(&mut write, &reply))
+        .await
+        .map_err(|_| std::io::Error::other("the client took no answer within 30 s"))?
 }
 
 async fn request(line: String, commands: &mpsc::Sender<Command>) -> Reply {

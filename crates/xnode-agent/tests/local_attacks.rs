@@ -80,3 +80,62 @@ fn a_root_workload_reaches_neither_the_api_nor_the_buses_unless_relaxed_by_name(
     assert!(err.contains("add \"root\" to sandbox.relax"), "{err}");
     assert!(c.sh("systemctl cat xnode-sneaky.service").is_err());
 }
+
+/// Once, 1,100 idle connections to the metrics port took every file descriptor xnoded
+/// had (1,024), the metrics loop ended on its first failed accept, and the API's spun.
+/// Now the metrics port holds at most a few connections, each for at most 10 s (the
+/// rest wait in the kernel's backlog, and once it is full, connecting fails), and the
+/// node answers throughout.
+#[test]
+fn a_local_process_holding_a_thousand_connections_exhausts_nothing() {
+    let spec = json!({"version": 1, "node": {"name": "fds"}});
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
+    let c = xnode_lab::node::boot_node(bin.parent().unwrap(), &serde_json::to_vec(&spec).unwrap())
+        .unwrap();
+    let s = wait_status(&c, "up", Duration::from_secs(60), |s| {
+        s["converged"] == true
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let metrics = s["metrics_address"].as_str().unwrap().to_owned();
+    let (host, port) = metrics.rsplit_once(':').unwrap();
+    std::fs::write(
+        c.path("/root/hold.pl"),
+        format!(
+            "use IO::Socket::INET; $| = 1; my @held;
+             for (1..1100) {{
+                 my $s = IO::Socket::INET->new(PeerAddr => '{host}', PeerPort => {port}, Timeout => 2) or last;
+                 push @held, $s;
+             }}
+             print scalar(@held), \" held\\n\"; sleep 300;"
+        ),
+    )
+    .unwrap();
+    c.sh("systemd-run --unit=holder -p LimitNOFILE=4096 perl /root/hold.pl")
+        .unwrap();
+    let held = || {
+        c.sh("journalctl -u holder --no-pager -o cat | grep held || true")
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while held().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the holder never finished connecting"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Those beyond the cap wait in the kernel's backlog; past it, connecting fails.
+    println!("the holder made {}", held().trim());
+    let fds = c
+        .sh("ls /proc/$(systemctl show -P MainPID xnoded)/fd | wc -l")
+        .unwrap();
+    let fds: usize = fds.trim().parse().unwrap();
+    assert!(fds < 200, "xnoded holds {fds} file descriptors");
+    // The API answers while they are held, and the metrics port once they time out.
+    xnode_lab::node::api(&c, xnode_api::Request::Status).unwrap();
+    c.sh("systemctl stop holder").unwrap();
+    let page = c
+        .sh(&format!("curl -sS --max-time 30 http://{metrics}/metrics"))
+        .unwrap();
+    assert!(page.contains("xnode_reconciles_total"), "{page}");
+}

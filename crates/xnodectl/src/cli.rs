@@ -12,7 +12,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
   xnodectl validate examples/*.json
   xnodectl hash spec.json
   xnodectl plan --spec spec.json --observed observed.json
-  xnodectl schema > xnode-spec.schema.json")]
+  xnodectl schema > xnode-spec.schema.json
+
+The commands that talk to xnoded need root or its API group. Membership of that group
+amounts to root: a member can apply a workload that runs as root.")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
