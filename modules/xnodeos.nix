@@ -55,7 +55,8 @@ in
       description = ''
         Whether the spec's owner may log in as root with SSH, when the owner is an
         ed25519 key: sshd asks `xnodectl ssh-keys` for it, so the key follows the
-        spec with nothing to copy. (An Ethereum owner has no SSH key; add keys with
+        spec in force (pushes and API applies included, as xnoded publishes its owner
+        in /run/xnode/owner) with nothing to copy. (An Ethereum owner has no SSH key; add keys with
         `users.users.root.openssh.authorizedKeys.keys`.)
       '';
     };

@@ -132,6 +132,7 @@ async fn main() -> Result<()> {
         file_poll: Duration::from_millis(args.file_poll),
         interval: Duration::from_secs(args.interval),
         metrics_address: Some(metrics_address),
+        owner_file: args.socket.parent().map(|dir| dir.join("owner")),
     };
     let agent = Agent {
         units: Arc::new(units),

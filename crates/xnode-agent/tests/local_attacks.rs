@@ -139,3 +139,40 @@ fn a_local_process_holding_a_thousand_connections_exhausts_nothing() {
         .unwrap();
     assert!(page.contains("xnode_reconciles_total"), "{page}");
 }
+
+/// sshd lets in the owner of the spec in force (through `xnodectl ssh-keys`, which
+/// reads what xnoded publishes), not the owner written in the spec file: once, a push
+/// that rotated the owner left the former owner's key with root SSH.
+#[test]
+fn the_published_owner_follows_the_spec_in_force_not_the_spec_file() {
+    let old = "ed25519:19lXUErDvu1fpeijRcQg7nwqCHKIUPB+kF7AVUzbrP8=";
+    let new = xnode_lab::fleet::owner().owner().to_string();
+    let spec = |owner: &str| json!({"version": 1, "node": {"name": "rotate", "owner": owner}});
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
+    let c = xnode_lab::node::boot_node(bin.parent().unwrap(), &serde_json::to_vec(&spec(old)).unwrap())
+        .unwrap();
+    wait_status(&c, "up", Duration::from_secs(60), |s| s["converged"] == true)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let published = || std::fs::read_to_string(c.path("/run/xnode/owner")).unwrap();
+    assert_eq!(published().trim(), old);
+    let mode = c.sh("stat -c %a /run/xnode/owner").unwrap();
+    assert_eq!(mode.trim(), "644", "sshd's command runs as nobody");
+    // An apply through the API (as a push is) rotates the owner; the file on disk
+    // still names the old one.
+    xnode_lab::node::api(
+        &c,
+        xnode_api::Request::Apply {
+            spec: spec(&new),
+            no_rollback: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(published().trim(), new);
+    let on_disk = std::fs::read_to_string(c.path("/etc/xnode/spec.json")).unwrap();
+    assert!(on_disk.contains(old), "{on_disk}");
+    // After a restart too.
+    c.sh("systemctl restart xnoded").unwrap();
+    wait_status(&c, "up again", Duration::from_secs(60), |s| s["converged"] == true)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(published().trim(), new);
+}

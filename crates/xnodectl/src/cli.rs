@@ -326,6 +326,11 @@ pub struct SshKeysArgs {
     /// The user logging in; only root gets the owner's key.
     #[arg(long, default_value = "root")]
     pub user: String,
+    /// Where xnoded publishes the owner of the spec in force (which a push or an API
+    /// apply may have changed). Read first; the spec file only while it is missing
+    /// (xnoded has not started).
+    #[arg(long, default_value = "/run/xnode/owner", value_name = "FILE")]
+    pub owner_file: PathBuf,
     /// The node's spec file.
     #[arg(default_value = "/etc/xnode/spec.json", value_name = "FILE")]
     pub file: PathBuf,

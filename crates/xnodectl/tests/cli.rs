@@ -378,6 +378,7 @@ fn a_spec_can_come_on_standard_input() {
 
 #[test]
 fn ssh_keys_gives_root_the_ed25519_owner_and_nobody_else() {
+    const NONE: &str = "/nonexistent/owner";
     let spec = |owner: &str| {
         format!(
             r#"{{"version": 1, "node": {{"name": "n1", "owner": "{owner}"}}, "workloads": {{}}}}"#
@@ -387,30 +388,72 @@ fn ssh_keys_gives_root_the_ed25519_owner_and_nobody_else() {
         "ssh-ed.json",
         spec("ed25519:19lXUErDvu1fpeijRcQg7nwqCHKIUPB+kF7AVUzbrP8=").as_bytes(),
     );
-    let run = xnodectl(&["ssh-keys", path_str(&ed)]);
+    let run = xnodectl(&["ssh-keys", "--owner-file", NONE, path_str(&ed)]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
         run.stdout,
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINfZV1BKw77tX6Xoo0XEIO58KghyiFDwfpBewFVM26z/ xnode-owner\n"
     );
-    let run = xnodectl(&["ssh-keys", "--user", "alice", path_str(&ed)]);
+    let run = xnodectl(&[
+        "ssh-keys",
+        "--owner-file",
+        NONE,
+        "--user",
+        "alice",
+        path_str(&ed),
+    ]);
     assert_eq!((run.code, run.stdout.as_str()), (0, ""));
 
     let eth = temp_file(
         "ssh-eth.json",
         spec("eth:0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed").as_bytes(),
     );
-    let run = xnodectl(&["ssh-keys", path_str(&eth)]);
+    let run = xnodectl(&["ssh-keys", "--owner-file", NONE, path_str(&eth)]);
     assert_eq!((run.code, run.stdout.as_str()), (0, ""));
 
     // A node still waiting for its first spec has no owner yet.
-    let run = xnodectl(&["ssh-keys", "/nonexistent/spec.json"]);
+    let run = xnodectl(&["ssh-keys", "--owner-file", NONE, "/nonexistent/spec.json"]);
     assert_eq!((run.code, run.stdout.as_str()), (0, ""));
 
     let bad = temp_file("ssh-bad.json", spec("ed25519:AAAA").as_bytes());
-    let run = xnodectl(&["ssh-keys", path_str(&bad)]);
+    let run = xnodectl(&["ssh-keys", "--owner-file", NONE, path_str(&bad)]);
     assert_eq!((run.code, run.stdout.as_str()), (1, ""));
     assert!(run.stderr.contains("node.owner"), "{}", run.stderr);
+
+    // The owner xnoded publishes (the spec in force) wins over the spec file's, which
+    // a push or an API apply leaves as it was.
+    let rotated = temp_file(
+        "ssh-owner",
+        b"eth:0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed\n",
+    );
+    let run = xnodectl(&[
+        "ssh-keys",
+        "--owner-file",
+        path_str(&rotated),
+        path_str(&ed),
+    ]);
+    assert_eq!((run.code, run.stdout.as_str()), (0, ""), "{}", run.stderr);
+    let published = temp_file(
+        "ssh-owner-ed",
+        b"ed25519:19lXUErDvu1fpeijRcQg7nwqCHKIUPB+kF7AVUzbrP8=\n",
+    );
+    let run = xnodectl(&[
+        "ssh-keys",
+        "--owner-file",
+        path_str(&published),
+        path_str(&eth),
+    ]);
+    assert!(
+        run.stdout.starts_with(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINfZV1BKw77tX6Xoo0XEIO58KghyiFDwfpBewFVM26z/"
+        ),
+        "{}",
+        run.stdout
+    );
+    // A spec in force with no owner: nobody, whatever the spec file says.
+    let none = temp_file("ssh-owner-none", b"");
+    let run = xnodectl(&["ssh-keys", "--owner-file", path_str(&none), path_str(&ed)]);
+    assert_eq!((run.code, run.stdout.as_str()), (0, ""));
 }
 
 #[test]

@@ -320,7 +320,7 @@ where
         self.apply_error = outcome.as_ref().err().map(ToString::to_string);
         match &outcome {
             Ok(d) => {
-                self.current = Some(Arc::new(d.in_force.clone()));
+                self.take_in_force(d.in_force.clone());
                 self.not_realised = Some(d.not_realised.clone());
                 if let Some(observed) = &d.observed {
                     let placed = self.placed.borrow().clone();
@@ -331,7 +331,7 @@ where
             }
             Err(f) => {
                 if let Some(v) = &f.in_force {
-                    self.current = Some(Arc::new(v.clone()));
+                    self.take_in_force(v.clone());
                     // What of it can be realised is found out again before anything
                     // converges to it or is offered.
                     self.not_realised = None;

@@ -47,6 +47,8 @@ pub struct Settings {
     pub interval: Duration,
     /// Where metrics are served, for `status`.
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// Where the owner of the spec in force is published for `xnodectl ssh-keys`.
+    pub owner_file: Option<PathBuf>,
 }
 
 /// How long a burst of unit changes may take before the pass it triggers.
@@ -226,7 +228,7 @@ where
                         .generations
                         .iter()
                         .any(|g| g.number == n && g.outcome == Outcome::Applying);
-                    self.current = Some(Arc::new(v.clone()));
+                    self.take_in_force(v.clone());
                     if interrupted {
                         info!(
                             generation = n,
@@ -423,4 +425,47 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+impl<U, N> Service<U, N>
+where
+    U: Units + Send + Sync + 'static,
+    N: Realise + Clone + Send + Sync + 'static,
+{
+    /// Takes `spec` as the spec in force, and publishes its owner: sshd asks
+    /// `xnodectl ssh-keys` (as nobody, which cannot read the state directory) whom to
+    /// let in as root, and it must be the owner of this spec, not of the spec file,
+    /// which pushes and API applies leave as it was.
+    pub(super) fn take_in_force(&mut self, spec: Validated) {
+        if let Some(path) = &self.settings.owner_file {
+            let owner = spec.spec.node.owner.map(|o| format!("{o}\n"));
+            if let Err(e) = publish(path, owner.unwrap_or_default().as_bytes()) {
+                error!(
+                    "cannot publish the owner in {}; ssh-keys may name a former owner: {e}",
+                    path.display()
+                );
+            }
+        }
+        self.current = Some(Arc::new(spec));
+    }
+}
+
+/// Replaces `path` (world-readable) with `bytes`, never half-written.
+fn publish(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let tmp = path.with_extension("tmp");
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    // Readable by all whatever the umask (xnoded's is 0077).
+    f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    std::fs::rename(&tmp, path)
 }
