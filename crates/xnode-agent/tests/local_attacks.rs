@@ -149,10 +149,15 @@ fn the_published_owner_follows_the_spec_in_force_not_the_spec_file() {
     let new = xnode_lab::fleet::owner().owner().to_string();
     let spec = |owner: &str| json!({"version": 1, "node": {"name": "rotate", "owner": owner}});
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
-    let c = xnode_lab::node::boot_node(bin.parent().unwrap(), &serde_json::to_vec(&spec(old)).unwrap())
-        .unwrap();
-    wait_status(&c, "up", Duration::from_secs(60), |s| s["converged"] == true)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let c = xnode_lab::node::boot_node(
+        bin.parent().unwrap(),
+        &serde_json::to_vec(&spec(old)).unwrap(),
+    )
+    .unwrap();
+    wait_status(&c, "up", Duration::from_secs(60), |s| {
+        s["converged"] == true
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     let published = || std::fs::read_to_string(c.path("/run/xnode/owner")).unwrap();
     assert_eq!(published().trim(), old);
     let mode = c.sh("stat -c %a /run/xnode/owner").unwrap();
@@ -172,7 +177,9 @@ fn the_published_owner_follows_the_spec_in_force_not_the_spec_file() {
     assert!(on_disk.contains(old), "{on_disk}");
     // After a restart too.
     c.sh("systemctl restart xnoded").unwrap();
-    wait_status(&c, "up again", Duration::from_secs(60), |s| s["converged"] == true)
-        .unwrap_or_else(|e| panic!("{e}"));
+    wait_status(&c, "up again", Duration::from_secs(60), |s| {
+        s["converged"] == true
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(published().trim(), new);
 }

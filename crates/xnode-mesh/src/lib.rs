@@ -16,6 +16,8 @@ pub mod node;
 mod ownership;
 pub mod placement;
 pub mod quorum;
+mod rate;
 mod resources;
+mod state_file;
 
 pub use metrics::Metrics;

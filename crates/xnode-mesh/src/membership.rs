@@ -11,6 +11,13 @@
 //!   higher seq in the same one) makes the member alive again. A member wrongly
 //!   reported gone refutes it with its next heartbeat; a restarted one comes back
 //!   with a new incarnation. Old heartbeats still in flight change nothing.
+//! - A `Gone` report is believed only about a heartbeat the reporter could have seen:
+//!   the incarnation this node knows, and a seq no further ahead of the one it knows
+//!   than gossip could have carried. A report of an incarnation or seq from the
+//!   future is a lie, and changes nothing.
+//! - How long a member has been settled (quorate without a break, which may make it
+//!   an owner) is what this node saw itself: from the first heartbeat in which it said
+//!   it was settled, not the length it claims.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -24,6 +31,10 @@ pub const MAX_MEMBERS: usize = 1024;
 /// A dead member is forgotten after this long: it is neither a voter nor a candidate
 /// any more, and would only take room.
 pub const FORGET_AFTER: Duration = Duration::from_secs(600);
+
+/// How far ahead of the last heartbeat a node heard a `Gone` report may be: ten
+/// heartbeats (5 s by default) that reached the reporter and not this node yet.
+pub const GONE_SEQ_AHEAD: u64 = 10;
 
 /// The detector's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +83,9 @@ pub struct Member {
     pub heard: Instant,
     /// When its state last changed.
     pub since: Instant,
+    /// Since when this node has heard it say, in every heartbeat, that it is settled
+    /// (none while it says it is not, or is not alive).
+    pub settled_since: Option<Instant>,
 }
 
 /// A change worth telling the rest of the node about.
@@ -116,6 +130,7 @@ impl<P: Ord + Clone> Membership<P> {
                 self.members.insert(
                     peer.clone(),
                     Member {
+                        settled_since: (hb.settled_ms > 0).then_some(now),
                         info: hb,
                         state: State::Alive,
                         heard: now,
@@ -128,6 +143,18 @@ impl<P: Ord + Clone> Membership<P> {
                 if (hb.incarnation, hb.seq) <= (m.info.incarnation, m.info.seq) {
                     return None; // Old news, e.g. delayed in the gossip.
                 }
+                // Settled without a break as far as this node saw: alive all along,
+                // the same incarnation, and settled in its last heartbeat too, for no
+                // less than before (less means it broke off and settled again).
+                let unbroken = m.state == State::Alive
+                    && hb.incarnation == m.info.incarnation
+                    && m.info.settled_ms > 0
+                    && hb.settled_ms >= m.info.settled_ms;
+                m.settled_since = match (hb.settled_ms > 0, unbroken) {
+                    (false, _) => None,
+                    (true, true) => m.settled_since.or(Some(now)),
+                    (true, false) => Some(now),
+                };
                 m.info = hb;
                 m.heard = now;
                 if m.state == State::Alive {
@@ -156,6 +183,9 @@ impl<P: Ord + Clone> Membership<P> {
         let m = self.members.get(peer)?;
         if (m.info.incarnation, m.info.seq) > (incarnation, seq) {
             return None; // We heard it since: the report is out of date.
+        }
+        if incarnation != m.info.incarnation || seq - m.info.seq > GONE_SEQ_AHEAD {
+            return None; // A heartbeat nobody could have seen yet: a false report.
         }
         self.set(peer, State::Dead, now)
     }
@@ -289,7 +319,8 @@ mod tests {
         m.heard(&1, hb(1, 5), t0);
         assert_eq!(m.disconnected(&1, ms(t0, 10)), Some(Change::Suspect(1)));
         assert_eq!(m.disconnected(&1, ms(t0, 20)), None);
-        // A report older than what we heard is ignored; a current one kills.
+        // A report older than what we heard is ignored; a current one kills (see
+        // below for those too new to be true).
         assert_eq!(m.gone(&1, 1, 4, ms(t0, 30)), None);
         assert_eq!(m.gone(&1, 1, 5, ms(t0, 40)), Some(Change::Dead(1)));
         assert_eq!(m.disconnected(&1, ms(t0, 50)), None, "dead stays dead");
@@ -298,6 +329,58 @@ mod tests {
         // A report about an unknown member is no member.
         assert_eq!(m.gone(&2, 1, 1, ms(t0, 600)), None);
         assert!(m.get(&2).is_none());
+    }
+
+    #[test]
+    fn a_report_of_a_heartbeat_nobody_could_have_seen_is_a_lie() {
+        let t0 = Instant::now();
+        let mut m = Membership::new(Timing::default());
+        m.heard(&1, hb(7, 100), t0);
+        // (incarnation, seq) reported → believed?
+        for (incarnation, seq, believed) in [
+            (7, 99, false),              // heard since
+            (u64::MAX, u64::MAX, false), // from the future
+            (8, 1, false),               // an incarnation this node never saw
+            (7, 100 + GONE_SEQ_AHEAD + 1, false),
+            (7, u64::MAX, false),
+            (7, 100 + GONE_SEQ_AHEAD, true), // heartbeats still on their way here
+        ] {
+            let change = m.gone(&1, incarnation, seq, ms(t0, 10));
+            assert_eq!(change.is_some(), believed, "({incarnation}, {seq})");
+        }
+        let mut m = Membership::new(Timing::default());
+        m.heard(&1, hb(7, 100), t0);
+        assert_eq!(m.gone(&1, 7, 100, ms(t0, 10)), Some(Change::Dead(1)));
+    }
+
+    #[test]
+    fn settled_is_counted_from_what_this_node_saw_not_what_a_member_claims() {
+        let t0 = Instant::now();
+        let mut m = Membership::new(Timing::default());
+        let settled = |inc, seq, ms| Heartbeat {
+            settled_ms: ms,
+            ..hb(inc, seq)
+        };
+        // A newcomer that claims an hour of being settled: from now on, as seen here.
+        m.heard(&1, settled(1, 1, 3_600_000), t0);
+        assert_eq!(m.get(&1).unwrap().settled_since, Some(t0));
+        m.heard(&1, settled(1, 2, 3_600_500), ms(t0, 500));
+        assert_eq!(m.get(&1).unwrap().settled_since, Some(t0), "unbroken");
+        // It broke off (claims less than before): settled anew.
+        m.heard(&1, settled(1, 3, 100), ms(t0, 1000));
+        assert_eq!(m.get(&1).unwrap().settled_since, Some(ms(t0, 1000)));
+        // Not settled: none; settled again: from then.
+        m.heard(&1, settled(1, 4, 0), ms(t0, 1500));
+        assert_eq!(m.get(&1).unwrap().settled_since, None);
+        m.heard(&1, settled(1, 5, 500), ms(t0, 2000));
+        assert_eq!(m.get(&1).unwrap().settled_since, Some(ms(t0, 2000)));
+        // Suspected in between: settled anew from when it is heard again.
+        m.disconnected(&1, ms(t0, 2100));
+        m.heard(&1, settled(1, 6, 1000), ms(t0, 2500));
+        assert_eq!(m.get(&1).unwrap().settled_since, Some(ms(t0, 2500)));
+        // Restarted with a new incarnation: anew.
+        m.heard(&1, settled(2, 1, 9_999_999), ms(t0, 3000));
+        assert_eq!(m.get(&1).unwrap().settled_since, Some(ms(t0, 3000)));
     }
 
     #[test]

@@ -208,12 +208,7 @@ impl Ownership {
                 })
             })
             .collect();
-        let tmp = self.file.with_extension("json.tmp");
-        let written = serde_json::to_vec(&Voters { voters })
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, &self.file));
-        if let Err(e) = written {
+        if let Err(e) = crate::state_file::replace(&self.file, &Voters { voters }) {
             warn!(file = %self.file.display(), "cannot save the mesh voters: {e}");
         }
     }
@@ -278,9 +273,15 @@ impl Ownership {
             let live = m.state != State::Dead;
             let silent = now.saturating_duration_since(m.heard);
             // What it said, aged by the time since — but no more than one heartbeat:
-            // a member that falls silent does not become eligible by its silence.
-            let settled =
+            // a member that falls silent does not become eligible by its silence —
+            // and never more than this node saw itself: a claim alone makes nobody an
+            // owner sooner.
+            let claimed =
                 Duration::from_millis(m.info.settled_ms).saturating_add(silent.min(self.heartbeat));
+            let seen = m
+                .settled_since
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+            let settled = claimed.min(seen);
             Placed {
                 node: m.info.node.clone(),
                 candidate: Candidate {

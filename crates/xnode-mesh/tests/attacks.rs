@@ -145,3 +145,98 @@ async fn huge_pushes_and_floods_of_pushes_neither_swell_nor_stall_a_node() {
     let doubts = ever_doubted(&c, &ids["a"]);
     assert!(doubts.is_empty(), "a was doubted: {doubts:?}");
 }
+
+/// A heartbeat of a member the owner admitted: the attacker holds a real certificate.
+fn member_heartbeat(owner: &xnode_spec::keys::OwnerKey, peer: &PeerId, seq: u64) -> Vec<u8> {
+    use xnode_mesh::message::{Heartbeat, Message};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let cert =
+        xnode_spec::fleet::Certificate::issue(owner, &peer.to_string(), now - 60, now + 3600);
+    let hb = Heartbeat {
+        cert,
+        node: "insider".into(),
+        incarnation: 1,
+        seq,
+        labels: Default::default(),
+        resources: Default::default(),
+        services: vec![],
+        addresses: vec![],
+        settled_ms: 0,
+        offers: Default::default(),
+        running: Default::default(),
+    };
+    Message::Heartbeat(Box::new(hb)).encode()
+}
+
+/// The review's attack: 600 small `Gone` reports naming a node made it publish 607
+/// full heartbeats in 3 s. Made now by a peer the owner did admit (a stranger's are not
+/// even looked at), they make it say little more than it always says, and nobody
+/// believes it dead.
+#[tokio::test]
+async fn a_flood_of_death_reports_from_a_member_neither_kills_nor_amplifies() {
+    use xnode_mesh::message::Message;
+    const REPORTS: u64 = 600;
+    let (c, ids) = fleet_of_three("gone-flood");
+    let victim: PeerId = ids["a"].parse().unwrap();
+    let topic = libp2p::gossipsub::IdentTopic::new(xnode_mesh::fleet::topic(&c.owner.owner()));
+    let mut insider = hostile_swarm(|key| -> libp2p::gossipsub::Behaviour {
+        libp2p::gossipsub::Behaviour::new(
+            libp2p::gossipsub::MessageAuthenticity::Signed(key.clone()),
+            libp2p::gossipsub::ConfigBuilder::default()
+                .heartbeat_initial_delay(Duration::from_millis(100))
+                .build()
+                .unwrap(),
+        )
+        .unwrap()
+    });
+    insider.behaviour_mut().subscribe(&topic).unwrap();
+    insider
+        .dial(c.nodes["a"].listen.parse::<Multiaddr>().unwrap())
+        .unwrap();
+    let me = *insider.local_peer_id();
+    // Three seconds of heartbeats, so the nodes know it for a member; then the flood,
+    // and three seconds of counting what the victim says.
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let (mut seq, mut flooded_at, mut victim_beats) = (0, None, 0);
+    let start = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            event = insider.select_next_some() => {
+                if let SwarmEvent::Behaviour(libp2p::gossipsub::Event::Message { message, .. }) = event
+                    && flooded_at.is_some()
+                    && message.source == Some(victim)
+                    && matches!(Message::decode(&message.data), Ok(Message::Heartbeat(_)))
+                {
+                    victim_beats += 1;
+                }
+            }
+            _ = tick.tick() => {
+                seq += 1;
+                let hb = member_heartbeat(&c.owner, &me, seq);
+                let _ = insider.behaviour_mut().publish(topic.clone(), hb);
+                if flooded_at.is_none() && start.elapsed() > Duration::from_secs(3) {
+                    for i in 0..REPORTS {
+                        let gone = Message::Gone { peer: victim.to_string(), incarnation: 1, seq: i };
+                        let _ = insider.behaviour_mut().publish(topic.clone(), gone.encode());
+                    }
+                    flooded_at = Some(tokio::time::Instant::now());
+                }
+                if flooded_at.is_some_and(|t| t.elapsed() > Duration::from_secs(3)) {
+                    break;
+                }
+            }
+        }
+    }
+    println!("after {REPORTS} reports, the victim sent {victim_beats} heartbeats in 3 s");
+    // Six a second is its own pace (with gossip's copies, a few more arrive).
+    assert!(
+        victim_beats >= 3,
+        "the insider heard nothing: the test saw no attack"
+    );
+    assert!(victim_beats <= 24, "{victim_beats} heartbeats in 3 s");
+    let doubts = ever_doubted(&c, &ids["a"]);
+    assert!(doubts.is_empty(), "a was doubted: {doubts:?}");
+}

@@ -327,12 +327,7 @@ impl Fleet {
             certificate: self.own.clone(),
             revocations: self.revoked.values().cloned().collect(),
         };
-        let tmp = self.file.with_extension("json.tmp");
-        let written = serde_json::to_vec(&saved)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, &self.file));
-        if let Err(e) = written {
+        if let Err(e) = crate::state_file::replace(&self.file, &saved) {
             warn!(file = %self.file.display(), "cannot save the fleet state: {e}");
         }
     }

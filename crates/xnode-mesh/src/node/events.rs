@@ -195,9 +195,20 @@ impl Node {
                     return ignore("a Gone report from a non-member".into());
                 }
                 let peer: PeerId = peer.parse().map_err(|_| "Gone names no peer id")?;
+                if source != me && !self.reports.allow(&source, now) {
+                    // A member may report many deaths at once (a partition), but not
+                    // without end: the rest are neither acted on nor passed on.
+                    return Ok(false);
+                }
                 if peer == me {
-                    // Reported gone, but here: say so at once.
-                    self.beat_now();
+                    // Reported gone, but here: say so now, unless a heartbeat just
+                    // went out (one refutation answers any number of reports).
+                    let refuted = self.beat_at.is_some_and(|t| {
+                        now.saturating_duration_since(t) < self.config.timing.heartbeat / 2
+                    });
+                    if !refuted {
+                        self.beat_now();
+                    }
                 } else if self.swarm.is_connected(&peer) {
                     // Our own connection to it is up: that outweighs a report (which
                     // any member may send). If it did die, that connection closes and

@@ -114,7 +114,14 @@ pub struct Node {
     turned: Instant,
     /// When it last sent a heartbeat.
     beat_at: Option<Instant>,
+    /// How many `Gone` reports each member may still make this node act on.
+    reports: crate::rate::PerPeer<PeerId>,
 }
+
+/// `Gone` reports a member may make at once (every member of a fleet cut off, say)…
+const REPORT_BURST: u32 = 64;
+/// …and then each second.
+const REPORTS_PER_SEC: u32 = 8;
 
 /// A loop that has not turned for this long was frozen or starved: every heartbeat it
 /// should have handled in between is missing.
@@ -178,7 +185,7 @@ impl Node {
             membership,
             fleet,
             topic,
-            incarnation: now_ms(),
+            incarnation: crate::state_file::next_incarnation(&config.state_dir, now_ms()),
             seq: 0,
             commands,
             commands_tx: commands_tx.clone(),
@@ -196,6 +203,7 @@ impl Node {
             majority,
             turned: now,
             beat_at: None,
+            reports: crate::rate::PerPeer::new(REPORT_BURST, REPORTS_PER_SEC),
             config,
         };
         Ok((
