@@ -240,3 +240,181 @@ async fn a_flood_of_death_reports_from_a_member_neither_kills_nor_amplifies() {
     let doubts = ever_doubted(&c, &ids["a"]);
     assert!(doubts.is_empty(), "a was doubted: {doubts:?}");
 }
+
+/// The review's attack: 254 connections held from throwaway peer ids filled a node's
+/// slots, and a new node could not join through it. Now strangers share a quarter of
+/// the slots and a few per address, the longest held makes room, and the newcomer is
+/// a stranger only until its first heartbeat.
+#[tokio::test]
+async fn connections_held_from_throwaway_ids_keep_no_new_node_out() {
+    const HELD: usize = 254;
+    let (mut c, ids) = fleet_of_three("slots");
+    let target: Multiaddr = c.nodes["a"].listen.parse().unwrap();
+    let topic = libp2p::gossipsub::IdentTopic::new(xnode_mesh::fleet::topic(&c.owner.owner()));
+    let (established, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+    let mut holders = Vec::new();
+    let mut made = 0;
+    // In batches, as a patient attacker would: a node takes only so many handshakes
+    // at once.
+    for batch in 0..HELD.div_ceil(32) {
+        let size = (HELD - batch * 32).min(32);
+        for _ in 0..size {
+            // Gossip on the fleet's topic keeps a connection from going idle.
+            let mut swarm = hostile_swarm(|key| -> libp2p::gossipsub::Behaviour {
+                libp2p::gossipsub::Behaviour::new(
+                    libp2p::gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    libp2p::gossipsub::Config::default(),
+                )
+                .unwrap()
+            });
+            swarm.behaviour_mut().subscribe(&topic).unwrap();
+            swarm.dial(target.clone()).unwrap();
+            let established = established.clone();
+            holders.push(tokio::spawn(async move {
+                loop {
+                    match swarm.select_next_some().await {
+                        SwarmEvent::ConnectionEstablished { .. } => {
+                            let _ = established.send(true);
+                        }
+                        SwarmEvent::OutgoingConnectionError { .. } => {
+                            let _ = established.send(false);
+                        }
+                        _ => {}
+                    }
+                }
+            }));
+        }
+        for _ in 0..size {
+            match tokio::time::timeout(Duration::from_secs(60), arrivals.recv()).await {
+                Ok(Some(true)) => made += 1,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    }
+    println!("{made} of {HELD} throwaway connections were made (most evicted since)");
+    assert!(made > 200, "the attack did not happen");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held = c.nodes.get_mut("a").unwrap().request("status")["status"]["connected"]
+        .as_u64()
+        .unwrap();
+    println!("a is connected to {held} peers");
+    // b, c, and strangers from this one address: no more than its share.
+    assert!(held <= 2 + 8, "a holds {held} connections");
+
+    // A new node joins through a (its only bootstrap peer), and the fleet is whole.
+    c.start("d", &[]);
+    let mut all: BTreeSet<String> = ids.values().cloned().collect();
+    all.insert(c.nodes["d"].peer_id.clone());
+    let peers: BTreeMap<String, String> = c
+        .nodes
+        .iter()
+        .map(|(n, p)| (n.clone(), p.peer_id.clone()))
+        .collect();
+    // Well within the minute after which the node would close idle connections.
+    c.wait_all("d in the fleet", Duration::from_secs(30), |me, m| {
+        let others: BTreeSet<String> = all.iter().filter(|p| **p != peers[me]).cloned().collect();
+        in_state(m, "alive") == others
+    });
+    for h in holders {
+        h.abort();
+    }
+}
+
+/// The review's attack: the addresses in one forged heartbeat made every node dial a
+/// host and port of the attacker's choosing. Now: a stranger's heartbeat is not
+/// believed, and of what a stranger says of its addresses (identify) only those on the
+/// host it connected from are taken. Here it names a listener of the test's, by the
+/// name `localhost`; nobody dials it.
+#[tokio::test]
+async fn no_node_dials_an_address_a_stranger_names() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let victim = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = victim.local_addr().unwrap().port();
+    let dialed = std::sync::Arc::new(AtomicUsize::new(0));
+    {
+        let dialed = dialed.clone();
+        std::thread::spawn(move || {
+            for stream in victim.incoming() {
+                if stream.is_ok() {
+                    dialed.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+    }
+    #[derive(libp2p::swarm::NetworkBehaviour)]
+    struct Liar {
+        identify: libp2p::identify::Behaviour,
+        kad: libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>,
+        gossipsub: libp2p::gossipsub::Behaviour,
+    }
+    let mut c = Cluster::new("dial");
+    c.start("a", &[]);
+    let a: Multiaddr = c.nodes["a"].listen.parse().unwrap();
+    let topic = libp2p::gossipsub::IdentTopic::new(xnode_mesh::fleet::topic(&c.owner.owner()));
+    let mut liar = hostile_swarm(|key| {
+        let me = key.public().to_peer_id();
+        Liar {
+            identify: libp2p::identify::Behaviour::new(libp2p::identify::Config::new(
+                "/xnode/id/1.0.0".into(),
+                key.public(),
+            )),
+            kad: libp2p::kad::Behaviour::with_config(
+                me,
+                libp2p::kad::store::MemoryStore::new(me),
+                libp2p::kad::Config::new(xnode_mesh::node::KAD_PROTOCOL),
+            ),
+            gossipsub: libp2p::gossipsub::Behaviour::new(
+                libp2p::gossipsub::MessageAuthenticity::Signed(key.clone()),
+                libp2p::gossipsub::Config::default(),
+            )
+            .unwrap(),
+        }
+    });
+    liar.behaviour_mut()
+        .kad
+        .set_mode(Some(libp2p::kad::Mode::Server));
+    liar.add_external_address(format!("/dns4/localhost/tcp/{port}").parse().unwrap());
+    liar.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
+    liar.dial(a).unwrap();
+    let me = *liar.local_peer_id();
+    let liar_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let forger =
+            xnode_spec::keys::OwnerKey::generate(xnode_spec::keys::KeyKind::Ed25519).unwrap();
+        let mut seq = 0;
+        loop {
+            tokio::select! {
+                _ = liar.select_next_some() => {}
+                _ = tick.tick() => {
+                    // A heartbeat naming the listener, with a certificate of its own.
+                    seq += 1;
+                    let mut hb: Value = serde_json::from_slice(&member_heartbeat(&forger, &me, seq)).unwrap();
+                    hb["addresses"] = serde_json::json!([format!("/ip4/127.0.0.1/tcp/{port}")]);
+                    let _ = liar.behaviour_mut().gossipsub.publish(topic.clone(), hb.to_string());
+                }
+            }
+        }
+    });
+    // Known to a first; then b and c join through a and look the mesh up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.start("b", &[]);
+    c.start("c", &[]);
+    let ids: BTreeMap<String, String> = c
+        .nodes
+        .iter()
+        .map(|(n, p)| (n.clone(), p.peer_id.clone()))
+        .collect();
+    let all: BTreeSet<String> = ids.values().cloned().collect();
+    c.wait_all("the fleet", Duration::from_secs(30), |me, m| {
+        let others: BTreeSet<String> = all.iter().filter(|p| **p != ids[me]).cloned().collect();
+        in_state(m, "alive") == others
+    });
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    liar_task.abort();
+    assert_eq!(
+        dialed.load(Ordering::SeqCst),
+        0,
+        "a node dialed the named host"
+    );
+}

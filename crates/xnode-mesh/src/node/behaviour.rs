@@ -28,6 +28,7 @@ const IDENTIFY_PROTOCOL: &str = "/xnode/id/1.0.0";
 
 #[derive(NetworkBehaviour)]
 pub(super) struct Behaviour {
+    pub(super) slots: super::slots::Behaviour,
     pub(super) limits: connection_limits::Behaviour,
     pub(super) memory: memory_connection_limits::Behaviour,
     pub(super) identify: identify::Behaviour,
@@ -122,14 +123,18 @@ pub(super) fn swarm(
                 .build()?;
             let mut kad_config = kad::Config::new(KAD_PROTOCOL);
             kad_config.set_query_timeout(Duration::from_secs(30));
+            // Only the node decides who goes in the routing table (members and the
+            // bootstrap peers): the table's addresses are dialed by every query, and
+            // a peer that merely connects must not choose what the mesh dials.
+            kad_config.set_kbucket_inserts(kad::BucketInserts::Manual);
             let mut kad = kad::Behaviour::with_config(
                 key.public().to_peer_id(),
                 kad::store::MemoryStore::new(key.public().to_peer_id()),
                 kad_config,
             );
             kad.set_mode(Some(kad::Mode::Server));
+            // The total is the slots' to keep (they know members from strangers).
             let limits = connection_limits::ConnectionLimits::default()
-                .with_max_established(Some(max_connections))
                 .with_max_pending_incoming(Some(max_connections / 2))
                 .with_max_established_per_peer(Some(2));
             // One push at a time on a connection (and a peer has at most two).
@@ -156,6 +161,7 @@ pub(super) fn swarm(
                 request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
             );
             Ok(Behaviour {
+                slots: super::slots::Behaviour::new(max_connections as usize),
                 limits: connection_limits::Behaviour::new(limits),
                 memory: memory_connection_limits::Behaviour::with_max_percentage(0.9),
                 identify: identify::Behaviour::new(identify::Config::new(

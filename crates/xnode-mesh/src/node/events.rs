@@ -10,7 +10,8 @@ use libp2p::{PeerId, gossipsub, identify, mdns};
 use tracing::{debug, info};
 
 use super::behaviour::{BehaviourEvent, KAD_PROTOCOL};
-use super::{Node, now_ms};
+use super::slots::ip_of;
+use super::{MAX_LEARNED, Node, now_ms};
 use crate::fleet::Refused;
 use crate::membership::State;
 use crate::message::Message;
@@ -20,17 +21,37 @@ impl Node {
         self.metrics.record_swarm(&event);
         match event {
             SwarmEvent::NewListenAddr { address, .. } => info!(%address, "mesh listening"),
-            // The first peer: find the rest of the mesh through it.
-            SwarmEvent::ConnectionEstablished { .. }
-                if self.swarm.connected_peers().count() == 1 =>
-            {
-                self.bootstrap();
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                if let Some(ip) = ip_of(endpoint.get_remote_address()) {
+                    self.remote_ips.insert(peer_id, ip);
+                }
+                // A peer reached at an address the operator gave: trusted for the
+                // routing table, as the members are.
+                if endpoint.is_dialer()
+                    && self
+                        .config
+                        .bootstrap
+                        .contains(endpoint.get_remote_address())
+                {
+                    self.bootstrap_peers.insert(peer_id);
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, endpoint.get_remote_address().clone());
+                }
+                // The first peer: find the rest of the mesh through it.
+                if self.swarm.connected_peers().count() == 1 {
+                    self.bootstrap();
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
                 ..
             } => {
+                self.remote_ips.remove(&peer_id);
                 if let Some(change) = self.membership.disconnected(&peer_id, Instant::now()) {
                     self.report(change);
                     // Confirm: is it gone, or was only this connection?
@@ -59,6 +80,13 @@ impl Node {
             SwarmEvent::Behaviour(event) => self.on_behaviour(event),
             _ => {}
         }
+    }
+
+    /// A member this node believes alive or suspect.
+    pub(super) fn is_member(&self, peer: &PeerId) -> bool {
+        self.membership
+            .get(peer)
+            .is_some_and(|m| m.state != State::Dead)
     }
 
     fn confirm_gone(&mut self, peer: PeerId) {
@@ -116,10 +144,21 @@ impl Node {
             }
             BehaviourEvent::Identify(event) => {
                 self.metrics.record_identify(&event);
+                // What a peer says of its own addresses is taken whole only from a member
+                // or a bootstrap peer. Of anyone else, only addresses on the host it
+                // connected from: it could name any host for the mesh to dial.
                 if let identify::Event::Received { peer_id, info, .. } = event
                     && info.protocols.contains(&KAD_PROTOCOL)
                 {
-                    for address in info.listen_addrs {
+                    let trusted =
+                        self.bootstrap_peers.contains(&peer_id) || self.is_member(&peer_id);
+                    let seen_at = self.remote_ips.get(&peer_id).copied();
+                    let addresses = info
+                        .listen_addrs
+                        .into_iter()
+                        .filter(|a| trusted || seen_at.is_some_and(|ip| ip_of(a) == Some(ip)))
+                        .take(MAX_LEARNED);
+                    for address in addresses {
                         self.swarm
                             .behaviour_mut()
                             .kad
@@ -161,11 +200,7 @@ impl Node {
         let now = Instant::now();
         let me = *self.swarm.local_peer_id();
         let fleet = self.fleet.as_ref().ok_or("this node is in no fleet")?;
-        let is_member = |node: &Node, p: &PeerId| {
-            node.membership
-                .get(p)
-                .is_some_and(|m| m.state != State::Dead)
-        };
+        let is_member = |node: &Node, p: &PeerId| node.is_member(p);
         match message {
             Message::Heartbeat(hb) => {
                 if source == me {

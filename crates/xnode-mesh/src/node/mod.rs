@@ -32,6 +32,7 @@ mod events;
 mod fleet;
 mod push;
 mod push_wire;
+mod slots;
 
 use behaviour::Behaviour;
 pub use behaviour::{FLEET_PROTOCOL, KAD_PROTOCOL, PUSH_PROTOCOL};
@@ -116,7 +117,15 @@ pub struct Node {
     beat_at: Option<Instant>,
     /// How many `Gone` reports each member may still make this node act on.
     reports: crate::rate::PerPeer<PeerId>,
+    /// Peers reached at a bootstrap address.
+    bootstrap_peers: std::collections::HashSet<PeerId>,
+    /// The address each connected peer connects from.
+    remote_ips: HashMap<PeerId, std::net::IpAddr>,
 }
+
+/// The addresses taken of one peer: a member has a few (its interfaces, IPv4 and
+/// IPv6), and each is dialed by the mesh.
+const MAX_LEARNED: usize = 8;
 
 /// `Gone` reports a member may make at once (every member of a fleet cut off, say)…
 const REPORT_BURST: u32 = 64;
@@ -204,6 +213,8 @@ impl Node {
             turned: now,
             beat_at: None,
             reports: crate::rate::PerPeer::new(REPORT_BURST, REPORTS_PER_SEC),
+            bootstrap_peers: Default::default(),
+            remote_ips: HashMap::new(),
             config,
         };
         Ok((
@@ -359,6 +370,13 @@ impl Node {
         for change in self.membership.tick(now) {
             self.report(change);
         }
+        let trusted = self
+            .membership
+            .live()
+            .map(|(p, _)| *p)
+            .chain(self.bootstrap_peers.iter().copied())
+            .collect();
+        self.swarm.behaviour_mut().slots.trust(trusted);
         let member = self
             .fleet
             .as_mut()
@@ -450,6 +468,7 @@ impl Node {
                     .addresses
                     .iter()
                     .filter_map(|a| a.parse().ok())
+                    .take(MAX_LEARNED)
                     .collect()
             })
             .unwrap_or_default();
