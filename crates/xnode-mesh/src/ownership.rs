@@ -342,7 +342,7 @@ mod tests {
             owner: owner.owner(),
             join_key: None,
         };
-        let mut fleet = Fleet::load(&config, &PeerId::random().to_string(), &dir);
+        let mut fleet = Fleet::load(&config, &PeerId::random().to_string(), "n", &dir);
         let now = 1_800_000_000;
         let fleet_of = |f: &Fleet| read_voters(&file, Some(f));
         assert_eq!(fleet_of(&fleet), Ok(Vec::new()), "a new node has none");
@@ -358,7 +358,7 @@ mod tests {
         assert_eq!(fleet_of(&fleet), Ok(Vec::new()));
         let voter = |i: usize, key: &OwnerKey, expires: u64| Voter {
             peer: ids[i].to_string(),
-            cert: Certificate::issue(key, &ids[i].to_string(), now - 10, expires),
+            cert: Certificate::issue(key, &ids[i].to_string(), "n", now - 10, expires),
         };
         let voters = Voters {
             voters: vec![

@@ -146,18 +146,25 @@ async fn huge_pushes_and_floods_of_pushes_neither_swell_nor_stall_a_node() {
     assert!(doubts.is_empty(), "a was doubted: {doubts:?}");
 }
 
-/// A heartbeat of a member the owner admitted: the attacker holds a real certificate.
-fn member_heartbeat(owner: &xnode_spec::keys::OwnerKey, peer: &PeerId, seq: u64) -> Vec<u8> {
+/// A heartbeat saying `node`, with a certificate from `owner` naming `named`: an
+/// insider's, whom the owner admitted.
+fn member_heartbeat(
+    owner: &xnode_spec::keys::OwnerKey,
+    peer: &PeerId,
+    named: &str,
+    node: &str,
+    seq: u64,
+) -> Vec<u8> {
     use xnode_mesh::message::{Heartbeat, Message};
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let cert =
-        xnode_spec::fleet::Certificate::issue(owner, &peer.to_string(), now - 60, now + 3600);
+        xnode_spec::fleet::Certificate::issue(owner, &peer.to_string(), named, now - 1, now + 3600);
     let hb = Heartbeat {
         cert,
-        node: "insider".into(),
+        node: node.into(),
         incarnation: 1,
         seq,
         labels: Default::default(),
@@ -215,7 +222,7 @@ async fn a_flood_of_death_reports_from_a_member_neither_kills_nor_amplifies() {
             }
             _ = tick.tick() => {
                 seq += 1;
-                let hb = member_heartbeat(&c.owner, &me, seq);
+                let hb = member_heartbeat(&c.owner, &me, "insider", "insider", seq);
                 let _ = insider.behaviour_mut().publish(topic.clone(), hb);
                 if flooded_at.is_none() && start.elapsed() > Duration::from_secs(3) {
                     for i in 0..REPORTS {
@@ -389,7 +396,7 @@ async fn no_node_dials_an_address_a_stranger_names() {
                 _ = tick.tick() => {
                     // A heartbeat naming the listener, with a certificate of its own.
                     seq += 1;
-                    let mut hb: Value = serde_json::from_slice(&member_heartbeat(&forger, &me, seq)).unwrap();
+                    let mut hb: Value = serde_json::from_slice(&member_heartbeat(&forger, &me, "liar", "liar", seq)).unwrap();
                     hb["addresses"] = serde_json::json!([format!("/ip4/127.0.0.1/tcp/{port}")]);
                     let _ = liar.behaviour_mut().gossipsub.publish(topic.clone(), hb.to_string());
                 }
@@ -417,4 +424,73 @@ async fn no_node_dials_an_address_a_stranger_names() {
         0,
         "a node dialed the named host"
     );
+}
+
+/// The review's attack: any heartbeat could claim an existing node's name, which took
+/// pushes and service lookups meant for it. Now a certificate names its node: an
+/// insider admitted under another name cannot say it is `b`, and one whose certificate
+/// names `b` (a join key's holder may choose its name) is not heard under it while the
+/// `b` admitted first lives.
+#[tokio::test]
+async fn no_member_goes_by_another_members_name() {
+    let (mut c, ids) = fleet_of_three("names");
+    let topic = libp2p::gossipsub::IdentTopic::new(xnode_mesh::fleet::topic(&c.owner.owner()));
+    let mut impostors = Vec::new();
+    for named in ["insider", "b"] {
+        let mut swarm = hostile_swarm(|key| -> libp2p::gossipsub::Behaviour {
+            libp2p::gossipsub::Behaviour::new(
+                libp2p::gossipsub::MessageAuthenticity::Signed(key.clone()),
+                libp2p::gossipsub::ConfigBuilder::default()
+                    .heartbeat_initial_delay(Duration::from_millis(100))
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap()
+        });
+        swarm.behaviour_mut().subscribe(&topic).unwrap();
+        swarm
+            .dial(c.nodes["a"].listen.parse::<Multiaddr>().unwrap())
+            .unwrap();
+        let (owner, topic) = (c.owner.clone(), topic.clone());
+        impostors.push(tokio::spawn(async move {
+            let me = *swarm.local_peer_id();
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let mut seq = 0;
+            loop {
+                tokio::select! {
+                    _ = swarm.select_next_some() => {}
+                    _ = tick.tick() => {
+                        seq += 1;
+                        let hb = member_heartbeat(&owner, &me, named, "b", seq);
+                        let _ = swarm.behaviour_mut().publish(topic.clone(), hb);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for name in ["a", "b", "c"] {
+        let members = c.nodes.get_mut(name).unwrap().request("members")["members"].clone();
+        let called_b: Vec<&str> = members
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["node"] == "b" && m["state"] != "dead")
+            .map(|m| m["peer_id"].as_str().unwrap())
+            .collect();
+        let expected: Vec<&str> = if name == "b" { vec![] } else { vec![&ids["b"]] };
+        assert_eq!(called_b, expected, "{name} sees: {members}");
+        let providers = c.nodes.get_mut(name).unwrap().request("providers");
+        assert!(
+            providers["providers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["node"] != "b" || p["peer_id"] == ids["b"].as_str()),
+            "{providers}"
+        );
+    }
+    for i in impostors {
+        i.abort();
+    }
 }

@@ -86,27 +86,38 @@ fn only_admitted_nodes_are_members_and_a_revoked_one_is_out_for_good() {
     let from_expired_key = Certificate {
         issued: t,
         expires: t + 60,
-        signature: secret.sign(&Certificate::payload(&c.owner.owner(), &claim1, t, t + 60)),
+        signature: secret.sign(&Certificate::payload(
+            &c.owner.owner(),
+            &claim1,
+            Some("claim1"),
+            t,
+            t + 60,
+        )),
         delegation: Some(expired_key.delegation.clone()),
-        ..Certificate::issue(&c.owner, &claim1, t, t + 60)
+        ..Certificate::issue(&c.owner, &claim1, "claim1", t, t + 60)
     };
-    let mut forged = Certificate::issue(&c.owner, &claim1, t, t + 3600);
+    let mut forged = Certificate::issue(&c.owner, &claim1, "claim1", t, t + 3600);
     forged.expires += 1;
     let bad = [
         ("forged", forged, "forged or altered"),
         (
             "expired",
-            Certificate::issue(&c.owner, &claim1, t - 100, t - 1),
+            Certificate::issue(&c.owner, &claim1, "claim1", t - 100, t - 1),
             "expired at",
         ),
         (
             "wrong peer",
-            Certificate::issue(&c.owner, &id(&c, "a"), t, t + 3600),
+            Certificate::issue(&c.owner, &id(&c, "a"), "claim1", t, t + 3600),
             "presented it",
         ),
         (
+            "another node's name",
+            Certificate::issue(&c.owner, &claim1, "a", t, t + 3600),
+            "names node \"a\"",
+        ),
+        (
             "wrong owner",
-            Certificate::issue(&other, &claim1, t, t + 3600),
+            Certificate::issue(&other, &claim1, "claim1", t, t + 3600),
             "fleet of",
         ),
         ("expired join key", from_expired_key, "its join key expired"),
@@ -120,7 +131,7 @@ fn only_admitted_nodes_are_members_and_a_revoked_one_is_out_for_good() {
             .to_owned();
         assert!(err.contains(why), "{what}: {answer}");
     }
-    let good = Certificate::issue(&c.owner, &claim1, t, t + 3600);
+    let good = Certificate::issue(&c.owner, &claim1, "claim1", t, t + 3600);
     let line = format!("admit {claim1} {}", serde_json::to_string(&good).unwrap());
     let answer = c.nodes.get_mut("a").unwrap().request(&line);
     assert!(

@@ -187,7 +187,7 @@ fn forged_heartbeat(peer: &libp2p::PeerId, owner: &xnode_spec::Owner, i: u64) ->
     use xnode_spec::keys::{KeyKind, OwnerKey};
     let peer = peer.to_string();
     let forger = OwnerKey::generate(KeyKind::Ed25519).unwrap();
-    let mut cert = Certificate::issue(&forger, &peer, 1, u64::MAX);
+    let mut cert = Certificate::issue(&forger, &peer, "n", 1, u64::MAX);
     if i.is_multiple_of(2) {
         cert.owner = *owner;
     }

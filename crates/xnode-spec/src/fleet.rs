@@ -34,6 +34,10 @@ pub struct Certificate {
     pub owner: Owner,
     /// The member's peer id.
     pub peer: String,
+    /// The member's node name: no other member may call itself so. (Absent only in
+    /// certificates from before names were bound; those name nobody.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// When it was issued, seconds since the Unix epoch.
     pub issued: u64,
     /// Seconds since the Unix epoch.
@@ -175,23 +179,50 @@ fn bounded(what: &'static str, fields: &[&str]) -> Result<(), Refused> {
 }
 
 impl Certificate {
-    /// What the issuer signs.
-    pub fn payload(owner: &Owner, peer: &str, issued: u64, expires: u64) -> Vec<u8> {
-        format!("xnode-member/1\nowner {owner}\npeer {peer}\nissued {issued}\nexpires {expires}\n")
-            .into_bytes()
+    /// What the issuer signs. A certificate that names its node says so in its kind
+    /// (`xnode-member/2`), so no signature over the one passes for the other.
+    pub fn payload(
+        owner: &Owner,
+        peer: &str,
+        node: Option<&str>,
+        issued: u64,
+        expires: u64,
+    ) -> Vec<u8> {
+        match node {
+            Some(node) => format!(
+                "xnode-member/2\nowner {owner}\npeer {peer}\nnode {node}\nissued {issued}\nexpires {expires}\n"
+            ),
+            None => format!(
+                "xnode-member/1\nowner {owner}\npeer {peer}\nissued {issued}\nexpires {expires}\n"
+            ),
+        }
+        .into_bytes()
     }
 
-    /// The owner admits `peer` from `issued` until `expires`.
-    pub fn issue(owner: &OwnerKey, peer: &str, issued: u64, expires: u64) -> Certificate {
+    /// The owner admits `peer`, called `node`, from `issued` until `expires`.
+    pub fn issue(
+        owner: &OwnerKey,
+        peer: &str,
+        node: &str,
+        issued: u64,
+        expires: u64,
+    ) -> Certificate {
         let fleet = owner.owner();
         Certificate {
             v: VERSION,
             owner: fleet,
             peer: peer.to_owned(),
+            node: Some(node.to_owned()),
             issued,
             expires,
             delegation: None,
-            signature: owner.sign(&Certificate::payload(&fleet, peer, issued, expires)),
+            signature: owner.sign(&Certificate::payload(
+                &fleet,
+                peer,
+                Some(node),
+                issued,
+                expires,
+            )),
         }
     }
 
@@ -202,6 +233,12 @@ impl Certificate {
             return Err(Refused::Version(self.v));
         }
         bounded("certificate", &[&self.peer, &self.signature])?;
+        if let Some(node) = &self.node {
+            crate::rules::dns_label(node).map_err(|why| Refused::Malformed {
+                what: "certificate",
+                why,
+            })?;
+        }
         if self.owner != *owner {
             return Err(Refused::WrongOwner {
                 got: self.owner.to_string(),
@@ -214,7 +251,13 @@ impl Certificate {
                 sender: sender.to_owned(),
             });
         }
-        let payload = Certificate::payload(owner, &self.peer, self.issued, self.expires);
+        let payload = Certificate::payload(
+            owner,
+            &self.peer,
+            self.node.as_deref(),
+            self.issued,
+            self.expires,
+        );
         let signer = match &self.delegation {
             None => *owner,
             Some(d) => {
@@ -314,9 +357,9 @@ impl JoinKey {
         Ok(key)
     }
 
-    /// Admits `peer` until [`JOIN_CERT_LIFETIME_SECS`] from `now`, or refuses when the
-    /// key has expired.
-    pub fn admit(&self, peer: &str, now: u64) -> Result<Certificate, Refused> {
+    /// Admits `peer`, called `node`, until [`JOIN_CERT_LIFETIME_SECS`] from `now`, or
+    /// refuses when the key has expired.
+    pub fn admit(&self, peer: &str, node: &str, now: u64) -> Result<Certificate, Refused> {
         if self.delegation.expires <= now {
             return Err(Refused::JoinKeyExpired {
                 at: self.delegation.expires,
@@ -332,10 +375,17 @@ impl JoinKey {
             v: VERSION,
             owner: self.owner,
             peer: peer.to_owned(),
+            node: Some(node.to_owned()),
             issued: now,
             expires,
             delegation: Some(self.delegation.clone()),
-            signature: key.sign(&Certificate::payload(&self.owner, peer, now, expires)),
+            signature: key.sign(&Certificate::payload(
+                &self.owner,
+                peer,
+                Some(node),
+                now,
+                expires,
+            )),
         })
     }
 }

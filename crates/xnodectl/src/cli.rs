@@ -188,11 +188,12 @@ Example:
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
-    /// Sign a membership certificate for each peer and deliver it through this node.
+    /// Sign a membership certificate for each node and deliver it through this node.
     #[command(
-        after_help = "A peer is this node or one connected to it (`xnodectl status` shows a node's
-peer id). Example:
-  xnodectl fleet admit --key owner.key 12D3KooW..."
+        after_help = "Each node is named NAME=PEER_ID: the certificate binds the name to the peer, and
+no other member may go by it. A peer is this node or one connected to it (`xnodectl
+status` shows a node's name and peer id). Example:
+  xnodectl fleet admit --key owner.key n2=12D3KooW..."
     )]
     Admit {
         /// The owner's secret key.
@@ -201,8 +202,8 @@ peer id). Example:
         /// How long the certificates last.
         #[arg(long, value_name = "DURATION", default_value = "365d")]
         expires: String,
-        /// The peers to admit.
-        #[arg(value_name = "PEER_ID", required = true)]
+        /// The nodes to admit, each as its node name and peer id.
+        #[arg(value_name = "NAME=PEER_ID", required = true)]
         peers: Vec<String>,
         #[command(flatten)]
         agent: AgentArgs,

@@ -54,3 +54,22 @@ fn a_join_key_is_private_never_overwritten_and_names_its_fleet() {
     assert!(err.contains("not a duration"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn admitting_a_peer_without_its_node_name_is_refused_before_anything_is_signed() {
+    let dir = std::env::temp_dir().join(format!("xnodectl-admit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("owner.key").to_str().unwrap().to_owned();
+    assert_eq!(xnodectl(&["key", "generate", &key]).0, 0);
+    let socket = dir.join("no.sock").to_str().unwrap().to_owned();
+    for (arg, why) in [
+        ("12D3KooWQ", "name the node too, as NAME=PEER_ID"),
+        ("Not A Name=12D3KooWQ", "not a valid"),
+    ] {
+        let (code, _, err) = xnodectl(&["fleet", "admit", "--key", &key, "--socket", &socket, arg]);
+        assert_ne!(code, 0);
+        assert!(err.contains(why), "{arg}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -81,6 +81,9 @@ struct Saved {
 pub struct Fleet {
     owner: Owner,
     me: String,
+    /// This node's name: its certificate must name it (or, from before names were
+    /// bound, name none).
+    name: String,
     join_key: Option<JoinKey>,
     own: Option<Certificate>,
     revoked: BTreeMap<String, Revocation>,
@@ -90,8 +93,9 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// The fleet state of peer `me`, as saved in `state_dir` (for this owner only).
-    pub fn load(config: &FleetConfig, me: &str, state_dir: &Path) -> Fleet {
+    /// The fleet state of peer `me`, called `name`, as saved in `state_dir` (for this
+    /// owner only).
+    pub fn load(config: &FleetConfig, me: &str, name: &str, state_dir: &Path) -> Fleet {
         let file = state_dir.join(FLEET_FILE);
         let saved: Saved = match std::fs::read(&file) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
@@ -103,6 +107,7 @@ impl Fleet {
         let mut fleet = Fleet {
             owner: config.owner,
             me: me.to_owned(),
+            name: name.to_owned(),
             join_key: config.join_key.clone(),
             own: None,
             revoked: BTreeMap::new(),
@@ -122,7 +127,7 @@ impl Fleet {
                 .map_or(0, |d| d.as_secs());
             fleet.own = saved
                 .certificate
-                .filter(|c| fleet.admits(me, c, None, now).is_ok());
+                .filter(|c| fleet.admits(me, c, None, now).is_ok() && fleet.names_me(c));
         }
         fleet
     }
@@ -223,6 +228,13 @@ impl Fleet {
     /// carries one), and nobody may swap a node's for a shorter one. The one held,
     /// delivered again, is taken as it is.
     pub fn take(&mut self, cert: Certificate, now: u64) -> Result<(), String> {
+        if !self.names_me(&cert) {
+            return Err(format!(
+                "the certificate names node {:?}, and this node is {:?}",
+                cert.node.as_deref().unwrap_or_default(),
+                self.name
+            ));
+        }
         let me = self.me.clone();
         self.admits(&me, &cert, None, now.saturating_add(EXPIRY_MARGIN_SECS))
             .map_err(|e| e.to_string())?;
@@ -246,16 +258,21 @@ impl Fleet {
         Ok(())
     }
 
+    /// Whether `cert` is for this node's name (a certificate from before names were
+    /// bound names none, and is taken while it lasts).
+    fn names_me(&self, cert: &Certificate) -> bool {
+        cert.node.as_ref().is_none_or(|n| *n == self.name)
+    }
+
     /// This node's certificate while it is valid, renewed first through the join key
-    /// when less than half its life is left.
+    /// when less than half its life is left, or when it names no node.
     pub fn certificate(&mut self, now: u64) -> Option<&Certificate> {
-        let due = self
-            .own
-            .as_ref()
-            .is_none_or(|c| c.expires.saturating_sub(now) < JOIN_CERT_LIFETIME_SECS / 2);
+        let due = self.own.as_ref().is_none_or(|c| {
+            c.node.is_none() || c.expires.saturating_sub(now) < JOIN_CERT_LIFETIME_SECS / 2
+        });
         if due && let Some(key) = &self.join_key {
             let renewed = key
-                .admit(&self.me, now)
+                .admit(&self.me, &self.name, now)
                 .and_then(|c| c.check(&self.owner, &self.me, now).map(|()| c));
             match renewed {
                 Ok(c) => {
@@ -308,13 +325,13 @@ impl Fleet {
                     )
                 } else if let Some(e) = &self.join_error {
                     format!(
-                        "the join key did not admit this node ({e}); it holds no mesh workload until {owner} admits it: xnodectl fleet admit --key OWNER_KEY {}",
-                        self.me
+                        "the join key did not admit this node ({e}); it holds no mesh workload until {owner} admits it: xnodectl fleet admit --key OWNER_KEY {}={}",
+                        self.name, self.me
                     )
                 } else {
                     format!(
-                        "{owner} has not admitted this node (or its certificate expired); it holds no mesh workload until then: xnodectl fleet admit --key OWNER_KEY {}, or start xnoded with --join-key",
-                        self.me
+                        "{owner} has not admitted this node (or its certificate expired); it holds no mesh workload until then: xnodectl fleet admit --key OWNER_KEY {}={}, or start xnoded with --join-key",
+                        self.name, self.me
                     )
                 },
             },
@@ -346,7 +363,7 @@ pub(crate) mod testing {
 
     /// A certificate for peer "p".
     pub(crate) fn example() -> Certificate {
-        Certificate::issue(&key(), "p", 1, 2)
+        Certificate::issue(&key(), "p", "n", 1, 2)
     }
 
     /// A revocation of peer "p".

@@ -27,8 +27,8 @@ fn revocations_are_the_owners_and_survive_a_restart() {
         owner: owner.owner(),
         join_key: None,
     };
-    let mut fleet = Fleet::load(&config, &me, &d);
-    let cert = Certificate::issue(&owner, &other, NOW, NOW + DAY);
+    let mut fleet = Fleet::load(&config, &me, "n", &d);
+    let cert = Certificate::issue(&owner, &other, "n", NOW, NOW + DAY);
     assert_eq!(fleet.admits(&other, &cert, None, NOW), Ok(()));
     // A stranger's revocation, an altered one, or one of no peer changes nothing.
     let forged = Revocation::issue(&stranger, &other, NOW);
@@ -63,10 +63,10 @@ fn revocations_are_the_owners_and_survive_a_restart() {
     let err = fleet.admits(&other, &cert, Some(&cert), NOW).unwrap_err();
     assert_eq!(err, Refused::Revoked(other.clone()));
     // A fresh certificate for a revoked peer is no way back.
-    let fresh = Certificate::issue(&owner, &other, NOW + 5, NOW + 2 * DAY);
+    let fresh = Certificate::issue(&owner, &other, "n", NOW + 5, NOW + 2 * DAY);
     assert!(fleet.admits(&other, &fresh, None, NOW + 5).is_err());
 
-    let restarted = Fleet::load(&config, &me, &d);
+    let restarted = Fleet::load(&config, &me, "n", &d);
     assert!(restarted.is_revoked(&other), "kept across a restart");
     // Another owner's fleet starts from nothing.
     let other_fleet = Fleet::load(
@@ -75,6 +75,7 @@ fn revocations_are_the_owners_and_survive_a_restart() {
             join_key: None,
         },
         &me,
+        "n",
         &d,
     );
     assert!(!other_fleet.is_revoked(&other));
@@ -91,7 +92,7 @@ fn a_join_key_admits_renews_and_a_revocation_ends_it() {
         owner: owner.owner(),
         join_key: Some(key),
     };
-    let mut fleet = Fleet::load(&config, &me, &d);
+    let mut fleet = Fleet::load(&config, &me, "n", &d);
     let first = fleet.certificate(NOW).cloned().unwrap();
     assert_eq!(first.expires, NOW + JOIN_CERT_LIFETIME_SECS);
     assert!(matches!(
@@ -121,6 +122,7 @@ fn a_join_key_admits_renews_and_a_revocation_ends_it() {
             join_key: None,
         },
         &me,
+        "n",
         &d,
     );
     assert_eq!(again.certificate(NOW + 10).cloned(), Some(first.clone()));
@@ -135,6 +137,7 @@ fn a_join_key_admits_renews_and_a_revocation_ends_it() {
             join_key: Some(JoinKey::create(&owner, NOW + 40 * DAY).unwrap()),
         },
         &me,
+        "n",
         &d,
     );
     let renewed = renewing.certificate(late).cloned().unwrap();
@@ -159,18 +162,18 @@ fn a_node_takes_a_longer_certificate_never_a_shorter_one() {
         owner: owner.owner(),
         join_key: None,
     };
-    let mut fleet = Fleet::load(&config, &me, &d);
-    let year = Certificate::issue(&owner, &me, NOW, NOW + 365 * DAY);
+    let mut fleet = Fleet::load(&config, &me, "n", &d);
+    let year = Certificate::issue(&owner, &me, "n", NOW, NOW + 365 * DAY);
     assert_eq!(fleet.take(year.clone(), NOW), Ok(()));
     assert_eq!(fleet.take(year.clone(), NOW), Ok(()), "the same one again");
-    let week = Certificate::issue(&owner, &me, NOW - DAY, NOW + 7 * DAY);
+    let week = Certificate::issue(&owner, &me, "n", NOW - DAY, NOW + 7 * DAY);
     let err = fleet.take(week, NOW).unwrap_err();
     assert!(err.contains("lasts longer"), "{err}");
     // One that runs out within the margin would not make it a member: refused.
     let fresh_dir = dir("take-brief");
     let other = peer();
-    let mut fresh = Fleet::load(&config, &other, &fresh_dir);
-    let brief = Certificate::issue(&owner, &other, NOW, NOW + 10);
+    let mut fresh = Fleet::load(&config, &other, "n", &fresh_dir);
+    let brief = Certificate::issue(&owner, &other, "n", NOW, NOW + 10);
     assert!(fresh.take(brief, NOW).is_err());
     std::fs::remove_dir_all(&fresh_dir).unwrap();
     assert_eq!(fleet.certificate(NOW).cloned(), Some(year));

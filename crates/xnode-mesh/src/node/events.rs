@@ -82,6 +82,36 @@ impl Node {
         }
     }
 
+    /// Whether `peer` may go by `name`: a name is one member's in a fleet. When two
+    /// live members claim it, it is the one whose certificate was issued first (then
+    /// the lower peer id), the same everywhere; the other is not heard under it.
+    fn claim_name(
+        &mut self,
+        name: &str,
+        peer: PeerId,
+        cert: &xnode_spec::fleet::Certificate,
+    ) -> Result<(), PeerId> {
+        if let Some(holder) = self.names.get(name).copied()
+            && holder != peer
+            && let Some(m) = self.membership.get(&holder)
+            && m.state != State::Dead
+            && m.info.node == name
+            && (m.info.cert.issued, holder.to_bytes()) < (cert.issued, peer.to_bytes())
+        {
+            return Err(holder);
+        }
+        if self.names.len() >= crate::membership::MAX_MEMBERS * 2 {
+            let membership = &self.membership;
+            self.names.retain(|n, p| {
+                membership
+                    .get(p)
+                    .is_some_and(|m| m.state != State::Dead && m.info.node == *n)
+            });
+        }
+        self.names.insert(name.to_owned(), peer);
+        Ok(())
+    }
+
     /// A member this node believes alive or suspect.
     pub(super) fn is_member(&self, peer: &PeerId) -> bool {
         self.membership
@@ -214,6 +244,16 @@ impl Node {
                         return ignore(format!("not a member's heartbeat: {e}"));
                     }
                     Err(e) => return Err(format!("not a member's heartbeat: {e}")),
+                }
+                if hb.cert.node.as_ref().is_some_and(|n| *n != hb.node) {
+                    return Err(format!(
+                        "the heartbeat says node {:?}, its certificate names another",
+                        hb.node
+                    ));
+                }
+                if let Err(holder) = self.claim_name(&hb.node, source, &hb.cert) {
+                    debug!(%source, %holder, node = hb.node, "a heartbeat under a name another member holds, not counted");
+                    return Ok(false);
                 }
                 if let Some(change) = self.membership.heard(&source, *hb, now) {
                     self.report(change);

@@ -121,6 +121,8 @@ pub struct Node {
     bootstrap_peers: std::collections::HashSet<PeerId>,
     /// The address each connected peer connects from.
     remote_ips: HashMap<PeerId, std::net::IpAddr>,
+    /// Which member goes by each node name.
+    names: HashMap<String, PeerId>,
 }
 
 /// The addresses taken of one peer: a member has a few (its interfaces, IPv4 and
@@ -175,7 +177,7 @@ impl Node {
         let fleet = config
             .fleet
             .as_ref()
-            .map(|f| Fleet::load(f, &peer_id.to_string(), &config.state_dir));
+            .map(|f| Fleet::load(f, &peer_id.to_string(), &config.node, &config.state_dir));
         let (commands_tx, commands) = mpsc::channel(64);
         let ownership = Ownership::load(
             peer_id,
@@ -215,6 +217,7 @@ impl Node {
             reports: crate::rate::PerPeer::new(REPORT_BURST, REPORTS_PER_SEC),
             bootstrap_peers: Default::default(),
             remote_ips: HashMap::new(),
+            names: HashMap::new(),
             config,
         };
         Ok((

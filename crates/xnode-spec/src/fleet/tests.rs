@@ -19,12 +19,12 @@ fn certificates_are_refused_with_their_reasons() {
         let stranger = OwnerKey::generate(kind).unwrap();
         let fleet = owner.owner();
         let (p, q) = (peer(), peer());
-        let good = Certificate::issue(&owner, &p, NOW, NOW + DAY);
+        let good = Certificate::issue(&owner, &p, "n", NOW, NOW + DAY);
         assert_eq!(good.check(&fleet, &p, NOW), Ok(()));
         assert_eq!(good.admitted_by(), "owner");
 
         let join = JoinKey::create(&owner, NOW + DAY).unwrap();
-        let joined = join.admit(&p, NOW).unwrap();
+        let joined = join.admit(&p, "n", NOW).unwrap();
         assert_eq!(joined.check(&fleet, &p, NOW), Ok(()));
         assert!(joined.admitted_by().starts_with("join key ed25519:"));
         // What an expired key would issue, signed with its secret all the same.
@@ -33,8 +33,14 @@ fn certificates_are_refused_with_their_reasons() {
         let backdated = |issued: u64, expires: u64| Certificate {
             issued,
             expires,
-            signature: secret.sign(&Certificate::payload(&fleet, &p, issued, expires)),
-            ..late_key.admit(&p, NOW - 2).unwrap()
+            signature: secret.sign(&Certificate::payload(
+                &fleet,
+                &p,
+                Some("n"),
+                issued,
+                expires,
+            )),
+            ..late_key.admit(&p, "n", NOW - 2).unwrap()
         };
         let mut forged_delegation = joined.clone();
         if let Some(d) = &mut forged_delegation.delegation {
@@ -57,7 +63,7 @@ fn certificates_are_refused_with_their_reasons() {
                 "forged",
                 Certificate {
                     owner: fleet,
-                    ..Certificate::issue(&stranger, &p, NOW, NOW + DAY)
+                    ..Certificate::issue(&stranger, &p, "n", NOW, NOW + DAY)
                 },
                 &p,
                 NOW,
@@ -68,7 +74,7 @@ fn certificates_are_refused_with_their_reasons() {
             ("wrong peer", good.clone(), &q, NOW, "presented it"),
             (
                 "wrong owner",
-                Certificate::issue(&stranger, &p, NOW, NOW + DAY),
+                Certificate::issue(&stranger, &p, "n", NOW, NOW + DAY),
                 &p,
                 NOW,
                 "is for the fleet of",
@@ -116,12 +122,12 @@ fn certificates_are_refused_with_their_reasons() {
             assert!(err.contains(why), "{kind:?} {what}: {err}");
         }
         // The stranger's own certificate names the wrong fleet.
-        let err = Certificate::issue(&stranger, &p, NOW, NOW + DAY)
+        let err = Certificate::issue(&stranger, &p, "n", NOW, NOW + DAY)
             .check(&fleet, &p, NOW)
             .unwrap_err();
         assert!(matches!(err, Refused::WrongOwner { .. }), "{err}");
         // An expired join key issues nothing.
-        let err = late_key.admit(&p, NOW).unwrap_err().to_string();
+        let err = late_key.admit(&p, "n", NOW).unwrap_err().to_string();
         assert!(err.contains("its join key expired"), "{err}");
     }
 }

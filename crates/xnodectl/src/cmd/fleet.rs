@@ -39,9 +39,13 @@ pub fn run(command: &FleetCommand) -> Result<Outcome> {
         } => {
             let owner = cmd::key::read(key)?;
             let expires = later(now, expires)?;
+            let named = peers
+                .iter()
+                .map(|p| named_peer(p))
+                .collect::<Result<Vec<_>>>()?;
             let mut failed = false;
-            for peer in peers {
-                let cert = Certificate::issue(&owner, peer, now, expires);
+            for (node, peer) in named {
+                let cert = Certificate::issue(&owner, peer, node, now, expires);
                 let request = Request::FleetAdmit {
                     certificate: serde_json::to_value(&cert)?,
                 };
@@ -159,4 +163,15 @@ fn members_table(fleet: &Value, now: u64) -> String {
         );
     }
     out
+}
+
+/// `NAME=PEER_ID`, the name checked as node names are.
+fn named_peer(arg: &str) -> Result<(&str, &str)> {
+    let Some((node, peer)) = arg.split_once('=') else {
+        anyhow::bail!(
+            "{arg:?}: name the node too, as NAME=PEER_ID (the certificate binds the name to the peer)"
+        );
+    };
+    xnode_spec::rules::dns_label(node).map_err(|why| anyhow::anyhow!("{arg:?}: {why}"))?;
+    Ok((node, peer))
 }
