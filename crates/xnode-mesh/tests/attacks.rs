@@ -9,7 +9,7 @@ mod cluster;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use cluster::{Cluster, hostile_swarm, in_state, rss_kb};
+use cluster::{Cluster, gossip_swarm, heartbeat, hostile_swarm, in_state, rss_kb};
 use futures_util::StreamExt as _;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, StreamProtocol, request_response};
@@ -155,27 +155,13 @@ fn member_heartbeat(
     node: &str,
     seq: u64,
 ) -> Vec<u8> {
-    use xnode_mesh::message::{Heartbeat, Message};
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let cert =
         xnode_spec::fleet::Certificate::issue(owner, &peer.to_string(), named, now - 1, now + 3600);
-    let hb = Heartbeat {
-        cert,
-        node: node.into(),
-        incarnation: 1,
-        seq,
-        labels: Default::default(),
-        resources: Default::default(),
-        services: vec![],
-        addresses: vec![],
-        settled_ms: 0,
-        offers: Default::default(),
-        running: Default::default(),
-    };
-    Message::Heartbeat(Box::new(hb)).encode()
+    heartbeat(cert, node, seq, 0)
 }
 
 /// The review's attack: 600 small `Gone` reports naming a node made it publish 607
@@ -189,17 +175,7 @@ async fn a_flood_of_death_reports_from_a_member_neither_kills_nor_amplifies() {
     let (c, ids) = fleet_of_three("gone-flood");
     let victim: PeerId = ids["a"].parse().unwrap();
     let topic = libp2p::gossipsub::IdentTopic::new(xnode_mesh::fleet::topic(&c.owner.owner()));
-    let mut insider = hostile_swarm(|key| -> libp2p::gossipsub::Behaviour {
-        libp2p::gossipsub::Behaviour::new(
-            libp2p::gossipsub::MessageAuthenticity::Signed(key.clone()),
-            libp2p::gossipsub::ConfigBuilder::default()
-                .heartbeat_initial_delay(Duration::from_millis(100))
-                .build()
-                .unwrap(),
-        )
-        .unwrap()
-    });
-    insider.behaviour_mut().subscribe(&topic).unwrap();
+    let mut insider = gossip_swarm(&topic);
     insider
         .dial(c.nodes["a"].listen.parse::<Multiaddr>().unwrap())
         .unwrap();
@@ -267,14 +243,7 @@ async fn connections_held_from_throwaway_ids_keep_no_new_node_out() {
         let size = (HELD - batch * 32).min(32);
         for _ in 0..size {
             // Gossip on the fleet's topic keeps a connection from going idle.
-            let mut swarm = hostile_swarm(|key| -> libp2p::gossipsub::Behaviour {
-                libp2p::gossipsub::Behaviour::new(
-                    libp2p::gossipsub::MessageAuthenticity::Signed(key.clone()),
-                    libp2p::gossipsub::Config::default(),
-                )
-                .unwrap()
-            });
-            swarm.behaviour_mut().subscribe(&topic).unwrap();
+            let mut swarm = gossip_swarm(&topic);
             swarm.dial(target.clone()).unwrap();
             let established = established.clone();
             holders.push(tokio::spawn(async move {
@@ -437,17 +406,7 @@ async fn no_member_goes_by_another_members_name() {
     let topic = libp2p::gossipsub::IdentTopic::new(xnode_mesh::fleet::topic(&c.owner.owner()));
     let mut impostors = Vec::new();
     for named in ["insider", "b"] {
-        let mut swarm = hostile_swarm(|key| -> libp2p::gossipsub::Behaviour {
-            libp2p::gossipsub::Behaviour::new(
-                libp2p::gossipsub::MessageAuthenticity::Signed(key.clone()),
-                libp2p::gossipsub::ConfigBuilder::default()
-                    .heartbeat_initial_delay(Duration::from_millis(100))
-                    .build()
-                    .unwrap(),
-            )
-            .unwrap()
-        });
-        swarm.behaviour_mut().subscribe(&topic).unwrap();
+        let mut swarm = gossip_swarm(&topic);
         swarm
             .dial(c.nodes["a"].listen.parse::<Multiaddr>().unwrap())
             .unwrap();

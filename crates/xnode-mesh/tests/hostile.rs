@@ -10,7 +10,7 @@ mod cluster;
 use std::io::Write as _;
 use std::time::Duration;
 
-use cluster::{Cluster, hostile_swarm, in_state, rss_kb};
+use cluster::{Cluster, gossip_swarm, heartbeat, hostile_swarm, in_state, rss_kb};
 use futures_util::StreamExt as _;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, StreamProtocol, gossipsub, request_response};
@@ -182,7 +182,6 @@ async fn a_thousand_malformed_messages_crash_no_one() {
 /// A heartbeat that claims the fleet: its certificate is the forger's own, or the
 /// fleet's owner's name over the forger's signature.
 fn forged_heartbeat(peer: &libp2p::PeerId, owner: &xnode_spec::Owner, i: u64) -> Vec<u8> {
-    use xnode_mesh::message::{Heartbeat, Message};
     use xnode_spec::fleet::Certificate;
     use xnode_spec::keys::{KeyKind, OwnerKey};
     let peer = peer.to_string();
@@ -191,20 +190,7 @@ fn forged_heartbeat(peer: &libp2p::PeerId, owner: &xnode_spec::Owner, i: u64) ->
     if i.is_multiple_of(2) {
         cert.owner = *owner;
     }
-    let hb = Heartbeat {
-        cert,
-        node: format!("forged{i}"),
-        incarnation: 1,
-        seq: i,
-        labels: Default::default(),
-        resources: Default::default(),
-        services: vec![],
-        addresses: vec![],
-        settled_ms: 3_600_000,
-        offers: Default::default(),
-        running: Default::default(),
-    };
-    Message::Heartbeat(Box::new(hb)).encode()
+    heartbeat(cert, &format!("forged{i}"), i, 3_600_000)
 }
 
 #[tokio::test]
@@ -248,20 +234,7 @@ async fn heartbeats_from_dozens_of_forged_keys_over_one_connection_change_nothin
 
     // The relay: the one connection to the fleet, forwarding whatever it is given.
     let topic = gossipsub::IdentTopic::new(xnode_mesh::fleet::topic(&c.owner.owner()));
-    let gossip = |key: &libp2p::identity::Keypair| -> gossipsub::Behaviour {
-        gossipsub::Behaviour::new(
-            gossipsub::MessageAuthenticity::Signed(key.clone()),
-            gossipsub::ConfigBuilder::default()
-                .heartbeat_initial_delay(Duration::from_millis(100))
-                .heartbeat_interval(Duration::from_millis(200))
-                .build()
-                .unwrap(),
-        )
-        .unwrap()
-    };
-    let swarm = || hostile_swarm(gossip);
-    let mut relay = swarm();
-    relay.behaviour_mut().subscribe(&topic).unwrap();
+    let mut relay = gossip_swarm(&topic);
     relay
         .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
         .unwrap();
@@ -282,8 +255,7 @@ async fn heartbeats_from_dozens_of_forged_keys_over_one_connection_change_nothin
     let owner = c.owner.owner();
     let mut forgers = Vec::new();
     for _ in 0..FORGERS {
-        let mut f = swarm();
-        f.behaviour_mut().subscribe(&topic).unwrap();
+        let mut f = gossip_swarm(&topic);
         f.dial(relay_addr.clone()).unwrap();
         let topic = topic.clone();
         forgers.push(tokio::spawn(async move {

@@ -294,3 +294,47 @@ pub fn rss_kb(pid: u32) -> u64 {
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+/// An attacker's gossip peer on `topic`, with a fresh identity.
+pub fn gossip_swarm(
+    topic: &libp2p::gossipsub::IdentTopic,
+) -> libp2p::Swarm<libp2p::gossipsub::Behaviour> {
+    let mut swarm = hostile_swarm(|key| {
+        libp2p::gossipsub::Behaviour::new(
+            libp2p::gossipsub::MessageAuthenticity::Signed(key.clone()),
+            libp2p::gossipsub::ConfigBuilder::default()
+                .heartbeat_initial_delay(Duration::from_millis(100))
+                .heartbeat_interval(Duration::from_millis(200))
+                .build()
+                .unwrap(),
+        )
+        .unwrap()
+    });
+    swarm.behaviour_mut().subscribe(topic).unwrap();
+    swarm
+}
+
+/// A heartbeat message with `cert`, saying it is `node`, its `seq`-th, claiming to
+/// have been settled for `settled_ms`.
+pub fn heartbeat(
+    cert: xnode_spec::fleet::Certificate,
+    node: &str,
+    seq: u64,
+    settled_ms: u64,
+) -> Vec<u8> {
+    use xnode_mesh::message::{Heartbeat, Message};
+    Message::Heartbeat(Box::new(Heartbeat {
+        cert,
+        node: node.into(),
+        incarnation: 1,
+        seq,
+        labels: Default::default(),
+        resources: Default::default(),
+        services: vec![],
+        addresses: vec![],
+        settled_ms,
+        offers: Default::default(),
+        running: Default::default(),
+    }))
+    .encode()
+}
