@@ -96,6 +96,11 @@ pub fn working_directory(s: &str) -> Result<(), String> {
             "{s:?} ends with whitespace, which systemd would drop; remove it"
         ));
     }
+    if s.ends_with('\\') {
+        return Err(format!(
+            "{s:?} ends with a backslash, which systemd would read as joining the next line; remove it"
+        ));
+    }
     Ok(())
 }
 
@@ -296,7 +301,7 @@ mod tests {
         table(
             working_directory,
             &["/srv/my dir", "/srv/100%", "/srv/\"quoted\""],
-            &["relative", "/srv/dir ", "/srv/dir\t"],
+            &["relative", "/srv/dir ", "/srv/dir\t", "/srv/dir\\"],
         );
     }
 

@@ -28,9 +28,11 @@ const IDENTIFY_PROTOCOL: &str = "/xnode/id/1.0.0";
 
 #[derive(NetworkBehaviour)]
 pub(super) struct Behaviour {
-    pub(super) slots: super::slots::Behaviour,
     pub(super) limits: connection_limits::Behaviour,
     pub(super) memory: memory_connection_limits::Behaviour,
+    // After the limits: a connection they refuse never reaches the slots, which
+    // hear only of those that close.
+    pub(super) slots: super::slots::Behaviour,
     pub(super) identify: identify::Behaviour,
     pub(super) ping: ping::Behaviour,
     pub(super) kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -161,9 +163,9 @@ pub(super) fn swarm(
                 request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
             );
             Ok(Behaviour {
-                slots: super::slots::Behaviour::new(max_connections as usize),
                 limits: connection_limits::Behaviour::new(limits),
                 memory: memory_connection_limits::Behaviour::with_max_percentage(0.9),
+                slots: super::slots::Behaviour::new(max_connections as usize),
                 identify: identify::Behaviour::new(identify::Config::new(
                     IDENTIFY_PROTOCOL.into(),
                     key.public(),

@@ -75,11 +75,17 @@ pub fn run(command: &MeshCommand) -> Result<Outcome> {
     }
 }
 
+/// A libp2p peer id as printed (base58: an ed25519 key's starts `12D3KooW`, a
+/// hashed one's `Qm`), which a node name of that shape would only imitate.
+fn looks_like_peer_id(s: &str) -> bool {
+    (s.starts_with("12D3KooW") || s.starts_with("Qm")) && s.len() >= 46
+}
+
 /// The peer id of `target`: itself if it is one, else the one live member (or this
 /// node) of that name. A push is signed for a peer id, which only that node holds;
 /// names are chosen by the nodes themselves.
 fn peer_of(socket: &Path, target: &str) -> Result<String> {
-    if xnode_spec::rules::dns_label(target).is_err() {
+    if looks_like_peer_id(target) || xnode_spec::rules::dns_label(target).is_err() {
         return Ok(target.to_owned());
     }
     let status = cmd::call(socket, Request::Status)?;
@@ -169,4 +175,24 @@ fn services_table(providers: &[Value]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_id_is_pushed_to_as_such_and_a_name_is_looked_up() {
+        for peer in [
+            "12D3KooWCuwuJ6FUvK53jMwVMAQJG4ZNhLAU85cbXmes2ceb4F7K",
+            "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N",
+        ] {
+            assert!(looks_like_peer_id(peer), "{peer}");
+            // It would pass for a node name: that alone must not decide.
+            assert!(xnode_spec::rules::dns_label(peer).is_ok());
+        }
+        for name in ["n2", "web-1", "12D3KooW", "qmnode"] {
+            assert!(!looks_like_peer_id(name), "{name}");
+        }
+    }
 }
