@@ -15,13 +15,14 @@ pub(crate) fn replace<T: serde::Serialize>(path: &Path, value: &T) -> std::io::R
 /// state directory. A heartbeat's incarnation must grow from start to start, and the
 /// wall clock may step back (the members would then ignore a restarted node as old
 /// news). The first count is the clock in milliseconds, which is above every
-/// incarnation a node took from its clock before it counted.
+/// incarnation a node took from its clock before it counted; and never below the
+/// clock, so a count that could not be kept still grows while the clock does.
 pub(crate) fn next_incarnation(state_dir: &Path, now_ms: u64) -> u64 {
     let path = state_dir.join("incarnation.json");
     let last = std::fs::read(&path)
         .ok()
         .and_then(|b| serde_json::from_slice::<u64>(&b).ok());
-    let next = last.map_or(now_ms, |n| n.saturating_add(1));
+    let next = last.map_or(now_ms, |n| n.saturating_add(1).max(now_ms));
     if let Err(e) = replace(&path, &next) {
         tracing::warn!(
             file = %path.display(),
@@ -43,7 +44,9 @@ mod tests {
         assert_eq!(next_incarnation(&dir, 1_000), 1_000);
         // The clock stepped back: the count goes on.
         assert_eq!(next_incarnation(&dir, 10), 1_001);
-        assert_eq!(next_incarnation(&dir, 5_000), 1_002);
+        assert_eq!(next_incarnation(&dir, 20), 1_002);
+        // The clock ahead of the count (it could not be written once): the clock.
+        assert_eq!(next_incarnation(&dir, 5_000), 5_000);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
