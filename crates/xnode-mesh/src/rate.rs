@@ -19,10 +19,10 @@ const MAX_PEERS: usize = 4096;
 
 impl<P: Hash + Eq + Clone> PerPeer<P> {
     /// `burst` acts at once, then `per_sec`.
-    pub fn new(burst: u32, per_sec: u32) -> Self {
+    pub fn new(burst: u32, per_sec: f64) -> Self {
         PerPeer {
             burst: f64::from(burst),
-            per_sec: f64::from(per_sec),
+            per_sec,
             buckets: HashMap::new(),
         }
     }
@@ -62,7 +62,7 @@ mod tests {
     #[test]
     fn a_burst_then_the_rate_and_each_peer_on_its_own() {
         let t0 = Instant::now();
-        let mut r = PerPeer::new(3, 2);
+        let mut r = PerPeer::new(3, 2.0);
         assert_eq!((0..5).filter(|_| r.allow(&1, t0)).count(), 3);
         assert!(r.allow(&2, t0), "another peer has its own bucket");
         // Two a second: one after half a second, none more.
@@ -77,7 +77,7 @@ mod tests {
     #[test]
     fn the_table_stays_bounded() {
         let t0 = Instant::now();
-        let mut r = PerPeer::new(1, 1);
+        let mut r = PerPeer::new(1, 1.0);
         for p in 0..MAX_PEERS as u32 {
             assert!(r.allow(&p, t0));
         }

@@ -299,9 +299,12 @@ async fn connections_held_from_throwaway_ids_keep_no_new_node_out() {
 
 /// The review's attack: the addresses in one forged heartbeat made every node dial a
 /// host and port of the attacker's choosing. Now: a stranger's heartbeat is not
-/// believed, and of what a stranger says of its addresses (identify) only those on the
-/// host it connected from are taken. Here it names a listener of the test's, by the
-/// name `localhost`; nobody dials it.
+/// believed, of what a stranger says of its addresses (identify) only those on the
+/// host it connected from are taken, and a stranger is never in the routing table, so
+/// no query asks it for peers and dials its answer. Here it names a listener of the
+/// test's three ways: as its own address (by the name `localhost`), in its heartbeat,
+/// and as the address of twenty peers in its own Kademlia table, which it answers
+/// every query with; it listens on the nodes' own host. Nobody dials the listener.
 #[tokio::test]
 async fn no_node_dials_an_address_a_stranger_names() {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -320,6 +323,8 @@ async fn no_node_dials_an_address_a_stranger_names() {
     }
     #[derive(libp2p::swarm::NetworkBehaviour)]
     struct Liar {
+        // The liar's own Kademlia would dial the peers it makes up: it may not.
+        blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
         identify: libp2p::identify::Behaviour,
         kad: libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>,
         gossipsub: libp2p::gossipsub::Behaviour,
@@ -331,6 +336,7 @@ async fn no_node_dials_an_address_a_stranger_names() {
     let mut liar = hostile_swarm(|key| {
         let me = key.public().to_peer_id();
         Liar {
+            blocked: Default::default(),
             identify: libp2p::identify::Behaviour::new(libp2p::identify::Config::new(
                 "/xnode/id/1.0.0".into(),
                 key.public(),
@@ -351,6 +357,16 @@ async fn no_node_dials_an_address_a_stranger_names() {
         .kad
         .set_mode(Some(libp2p::kad::Mode::Server));
     liar.add_external_address(format!("/dns4/localhost/tcp/{port}").parse().unwrap());
+    liar.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    for _ in 0..20 {
+        let made_up = PeerId::random();
+        liar.behaviour_mut().blocked.block_peer(made_up);
+        liar.behaviour_mut().kad.add_address(
+            &made_up,
+            format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap(),
+        );
+    }
     liar.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
     liar.dial(a).unwrap();
     let me = *liar.local_peer_id();

@@ -28,6 +28,7 @@ fn only_admitted_nodes_are_members_and_a_revoked_one_is_out_for_good() {
     }
     let owner = c.owner.owner().to_string();
     // Two that claim the owner with no certificate, and another owner's fleet of two.
+    // (x1 and x2 share only a, of another fleet: a introduces them to each other.)
     c.start("claim1", &["--owner", &owner]);
     c.start("claim2", &["--owner", &owner]);
     let other = OwnerKey::generate(KeyKind::Ed25519).unwrap();

@@ -12,6 +12,7 @@ use libp2p::{
 };
 use tracing::warn;
 
+use super::introductions::{MAX_INTRODUCTION_BYTES, PeersRequest, PeersResponse};
 use super::push_wire::PushCodec;
 use super::{Config, FleetRequest, PushResponse, StartError};
 use crate::message::MAX_MESSAGE;
@@ -22,6 +23,8 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/xnode/kad/1.0.0")
 pub const PUSH_PROTOCOL: StreamProtocol = StreamProtocol::new("/xnode/push/1.0.0");
 /// Certificates and revocations delivered to one peer.
 pub const FLEET_PROTOCOL: StreamProtocol = StreamProtocol::new("/xnode/fleet/1.0.0");
+/// Introductions: a bootstrap peer names its peers on a fleet's topic.
+pub const PEERS_PROTOCOL: StreamProtocol = StreamProtocol::new("/xnode/peers/1.0.0");
 /// A certificate or a revocation, with room to spare.
 const MAX_FLEET_REQUEST: u64 = 16 * 1024;
 const IDENTIFY_PROTOCOL: &str = "/xnode/id/1.0.0";
@@ -39,6 +42,7 @@ pub(super) struct Behaviour {
     pub(super) gossipsub: gossipsub::Behaviour,
     pub(super) push: request_response::Behaviour<PushCodec>,
     pub(super) fleet: request_response::json::Behaviour<FleetRequest, PushResponse>,
+    pub(super) introductions: request_response::json::Behaviour<PeersRequest, PeersResponse>,
     pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -97,6 +101,7 @@ pub(super) fn swarm(
     let timing = config.timing;
     let mdns = config.mdns;
     let max_connections = config.max_connections;
+    let bootstrap = config.bootstrap.clone();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -126,8 +131,8 @@ pub(super) fn swarm(
             let mut kad_config = kad::Config::new(KAD_PROTOCOL);
             kad_config.set_query_timeout(Duration::from_secs(30));
             // Only the node decides who goes in the routing table (members and the
-            // bootstrap peers): the table's addresses are dialed by every query, and
-            // a peer that merely connects must not choose what the mesh dials.
+            // bootstrap peers): the table's peers are asked by every query, and a peer
+            // that merely connects must not choose whom the mesh asks, or dials.
             kad_config.set_kbucket_inserts(kad::BucketInserts::Manual);
             let mut kad = kad::Behaviour::with_config(
                 key.public().to_peer_id(),
@@ -165,7 +170,7 @@ pub(super) fn swarm(
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
                 memory: memory_connection_limits::Behaviour::with_max_percentage(0.9),
-                slots: super::slots::Behaviour::new(max_connections as usize),
+                slots: super::slots::Behaviour::new(max_connections as usize, &bootstrap),
                 identify: identify::Behaviour::new(identify::Config::new(
                     IDENTIFY_PROTOCOL.into(),
                     key.public(),
@@ -175,6 +180,14 @@ pub(super) fn swarm(
                 gossipsub,
                 push,
                 fleet,
+                introductions: request_response::json::Behaviour::with_codec(
+                    request_response::json::codec::Codec::default()
+                        .set_request_size_maximum(MAX_INTRODUCTION_BYTES)
+                        .set_response_size_maximum(MAX_INTRODUCTION_BYTES),
+                    [(PEERS_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(10)),
+                ),
                 mdns: Toggle::from(if mdns {
                     Some(mdns::tokio::Behaviour::new(
                         mdns::Config::default(),

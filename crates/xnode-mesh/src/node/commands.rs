@@ -1,6 +1,6 @@
 //! The rest of the agent's requests to the node, answered in its loop.
 
-use super::{Command, Node, Status, service_key};
+use super::{Command, Node, Status};
 use crate::membership::State;
 
 impl Node {
@@ -45,18 +45,8 @@ impl Node {
                 let _ = reply.send(status);
             }
             Command::SetLocal(labels, services) => {
-                for gone in self
-                    .config
-                    .services
-                    .iter()
-                    .filter(|s| !services.contains(s))
-                {
-                    let key = service_key(&gone.name);
-                    self.swarm.behaviour_mut().kad.stop_providing(&key);
-                }
                 self.config.labels = labels;
                 self.config.services = services;
-                self.provide();
             }
             Command::SetWorkloads(offers, running) => {
                 let news = running != self.ownership.running || offers != self.ownership.offers;

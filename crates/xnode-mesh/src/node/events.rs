@@ -2,11 +2,12 @@
 //! membership messages (each validated before it is believed or forwarded), and the
 //! other behaviours' news.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
-use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::{PeerId, gossipsub, identify, mdns};
+use libp2p::swarm::{DialError, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, gossipsub, identify, mdns};
 use tracing::{debug, info};
 
 use super::behaviour::{BehaviourEvent, KAD_PROTOCOL};
@@ -29,13 +30,14 @@ impl Node {
                 }
                 // A peer reached at an address the operator gave: trusted for the
                 // routing table, as the members are.
-                if endpoint.is_dialer()
+                let new_bootstrap_peer = endpoint.is_dialer()
                     && self
                         .config
                         .bootstrap
                         .contains(endpoint.get_remote_address())
-                {
-                    self.bootstrap_peers.insert(peer_id);
+                    && self.bootstrap_peers.insert(peer_id);
+                if new_bootstrap_peer {
+                    self.trust();
                     self.swarm
                         .behaviour_mut()
                         .kad
@@ -44,6 +46,8 @@ impl Node {
                 // The first peer: find the rest of the mesh through it.
                 if self.swarm.connected_peers().count() == 1 {
                     self.bootstrap();
+                } else if new_bootstrap_peer {
+                    self.ask_for_introductions();
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -52,14 +56,18 @@ impl Node {
                 ..
             } => {
                 self.remote_ips.remove(&peer_id);
+                self.announced.remove(&peer_id);
                 if let Some(change) = self.membership.disconnected(&peer_id, Instant::now()) {
                     self.report(change);
-                    // Confirm: is it gone, or was only this connection?
+                    // Confirm: is it gone, or was only this connection? A redial the
+                    // node refused itself (too many of late) is no evidence: the
+                    // failure detector decides.
                     let opts = DialOpts::peer_id(peer_id)
                         .condition(PeerCondition::DisconnectedAndNotDialing)
                         .build();
-                    if self.swarm.dial(opts).is_err() {
-                        self.confirm_gone(peer_id);
+                    match self.swarm.dial(opts) {
+                        Ok(()) | Err(DialError::Denied { .. }) => {}
+                        Err(_) => self.confirm_gone(peer_id),
                     }
                 }
             }
@@ -174,39 +182,76 @@ impl Node {
             }
             BehaviourEvent::Identify(event) => {
                 self.metrics.record_identify(&event);
-                // What a peer says of its own addresses is taken whole only from a member
-                // or a bootstrap peer. Of anyone else, only addresses on the host it
-                // connected from: it could name any host for the mesh to dial.
                 if let identify::Event::Received { peer_id, info, .. } = event
                     && info.protocols.contains(&KAD_PROTOCOL)
                 {
-                    let trusted =
-                        self.bootstrap_peers.contains(&peer_id) || self.is_member(&peer_id);
-                    let seen_at = self.remote_ips.get(&peer_id).copied();
-                    let addresses = info
-                        .listen_addrs
-                        .into_iter()
-                        .filter(|a| trusted || seen_at.is_some_and(|ip| ip_of(a) == Some(ip)))
-                        .take(MAX_LEARNED);
-                    for address in addresses {
-                        self.swarm
-                            .behaviour_mut()
-                            .kad
-                            .add_address(&peer_id, address);
-                    }
+                    self.take_announced(peer_id, info.listen_addrs);
                 }
             }
             BehaviourEvent::Kad(event) => self.metrics.record_kad(&event),
             BehaviourEvent::Ping(event) => self.metrics.record_ping(&event),
-            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
-                for (peer, address) in found {
-                    self.swarm.add_peer_address(peer, address.clone());
-                    let _ = self.swarm.dial(address);
-                }
-            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => self.on_mdns(found),
             BehaviourEvent::Push(event) => self.on_push(event),
             BehaviourEvent::Fleet(event) => self.on_fleet(event),
+            BehaviourEvent::Introductions(event) => self.on_introductions(event),
             _ => {}
+        }
+    }
+
+    /// What a peer says of its own addresses: taken whole only from a member or a
+    /// bootstrap peer, and of anyone else only the addresses on the host it connects
+    /// from (it could name any host for the mesh to dial). Only a member's and a
+    /// bootstrap peer's go in the routing table: Kademlia asks whoever is in it, and
+    /// dials whatever they answer. A stranger's are kept to introduce it to its own
+    /// fleet-mates, should they ask.
+    fn take_announced(&mut self, peer: PeerId, listen: Vec<Multiaddr>) {
+        let trusted = self.bootstrap_peers.contains(&peer) || self.is_member(&peer);
+        let seen_at = self.remote_ips.get(&peer).copied();
+        let addresses: Vec<Multiaddr> = listen
+            .into_iter()
+            .filter(|a| trusted || seen_at.is_some_and(|ip| ip_of(a) == Some(ip)))
+            .take(MAX_LEARNED)
+            .collect();
+        if trusted {
+            for address in &addresses {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, address.clone());
+            }
+        }
+        if self.swarm.is_connected(&peer) {
+            self.announced.insert(peer, addresses);
+        }
+    }
+
+    /// Peers that answered on the local link. Anyone on the link can answer, naming
+    /// any address: only addresses on a local or private network are dialed, each
+    /// such peer is introduced for a while (so the dial is allowed), and dials to it
+    /// are rate-limited as any.
+    fn on_mdns(&mut self, found: Vec<(PeerId, Multiaddr)>) {
+        let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+        for (peer, address) in found {
+            let local = ip_of(&address).is_some_and(super::dials::is_local);
+            let addresses = by_peer.entry(peer).or_default();
+            if local && addresses.len() < MAX_LEARNED {
+                addresses.push(address);
+            }
+        }
+        for (peer, addresses) in by_peer {
+            if addresses.is_empty()
+                || self.swarm.is_connected(&peer)
+                || !self.swarm.behaviour_mut().slots.introduce(peer)
+            {
+                continue;
+            }
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addresses)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                debug!(%peer, "cannot dial a peer on the local link: {e}");
+            }
         }
     }
 

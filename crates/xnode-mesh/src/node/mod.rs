@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt as _;
 use libp2p::identity::Keypair;
-use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, kad, request_response};
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, request_response};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
@@ -28,15 +28,18 @@ use crate::resources;
 mod answers;
 mod behaviour;
 mod commands;
+mod dials;
 mod events;
 mod fleet;
+mod introductions;
 mod push;
 mod push_wire;
 mod slots;
 
 use behaviour::Behaviour;
-pub use behaviour::{FLEET_PROTOCOL, KAD_PROTOCOL, PUSH_PROTOCOL};
+pub use behaviour::{FLEET_PROTOCOL, KAD_PROTOCOL, PEERS_PROTOCOL, PUSH_PROTOCOL};
 pub use fleet::FleetRequest;
+pub use introductions::{Introduced, PeersRequest, PeersResponse};
 pub use push_wire::PushBytes;
 
 /// How often each member passes on the owner's revocations it keeps, for members that
@@ -123,6 +126,10 @@ pub struct Node {
     remote_ips: HashMap<PeerId, std::net::IpAddr>,
     /// Which member goes by each node name.
     names: HashMap<String, PeerId>,
+    /// What each connected peer says of its addresses, as far as it is taken.
+    announced: introductions::Announced,
+    /// When this node last asked its bootstrap peers for introductions.
+    asked_at: Option<Instant>,
 }
 
 /// The addresses taken of one peer: a member has a few (its interfaces, IPv4 and
@@ -132,16 +139,11 @@ const MAX_LEARNED: usize = 8;
 /// `Gone` reports a member may make at once (every member of a fleet cut off, say)…
 const REPORT_BURST: u32 = 64;
 /// …and then each second.
-const REPORTS_PER_SEC: u32 = 8;
+const REPORTS_PER_SEC: f64 = 8.0;
 
 /// A loop that has not turned for this long was frozen or starved: every heartbeat it
 /// should have handled in between is missing.
 const STALL: Duration = Duration::from_millis(1500);
-
-/// Where a service's providers are recorded in Kademlia.
-fn service_key(name: &str) -> kad::RecordKey {
-    kad::RecordKey::new(&format!("xnode/service/{name}"))
-}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -218,6 +220,8 @@ impl Node {
             bootstrap_peers: Default::default(),
             remote_ips: HashMap::new(),
             names: HashMap::new(),
+            announced: HashMap::new(),
+            asked_at: None,
             config,
         };
         Ok((
@@ -291,24 +295,11 @@ impl Node {
         });
     }
 
-    /// Finds the rest of the mesh (again), and puts this node's provider records where
-    /// the mesh now is: a record put while alone reaches nobody.
+    /// Finds the rest of the mesh (again): through the members and bootstrap peers
+    /// (Kademlia), and the fleet-mates the bootstrap peers introduce.
     fn bootstrap(&mut self) {
         let _ = self.swarm.behaviour_mut().kad.bootstrap();
-        self.provide();
-    }
-
-    fn provide(&mut self) {
-        for s in &self.config.services {
-            if let Err(e) = self
-                .swarm
-                .behaviour_mut()
-                .kad
-                .start_providing(service_key(&s.name))
-            {
-                warn!("cannot publish service {}: {e}", s.name);
-            }
-        }
+        self.ask_for_introductions();
     }
 
     /// This node's heartbeat, if it is a member: a node outside its fleet says nothing
@@ -362,6 +353,7 @@ impl Node {
         self.beat_now();
         self.republish_revocations();
         self.rejoin_if_alone();
+        self.ask_if_alone(Instant::now());
         self.check();
         self.metrics.members(&self.membership);
     }
@@ -373,13 +365,7 @@ impl Node {
         for change in self.membership.tick(now) {
             self.report(change);
         }
-        let trusted = self
-            .membership
-            .live()
-            .map(|(p, _)| *p)
-            .chain(self.bootstrap_peers.iter().copied())
-            .collect();
-        self.swarm.behaviour_mut().slots.trust(trusted);
+        self.trust();
         let member = self
             .fleet
             .as_mut()
@@ -404,6 +390,17 @@ impl Node {
             self.views.send_replace(view);
         }
         self.publish_majority(now);
+    }
+
+    /// Members and bootstrap peers, for the slots and the dials.
+    fn trust(&mut self) {
+        let trusted = self
+            .membership
+            .live()
+            .map(|(p, _)| *p)
+            .chain(self.bootstrap_peers.iter().copied())
+            .collect();
+        self.swarm.behaviour_mut().slots.trust(trusted);
     }
 
     fn view(&self, now: Instant) -> View {
@@ -452,6 +449,7 @@ impl Node {
             State::Dead => warn!(%peer_id, node, "member dead"),
         }
         self.publish_majority(Instant::now());
+        self.trust();
         if state == State::Alive {
             self.learn_addresses(&peer_id);
         }

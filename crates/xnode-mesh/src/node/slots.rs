@@ -1,17 +1,18 @@
-//! Connection slots. The mesh port is open to anyone, and a connection costs memory
-//! and a handshake, so who holds one is decided here: members of the fleet and the
-//! peers reached at a bootstrap address (*trusted*) may always connect, evicting a
-//! stranger when the node is full; strangers that connect in share a quarter of the
-//! slots, at most a few from one IP address, and the one of them held longest makes
-//! room for a newcomer. So connections held from throwaway peer ids cannot keep a new
-//! node from joining through this one: it is a stranger only until its first
-//! heartbeat.
+//! Connection slots, and whom the node dials. The mesh port is open to anyone, and a
+//! connection costs memory and a handshake, so who holds one is decided here: members
+//! of the fleet and the peers reached at a bootstrap address (*trusted*) may always
+//! connect, evicting a stranger when the node is full; strangers (whichever side
+//! dialed) share a quarter of the slots, at most a few from one IP address (one /64 in
+//! IPv6), and the one of them held longest makes room for a newcomer. So connections
+//! held from throwaway peer ids cannot keep a new node from joining through this one:
+//! it is a stranger only until its first heartbeat. Dials are decided by [`Dials`].
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::hash::Hash;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use libp2p::PeerId;
 use libp2p::core::transport::PortUse;
@@ -21,7 +22,10 @@ use libp2p::swarm::{
     THandler, THandlerInEvent, THandlerOutEvent, ToSwarm, dummy,
 };
 
-/// Connections from one address that are not yet members.
+use super::dials::Dials;
+
+/// Connections from one address (one /64 in IPv6, which one host may hold whole) that
+/// are not yet members.
 pub(super) const PER_IP: usize = 8;
 
 /// Why a connection was refused.
@@ -35,8 +39,10 @@ pub(super) enum Full {
 #[derive(Debug, Clone)]
 struct Conn<P> {
     peer: P,
-    ip: Option<IpAddr>,
-    inbound: bool,
+    /// Its address, or its /64 in IPv6.
+    net: Option<IpAddr>,
+    /// Dialed at a bootstrap address: trusted before the peer id is known to be.
+    vouched: bool,
     /// Order of arrival: the lowest was held longest.
     order: u64,
 }
@@ -69,7 +75,7 @@ impl<K: Ord + Copy, P: Hash + Eq + Clone> Slots<K, P> {
     }
 
     fn is_stranger(&self, c: &Conn<P>) -> bool {
-        c.inbound && !self.trusted.contains(&c.peer)
+        !c.vouched && !self.trusted.contains(&c.peer)
     }
 
     /// The stranger held longest, among those `matching`.
@@ -88,31 +94,32 @@ impl<K: Ord + Copy, P: Hash + Eq + Clone> Slots<K, P> {
         id: K,
         peer: P,
         ip: Option<IpAddr>,
-        inbound: bool,
+        vouched: bool,
     ) -> Result<Vec<K>, Full> {
+        let net = ip.map(network);
         let conn = Conn {
             peer,
-            ip,
-            inbound,
+            net,
+            vouched,
             order: self.arrivals,
         };
         let full = self.conns.len() >= self.max;
         let evict = if !self.is_stranger(&conn) {
-            // Ours (we dialed) or trusted: a stranger makes room when full.
+            // Trusted: a stranger makes room when full.
             match (full, self.longest_held(|_| true)) {
                 (false, _) => None,
                 (true, Some(k)) => Some(k),
                 (true, None) => return Err(Full::Members),
             }
         } else {
-            let from_ip = self
+            let from_net = self
                 .conns
                 .values()
-                .filter(|c| self.is_stranger(c) && c.ip.is_some() && c.ip == ip)
+                .filter(|c| self.is_stranger(c) && c.net.is_some() && c.net == net)
                 .count();
             let strangers = self.conns.values().filter(|c| self.is_stranger(c)).count();
-            if ip.is_some() && from_ip >= PER_IP {
-                self.longest_held(|c| c.ip == ip)
+            if net.is_some() && from_net >= PER_IP {
+                self.longest_held(|c| c.net == net)
             } else if strangers >= self.max_strangers || full {
                 match self.longest_held(|_| true) {
                     Some(k) => Some(k),
@@ -136,6 +143,17 @@ impl<K: Ord + Copy, P: Hash + Eq + Clone> Slots<K, P> {
     }
 }
 
+/// What the per-address bound counts: an IPv4 address, an IPv6 /64.
+fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+    }
+}
+
 /// The IP address of a multiaddr, if it starts with one.
 pub(super) fn ip_of(address: &Multiaddr) -> Option<IpAddr> {
     match address.iter().next()? {
@@ -145,18 +163,23 @@ pub(super) fn ip_of(address: &Multiaddr) -> Option<IpAddr> {
     }
 }
 
-/// [`Slots`] as a behaviour of the swarm: it refuses or admits each established
-/// connection, and closes those evicted.
+/// [`Slots`] and [`Dials`] as a behaviour of the swarm: it refuses or admits each
+/// dial and each established connection, and closes those evicted.
 pub(super) struct Behaviour {
     slots: Slots<ConnectionId, PeerId>,
+    dials: Dials<PeerId>,
+    bootstrap: HashSet<Multiaddr>,
     peers: HashMap<ConnectionId, PeerId>,
     closing: VecDeque<(PeerId, ConnectionId)>,
 }
 
 impl Behaviour {
-    pub(super) fn new(max: usize) -> Self {
+    /// At most `max` connections; the `bootstrap` addresses are the operator's.
+    pub(super) fn new(max: usize, bootstrap: &[Multiaddr]) -> Self {
         Behaviour {
             slots: Slots::new(max),
+            dials: Dials::new(),
+            bootstrap: bootstrap.iter().cloned().collect(),
             peers: HashMap::new(),
             closing: VecDeque::new(),
         }
@@ -167,16 +190,21 @@ impl Behaviour {
         self.slots.trust(peers);
     }
 
+    /// `peer` may be dialed for a while: see [`Dials::introduce`].
+    pub(super) fn introduce(&mut self, peer: PeerId) -> bool {
+        self.dials.introduce(peer, Instant::now())
+    }
+
     fn admit(
         &mut self,
         id: ConnectionId,
         peer: PeerId,
         remote: &Multiaddr,
-        inbound: bool,
+        vouched: bool,
     ) -> Result<THandler<Self>, ConnectionDenied> {
         let evicted = self
             .slots
-            .admit(id, peer, ip_of(remote), inbound)
+            .admit(id, peer, ip_of(remote), vouched)
             .map_err(ConnectionDenied::new)?;
         self.peers.insert(id, peer);
         for k in evicted {
@@ -199,7 +227,26 @@ impl NetworkBehaviour for Behaviour {
         _: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.admit(id, peer, remote, true)
+        self.admit(id, peer, remote, false)
+    }
+
+    /// A dial to a known peer id, whoever asked for it (Kademlia's queries, a redial):
+    /// refused unless [`Dials`] allows it. Dials to an address alone are the node's
+    /// own (bootstrap addresses).
+    fn handle_pending_outbound_connection(
+        &mut self,
+        _: ConnectionId,
+        peer: Option<PeerId>,
+        _: &[Multiaddr],
+        _: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        if let Some(peer) = peer {
+            let trusted = self.slots.trusted.contains(&peer);
+            self.dials
+                .allow(&peer, trusted, Instant::now())
+                .map_err(ConnectionDenied::new)?;
+        }
+        Ok(vec![])
     }
 
     fn handle_established_outbound_connection(
@@ -210,7 +257,8 @@ impl NetworkBehaviour for Behaviour {
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.admit(id, peer, address, false)
+        let vouched = self.bootstrap.contains(address);
+        self.admit(id, peer, address, vouched)
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
@@ -254,27 +302,28 @@ mod tests {
         s.trust([100, 101].into_iter().collect());
         // One address: its ninth stranger makes room by evicting its first.
         for k in 0..PER_IP as u32 {
-            assert_eq!(s.admit(k, 1000 + k, ip(1), true), Ok(vec![]));
+            assert_eq!(s.admit(k, 1000 + k, ip(1), false), Ok(vec![]));
         }
-        assert_eq!(s.admit(8, 1008, ip(1), true), Ok(vec![0]));
+        assert_eq!(s.admit(8, 1008, ip(1), false), Ok(vec![0]));
         // Strangers in all: a quarter of 64. Past that, the longest held makes room.
         for k in 9..17 {
-            assert_eq!(s.admit(k, 2000 + k, ip(2), true), Ok(vec![]), "{k}");
+            assert_eq!(s.admit(k, 2000 + k, ip(2), false), Ok(vec![]), "{k}");
         }
-        assert_eq!(s.admit(17, 3000, ip(3), true), Ok(vec![1]));
-        // Connections this node dialed, and members', are not strangers': up to 64.
+        assert_eq!(s.admit(17, 3000, ip(3), false), Ok(vec![1]));
+        // Members' connections, and those this node dialed at a bootstrap address,
+        // are not strangers': up to 64.
         for k in 18..66 {
-            let (peer, inbound) = if k % 2 == 0 {
-                (100, true)
+            let (peer, vouched) = if k % 2 == 0 {
+                (100, false)
             } else {
-                (4000 + k, false)
+                (4000 + k, true)
             };
-            assert_eq!(s.admit(k, peer, ip(5), inbound), Ok(vec![]), "{k}");
+            assert_eq!(s.admit(k, peer, ip(5), vouched), Ok(vec![]), "{k}");
         }
         assert_eq!(s.conns.len(), 64);
         // Full: a member evicts the stranger held longest; so does a stranger.
-        assert_eq!(s.admit(66, 101, ip(4), true), Ok(vec![2]));
-        assert_eq!(s.admit(67, 5000, ip(4), true), Ok(vec![3]));
+        assert_eq!(s.admit(66, 101, ip(4), false), Ok(vec![2]));
+        assert_eq!(s.admit(67, 5000, ip(4), false), Ok(vec![3]));
         assert_eq!(s.conns.len(), 64);
         // A stranger that became a member is no longer one.
         s.trust([100, 101, 5000].into_iter().collect());
@@ -284,13 +333,32 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_slash_64_is_one_address() {
+        let mut s: Slots<u32, u32> = Slots::new(64);
+        let v6 = |last: u16| Some(IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]));
+        for k in 0..PER_IP as u32 {
+            assert_eq!(s.admit(k, 1000 + k, v6(k as u16), false), Ok(vec![]));
+        }
+        // Another host of the same /64: the first of them makes room.
+        assert_eq!(s.admit(8, 1008, v6(999), false), Ok(vec![0]));
+        // Another /64 is another address.
+        let other = Some(IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]));
+        assert_eq!(s.admit(9, 1009, other, false), Ok(vec![]));
+        // A quarter of 64, whichever side dialed: the longest held makes room.
+        for k in 10..17 {
+            assert_eq!(s.admit(k, 2000 + k, ip(7), false), Ok(vec![]), "{k}");
+        }
+        assert_eq!(s.admit(17, 3000, ip(8), false), Ok(vec![1]));
+    }
+
+    #[test]
     fn a_node_full_of_members_refuses_the_next_one() {
         let mut s: Slots<u32, u32> = Slots::new(4);
         s.trust((0..10).collect());
         for k in 0..4 {
-            assert_eq!(s.admit(k, k, ip(1), true), Ok(vec![]));
+            assert_eq!(s.admit(k, k, ip(1), false), Ok(vec![]));
         }
-        assert_eq!(s.admit(4, 4, ip(1), true), Err(Full::Members));
-        assert_eq!(s.admit(5, 99, ip(1), true), Err(Full::Members));
+        assert_eq!(s.admit(4, 4, ip(1), false), Err(Full::Members));
+        assert_eq!(s.admit(5, 99, ip(1), false), Err(Full::Members));
     }
 }
