@@ -411,24 +411,67 @@ async fn no_node_dials_an_address_a_stranger_names() {
     );
 }
 
+/// A certificate the holder of `c`'s join key signs for `peer`, naming `node` (or no
+/// node), issued at `issued`: a join key's holder chooses every field.
+fn join_key_certificate(
+    c: &Cluster,
+    peer: &PeerId,
+    node: Option<&str>,
+    issued: u64,
+) -> xnode_spec::fleet::Certificate {
+    use xnode_spec::fleet::{Certificate, JOIN_CERT_LIFETIME_SECS, JoinKey};
+    let key = JoinKey::parse(&std::fs::read_to_string(&c.join_key).unwrap()).unwrap();
+    let secret = xnode_spec::keys::OwnerKey::parse(&key.secret).unwrap();
+    let expires = issued + JOIN_CERT_LIFETIME_SECS;
+    let owner = c.owner.owner();
+    Certificate {
+        v: xnode_spec::fleet::VERSION,
+        owner,
+        peer: peer.to_string(),
+        node: node.map(str::to_owned),
+        issued,
+        expires,
+        signature: secret.sign(&Certificate::payload(
+            &owner,
+            &peer.to_string(),
+            node,
+            issued,
+            expires,
+        )),
+        delegation: Some(key.delegation),
+    }
+}
+
 /// The review's attack: any heartbeat could claim an existing node's name, which took
-/// pushes and service lookups meant for it. Now a certificate names its node: an
-/// insider admitted under another name cannot say it is `b`, and one whose certificate
-/// names `b` (a join key's holder may choose its name) is not heard under it while the
-/// `b` admitted first lives.
+/// pushes and service lookups meant for it. Now a certificate names its node, and of
+/// two live members that claim one name only one is heard under it. Three impostors
+/// try it against `b` (admitted by the join key, as all three nodes are): an insider
+/// the owner admitted under another name, which says it is `b`; the join key's holder,
+/// with a certificate naming `b` backdated 29 days (before `b`'s own, which renews);
+/// and the join key's holder with a certificate that names no node. None is heard as
+/// `b`, on any node, `b` included.
 #[tokio::test]
 async fn no_member_goes_by_another_members_name() {
     let (mut c, ids) = fleet_of_three("names");
     let topic = libp2p::gossipsub::IdentTopic::new(xnode_mesh::fleet::topic(&c.owner.owner()));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let mut impostors = Vec::new();
-    for named in ["insider", "b"] {
+    for how in ["insider", "backdated", "unnamed"] {
         let mut swarm = gossip_swarm(&topic);
         swarm
             .dial(c.nodes["a"].listen.parse::<Multiaddr>().unwrap())
             .unwrap();
+        let me = *swarm.local_peer_id();
+        let cert = match how {
+            "insider" => None,
+            "backdated" => Some(join_key_certificate(&c, &me, Some("b"), now - 29 * 86_400)),
+            _ => Some(join_key_certificate(&c, &me, None, now)),
+        };
         let (owner, topic) = (c.owner.clone(), topic.clone());
         impostors.push(tokio::spawn(async move {
-            let me = *swarm.local_peer_id();
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             let mut seq = 0;
             loop {
@@ -436,7 +479,10 @@ async fn no_member_goes_by_another_members_name() {
                     _ = swarm.select_next_some() => {}
                     _ = tick.tick() => {
                         seq += 1;
-                        let hb = member_heartbeat(&owner, &me, named, "b", seq);
+                        let hb = match &cert {
+                            None => member_heartbeat(&owner, &me, "insider", "b", seq),
+                            Some(cert) => heartbeat(cert.clone(), "b", seq, 0),
+                        };
                         let _ = swarm.behaviour_mut().publish(topic.clone(), hb);
                     }
                 }
@@ -455,6 +501,16 @@ async fn no_member_goes_by_another_members_name() {
             .collect();
         let expected: Vec<&str> = if name == "b" { vec![] } else { vec![&ids["b"]] };
         assert_eq!(called_b, expected, "{name} sees: {members}");
+        // Not heard under another name either: no impostor is a member at all.
+        let fleet: BTreeSet<&str> = ids.values().map(String::as_str).collect();
+        assert!(
+            members
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| fleet.contains(m["peer_id"].as_str().unwrap())),
+            "{name} sees: {members}"
+        );
         let providers = c.nodes.get_mut(name).unwrap().request("providers");
         assert!(
             providers["providers"]

@@ -134,6 +134,9 @@ pub enum Refused {
     /// The signature is not the owner's (or the join key's).
     #[error("the signature is not {0}'s over it (forged or altered)")]
     Forged(String),
+    /// A join key's certificate that names no node: it could stand for any.
+    #[error("a join key signed it, and it names no node (a join key's certificates must)")]
+    Unnamed,
     /// Past its expiry.
     #[error("it expired at {at} (now {now})")]
     Expired {
@@ -262,6 +265,9 @@ impl Certificate {
             None => *owner,
             Some(d) => {
                 d.check(owner)?;
+                if self.node.is_none() {
+                    return Err(Refused::Unnamed);
+                }
                 if self.issued > d.expires {
                     return Err(Refused::JoinKeyExpired {
                         at: d.expires,

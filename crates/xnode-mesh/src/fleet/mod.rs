@@ -48,6 +48,21 @@ pub fn topic(owner: &Owner) -> String {
     format!("xnode/fleet/{short}/members/1")
 }
 
+/// Of two live members that claim one name, whether the one that holds it here keeps
+/// it against `rival` (each with its peer id's bytes). The owner's own admission
+/// outranks a join key's. Of two the owner admitted, the earlier (then the lower peer
+/// id) keeps it, the same on every node. Of two a join key admitted, the holder keeps
+/// it: a join key's holder chooses every field it signs, `issued` too, so nothing in
+/// them can rank it; a node holds its own name in its own view.
+pub fn keeps_name(holder: (&Certificate, &[u8]), rival: (&Certificate, &[u8])) -> bool {
+    match (holder.0.delegation.is_none(), rival.0.delegation.is_none()) {
+        (true, false) => true,
+        (false, true) => false,
+        (true, true) => (holder.0.issued, holder.1) < (rival.0.issued, rival.1),
+        (false, false) => true,
+    }
+}
+
 /// Whether this node is a member, and why not when it is not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]

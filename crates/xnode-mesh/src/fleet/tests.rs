@@ -179,3 +179,60 @@ fn a_node_takes_a_longer_certificate_never_a_shorter_one() {
     assert_eq!(fleet.certificate(NOW).cloned(), Some(year));
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn who_keeps_a_name_two_members_claim() {
+    let owner = OwnerKey::generate(KeyKind::Ed25519).unwrap();
+    let join = JoinKey::create(&owner, NOW + 3600).unwrap();
+    let (p, q) = (peer(), peer());
+    let by_owner = |peer: &str, issued| Certificate::issue(&owner, peer, "b", issued, NOW + 3600);
+    let by_key = |peer: &str, issued| join.admit(peer, "b", issued).unwrap();
+    let (lo, hi) = if p < q { (&p, &q) } else { (&q, &p) };
+    let (lo, hi) = (lo.as_bytes(), hi.as_bytes());
+    // (holder, rival, the holder keeps it)
+    let cases = [
+        (
+            "owner's against a join key's",
+            by_owner(&p, NOW),
+            by_key(&q, NOW - 29 * 86_400),
+            true,
+        ),
+        (
+            "a join key's against the owner's",
+            by_key(&p, NOW - 29 * 86_400),
+            by_owner(&q, NOW),
+            false,
+        ),
+        (
+            "the owner's earlier",
+            by_owner(&p, NOW - 10),
+            by_owner(&q, NOW),
+            true,
+        ),
+        (
+            "the owner's later",
+            by_owner(&p, NOW),
+            by_owner(&q, NOW - 10),
+            false,
+        ),
+        (
+            "a join key's, against one backdated",
+            by_key(&p, NOW),
+            by_key(&q, NOW - 29 * 86_400),
+            true,
+        ),
+        (
+            "a join key's, against a later one",
+            by_key(&p, NOW - 10),
+            by_key(&q, NOW),
+            true,
+        ),
+    ];
+    for (what, holder, rival, keeps) in cases {
+        assert_eq!(keeps_name((&holder, b"x"), (&rival, b"y")), keeps, "{what}");
+    }
+    // The owner's, issued at once: the lower peer id.
+    let (a, b) = (by_owner(&p, NOW), by_owner(&q, NOW));
+    assert!(keeps_name((&a, lo), (&b, hi)));
+    assert!(!keeps_name((&a, hi), (&b, lo)));
+}

@@ -13,7 +13,7 @@ use tracing::{debug, info};
 use super::behaviour::{BehaviourEvent, KAD_PROTOCOL};
 use super::slots::ip_of;
 use super::{MAX_LEARNED, Node, now_ms};
-use crate::fleet::Refused;
+use crate::fleet::{Refused, keeps_name};
 use crate::membership::State;
 use crate::message::Message;
 
@@ -91,20 +91,32 @@ impl Node {
     }
 
     /// Whether `peer` may go by `name`: a name is one member's in a fleet. When two
-    /// live members claim it, it is the one whose certificate was issued first (then
-    /// the lower peer id), the same everywhere; the other is not heard under it.
+    /// live members claim it, [`crate::fleet::keeps_name`] decides; this node holds
+    /// its own name against any rival that does not outrank it. The other is not
+    /// heard under it.
     fn claim_name(
         &mut self,
         name: &str,
         peer: PeerId,
         cert: &xnode_spec::fleet::Certificate,
     ) -> Result<(), PeerId> {
+        let me = *self.swarm.local_peer_id();
+        let rival = (cert, peer.to_bytes());
+        if name == self.config.node
+            && let Some(mine) = self
+                .fleet
+                .as_mut()
+                .and_then(|f| f.certificate(now_ms() / 1000))
+            && keeps_name((mine, &me.to_bytes()), (rival.0, &rival.1))
+        {
+            return Err(me);
+        }
         if let Some(holder) = self.names.get(name).copied()
             && holder != peer
             && let Some(m) = self.membership.get(&holder)
             && m.state != State::Dead
             && m.info.node == name
-            && (m.info.cert.issued, holder.to_bytes()) < (cert.issued, peer.to_bytes())
+            && keeps_name((&m.info.cert, &holder.to_bytes()), (rival.0, &rival.1))
         {
             return Err(holder);
         }

@@ -34,7 +34,8 @@ pub struct Cluster {
     pub dir: PathBuf,
     /// The fleet's owner; every node started joins with its join key.
     pub owner: xnode_spec::keys::OwnerKey,
-    join_key: PathBuf,
+    /// The join key's file.
+    pub join_key: PathBuf,
     pub nodes: BTreeMap<String, Proc>,
     /// The first node's name and address: everyone's bootstrap peer.
     bootstrap: Option<(String, String)>,

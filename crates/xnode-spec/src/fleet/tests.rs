@@ -51,6 +51,13 @@ fn certificates_are_refused_with_their_reasons() {
             let rogue = JoinKey::create(&stranger, NOW + DAY).unwrap();
             *d = rogue.delegation;
         }
+        // A join key's certificate with its name left out, signed as such.
+        let join_secret = OwnerKey::parse(&join.secret).unwrap();
+        let unnamed = Certificate {
+            node: None,
+            signature: join_secret.sign(&Certificate::payload(&fleet, &p, None, NOW, NOW + DAY)),
+            ..joined.clone()
+        };
         let mut altered = good.clone();
         altered.expires += DAY;
         let mut version = good.clone();
@@ -108,6 +115,13 @@ fn certificates_are_refused_with_their_reasons() {
                 &p,
                 NOW,
                 "later than its join key allows",
+            ),
+            (
+                "a join key's, naming no node",
+                unnamed,
+                &p,
+                NOW,
+                "names no node",
             ),
             (
                 "join key cert expired",
