@@ -146,6 +146,124 @@ async fn huge_pushes_and_floods_of_pushes_neither_swell_nor_stall_a_node() {
     assert!(doubts.is_empty(), "a was doubted: {doubts:?}");
 }
 
+/// A push codec that sends its push a byte every half second: a sender that holds a
+/// share of the node's push budget for as long as the node lets it.
+#[derive(Clone, Default)]
+struct Trickle;
+
+impl request_response::Codec for Trickle {
+    type Protocol = StreamProtocol;
+    type Request = ();
+    type Response = ();
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, _: &mut T) -> std::io::Result<()>
+    where
+        T: futures_util::AsyncRead + Unpin + Send,
+    {
+        Ok(())
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, _: &mut T) -> std::io::Result<()>
+    where
+        T: futures_util::AsyncRead + Unpin + Send,
+    {
+        Ok(())
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        _: (),
+    ) -> std::io::Result<()>
+    where
+        T: futures_util::AsyncWrite + Unpin + Send,
+    {
+        use futures_util::AsyncWriteExt as _;
+        for _ in 0..240 {
+            io.write_all(b" ").await?;
+            io.flush().await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        io.close().await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+        _: (),
+    ) -> std::io::Result<()>
+    where
+        T: futures_util::AsyncWrite + Unpin + Send,
+    {
+        Ok(())
+    }
+}
+
+/// The review's attack on the push budget: strangers sending pushes a byte at a time
+/// held every share of it (8 across all peers, each for up to 30 s), so the owner's
+/// pushes were refused. Now members and bootstrap peers draw on a budget of their own,
+/// and a stranger's push must arrive within seconds: with twelve strangers trickling,
+/// a member's push to the node is read and answered, and every trickle is cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_sending_slowly_keep_no_members_push_out() {
+    const STRANGERS: usize = 12;
+    let (mut c, ids) = fleet_of_three("slow-push");
+    let target: Multiaddr = c.nodes["a"].listen.parse().unwrap();
+    let target_peer: PeerId = ids["a"].parse().unwrap();
+    let mut tricklers = Vec::new();
+    for _ in 0..STRANGERS {
+        let mut swarm = hostile_swarm(|_| {
+            request_response::Behaviour::with_codec(
+                Trickle,
+                [(
+                    StreamProtocol::new("/xnode/push/1.0.0"),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(150)),
+            )
+        });
+        swarm.add_peer_address(target_peer, target.clone());
+        tricklers.push(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            swarm.behaviour_mut().send_request(&target_peer, ());
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                        error,
+                        ..
+                    }) => return (started.elapsed(), error.to_string()),
+                    SwarmEvent::Behaviour(request_response::Event::Message { .. }) => {
+                        return (started.elapsed(), "answered".into());
+                    }
+                    _ => {}
+                }
+            }
+        }));
+    }
+    // The strangers' pushes are under way; a member pushes to a.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let push = format!("push {} {{}}", ids["a"]);
+    let answer = c.nodes.get_mut("b").unwrap().request(&push);
+    println!("b's push: {answer}");
+    assert_eq!(
+        answer["answer"]["Err"], "xnode-meshd runs no workloads and takes no specs",
+        "the member's push was not read: {answer}"
+    );
+    for t in tricklers {
+        let (took, how) = t.await.unwrap();
+        println!("a trickle ended after {took:?}: {how}");
+        assert!(how != "answered", "a trickled push was read whole");
+        assert!(
+            took < Duration::from_secs(60),
+            "a trickle went on for {took:?}"
+        );
+    }
+    let doubts = ever_doubted(&c, &ids["a"]);
+    assert!(doubts.is_empty(), "a was doubted: {doubts:?}");
+}
+
 /// A heartbeat saying `node`, with a certificate from `owner` naming `named`: an
 /// insider's, whom the owner admitted.
 fn member_heartbeat(

@@ -3,8 +3,9 @@
 //!
 //! It writes what happens as JSON lines on standard output (`ready`, then `member`
 //! changes) and answers requests read as lines on standard input: `members`,
-//! `providers [NAME]`, `status`, `fleet`, `admit PEER CERTIFICATE_JSON` and
-//! `revoke REVOCATION_JSON`.
+//! `providers [NAME]`, `status`, `fleet`, `admit PEER CERTIFICATE_JSON`,
+//! `revoke REVOCATION_JSON` and `push PEER TEXT` (the text as a push's bytes: an
+//! agent's answer comes back, or why it did not arrive).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -146,6 +147,11 @@ async fn answer(handle: &Handle, line: &str) -> Result<serde_json::Value> {
                 .admit(peer.parse()?, serde_json::from_str(cert)?)
                 .await?;
             json!({"kind": "admit", "answer": answer})
+        }
+        (Some("push"), Some(peer)) => {
+            let text = line.splitn(3, ' ').nth(2).unwrap_or_default();
+            let answer = handle.push(peer.parse()?, text.as_bytes().to_vec()).await?;
+            json!({"kind": "push", "answer": answer})
         }
         (Some("revoke"), Some(_)) => {
             let revocation = serde_json::from_str(line.split_once(' ').unwrap_or_default().1)?;

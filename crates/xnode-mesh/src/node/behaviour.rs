@@ -13,7 +13,6 @@ use libp2p::{
 use tracing::warn;
 
 use super::introductions::{MAX_INTRODUCTION_BYTES, PeersRequest, PeersResponse};
-use super::push_wire::PushCodec;
 use super::{Config, FleetRequest, PushResponse, StartError};
 use crate::message::MAX_MESSAGE;
 
@@ -40,7 +39,7 @@ pub(super) struct Behaviour {
     pub(super) ping: ping::Behaviour,
     pub(super) kad: kad::Behaviour<kad::store::MemoryStore>,
     pub(super) gossipsub: gossipsub::Behaviour,
-    pub(super) push: request_response::Behaviour<PushCodec>,
+    pub(super) push: super::push_peer::Behaviour,
     pub(super) fleet: request_response::json::Behaviour<FleetRequest, PushResponse>,
     pub(super) introductions: request_response::json::Behaviour<PeersRequest, PeersResponse>,
     pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
@@ -145,12 +144,11 @@ pub(super) fn swarm(
                 .with_max_pending_incoming(Some(max_connections / 2))
                 .with_max_established_per_peer(Some(2));
             // One push at a time on a connection (and a peer has at most two).
-            let push = request_response::Behaviour::with_codec(
-                PushCodec::default(),
-                [(PUSH_PROTOCOL, request_response::ProtocolSupport::Full)],
+            let push = super::push_peer::Behaviour::new(
                 request_response::Config::default()
                     .with_request_timeout(Duration::from_secs(30))
                     .with_max_concurrent_streams(1),
+                PUSH_PROTOCOL,
             );
             let mut gossipsub = gossipsub::Behaviour::new(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),

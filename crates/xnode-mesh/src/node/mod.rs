@@ -33,6 +33,7 @@ mod events;
 mod fleet;
 mod introductions;
 mod push;
+mod push_peer;
 mod push_wire;
 mod slots;
 
@@ -392,14 +393,15 @@ impl Node {
         self.publish_majority(now);
     }
 
-    /// Members and bootstrap peers, for the slots and the dials.
+    /// Members and bootstrap peers, for the slots, the dials and the push budgets.
     fn trust(&mut self) {
-        let trusted = self
+        let trusted: std::collections::HashSet<PeerId> = self
             .membership
             .live()
             .map(|(p, _)| *p)
             .chain(self.bootstrap_peers.iter().copied())
             .collect();
+        self.swarm.behaviour().push.trust(&trusted);
         self.swarm.behaviour_mut().slots.trust(trusted);
     }
 
