@@ -5,6 +5,7 @@
 //! [`fencing`]) decide;
 //! [`node`] is the network shell around them.
 
+mod credibility;
 pub mod fencing;
 pub mod fleet;
 mod handle;

@@ -8,7 +8,7 @@ use std::time::Instant;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, gossipsub, identify, mdns};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::behaviour::{BehaviourEvent, KAD_PROTOCOL};
 use super::slots::ip_of;
@@ -312,7 +312,11 @@ impl Node {
                     debug!(%source, %holder, node = hb.node, "a heartbeat under a name another member holds, not counted");
                     return Ok(false);
                 }
+                let incarnation = hb.incarnation;
                 if let Some(change) = self.membership.heard(&source, *hb, now) {
+                    if let Some(liar) = self.credibility.heard(&source, incarnation, now) {
+                        warn!(%liar, member = %source, "a member reported another gone that was alive; its reports are not acted on for {} s", crate::credibility::DISTRUST.as_secs());
+                    }
                     self.report(change);
                 }
                 self.publish_majority(now);
@@ -327,6 +331,10 @@ impl Node {
                     return ignore("a Gone report from a non-member".into());
                 }
                 let peer: PeerId = peer.parse().map_err(|_| "Gone names no peer id")?;
+                if source != me && !self.credibility.believes(&source, now) {
+                    // It reported a death that was not: not again for a while.
+                    return Ok(false);
+                }
                 if source != me && !self.reports.allow(&source, now) {
                     // A member may report many deaths at once (a partition), but not
                     // without end: the rest are neither acted on nor passed on.
@@ -346,6 +354,9 @@ impl Node {
                     // any member may send). If it did die, that connection closes and
                     // we find out ourselves.
                 } else if let Some(change) = self.membership.gone(&peer, incarnation, seq, now) {
+                    if source != me {
+                        self.credibility.killed(peer, source, incarnation);
+                    }
                     self.report(change);
                 }
             }

@@ -121,6 +121,8 @@ pub struct Node {
     beat_at: Option<Instant>,
     /// How many `Gone` reports each member may still make this node act on.
     reports: crate::rate::PerPeer<PeerId>,
+    /// Whose `Gone` reports were found false of late.
+    credibility: crate::credibility::Credibility<PeerId>,
     /// Peers reached at a bootstrap address.
     bootstrap_peers: std::collections::HashSet<PeerId>,
     /// The address each connected peer connects from.
@@ -218,6 +220,7 @@ impl Node {
             turned: now,
             beat_at: None,
             reports: crate::rate::PerPeer::new(REPORT_BURST, REPORTS_PER_SEC),
+            credibility: Default::default(),
             bootstrap_peers: Default::default(),
             remote_ips: HashMap::new(),
             names: HashMap::new(),
