@@ -2,7 +2,8 @@
 //! workload (uid 0, no capabilities) reaching xnoded's API socket or the managers'
 //! buses, through which it could apply any workload or drive systemd. Hidden from every
 //! workload unless its spec relaxes that part by name, and running as root must itself
-//! be asked for by name.
+//! be asked for by name. xnoded's state directory (root's own, so uid 0 needs no
+//! capability to read it) is hidden from every workload, whatever it relaxes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
@@ -18,8 +19,11 @@ const SOCKETS: [&str; 3] = [
     "/run/systemd/private",
 ];
 
-/// A shell line that tries to connect to each socket and says what happened (no `$`:
-/// systemd would expand it).
+/// xnoded's state directory: its mesh key, and a join key.
+const STATE_DIR: &str = "/var/lib/xnode";
+
+/// A shell line that tries to connect to each socket and to list the state directory,
+/// and says what happened (no `$`: systemd would expand it).
 fn probe() -> String {
     let tries: Vec<String> = SOCKETS
         .iter()
@@ -29,7 +33,10 @@ fn probe() -> String {
             )
         })
         .collect();
-    format!("{}; id -u; exec sleep infinity", tries.join("; "))
+    format!(
+        "{}; if ls {STATE_DIR}/ >/dev/null 2>&1; then echo SEEN {STATE_DIR}; else echo hidden {STATE_DIR}; fi; id -u; exec sleep infinity",
+        tries.join("; ")
+    )
 }
 
 #[test]
@@ -65,6 +72,10 @@ fn a_root_workload_reaches_neither_the_api_nor_the_buses_unless_relaxed_by_name(
         intruder.lines().any(|l| l == "0"),
         "it ran as root: {intruder}"
     );
+    // The state directory, root's own, is hidden from both, whatever they relax.
+    for said in [&intruder, &trusted] {
+        assert!(said.contains(&format!("hidden {STATE_DIR}")), "{said}");
+    }
 
     // Root not asked for by name: refused before anything changes.
     let err = xnode_lab::node::api(

@@ -33,6 +33,12 @@ pub const MESH_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_mil
 /// gone when the agent stops.
 pub const PLACED_DIR: &str = "/run/xnode/placed";
 
+/// Hidden from every workload, whatever it relaxes: xnoded's state directory (its mesh
+/// key, a join key), which uid 0 reads with no capability since root owns it, and the
+/// lease relay's socket, through which a workload could keep the lease on past
+/// fencing. (Both at the paths the NixOS module and xnoded use by default.)
+pub const AGENT_PRIVATE: &str = "InaccessiblePaths=-/var/lib/xnode -/run/xnoded-lease";
+
 const PREFIX: &str = "xnode-";
 const SUFFIX: &str = ".service";
 
@@ -203,6 +209,7 @@ pub fn render(name: &str, w: &Workload) -> String {
             directives.iter().for_each(|d| line(d));
         }
     }
+    line(AGENT_PRIVATE);
     if !w.sandbox.relax.contains(&Relax::Capabilities) {
         let caps: Vec<_> = w.sandbox.capabilities.iter().map(|c| c.as_str()).collect();
         line(&format!("CapabilityBoundingSet={}", caps.join(" ")));

@@ -73,6 +73,7 @@ RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
 LockPersonality=yes
 InaccessiblePaths=-/run/xnode
 InaccessiblePaths=-/run/dbus/system_bus_socket -/run/systemd/private
+InaccessiblePaths=-/var/lib/xnode -/run/xnoded-lease
 CapabilityBoundingSet=CAP_NET_BIND_SERVICE
 AmbientCapabilities=CAP_NET_BIND_SERVICE
 ReadWritePaths=/var/lib/web

@@ -13,6 +13,7 @@ mod apply;
 mod converge;
 mod mesh;
 mod mesh_requests;
+mod owner_file;
 mod spec_file;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -437,35 +438,14 @@ where
     /// let in as root, and it must be the owner of this spec, not of the spec file,
     /// which pushes and API applies leave as it was.
     pub(super) fn take_in_force(&mut self, spec: Validated) {
-        if let Some(path) = &self.settings.owner_file {
-            let owner = spec.spec.node.owner.map(|o| format!("{o}\n"));
-            if let Err(e) = publish(path, owner.unwrap_or_default().as_bytes()) {
-                error!(
-                    "cannot publish the owner in {}; ssh-keys may name a former owner: {e}",
-                    path.display()
-                );
-            }
+        if let Some(path) = &self.settings.owner_file
+            && let Err(e) = owner_file::publish(path, spec.spec.node.owner.as_ref())
+        {
+            error!(
+                "cannot publish the owner in {}, so it names none: root cannot log in over SSH until it is published: {e}",
+                path.display()
+            );
         }
         self.current = Some(Arc::new(spec));
     }
-}
-
-/// Replaces `path` (world-readable) with `bytes`, never half-written.
-fn publish(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let tmp = path.with_extension("tmp");
-    match std::fs::remove_file(&tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    // Readable by all whatever the umask (xnoded's is 0077).
-    f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    std::fs::rename(&tmp, path)
 }
