@@ -257,7 +257,10 @@ where
         let handle = match self.mesh_handle() {
             Ok(handle) => handle,
             Err(why) => {
-                let _ = reply.send(Reply::error(why));
+                // A push names its target's peer id, and such a node has none in use.
+                let _ = reply.send(Reply::error(format!(
+                    "{why}, so it takes no pushes: apply the spec here with `xnodectl apply`"
+                )));
                 return;
             }
         };

@@ -50,7 +50,10 @@ mod tests {
         let path = dir.join("owner");
         let owner = Owner::parse("ed25519:kaeWrQkO8LDUU3c7ytQ+wxvKfy81FaGVfAQXVSGMUeI=").unwrap();
         publish(&path, Some(&owner)).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{owner}\n"));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{owner}\n")
+        );
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o644);
         // The next cannot be written (something sits at the temporary name that is
