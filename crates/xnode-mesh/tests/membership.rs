@@ -118,6 +118,21 @@ fn a_service_resolves_from_every_node_and_stops_when_its_node_dies() {
     }
 }
 
+/// A bootstrap address may name its peer (`…/p2p/ID`, as the spec allows): it is dialed
+/// all the same (a node dials no peer id it does not know, but this one the operator
+/// gave), and the fleet forms through it.
+#[test]
+fn a_bootstrap_address_that_names_its_peer_is_dialed() {
+    let mut c = Cluster::new("p2p");
+    c.start("boot", &[]);
+    let boot = format!("{}/p2p/{}", c.nodes["boot"].listen, c.nodes["boot"].peer_id);
+    c.start("a", &["--bootstrap", &boot]);
+    c.start("b", &["--bootstrap", &boot]);
+    c.wait_all("the three", Duration::from_secs(30), |_, m| {
+        in_state(m, "alive").len() == 2
+    });
+}
+
 #[test]
 fn a_node_left_alone_rejoins_when_its_bootstrap_peer_returns() {
     let mut c = Cluster::new("rejoin");

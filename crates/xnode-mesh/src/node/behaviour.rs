@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
+use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, Swarm, connection_limits, gossipsub, identify, kad, mdns,
+    StreamProtocol, Swarm, Transport as _, connection_limits, dns, gossipsub, identify, kad, mdns,
     memory_connection_limits, noise, ping, request_response, tcp, yamux,
 };
 use tracing::warn;
@@ -90,11 +91,13 @@ fn peer_score(
 }
 
 /// The swarm of a node with `key`, listening where `config` says (one address that
-/// works is enough: a host without IPv6 cannot bind [::]), scoring peers on `topic`.
+/// works is enough: a host without IPv6 cannot bind [::]), scoring peers on `topic`,
+/// dialing only what `allowed` allows.
 pub(super) fn swarm(
     key: Keypair,
     config: &Config,
     topic: Option<&gossipsub::IdentTopic>,
+    allowed: &super::transport::Allowed,
 ) -> Result<Swarm<Behaviour>, StartError> {
     let setup = |e: &dyn std::fmt::Display| StartError::Setup(e.to_string());
     let timing = config.timing;
@@ -103,13 +106,18 @@ pub(super) fn swarm(
     let bootstrap = config.bootstrap.clone();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| setup(&e))?
-        .with_dns()
+        .with_other_transport(|key| {
+            // TCP + Noise + Yamux, DNS names resolved, and every dial checked first.
+            let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                .upgrade(Version::V1)
+                .authenticate(noise::Config::new(key)?)
+                .multiplex(yamux::Config::default());
+            let dns = dns::tokio::Transport::system(tcp)?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(super::transport::Gated::new(
+                dns,
+                allowed.clone(),
+            ))
+        })
         .map_err(|e| setup(&e))?
         .with_behaviour(|key| {
             let gossip = gossipsub::ConfigBuilder::default()
@@ -168,7 +176,11 @@ pub(super) fn swarm(
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
                 memory: memory_connection_limits::Behaviour::with_max_percentage(0.9),
-                slots: super::slots::Behaviour::new(max_connections as usize, &bootstrap),
+                slots: super::slots::Behaviour::new(
+                    max_connections as usize,
+                    &bootstrap,
+                    allowed.clone(),
+                ),
                 identify: identify::Behaviour::new(identify::Config::new(
                     IDENTIFY_PROTOCOL.into(),
                     key.public(),

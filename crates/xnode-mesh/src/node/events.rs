@@ -11,6 +11,7 @@ use libp2p::{Multiaddr, PeerId, gossipsub, identify, mdns};
 use tracing::{debug, info, warn};
 
 use super::behaviour::{BehaviourEvent, KAD_PROTOCOL};
+use super::dials::Source;
 use super::slots::ip_of;
 use super::{MAX_LEARNED, Node, now_ms};
 use crate::fleet::{Refused, keeps_name};
@@ -31,10 +32,7 @@ impl Node {
                 // A peer reached at an address the operator gave: trusted for the
                 // routing table, as the members are.
                 let new_bootstrap_peer = endpoint.is_dialer()
-                    && self
-                        .config
-                        .bootstrap
-                        .contains(endpoint.get_remote_address())
+                    && self.allowed.is_bootstrap(endpoint.get_remote_address())
                     && self.bootstrap_peers.insert(peer_id);
                 if new_bootstrap_peer {
                     self.trust();
@@ -235,6 +233,9 @@ impl Node {
         if self.swarm.is_connected(&peer) {
             self.announced.insert(peer, addresses);
         }
+        if trusted {
+            self.trust();
+        }
     }
 
     /// Peers that answered on the local link. Anyone on the link can answer, naming
@@ -250,10 +251,16 @@ impl Node {
                 addresses.push(address);
             }
         }
+        let now = Instant::now();
         for (peer, addresses) in by_peer {
             if addresses.is_empty()
                 || self.swarm.is_connected(&peer)
-                || !self.swarm.behaviour_mut().slots.introduce(peer)
+                || !self
+                    .swarm
+                    .behaviour_mut()
+                    .slots
+                    .introduce(peer, Source::Link)
+                || !self.allowed.introduce(&addresses, now)
             {
                 continue;
             }
@@ -296,7 +303,10 @@ impl Node {
                 let known = self.membership.get(&source).map(|m| &m.info.cert);
                 match fleet.admits(&source.to_string(), &hb.cert, known, now_ms() / 1000) {
                     Ok(()) => {}
-                    Err(e @ (Refused::Revoked(_) | Refused::Expired { .. })) => {
+                    // A certificate refused only by this release's rules (one a join
+                    // key signed naming no node) may be passed on by a member of the
+                    // release before: ignored, not blamed.
+                    Err(e @ (Refused::Revoked(_) | Refused::Expired { .. } | Refused::Unnamed)) => {
                         debug!(%source, "a heartbeat no longer counted: {e}");
                         return ignore(format!("not a member's heartbeat: {e}"));
                     }

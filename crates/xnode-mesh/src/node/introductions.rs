@@ -13,6 +13,7 @@ use libp2p::{Multiaddr, PeerId, gossipsub, request_response};
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
+use super::dials::Source;
 use super::{MAX_LEARNED, Node};
 
 /// Peers named in one answer.
@@ -138,9 +139,15 @@ impl Node {
                     return;
                 }
                 let me = *self.swarm.local_peer_id();
+                let now = Instant::now();
                 for (introduced, addresses) in to_dial(&response.peers, &me) {
                     if self.swarm.is_connected(&introduced)
-                        || !self.swarm.behaviour_mut().slots.introduce(introduced)
+                        || !self
+                            .swarm
+                            .behaviour_mut()
+                            .slots
+                            .introduce(introduced, Source::Bootstrap)
+                        || !self.allowed.introduce(&addresses, now)
                     {
                         continue;
                     }
@@ -175,7 +182,7 @@ impl Node {
             .all_peers()
             .filter(|(p, topics)| *p != asker && topics.contains(&&topic))
             .filter_map(|(p, _)| {
-                let addresses = self.announced.get(p)?;
+                let addresses = self.announced.get(p).filter(|a| !a.is_empty())?;
                 Some(Introduced {
                     peer_id: p.to_string(),
                     addresses: addresses.iter().map(|a| a.to_string()).collect(),

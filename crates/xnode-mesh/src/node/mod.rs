@@ -36,6 +36,7 @@ mod push;
 mod push_peer;
 mod push_wire;
 mod slots;
+mod transport;
 
 use behaviour::Behaviour;
 pub use behaviour::{FLEET_PROTOCOL, KAD_PROTOCOL, PEERS_PROTOCOL, PUSH_PROTOCOL};
@@ -133,6 +134,8 @@ pub struct Node {
     announced: introductions::Announced,
     /// When this node last asked its bootstrap peers for introductions.
     asked_at: Option<Instant>,
+    /// The addresses the transport may dial.
+    allowed: transport::Allowed,
 }
 
 /// The addresses taken of one peer: a member has a few (its interfaces, IPv4 and
@@ -171,7 +174,8 @@ impl Node {
             .fleet
             .as_ref()
             .map(|f| gossipsub::IdentTopic::new(crate::fleet::topic(&f.owner)));
-        let mut swarm = behaviour::swarm(key, &config, topic.as_ref())?;
+        let allowed = transport::Allowed::new(&config.bootstrap);
+        let mut swarm = behaviour::swarm(key, &config, topic.as_ref(), &allowed)?;
         if let Some(topic) = &topic {
             swarm
                 .behaviour_mut()
@@ -226,6 +230,7 @@ impl Node {
             names: HashMap::new(),
             announced: HashMap::new(),
             asked_at: None,
+            allowed,
             config,
         };
         Ok((
@@ -396,7 +401,8 @@ impl Node {
         self.publish_majority(now);
     }
 
-    /// Members and bootstrap peers, for the slots, the dials and the push budgets.
+    /// Members and bootstrap peers, for the slots, the dials and the push budgets; and
+    /// the addresses they give of themselves, for the transport.
     fn trust(&mut self) {
         let trusted: std::collections::HashSet<PeerId> = self
             .membership
@@ -404,6 +410,19 @@ impl Node {
             .map(|(p, _)| *p)
             .chain(self.bootstrap_peers.iter().copied())
             .collect();
+        let heartbeats = self.membership.live().flat_map(|(_, m)| {
+            m.info
+                .addresses
+                .iter()
+                .take(MAX_LEARNED)
+                .filter_map(|a| a.parse::<Multiaddr>().ok())
+        });
+        let announced = trusted
+            .iter()
+            .filter_map(|p| self.announced.get(p))
+            .flatten()
+            .cloned();
+        self.allowed.trust(heartbeats.chain(announced));
         self.swarm.behaviour().push.trust(&trusted);
         self.swarm.behaviour_mut().slots.trust(trusted);
     }
@@ -451,7 +470,11 @@ impl Node {
         match state {
             State::Alive => info!(%peer_id, node, "member alive"),
             State::Suspect => info!(%peer_id, node, "member suspect"),
-            State::Dead => warn!(%peer_id, node, "member dead"),
+            State::Dead => {
+                warn!(%peer_id, node, "member dead");
+                // No longer asked for peers; taken back when it lives again.
+                self.swarm.behaviour_mut().kad.remove_peer(&peer_id);
+            }
         }
         self.publish_majority(Instant::now());
         self.trust();

@@ -22,7 +22,8 @@ use libp2p::swarm::{
     THandler, THandlerInEvent, THandlerOutEvent, ToSwarm, dummy,
 };
 
-use super::dials::Dials;
+use super::dials::{Dials, Source};
+use super::transport::Allowed;
 
 /// Connections from one address (one /64 in IPv6, which one host may hold whole) that
 /// are not yet members.
@@ -168,18 +169,29 @@ pub(super) fn ip_of(address: &Multiaddr) -> Option<IpAddr> {
 pub(super) struct Behaviour {
     slots: Slots<ConnectionId, PeerId>,
     dials: Dials<PeerId>,
-    bootstrap: HashSet<Multiaddr>,
+    /// The bootstrap addresses (and the others the node may dial).
+    allowed: Allowed,
+    /// The peer ids the bootstrap addresses name, if they do.
+    bootstrap_ids: HashSet<PeerId>,
     peers: HashMap<ConnectionId, PeerId>,
     closing: VecDeque<(PeerId, ConnectionId)>,
 }
 
 impl Behaviour {
     /// At most `max` connections; the `bootstrap` addresses are the operator's.
-    pub(super) fn new(max: usize, bootstrap: &[Multiaddr]) -> Self {
+    pub(super) fn new(max: usize, bootstrap: &[Multiaddr], allowed: Allowed) -> Self {
+        let bootstrap_ids = bootstrap
+            .iter()
+            .filter_map(|a| match a.iter().last() {
+                Some(Protocol::P2p(peer)) => Some(peer),
+                _ => None,
+            })
+            .collect();
         Behaviour {
             slots: Slots::new(max),
             dials: Dials::new(),
-            bootstrap: bootstrap.iter().cloned().collect(),
+            allowed,
+            bootstrap_ids,
             peers: HashMap::new(),
             closing: VecDeque::new(),
         }
@@ -191,8 +203,8 @@ impl Behaviour {
     }
 
     /// `peer` may be dialed for a while: see [`Dials::introduce`].
-    pub(super) fn introduce(&mut self, peer: PeerId) -> bool {
-        self.dials.introduce(peer, Instant::now())
+    pub(super) fn introduce(&mut self, peer: PeerId, source: Source) -> bool {
+        self.dials.introduce(peer, source, Instant::now())
     }
 
     fn admit(
@@ -237,11 +249,13 @@ impl NetworkBehaviour for Behaviour {
         &mut self,
         _: ConnectionId,
         peer: Option<PeerId>,
-        _: &[Multiaddr],
+        addresses: &[Multiaddr],
         _: Endpoint,
     ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
         if let Some(peer) = peer {
-            let trusted = self.slots.trusted.contains(&peer);
+            let trusted = self.slots.trusted.contains(&peer)
+                || self.bootstrap_ids.contains(&peer)
+                || addresses.iter().any(|a| self.allowed.is_bootstrap(a));
             self.dials
                 .allow(&peer, trusted, Instant::now())
                 .map_err(ConnectionDenied::new)?;
@@ -257,7 +271,7 @@ impl NetworkBehaviour for Behaviour {
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        let vouched = self.bootstrap.contains(address);
+        let vouched = self.allowed.is_bootstrap(address);
         self.admit(id, peer, address, vouched)
     }
 

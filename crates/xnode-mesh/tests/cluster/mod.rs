@@ -81,7 +81,7 @@ impl Cluster {
 
     /// Starts a node in the fleet (with its join key, unless `extra` says otherwise:
     /// `--owner` alone claims the fleet without being admitted); the first one started
-    /// is everyone's bootstrap peer.
+    /// is everyone's bootstrap peer, unless `extra` names another.
     pub fn start(&mut self, name: &str, extra: &[&str]) -> &mut Proc {
         let listen = match &self.bootstrap {
             None => format!("/ip4/127.0.0.1/tcp/{}", free_port()),
@@ -103,6 +103,7 @@ impl Cluster {
         }
         if let Some((first, address)) = &self.bootstrap
             && first != name
+            && !extra.contains(&"--bootstrap")
         {
             cmd.args(["--bootstrap", address]);
         }
