@@ -251,26 +251,8 @@ impl Node {
                 addresses.push(address);
             }
         }
-        let now = Instant::now();
         for (peer, addresses) in by_peer {
-            if addresses.is_empty()
-                || self.swarm.is_connected(&peer)
-                || !self
-                    .swarm
-                    .behaviour_mut()
-                    .slots
-                    .introduce(peer, Source::Link)
-                || !self.allowed.introduce(&addresses, now)
-            {
-                continue;
-            }
-            let opts = DialOpts::peer_id(peer)
-                .addresses(addresses)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                debug!(%peer, "cannot dial a peer on the local link: {e}");
-            }
+            self.dial_introduced(peer, addresses, Source::Link);
         }
     }
 

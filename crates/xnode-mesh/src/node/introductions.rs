@@ -139,25 +139,8 @@ impl Node {
                     return;
                 }
                 let me = *self.swarm.local_peer_id();
-                let now = Instant::now();
                 for (introduced, addresses) in to_dial(&response.peers, &me) {
-                    if self.swarm.is_connected(&introduced)
-                        || !self
-                            .swarm
-                            .behaviour_mut()
-                            .slots
-                            .introduce(introduced, Source::Bootstrap)
-                        || !self.allowed.introduce(&addresses, now)
-                    {
-                        continue;
-                    }
-                    let opts = DialOpts::peer_id(introduced)
-                        .addresses(addresses)
-                        .condition(PeerCondition::DisconnectedAndNotDialing)
-                        .build();
-                    if let Err(e) = self.swarm.dial(opts) {
-                        debug!(%introduced, "cannot dial a peer introduced: {e}");
-                    }
+                    self.dial_introduced(introduced, addresses, Source::Bootstrap);
                 }
             }
             E::OutboundFailure { peer, error, .. } => {
@@ -165,6 +148,30 @@ impl Node {
                 debug!(%peer, "no introductions: {error}");
             }
             E::InboundFailure { .. } | E::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Dials `peer`, introduced by `source`, at `addresses` (and lets the node dial
+    /// them for a while), unless it is connected already or too many are introduced.
+    pub(super) fn dial_introduced(
+        &mut self,
+        peer: PeerId,
+        addresses: Vec<Multiaddr>,
+        source: Source,
+    ) {
+        if addresses.is_empty()
+            || self.swarm.is_connected(&peer)
+            || !self.swarm.behaviour_mut().slots.introduce(peer, source)
+            || !self.allowed.introduce(&addresses, Instant::now())
+        {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addresses)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            debug!(%peer, ?source, "cannot dial a peer introduced: {e}");
         }
     }
 
