@@ -11,8 +11,8 @@ use libp2p::{Multiaddr, PeerId, gossipsub, identify, mdns};
 use tracing::{debug, info, warn};
 
 use super::behaviour::{BehaviourEvent, KAD_PROTOCOL};
-use super::dials::Source;
 use super::slots::ip_of;
+use super::transport::{Source, is_not_listed};
 use super::{MAX_LEARNED, Node, now_ms};
 use crate::fleet::{Refused, keeps_name};
 use crate::membership::State;
@@ -75,6 +75,15 @@ impl Node {
                 ..
             } => {
                 debug!(%peer_id, "dial failed: {error}");
+                // Every address refused by the node's own list: no evidence it is gone.
+                if let DialError::Transport(tries) = &error
+                    && tries.iter().all(|(_, e)| match e {
+                        libp2p::TransportError::Other(e) => is_not_listed(e),
+                        libp2p::TransportError::MultiaddrNotSupported(_) => false,
+                    })
+                {
+                    return;
+                }
                 let suspect = self
                     .membership
                     .get(&peer_id)
@@ -243,9 +252,11 @@ impl Node {
     /// such peer is introduced for a while (so the dial is allowed), and dials to it
     /// are rate-limited as any.
     fn on_mdns(&mut self, found: Vec<(PeerId, Multiaddr)>) {
+        let own: Vec<_> = self.swarm.listeners().filter_map(ip_of).collect();
         let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
         for (peer, address) in found {
-            let local = ip_of(&address).is_some_and(super::dials::is_local);
+            let local =
+                ip_of(&address).is_some_and(|ip| super::dials::is_local(ip) && !own.contains(&ip));
             let addresses = by_peer.entry(peer).or_default();
             if local && addresses.len() < MAX_LEARNED {
                 addresses.push(address);

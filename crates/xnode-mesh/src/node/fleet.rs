@@ -186,9 +186,9 @@ impl Node {
             let _ = reply.send(self.take_certificate(cert));
             return;
         }
-        // Not a member yet, so not a peer this node dials: it must be connected here
+        // Not a member (yet), so not a peer this node dials: it must be connected here
         // (it joins through this node, or this node through it).
-        if !self.swarm.is_connected(&peer) {
+        if !self.swarm.is_connected(&peer) && !self.is_member(&peer) {
             let _ = reply.send(Err(format!(
                 "{peer} is not connected to this node: deliver the certificate from a node it \
                  is connected to (its bootstrap peer), or start it with a join key"

@@ -13,7 +13,7 @@ use libp2p::{Multiaddr, PeerId, gossipsub, request_response};
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
-use super::dials::Source;
+use super::transport::Source;
 use super::{MAX_LEARNED, Node};
 
 /// Peers named in one answer.
@@ -159,11 +159,14 @@ impl Node {
         addresses: Vec<Multiaddr>,
         source: Source,
     ) {
-        if addresses.is_empty()
-            || self.swarm.is_connected(&peer)
-            || !self.swarm.behaviour_mut().slots.introduce(peer, source)
-            || !self.allowed.introduce(&addresses, Instant::now())
+        if addresses.is_empty() || self.swarm.is_connected(&peer) {
+            return;
+        }
+        if !self
+            .allowed
+            .introduce(peer, &addresses, source, Instant::now())
         {
+            debug!(%peer, ?source, "too many peers introduced of late; not this one");
             return;
         }
         let opts = DialOpts::peer_id(peer)

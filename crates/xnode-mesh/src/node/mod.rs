@@ -142,6 +142,31 @@ pub struct Node {
 /// IPv6), and each is dialed by the mesh.
 const MAX_LEARNED: usize = 8;
 
+/// The addresses taken of a member: the first [`MAX_LEARNED`] of its heartbeat's that
+/// parse.
+fn member_addresses(m: &crate::membership::Member) -> impl Iterator<Item = Multiaddr> + '_ {
+    m.info
+        .addresses
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .take(MAX_LEARNED)
+}
+
+/// This node's listen addresses as its heartbeat gives them: those others can reach
+/// first (the others take only the first [`MAX_LEARNED`]), then the link-local and
+/// loopback ones (a listener on 0.0.0.0 has one on each interface).
+fn heartbeat_addresses<'a>(listeners: impl Iterator<Item = &'a Multiaddr>) -> Vec<String> {
+    let mut addresses: Vec<&Multiaddr> = listeners.collect();
+    addresses.sort_by_key(|a| match slots::ip_of(a) {
+        Some(std::net::IpAddr::V4(ip)) => u8::from(ip.is_loopback() || ip.is_link_local()),
+        Some(std::net::IpAddr::V6(ip)) => {
+            u8::from(ip.is_loopback() || (ip.segments()[0] & 0xffc0) == 0xfe80)
+        }
+        None => 0,
+    });
+    addresses.iter().map(|a| a.to_string()).collect()
+}
+
 /// `Gone` reports a member may make at once (every member of a fleet cut off, say)…
 const REPORT_BURST: u32 = 64;
 /// …and then each second.
@@ -325,7 +350,7 @@ impl Node {
             labels: self.config.labels.clone(),
             resources: resources::measure(&self.config.state_dir),
             services: self.config.services.clone(),
-            addresses: self.swarm.listeners().map(|a| a.to_string()).collect(),
+            addresses: heartbeat_addresses(self.swarm.listeners()),
             settled_ms: u64::try_from(self.ownership.settled(Instant::now()).as_millis())
                 .unwrap_or(u64::MAX),
             offers: self.ownership.offers.clone(),
@@ -410,18 +435,17 @@ impl Node {
             .map(|(p, _)| *p)
             .chain(self.bootstrap_peers.iter().copied())
             .collect();
-        let heartbeats = self.membership.live().flat_map(|(_, m)| {
-            m.info
-                .addresses
-                .iter()
-                .take(MAX_LEARNED)
-                .filter_map(|a| a.parse::<Multiaddr>().ok())
+        let heartbeats = self
+            .membership
+            .live()
+            .flat_map(|(p, m)| member_addresses(m).map(|a| (*p, a)));
+        let announced = trusted.iter().flat_map(|p| {
+            self.announced
+                .get(p)
+                .into_iter()
+                .flatten()
+                .map(|a| (*p, a.clone()))
         });
-        let announced = trusted
-            .iter()
-            .filter_map(|p| self.announced.get(p))
-            .flatten()
-            .cloned();
         self.allowed.trust(heartbeats.chain(announced));
         self.swarm.behaviour().push.trust(&trusted);
         self.swarm.behaviour_mut().slots.trust(trusted);
@@ -472,8 +496,11 @@ impl Node {
             State::Suspect => info!(%peer_id, node, "member suspect"),
             State::Dead => {
                 warn!(%peer_id, node, "member dead");
-                // No longer asked for peers; taken back when it lives again.
-                self.swarm.behaviour_mut().kad.remove_peer(&peer_id);
+                // No longer asked for peers; taken back when it lives again. (A
+                // bootstrap peer stays: its address is the operator's.)
+                if !self.bootstrap_peers.contains(&peer_id) {
+                    self.swarm.behaviour_mut().kad.remove_peer(&peer_id);
+                }
             }
         }
         self.publish_majority(Instant::now());
@@ -492,14 +519,7 @@ impl Node {
         let addresses: Vec<Multiaddr> = self
             .membership
             .get(peer)
-            .map(|m| {
-                m.info
-                    .addresses
-                    .iter()
-                    .filter_map(|a| a.parse().ok())
-                    .take(MAX_LEARNED)
-                    .collect()
-            })
+            .map(|m| member_addresses(m).collect())
             .unwrap_or_default();
         for address in addresses {
             self.swarm.add_peer_address(*peer, address.clone());

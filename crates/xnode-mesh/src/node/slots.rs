@@ -22,7 +22,7 @@ use libp2p::swarm::{
     THandler, THandlerInEvent, THandlerOutEvent, ToSwarm, dummy,
 };
 
-use super::dials::{Dials, Source};
+use super::dials::Dials;
 use super::transport::Allowed;
 
 /// Connections from one address (one /64 in IPv6, which one host may hold whole) that
@@ -202,11 +202,6 @@ impl Behaviour {
         self.slots.trust(peers);
     }
 
-    /// `peer` may be dialed for a while: see [`Dials::introduce`].
-    pub(super) fn introduce(&mut self, peer: PeerId, source: Source) -> bool {
-        self.dials.introduce(peer, source, Instant::now())
-    }
-
     fn admit(
         &mut self,
         id: ConnectionId,
@@ -253,11 +248,13 @@ impl NetworkBehaviour for Behaviour {
         _: Endpoint,
     ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
         if let Some(peer) = peer {
-            let trusted = self.slots.trusted.contains(&peer)
+            let now = Instant::now();
+            let known = self.slots.trusted.contains(&peer)
                 || self.bootstrap_ids.contains(&peer)
-                || addresses.iter().any(|a| self.allowed.is_bootstrap(a));
+                || addresses.iter().any(|a| self.allowed.is_bootstrap(a))
+                || self.allowed.is_introduced(&peer, now);
             self.dials
-                .allow(&peer, trusted, Instant::now())
+                .allow(&peer, known, now)
                 .map_err(ConnectionDenied::new)?;
         }
         Ok(vec![])
