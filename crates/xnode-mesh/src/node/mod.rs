@@ -37,6 +37,7 @@ mod push_peer;
 mod push_wire;
 mod slots;
 mod transport;
+mod trust;
 
 use behaviour::Behaviour;
 pub use behaviour::{FLEET_PROTOCOL, KAD_PROTOCOL, PEERS_PROTOCOL, PUSH_PROTOCOL};
@@ -141,31 +142,6 @@ pub struct Node {
 /// The addresses taken of one peer: a member has a few (its interfaces, IPv4 and
 /// IPv6), and each is dialed by the mesh.
 const MAX_LEARNED: usize = 8;
-
-/// The addresses taken of a member: the first [`MAX_LEARNED`] of its heartbeat's that
-/// parse.
-fn member_addresses(m: &crate::membership::Member) -> impl Iterator<Item = Multiaddr> + '_ {
-    m.info
-        .addresses
-        .iter()
-        .filter_map(|a| a.parse().ok())
-        .take(MAX_LEARNED)
-}
-
-/// This node's listen addresses as its heartbeat gives them: those others can reach
-/// first (the others take only the first [`MAX_LEARNED`]), then the link-local and
-/// loopback ones (a listener on 0.0.0.0 has one on each interface).
-fn heartbeat_addresses<'a>(listeners: impl Iterator<Item = &'a Multiaddr>) -> Vec<String> {
-    let mut addresses: Vec<&Multiaddr> = listeners.collect();
-    addresses.sort_by_key(|a| match slots::ip_of(a) {
-        Some(std::net::IpAddr::V4(ip)) => u8::from(ip.is_loopback() || ip.is_link_local()),
-        Some(std::net::IpAddr::V6(ip)) => {
-            u8::from(ip.is_loopback() || (ip.segments()[0] & 0xffc0) == 0xfe80)
-        }
-        None => 0,
-    });
-    addresses.iter().map(|a| a.to_string()).collect()
-}
 
 /// `Gone` reports a member may make at once (every member of a fleet cut off, say)…
 const REPORT_BURST: u32 = 64;
@@ -350,7 +326,7 @@ impl Node {
             labels: self.config.labels.clone(),
             resources: resources::measure(&self.config.state_dir),
             services: self.config.services.clone(),
-            addresses: heartbeat_addresses(self.swarm.listeners()),
+            addresses: trust::heartbeat_addresses(self.swarm.listeners()),
             settled_ms: u64::try_from(self.ownership.settled(Instant::now()).as_millis())
                 .unwrap_or(u64::MAX),
             offers: self.ownership.offers.clone(),
@@ -426,31 +402,6 @@ impl Node {
         self.publish_majority(now);
     }
 
-    /// Members and bootstrap peers, for the slots, the dials and the push budgets; and
-    /// the addresses they give of themselves, for the transport.
-    fn trust(&mut self) {
-        let trusted: std::collections::HashSet<PeerId> = self
-            .membership
-            .live()
-            .map(|(p, _)| *p)
-            .chain(self.bootstrap_peers.iter().copied())
-            .collect();
-        let heartbeats = self
-            .membership
-            .live()
-            .flat_map(|(p, m)| member_addresses(m).map(|a| (*p, a)));
-        let announced = trusted.iter().flat_map(|p| {
-            self.announced
-                .get(p)
-                .into_iter()
-                .flatten()
-                .map(|a| (*p, a.clone()))
-        });
-        self.allowed.trust(heartbeats.chain(announced));
-        self.swarm.behaviour().push.trust(&trusted);
-        self.swarm.behaviour_mut().slots.trust(trusted);
-    }
-
     fn view(&self, now: Instant) -> View {
         self.ownership.view(
             *self.swarm.local_peer_id(),
@@ -513,17 +464,5 @@ impl Node {
             node,
             state,
         });
-    }
-
-    fn learn_addresses(&mut self, peer: &PeerId) {
-        let addresses: Vec<Multiaddr> = self
-            .membership
-            .get(peer)
-            .map(|m| member_addresses(m).collect())
-            .unwrap_or_default();
-        for address in addresses {
-            self.swarm.add_peer_address(*peer, address.clone());
-            self.swarm.behaviour_mut().kad.add_address(peer, address);
-        }
     }
 }
