@@ -8,6 +8,7 @@
 
 mod error;
 pub mod fleet;
+pub mod fleet_spec;
 mod hash;
 pub mod json;
 pub mod keys;

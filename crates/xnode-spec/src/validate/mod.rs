@@ -10,8 +10,11 @@ use crate::read::Checker;
 use crate::rules;
 use crate::values::Owner;
 
+mod fleet_spec;
 mod parts;
 mod workload;
+
+pub(crate) use fleet_spec::fleet_spec;
 
 pub use parts::MAX_REPLICAS;
 pub use workload::{MAX_MESH_WORKLOADS, MAX_WORKLOADS};

@@ -77,7 +77,7 @@ pub(super) fn read_resources(c: &mut Checker, v: &Value, path: &Path<'_>) -> Opt
 }
 
 /// A duration string within `min..=max`.
-fn duration(
+pub(super) fn duration(
     c: &mut Checker,
     v: &Value,
     path: &Path<'_>,
