@@ -282,6 +282,7 @@ mod tests {
                 running: running.iter().map(|s| (*s).to_owned()).collect(),
                 silent: Duration::from_millis(if live { 0 } else { 3000 }),
             },
+            report: None,
         }
     }
 

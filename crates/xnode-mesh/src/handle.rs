@@ -12,6 +12,7 @@ use crate::fleet::{Certificate, Revocation, Standing};
 use crate::membership::State;
 use crate::message::{Resources, Service};
 use crate::ownership::View;
+use crate::report::Report;
 
 /// A member as the API and `xnodectl mesh peers` show it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -179,6 +180,13 @@ pub(crate) enum Command {
     Fleet(oneshot::Sender<FleetView>),
     Admit(PeerId, Certificate, oneshot::Sender<Result<String, String>>),
     Revoke(Revocation, oneshot::Sender<Result<String, String>>),
+    SetReport(Report, Option<std::time::Instant>),
+    Serve(BTreeMap<u64, std::sync::Arc<serde_json::Value>>),
+    FetchSpec(
+        PeerId,
+        u64,
+        oneshot::Sender<Result<serde_json::Value, String>>,
+    ),
 }
 
 /// The rest of the agent's way to the mesh. Cheap to clone.
@@ -273,6 +281,41 @@ impl Handle {
     /// Takes the owner's revocation here and tells the fleet.
     pub async fn revoke(&self, revocation: Revocation) -> Result<Result<String, String>, Stopped> {
         self.ask(|tx| Command::Revoke(revocation, tx)).await
+    }
+
+    /// How this node is doing, for its heartbeats, and since when it has been healthy
+    /// on its fleet generation (the heartbeats say for how long), without waiting:
+    /// `false` when the node's queue is full, so the caller tells it again.
+    pub fn try_set_report(
+        &self,
+        report: Report,
+        healthy_since: Option<std::time::Instant>,
+    ) -> bool {
+        self.commands
+            .try_send(Command::SetReport(report, healthy_since))
+            .is_ok()
+    }
+
+    /// The signed fleet specs to serve to members, by generation (all of them, each
+    /// time: what is not here is no longer served).
+    pub async fn serve_fleet_specs(
+        &self,
+        specs: BTreeMap<u64, std::sync::Arc<serde_json::Value>>,
+    ) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::Serve(specs))
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// Fetches the member `peer`'s signed fleet spec of `generation`, unchecked.
+    pub async fn fetch_fleet_spec(
+        &self,
+        peer: PeerId,
+        generation: u64,
+    ) -> Result<Result<serde_json::Value, String>, Stopped> {
+        self.ask(|tx| Command::FetchSpec(peer, generation, tx))
+            .await
     }
 
     /// Delivers a signed push (its envelope's bytes) to the member `peer`; its answer

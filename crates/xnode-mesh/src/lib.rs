@@ -18,7 +18,9 @@ mod ownership;
 pub mod placement;
 pub mod quorum;
 mod rate;
+pub mod report;
 mod resources;
+pub mod rollout;
 mod state_file;
 
 pub use metrics::Metrics;

@@ -285,6 +285,7 @@ mod tests {
             settled_ms: 0,
             offers: Default::default(),
             running: Default::default(),
+            report: None,
         }
     }
 

@@ -81,6 +81,9 @@ pub struct Heartbeat {
     /// The mesh workloads it runs now.
     #[serde(default)]
     pub running: BTreeSet<String>,
+    /// How it is doing: its place in the fleet spec's rollout, and its health.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::report::Report>,
 }
 
 /// A member's size and what is free of it, for placement.
@@ -214,6 +217,9 @@ impl Heartbeat {
         for name in &self.running {
             field("running", rules::workload_name(name))?;
         }
+        if let Some(r) = &self.report {
+            field("report", r.check())?;
+        }
         at_most("addresses", self.addresses.len(), MAX_ADDRESSES)?;
         for a in &self.addresses {
             field(
@@ -254,6 +260,7 @@ mod tests {
             settled_ms: 12_000,
             offers: BTreeMap::from([("db".into(), "ab".repeat(8))]),
             running: BTreeSet::from(["db".into()]),
+            report: Some(crate::report::Report::default()),
         }
     }
 
@@ -324,6 +331,14 @@ mod tests {
                         .collect();
                 }),
                 "offers:",
+            ),
+            (
+                with(|h| {
+                    if let Some(r) = &mut h.report {
+                        r.node.version = "v".repeat(100);
+                    }
+                }),
+                "report: version",
             ),
             (
                 with(|h| h.addresses = vec!["/ip4/127.0.0.1/tcp/1".into(); 17]),

@@ -17,6 +17,7 @@ use crate::fleet::{Certificate, Fleet};
 use crate::membership::{Membership, State};
 use crate::placement::Candidate;
 use crate::quorum::{Changed, Quorum};
+use crate::report::Report;
 
 /// The file the voters are kept in.
 const VOTERS_FILE: &str = "mesh-voters.json";
@@ -47,6 +48,9 @@ pub struct Placed {
     pub node: String,
     /// For placement.
     pub candidate: Candidate<PeerId>,
+    /// What it last said of how it is doing (none from an older release), its
+    /// `healthy_ms` as of when the view was taken.
+    pub report: Option<Report>,
 }
 
 impl View {
@@ -56,12 +60,13 @@ impl View {
         let more = now.saturating_duration_since(self.at);
         let mut view = self.clone();
         view.at = now;
-        for m in view
-            .members
-            .iter_mut()
-            .filter(|m| m.candidate.peer != self.me)
-        {
-            m.candidate.silent += more;
+        for m in view.members.iter_mut() {
+            if let Some(h) = m.report.as_mut().and_then(|r| r.fleet.healthy_ms.as_mut()) {
+                *h = h.saturating_add(u64::try_from(more.as_millis()).unwrap_or(u64::MAX));
+            }
+            if m.candidate.peer != self.me {
+                m.candidate.silent += more;
+            }
         }
         view
     }
@@ -119,8 +124,9 @@ fn read_voters(file: &Path, fleet: Option<&Fleet>) -> Result<Vec<PeerId>, String
     Ok(kept)
 }
 
-/// Everything in a [`View`] that decisions depend on.
-type Fingerprint = (bool, Vec<Candidate<PeerId>>);
+/// Everything in a [`View`] that decisions depend on (of a report's time healthy,
+/// only whether it is).
+type Fingerprint = (bool, Vec<(Candidate<PeerId>, Option<Report>)>);
 
 /// This node's part in placement.
 #[derive(Debug)]
@@ -132,6 +138,9 @@ pub(crate) struct Ownership {
     heartbeat: Duration,
     pub(crate) offers: BTreeMap<String, String>,
     pub(crate) running: BTreeSet<String>,
+    /// What the agent last said of how this node is doing, and since when it has been
+    /// healthy on its fleet generation.
+    pub(crate) report: Option<(Report, Option<Instant>)>,
     last: Option<Fingerprint>,
     /// Whether this node holds a valid certificate: a node outside its fleet owns
     /// nothing, whatever it sees.
@@ -160,6 +169,7 @@ impl Ownership {
             heartbeat,
             offers: BTreeMap::new(),
             running: BTreeSet::new(),
+            report: None,
             last: None,
             member: false,
         }
@@ -247,6 +257,16 @@ impl Ownership {
         Majority::heard_since_of(owns_from, &others, now)
     }
 
+    /// This node's report as of `now`.
+    pub(crate) fn report(&self, now: Instant) -> Option<Report> {
+        let (report, since) = self.report.as_ref()?;
+        let mut report = report.clone();
+        report.fleet.healthy_ms = since.map(|t| {
+            u64::try_from(now.saturating_duration_since(t).as_millis()).unwrap_or(u64::MAX)
+        });
+        Some(report)
+    }
+
     /// The view placement decides from.
     pub(crate) fn view(
         &self,
@@ -268,6 +288,7 @@ impl Ownership {
                 running: self.running.clone(),
                 silent: Duration::ZERO,
             },
+            report: self.report(now),
         };
         let others = membership.members().map(|(peer, m)| {
             let live = m.state != State::Dead;
@@ -293,6 +314,12 @@ impl Ownership {
                     running: m.info.running.clone(),
                     silent,
                 },
+                report: m.info.report.clone().map(|mut r| {
+                    if let Some(h) = r.fleet.healthy_ms.as_mut() {
+                        *h = h.saturating_add(u64::try_from(silent.as_millis()).unwrap_or(0));
+                    }
+                    r
+                }),
             }
         });
         View {
@@ -312,9 +339,16 @@ impl Ownership {
         let members = view
             .members
             .iter()
-            .map(|p| Candidate {
-                silent: Duration::ZERO,
-                ..p.candidate.clone()
+            .map(|p| {
+                let candidate = Candidate {
+                    silent: Duration::ZERO,
+                    ..p.candidate.clone()
+                };
+                let report = p.report.clone().map(|mut r| {
+                    r.fleet.healthy_ms = r.fleet.healthy_ms.map(|_| 0);
+                    r
+                });
+                (candidate, report)
             })
             .collect();
         let now = (view.quorate, members);

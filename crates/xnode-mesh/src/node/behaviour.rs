@@ -13,6 +13,7 @@ use libp2p::{
 };
 use tracing::warn;
 
+use super::fleet_spec::{MAX_SPEC_RESPONSE, SpecRequest, SpecResponse};
 use super::introductions::{MAX_INTRODUCTION_BYTES, PeersRequest, PeersResponse};
 use super::{Config, FleetRequest, PushResponse, StartError};
 use crate::message::MAX_MESSAGE;
@@ -25,6 +26,8 @@ pub const PUSH_PROTOCOL: StreamProtocol = StreamProtocol::new("/xnode/push/1.0.0
 pub const FLEET_PROTOCOL: StreamProtocol = StreamProtocol::new("/xnode/fleet/1.0.0");
 /// Introductions: a bootstrap peer names its peers on a fleet's topic.
 pub const PEERS_PROTOCOL: StreamProtocol = StreamProtocol::new("/xnode/peers/1.0.0");
+/// Signed fleet specs, fetched by a member from another.
+pub const FLEET_SPEC_PROTOCOL: StreamProtocol = StreamProtocol::new("/xnode/fleet-spec/1.0.0");
 /// A certificate or a revocation, with room to spare.
 const MAX_FLEET_REQUEST: u64 = 16 * 1024;
 const IDENTIFY_PROTOCOL: &str = "/xnode/id/1.0.0";
@@ -43,6 +46,7 @@ pub(super) struct Behaviour {
     pub(super) push: super::push_peer::Behaviour,
     pub(super) fleet: request_response::json::Behaviour<FleetRequest, PushResponse>,
     pub(super) introductions: request_response::json::Behaviour<PeersRequest, PeersResponse>,
+    pub(super) fleet_spec: request_response::json::Behaviour<SpecRequest, SpecResponse>,
     pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -197,6 +201,16 @@ pub(super) fn swarm(
                     [(PEERS_PROTOCOL, request_response::ProtocolSupport::Full)],
                     request_response::Config::default()
                         .with_request_timeout(Duration::from_secs(10)),
+                ),
+                // Two at a time per connection: each answer may be a megabyte.
+                fleet_spec: request_response::json::Behaviour::with_codec(
+                    request_response::json::codec::Codec::default()
+                        .set_request_size_maximum(1024)
+                        .set_response_size_maximum(MAX_SPEC_RESPONSE),
+                    [(FLEET_SPEC_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(30))
+                        .with_max_concurrent_streams(2),
                 ),
                 mdns: Toggle::from(if mdns {
                     Some(mdns::tokio::Behaviour::new(

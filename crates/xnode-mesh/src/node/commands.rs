@@ -75,6 +75,21 @@ impl Node {
             }
             Command::Admit(peer, cert, reply) => self.admit(peer, cert, reply),
             Command::Revoke(revocation, reply) => self.revoke(revocation, reply),
+            Command::SetReport(report, since) => {
+                let news = self.ownership.report.as_ref().map(|(r, _)| r) != Some(&report)
+                    || self.ownership.report.as_ref().map(|(_, s)| s.is_some())
+                        != Some(since.is_some());
+                self.ownership.report = Some((report, since));
+                if news {
+                    // A move in a rollout is news the next member waits for.
+                    self.beat_now();
+                    self.check();
+                }
+            }
+            Command::Serve(specs) => self.served = specs,
+            Command::FetchSpec(peer, generation, reply) => {
+                self.fetch_spec(peer, generation, reply);
+            }
             Command::Respond(channel, answer) => {
                 let _ = self
                     .swarm

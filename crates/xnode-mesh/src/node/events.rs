@@ -213,6 +213,7 @@ impl Node {
             BehaviourEvent::Push(event) => self.on_push(event),
             BehaviourEvent::Fleet(event) => self.on_fleet(event),
             BehaviourEvent::Introductions(event) => self.on_introductions(event),
+            BehaviourEvent::FleetSpec(event) => self.on_fleet_spec(event),
             _ => {}
         }
     }

@@ -31,6 +31,7 @@ mod commands;
 mod dials;
 mod events;
 mod fleet;
+mod fleet_spec;
 mod introductions;
 mod push;
 mod push_peer;
@@ -40,8 +41,11 @@ mod transport;
 mod trust;
 
 use behaviour::Behaviour;
-pub use behaviour::{FLEET_PROTOCOL, KAD_PROTOCOL, PEERS_PROTOCOL, PUSH_PROTOCOL};
+pub use behaviour::{
+    FLEET_PROTOCOL, FLEET_SPEC_PROTOCOL, KAD_PROTOCOL, PEERS_PROTOCOL, PUSH_PROTOCOL,
+};
 pub use fleet::FleetRequest;
+pub use fleet_spec::{SpecRequest, SpecResponse};
 pub use introductions::{Introduced, PeersRequest, PeersResponse};
 pub use push_wire::PushBytes;
 
@@ -108,6 +112,9 @@ pub struct Node {
     pending: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<String, String>>>,
     fleet_pending:
         HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<String, String>>>,
+    spec_pending: HashMap<request_response::OutboundRequestId, fleet_spec::Reply>,
+    /// The signed fleet specs this node serves to members.
+    served: fleet_spec::Served,
     republish_at: Instant,
     rejoin_at: Instant,
     backoff: Duration,
@@ -213,6 +220,8 @@ impl Node {
             events,
             pending: HashMap::new(),
             fleet_pending: HashMap::new(),
+            spec_pending: HashMap::new(),
+            served: Default::default(),
             republish_at: now + REPUBLISH,
             rejoin_at: Instant::now(),
             received: 0,
@@ -331,6 +340,7 @@ impl Node {
                 .unwrap_or(u64::MAX),
             offers: self.ownership.offers.clone(),
             running: self.ownership.running.clone(),
+            report: self.ownership.report(Instant::now()),
         })
     }
 

@@ -337,6 +337,7 @@ pub fn heartbeat(
         settled_ms,
         offers: Default::default(),
         running: Default::default(),
+        report: None,
     }))
     .encode()
 }

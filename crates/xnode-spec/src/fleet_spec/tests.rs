@@ -22,13 +22,23 @@ fn a_fleet_spec_is_read_with_its_rollout_policy() {
     .unwrap();
     let r = f.spec.workloads["web"].rollout;
     assert_eq!(
-        (r.max_parallel, r.canary, r.min_healthy_time.as_millis(), r.auto_revert),
+        (
+            r.max_parallel,
+            r.canary,
+            r.min_healthy_time.as_millis(),
+            r.auto_revert
+        ),
         (3, 0, 2000, false)
     );
     let d = parse_value(&web(json!({}))).unwrap().spec.rollout();
     assert_eq!(d, Rollout::default());
     assert_eq!(
-        (d.max_parallel, d.canary, d.min_healthy_time.as_millis(), d.auto_revert),
+        (
+            d.max_parallel,
+            d.canary,
+            d.min_healthy_time.as_millis(),
+            d.auto_revert
+        ),
         (1, 1, 10_000, true),
         "the defaults are the issue's: Nomad's update block"
     );
@@ -116,7 +126,12 @@ fn the_careful_policy_rules_a_generation() {
     .unwrap();
     let r = f.spec.rollout();
     assert_eq!(
-        (r.max_parallel, r.canary, r.min_healthy_time.as_millis(), r.auto_revert),
+        (
+            r.max_parallel,
+            r.canary,
+            r.min_healthy_time.as_millis(),
+            r.auto_revert
+        ),
         (2, 2, 1000, true)
     );
 }
@@ -133,10 +148,7 @@ fn merging_adds_the_fleets_workloads_and_refuses_a_name_both_define() {
         merged.spec.workloads.keys().collect::<Vec<_>>(),
         ["local", "web"]
     );
-    let back = node_part(
-        &serde_json::to_value(&merged.spec).unwrap(),
-        Some(&fleet),
-    );
+    let back = node_part(&serde_json::to_value(&merged.spec).unwrap(), Some(&fleet));
     assert_eq!(
         crate::parse_value(&back).unwrap().spec,
         crate::parse_value(&node).unwrap().spec
@@ -151,16 +163,21 @@ fn merging_adds_the_fleets_workloads_and_refuses_a_name_both_define() {
             names: vec!["local".into()]
         })
     );
-    let port = parse_value(&web(json!({"expose": [{"port": 80, "service": "web"}]}))).unwrap().spec;
+    let port = parse_value(&web(json!({"expose": [{"port": 80, "service": "web"}]})))
+        .unwrap()
+        .spec;
     let err = merge(&node, &port).unwrap_err().to_string();
     assert!(err.contains("together") && err.contains("port 80"), "{err}");
     let ownerless = json!({"version": 1, "node": {"name": "n1"}});
     let err = merge(&ownerless, &fleet).unwrap_err().to_string();
     assert!(err.contains("node.owner"), "{err}");
     assert_eq!(
-        merge(&ownerless, &parse_value(&json!({"version": 1})).unwrap().spec)
-            .unwrap()
-            .hash,
+        merge(
+            &ownerless,
+            &parse_value(&json!({"version": 1})).unwrap().spec
+        )
+        .unwrap()
+        .hash,
         crate::hash_value(&ownerless),
         "an empty fleet spec leaves the node spec as it is"
     );
@@ -228,11 +245,21 @@ fn the_owners_fleet_spec_is_accepted_and_everything_else_is_refused_with_its_rea
             ),
             (
                 "invalid",
-                bytes(&sign(&owner, 5, NOW, json!({"version": 1, "workloads": {"w": {}}}))),
+                bytes(&sign(
+                    &owner,
+                    5,
+                    NOW,
+                    json!({"version": 1, "workloads": {"w": {}}}),
+                )),
                 r,
                 "not valid",
             ),
-            ("no owner", bytes(&good), Receiver { owner: None, ..r }, "no owner"),
+            (
+                "no owner",
+                bytes(&good),
+                Receiver { owner: None, ..r },
+                "no owner",
+            ),
             ("not JSON", b"{".to_vec(), r, "not a signed fleet spec"),
             (
                 "too large",
@@ -257,5 +284,8 @@ fn the_schema_is_the_fleet_specs() {
     let s = schema();
     assert_eq!(s["title"], "XnodeOS fleet spec");
     let w = &s["$defs"]["FleetWorkload"]["properties"];
-    assert!(w.get("command").is_some() && w.get("rollout").is_some(), "{s:#}");
+    assert!(
+        w.get("command").is_some() && w.get("rollout").is_some(),
+        "{s:#}"
+    );
 }

@@ -105,12 +105,22 @@ fn read_fleet_workloads(
 fn read_rollout(c: &mut Checker, v: &Value, path: &Path<'_>) -> Option<Rollout> {
     let map = c.object(v, path, ROLLOUT_FIELDS)?;
     let d = Rollout::default();
-    let max_parallel = field(c, map, path, "max_parallel", || d.max_parallel, |c, v, p| {
-        u32::try_from(c.integer(v, p, 1, MAX_REPLICAS)?).ok()
-    });
-    let canary = field(c, map, path, "canary", || d.canary, |c, v, p| {
-        u32::try_from(c.integer(v, p, 0, MAX_REPLICAS)?).ok()
-    });
+    let max_parallel = field(
+        c,
+        map,
+        path,
+        "max_parallel",
+        || d.max_parallel,
+        |c, v, p| u32::try_from(c.integer(v, p, 1, MAX_REPLICAS)?).ok(),
+    );
+    let canary = field(
+        c,
+        map,
+        path,
+        "canary",
+        || d.canary,
+        |c, v, p| u32::try_from(c.integer(v, p, 0, MAX_REPLICAS)?).ok(),
+    );
     let min_healthy_time = field(
         c,
         map,
@@ -119,9 +129,14 @@ fn read_rollout(c: &mut Checker, v: &Value, path: &Path<'_>) -> Option<Rollout> 
         || d.min_healthy_time,
         |c, v, p| duration(c, v, p, Duration::from_millis(0), MAX_HEALTHY_TIME),
     );
-    let auto_revert = field(c, map, path, "auto_revert", || d.auto_revert, |c, v, p| {
-        c.bool(v, p)
-    });
+    let auto_revert = field(
+        c,
+        map,
+        path,
+        "auto_revert",
+        || d.auto_revert,
+        |c, v, p| c.bool(v, p),
+    );
     Some(Rollout {
         max_parallel: max_parallel?,
         canary: canary?,
