@@ -92,7 +92,7 @@ pub fn known<P>(mine: Known, members: &[Member<P>]) -> Known {
 }
 
 /// The order in which members move to `generation`: highest score first, ties by id.
-pub fn ranked<'a, P: ToString>(generation: u64, members: &'a [Member<P>]) -> Vec<&'a Member<P>> {
+pub fn ranked<P: ToString>(generation: u64, members: &[Member<P>]) -> Vec<&Member<P>> {
     let key = format!("fleet/{generation}");
     let mut ranked: Vec<(u64, String, &Member<P>)> = members
         .iter()
