@@ -13,7 +13,7 @@ use xnode_systemd::ApplyOptions;
 
 use crate::gate::{self, Gated};
 use crate::nix::Realise;
-use crate::store::{Outcome, Source, Store, StoreError};
+use crate::store::{Origin, Outcome, Source, Store, StoreError};
 use crate::units::Units;
 pub use progress::{Context, Phase, Progress};
 
@@ -153,7 +153,7 @@ impl<U: Units, N: Realise> Agent<U, N> {
         &mut self,
         new: Validated,
         raw: &[u8],
-        source: Source,
+        origin: impl Into<Origin>,
         rollback: bool,
         previous: Option<&Spec>,
         ctx: &Context,
@@ -161,7 +161,7 @@ impl<U: Units, N: Realise> Agent<U, N> {
         let last_good = self.store.state().last_good;
         let generation = self
             .store
-            .accept(raw, &new.hash.to_string(), source, now())
+            .accept(raw, &new.hash.to_string(), origin, now())
             .await
             .map_err(Failed::before_any_change)?;
         ctx.progress
@@ -315,14 +315,13 @@ impl<U: Units, N: Realise> Agent<U, N> {
                 invalid,
             })
         })?;
+        let origin = Origin {
+            source: Source::Rollback { to: good },
+            lineage: self.store.lineage(good),
+        };
         let restored = self
             .store
-            .accept(
-                &raw,
-                &back.hash.to_string(),
-                Source::Rollback { to: good },
-                now(),
-            )
+            .accept(&raw, &back.hash.to_string(), origin, now())
             .await
             .map_err(|e| untouched(e.into()))?;
         ctx.progress.send_modify(|p| {

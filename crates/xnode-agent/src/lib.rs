@@ -8,6 +8,7 @@ pub mod accept;
 pub mod deploy;
 #[cfg(test)]
 mod fake;
+pub mod fleet_store;
 pub mod gate;
 pub mod health;
 pub mod lease;

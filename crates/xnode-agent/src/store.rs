@@ -14,6 +14,34 @@ use tokio::io::AsyncWriteExt as _;
 use serde::{Deserialize, Serialize};
 pub use xnode_api::{Generation, Outcome, Source};
 
+/// Where a generation's spec comes from besides its source: the fleet generation
+/// merged into it, and the hash of the node spec alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lineage {
+    /// The fleet generation whose workloads it holds.
+    pub fleet: Option<u64>,
+    /// The node spec's hash, when the fleet's workloads are in it too.
+    pub node_hash: Option<String>,
+}
+
+/// Where a new generation comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// What brought it.
+    pub source: Source,
+    /// What it is made of.
+    pub lineage: Lineage,
+}
+
+impl From<Source> for Origin {
+    fn from(source: Source) -> Self {
+        Origin {
+            source,
+            lineage: Lineage::default(),
+        }
+    }
+}
+
 /// How many generations are kept; older ones are pruned, except the last good one.
 pub const KEEP: usize = 50;
 
@@ -182,9 +210,10 @@ impl Store {
         &mut self,
         spec: &[u8],
         hash: &str,
-        source: Source,
+        origin: impl Into<Origin>,
         now: u64,
     ) -> Result<u64, StoreError> {
+        let Origin { source, lineage } = origin.into();
         let number = self.state.generations.last().map_or(1, |g| g.number + 1);
         write_atomic(&self.spec_path(number), spec).await?;
         let mut next = self.state.clone();
@@ -201,6 +230,8 @@ impl Store {
             source,
             accepted_at: now,
             outcome: Outcome::Applying,
+            fleet: lineage.fleet,
+            node_hash: lineage.node_hash,
         });
         let pruned = prune(&mut next);
         if let Err(e) = self.commit(next).await {
@@ -226,6 +257,19 @@ impl Store {
         }
         generation.outcome = outcome;
         self.commit(next).await
+    }
+
+    /// A kept generation's lineage (none known of one pruned).
+    pub fn lineage(&self, number: u64) -> Lineage {
+        self.state
+            .generations
+            .iter()
+            .find(|g| g.number == number)
+            .map(|g| Lineage {
+                fleet: g.fleet,
+                node_hash: g.node_hash.clone(),
+            })
+            .unwrap_or_default()
     }
 
     /// The spec bytes of a generation.

@@ -44,6 +44,12 @@ pub enum Source {
         /// The push's own generation (the owner's counter).
         push_generation: u64,
     },
+    /// A move in the rollout of the fleet spec: the node spec in force, with the
+    /// workloads of this fleet generation.
+    Fleet {
+        /// The fleet generation moved to (0: none, its workloads all gone).
+        generation: u64,
+    },
 }
 
 /// What became of a generation.
@@ -80,6 +86,21 @@ pub struct Generation {
     pub accepted_at: u64,
     /// What became of it.
     pub outcome: Outcome,
+    /// The fleet generation whose workloads it runs beside the node spec's; none
+    /// without a fleet spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<u64>,
+    /// The hash of its node spec alone, when it holds a fleet spec's workloads too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_hash: Option<String>,
+}
+
+impl Generation {
+    /// The hash of its node spec alone: what a spec file, an apply or a push is
+    /// compared with.
+    pub fn node_hash(&self) -> &str {
+        self.node_hash.as_deref().unwrap_or(&self.hash)
+    }
 }
 
 /// What a client asks.
@@ -144,6 +165,16 @@ pub enum Request {
         /// The revocation (`xnode_mesh::fleet::Revocation`).
         revocation: Value,
     },
+    /// Take an owner-signed fleet spec here; the members fetch it from this node.
+    FleetApply {
+        /// The envelope (`xnode_spec::fleet_spec::signed::SignedFleetSpec`).
+        spec: Value,
+    },
+    /// The newest fleet spec this node accepted, and the one it runs.
+    FleetSpec,
+    /// The whole fleet: every member's health and generations, the rollout, and where
+    /// each mesh workload runs.
+    FleetStatus,
 }
 
 fn default_lines() -> usize {

@@ -221,6 +221,48 @@ status` shows a node's name and peer id). Example:
     },
     /// The fleet's members as this node sees them.
     Members(AgentArgs),
+    /// Sign a fleet spec with the owner's key and hand it to this node: every member
+    /// fetches it and moves to it in turn, canaries first.
+    #[command(
+        after_help = "Every member accepts it only if KEYFILE is its fleet owner's key and the
+generation is above the last fleet spec accepted; this node also wants it signed
+within the last 5 minutes. The answer comes at once; `xnodectl fleet status` shows
+the rollout.
+
+Example:
+  xnodectl fleet apply --key owner.key fleet.json"
+    )]
+    Apply {
+        /// The owner's secret key.
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+        /// The fleet spec's number; above the last accepted. Default: the time in
+        /// milliseconds, which grows by itself.
+        #[arg(long)]
+        generation: Option<u64>,
+        /// The fleet spec; `-` reads standard input.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        agent: AgentArgs,
+    },
+    /// Show the newest fleet spec this node accepted: its generation, hash and content.
+    Spec(AgentArgs),
+    /// Show the whole fleet: every member's generations and health, the rollout, and
+    /// where each mesh workload runs.
+    #[command(after_help = "Examples:
+  xnodectl fleet status
+  xnodectl fleet status --watch
+  xnodectl fleet status --output json")]
+    Status {
+        #[command(flatten)]
+        agent: AgentArgs,
+        /// Redraw every second until interrupted.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Print the JSON Schema of the fleet spec, for editors.
+    Schema,
 }
 
 #[derive(Debug, Subcommand)]

@@ -89,6 +89,7 @@ struct Status {
     last_error: Option<String>,
     metrics_address: Option<String>,
     mesh: Option<MeshStatus>,
+    rollout: super::rollout::FleetStatus,
     workloads: Vec<WorkloadStatus>,
 }
 
@@ -148,16 +149,21 @@ where
                 raw,
                 no_rollback,
                 reply,
-            } => {
-                let job = Job::Deploy {
-                    spec: *spec,
-                    raw,
-                    source: Source::Api,
-                    rollback: !no_rollback,
-                };
-                self.run_job(job, Some(Waiter::Apply(reply)));
-            }
+            } => match self.node_job(*spec, raw, Source::Api, !no_rollback) {
+                Ok(job) => self.run_job(job, Some(Waiter::Apply(reply))),
+                Err(why) => {
+                    let _ = reply.send(Reply::error(why));
+                }
+            },
             Command::Plan { spec, reply } => {
+                // Planned as it would be applied: with the fleet spec's workloads.
+                let spec = match self.with_fleet(&spec) {
+                    Ok(merged) => merged,
+                    Err(why) => {
+                        let _ = reply.send(Reply::error(why));
+                        return;
+                    }
+                };
                 let (units, placed) = (self.units.clone(), self.placed.borrow().clone());
                 tokio::spawn(async move {
                     let answer = match units.observe().await {
@@ -186,6 +192,13 @@ where
             | Request::FleetAdmit { .. }
             | Request::FleetRevoke { .. } => self.mesh_query(request, reply),
             Request::MeshPush { push } => self.push(push, reply),
+            Request::FleetApply { spec } => self.fleet_apply(spec, reply),
+            Request::FleetSpec => {
+                let _ = reply.send(self.fleet_spec_reply());
+            }
+            Request::FleetStatus => {
+                let _ = reply.send(self.fleet_view());
+            }
             Request::Apply { .. } | Request::Plan { .. } => {
                 let _ = reply.send(Reply::error("a spec must be validated before the loop"));
             }
@@ -368,16 +381,17 @@ where
         info!(from = c.from, generation = envelope.generation, hash = %spec.hash, "push accepted; applying it");
         count("accepted");
         let raw = serde_json::to_vec_pretty(&envelope.spec).unwrap_or_default();
-        let job = Job::Deploy {
-            spec,
-            raw,
-            source: Source::Mesh {
-                peer: c.from,
-                push_generation: envelope.generation,
-            },
-            rollback: true,
+        let source = Source::Mesh {
+            peer: c.from,
+            push_generation: envelope.generation,
         };
-        self.run_job(job, Some(Waiter::Push(c.reply)));
+        match self.node_job(spec, raw, source, true) {
+            Ok(job) => self.run_job(job, Some(Waiter::Push(c.reply))),
+            Err(why) => {
+                warn!("push not applied: {why}");
+                let _ = c.reply.send(Err(why));
+            }
+        }
     }
 
     pub(super) fn mesh_handle(&self) -> Result<xnode_mesh::node::Handle, String> {
@@ -449,6 +463,7 @@ where
                 .cloned(),
             metrics_address: self.settings.metrics_address.map(|a| a.to_string()),
             mesh: None,
+            rollout: self.fleet_status(),
             workloads,
         };
         let Some(mesh) = &self.mesh else {

@@ -15,7 +15,7 @@ use xnode_spec::Validated;
 use super::Done;
 use crate::deploy::{Agent, Context, Deployed, Failed, Progress};
 use crate::nix::Realise;
-use crate::store::{Outcome, Source, Store};
+use crate::store::{Origin, Outcome, Source, Store};
 use crate::units::Units;
 
 /// What to apply.
@@ -24,7 +24,7 @@ pub(super) enum Job {
     Deploy {
         spec: Validated,
         raw: Vec<u8>,
-        source: Source,
+        origin: Origin,
         rollback: bool,
     },
     /// Finish the generation a crash interrupted.
@@ -181,9 +181,15 @@ where
             return;
         };
         let (target, from_file) = match &job {
-            Job::Deploy { spec, source, .. } => (
+            Job::Deploy { spec, origin, .. } => (
                 Some(Arc::new(spec.clone())),
-                matches!(source, Source::File { .. }).then(|| spec.hash.to_string()),
+                matches!(origin.source, Source::File { .. }).then(|| {
+                    origin
+                        .lineage
+                        .node_hash
+                        .clone()
+                        .unwrap_or_else(|| spec.hash.to_string())
+                }),
             ),
             Job::Resume { spec, .. } => (Some(Arc::new(spec.clone())), None),
             Job::Restore { .. } => (None, None),
@@ -197,11 +203,11 @@ where
                 Job::Deploy {
                     spec,
                     raw,
-                    source,
+                    origin,
                     rollback,
                 } => {
                     agent
-                        .deploy(spec, &raw, source, rollback, previous, &ctx)
+                        .deploy(spec, &raw, origin, rollback, previous, &ctx)
                         .await
                 }
                 Job::Resume { generation, spec } => agent.resume(generation, spec, &ctx).await,
@@ -316,6 +322,7 @@ where
     pub(super) async fn applied(&mut self, finished: Finished<U, N>) {
         let (outcome, waiters) = self.apply.finish(finished);
         Self::log_outcome(&outcome);
+        self.fleet_applied(&outcome);
         self.count(&outcome);
         self.apply_error = outcome.as_ref().err().map(ToString::to_string);
         match &outcome {

@@ -134,6 +134,11 @@ impl MeshPart {
         self.mesh.error.clone()
     }
 
+    /// The latest view, if the node has joined.
+    pub(super) fn view(&self) -> Option<View> {
+        self.views.as_ref().map(|v| v.borrow().clone())
+    }
+
     pub(super) fn placement_status(&self) -> Option<PlacementStatus> {
         self.placement.status()
     }
@@ -209,6 +214,7 @@ where
             mesh.views = Some(h.views());
             mesh.majority = Some(h.majority());
             mesh.told = Default::default();
+            self.fleet_rejoined();
         }
     }
 

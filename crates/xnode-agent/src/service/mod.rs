@@ -11,9 +11,12 @@
 mod api;
 mod apply;
 mod converge;
+mod fleet;
+mod fleet_view;
 mod mesh;
 mod mesh_requests;
 mod owner_file;
+mod rollout;
 mod spec_file;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -64,6 +67,8 @@ enum Done<U, N> {
     SpecFile(spec_file::Read),
     Push(Box<api::CheckedPush>),
     Realised(xnode_spec::SpecHash, BTreeMap<String, String>),
+    FleetSpec(Box<fleet::Taken>),
+    Fetched(libp2p::PeerId, u64, Result<serde_json::Value, String>),
 }
 
 /// The loop's state.
@@ -87,6 +92,7 @@ pub struct Service<U, N> {
     spec_file: spec_file::SpecFile,
     converge: converge::Converging,
     mesh: Option<mesh::MeshPart>,
+    fleet: fleet::FleetPart,
     placed: watch::Sender<BTreeSet<String>>,
     tasks: JoinSet<Done<U, N>>,
     watchdog: Option<Watchdog>,
@@ -123,6 +129,7 @@ where
     ) -> Self {
         let units = agent.units.clone();
         let state = agent.store.watch();
+        let fleet = fleet::FleetPart::load(agent.store.dir());
         Service {
             units,
             spec_file: spec_file::SpecFile::new(settings.spec_file.clone()),
@@ -137,6 +144,7 @@ where
             in_sync: false,
             converge: converge::Converging::default(),
             mesh: mesh.map(mesh::MeshPart::new),
+            fleet,
             placed: watch::channel(BTreeSet::new()).0,
             tasks: JoinSet::new(),
             watchdog: None,
@@ -206,6 +214,7 @@ where
                 () = sleep_until(deadline) => {}
             }
             self.place(Instant::now());
+            self.roll(Instant::now());
             self.maybe_converge();
         }
     }
@@ -258,7 +267,10 @@ where
         // for again when what it needs arrives.
         let ready = self.target().is_some() && self.not_realised.is_some();
         let converge = self.converge.due().filter(|_| ready);
-        [converge, placement].into_iter().flatten().min()
+        [converge, placement, self.fleet.recheck]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Subscribes to systemd's unit changes beside the loop after `delay`, trying again
@@ -312,6 +324,7 @@ where
                 error!("a task of the agent failed: {e}");
                 let id = e.id();
                 if self.apply.lost(id) {
+                    self.fleet_move_lost();
                     self.recover_store().await;
                 }
                 self.converge.task_lost(id);
@@ -339,6 +352,8 @@ where
             }
             Done::SpecFile(read) => self.spec_file_read(read),
             Done::Push(checked) => self.push_checked(*checked),
+            Done::FleetSpec(taken) => self.fleet_taken(*taken),
+            Done::Fetched(peer, generation, fetched) => self.fetched(peer, generation, fetched),
             // An older check, overtaken by one for the spec now in force.
             Done::Realised(..) if self.background.realising != Some(id) => {}
             Done::Realised(hash, missing) => {

@@ -13,7 +13,7 @@ use xnode_api::Reply;
 use xnode_spec::Validated;
 
 use super::Done;
-use super::apply::{Job, Waiter, outcome_text};
+use super::apply::{Waiter, outcome_text};
 use crate::nix::Realise;
 use crate::store::{Outcome, Source};
 use crate::units::Units;
@@ -217,11 +217,13 @@ where
             .iter()
             .rev()
             .find(|g| matches!(g.source, Source::File { .. }));
-        let in_force = self.current.as_ref().is_some_and(|c| c.hash == v.hash);
+        let current = state
+            .current
+            .and_then(|n| state.generations.iter().find(|g| g.number == n));
+        // Compared with the node spec alone: the one in force may hold a fleet spec's
+        // workloads too.
+        let in_force = self.current.is_some() && current.is_some_and(|g| g.node_hash() == hash);
         if in_force {
-            let current = state
-                .current
-                .and_then(|n| state.generations.iter().find(|g| g.number == n));
             for w in waiters {
                 match current {
                     Some(g) if g.outcome == Outcome::Healthy => w.answer_unchanged(g.number),
@@ -235,7 +237,7 @@ where
             }
             return;
         }
-        if waiters.is_empty() && last_from_file.is_some_and(|g| g.hash == hash) {
+        if waiters.is_empty() && last_from_file.is_some_and(|g| g.node_hash() == hash) {
             return;
         }
         if self.apply.busy().is_some() {
@@ -244,13 +246,17 @@ where
             self.spec_file.waiters.append(&mut waiters);
             return;
         }
-        info!(file = %path, hash = %v.hash, "the spec file changed; applying it");
-        let job = Job::Deploy {
-            spec: v,
-            raw,
-            source: Source::File { path },
-            rollback: true,
+        let job = match self.node_job(v, raw, Source::File { path: path.clone() }, true) {
+            Ok(job) => job,
+            Err(why) => {
+                if self.spec_file.error.as_ref() != Some(&why) {
+                    error!(file = %path, "the spec file is not applied, nothing changed: {why}");
+                }
+                self.spec_file.error = Some(why.clone());
+                return waiters.into_iter().for_each(|w| w.refuse(why.clone()));
+            }
         };
+        info!(file = %path, hash, "the spec file changed; applying it");
         let mut waiters = waiters.into_iter();
         self.run_job(job, waiters.next());
         for w in waiters {

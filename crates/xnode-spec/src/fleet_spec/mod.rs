@@ -159,9 +159,9 @@ pub enum Conflict {
 }
 
 /// The node spec `node` (a valid one, as JSON) with `fleet`'s workloads added: what the
-/// node runs. A name both define is a conflict, never an override: which copy would
-/// win is a choice only its owner can make.
-pub fn merge(node: &Value, fleet: &FleetSpec) -> Result<crate::Validated, Conflict> {
+/// node runs, as JSON and validated. A name both define is a conflict, never an
+/// override: which copy would win is a choice only its owner can make.
+pub fn merge(node: &Value, fleet: &FleetSpec) -> Result<(Value, crate::Validated), Conflict> {
     let mut merged = node.clone();
     let Some(root) = merged.as_object_mut() else {
         return Err(Conflict::Invalid(Invalid::whole_document(
@@ -169,7 +169,8 @@ pub fn merge(node: &Value, fleet: &FleetSpec) -> Result<crate::Validated, Confli
         )));
     };
     if fleet.workloads.is_empty() {
-        return crate::parse_value(&merged).map_err(Conflict::Invalid);
+        let v = crate::parse_value(&merged).map_err(Conflict::Invalid)?;
+        return Ok((merged, v));
     }
     let workloads = root
         .entry("workloads")
@@ -191,7 +192,8 @@ pub fn merge(node: &Value, fleet: &FleetSpec) -> Result<crate::Validated, Confli
     for (name, w) in fleet.node_workloads() {
         workloads.insert(name.clone(), w);
     }
-    crate::parse_value(&merged).map_err(Conflict::Invalid)
+    let v = crate::parse_value(&merged).map_err(Conflict::Invalid)?;
+    Ok((merged, v))
 }
 
 /// The node spec `merged` was made from by [`merge`] with `fleet`: the workloads the

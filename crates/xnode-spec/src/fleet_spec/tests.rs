@@ -143,7 +143,7 @@ fn merging_adds_the_fleets_workloads_and_refuses_a_name_both_define() {
         "workloads": {"local": {"command": ["/bin/true"],
                                 "expose": [{"port": 80, "service": "local"}]}}});
     let fleet = parse_value(&web(json!({}))).unwrap().spec;
-    let merged = merge(&node, &fleet).unwrap();
+    let (_, merged) = merge(&node, &fleet).unwrap();
     assert_eq!(
         merged.spec.workloads.keys().collect::<Vec<_>>(),
         ["local", "web"]
@@ -177,6 +177,7 @@ fn merging_adds_the_fleets_workloads_and_refuses_a_name_both_define() {
             &parse_value(&json!({"version": 1})).unwrap().spec
         )
         .unwrap()
+        .1
         .hash,
         crate::hash_value(&ownerless),
         "an empty fleet spec leaves the node spec as it is"

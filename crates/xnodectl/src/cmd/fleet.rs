@@ -70,6 +70,18 @@ pub fn run(command: &FleetCommand) -> Result<Outcome> {
                 },
             )
         }
+        FleetCommand::Apply {
+            key,
+            generation,
+            file,
+            agent,
+        } => cmd::fleet_spec::apply(key, *generation, file, agent),
+        FleetCommand::Spec(agent) => cmd::fleet_spec::show(agent),
+        FleetCommand::Status { agent, watch } => cmd::fleet_spec::status(agent, *watch),
+        FleetCommand::Schema => {
+            cmd::print_json(&xnode_spec::fleet_spec::schema())?;
+            Ok(Outcome::Success)
+        }
         FleetCommand::Members(agent) => {
             let fleet = cmd::call(&agent.socket, Request::FleetMembers)?;
             match agent.output {

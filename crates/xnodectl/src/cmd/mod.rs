@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod docs;
 pub mod fleet;
+pub mod fleet_spec;
 pub mod hash;
 pub mod history;
 pub mod key;

@@ -1,0 +1,162 @@
+//! What `xnodectl fleet spec` and `xnodectl fleet status` are answered: the fleet spec
+//! in force, and the whole fleet as this node hears it (every member's report, the
+//! rollout, where each mesh workload runs).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::json;
+use xnode_api::Reply;
+use xnode_mesh::report::Report;
+
+use crate::nix::Realise;
+use crate::units::Units;
+
+/// A member's row.
+#[derive(Debug, Serialize)]
+struct Row {
+    node: String,
+    peer_id: String,
+    live: bool,
+    this_node: bool,
+    /// Absent for a member of an older release.
+    report: Option<Report>,
+}
+
+/// A mesh workload: where it runs.
+#[derive(Debug, Serialize)]
+struct MeshWorkload {
+    name: String,
+    running_on: Vec<String>,
+    /// Whether every member it runs on is converged and has no failed workload.
+    healthy: bool,
+}
+
+/// The rollout as this node sees it.
+#[derive(Debug, Serialize)]
+struct Rollout {
+    /// `none`, `done`, `rolling out`, `halted`.
+    state: &'static str,
+    newest: u64,
+    stable: u64,
+    failed: u64,
+    /// Live members that run the newest generation healthy.
+    done: usize,
+    /// Live members taking part.
+    members: usize,
+    /// What this node does next.
+    this_node: String,
+}
+
+impl<U, N> super::Service<U, N>
+where
+    U: Units + Send + Sync + 'static,
+    N: Realise + Clone + Send + Sync + 'static,
+{
+    pub(super) fn fleet_spec_reply(&self) -> Reply {
+        let p = self.fleet.store.progress;
+        let Some(kept) = self.fleet.store.specs.get(&p.newest) else {
+            return Reply::error("this node has accepted no fleet spec");
+        };
+        Reply::ok(json!({
+            "generation": p.newest,
+            "hash": kept.spec.hash.to_string(),
+            "running": self.fleet_running(),
+            "signed": &*kept.envelope,
+        }))
+    }
+
+    pub(super) fn fleet_view(&self) -> Reply {
+        let Some(view) = self.mesh.as_ref().and_then(|m| m.view()) else {
+            return Reply::error("this node is not in the mesh, so it sees no fleet");
+        };
+        let view = view.aged(std::time::Instant::now());
+        let me = self.fleet_status();
+        let mine = self.fleet.told.as_ref().map(|(r, _)| {
+            let mut r = r.clone();
+            r.fleet.healthy_ms = self
+                .fleet
+                .healthy
+                .map(|(_, t)| t.elapsed().as_millis() as u64);
+            r
+        });
+        let rows: Vec<Row> = view
+            .members
+            .iter()
+            .map(|p| {
+                let this_node = p.candidate.peer == view.me;
+                Row {
+                    node: p.node.clone(),
+                    peer_id: p.candidate.peer.to_string(),
+                    live: p.candidate.live,
+                    this_node,
+                    report: if this_node {
+                        mine.clone()
+                    } else {
+                        p.report.clone()
+                    },
+                }
+            })
+            .collect();
+        let taking_part: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.live && r.report.as_ref().is_some_and(|x| !x.fleet.conflict))
+            .collect();
+        let p = self.fleet.store.progress;
+        let done = taking_part
+            .iter()
+            .filter(|r| {
+                r.report
+                    .as_ref()
+                    .is_some_and(|x| x.fleet.running == p.newest && x.fleet.healthy_ms.is_some())
+            })
+            .count();
+        let state = match p.newest {
+            0 => "none",
+            n if p.failed >= n => "halted",
+            _ if done == taking_part.len() => "done",
+            _ => "rolling out",
+        };
+        let mut names: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
+        for w in self
+            .current
+            .iter()
+            .flat_map(|c| c.spec.workloads.iter())
+            .filter(|(_, w)| matches!(w.placement, xnode_spec::Placement::Mesh(_)))
+        {
+            names.entry(w.0.clone()).or_default();
+        }
+        for (p, row) in view.members.iter().zip(&rows) {
+            for w in p.candidate.running.iter().filter(|_| p.candidate.live) {
+                names.entry(w.clone()).or_default().push(row);
+            }
+        }
+        let workloads: Vec<MeshWorkload> = names
+            .into_iter()
+            .map(|(name, on)| MeshWorkload {
+                healthy: !on.is_empty()
+                    && on.iter().all(|r| {
+                        r.report
+                            .as_ref()
+                            .is_none_or(|x| x.node.converged && x.node.failed == 0)
+                    }),
+                running_on: on.iter().map(|r| r.node.clone()).collect(),
+                name,
+            })
+            .collect();
+        Reply::ok(json!({
+            "members": rows,
+            "rollout": Rollout {
+                state,
+                newest: p.newest,
+                stable: p.stable,
+                failed: p.failed,
+                done,
+                members: taking_part.len(),
+                this_node: me.step,
+            },
+            "conflict": me.conflict,
+            "workloads": workloads,
+        }))
+    }
+}
