@@ -331,4 +331,35 @@ fn a_fleet_spec_reaches_every_member_and_rolls_out_one_at_a_time() {
         "{status3:#}"
     );
     assert!(cluster.active("xnode-extra.service")[OWN_EXTRA]);
+
+    // A push answers at once; `--wait` waits for its outcome, and fails on a rollback.
+    let c = &cluster.nodes[0];
+    let key = owner().to_secret_string();
+    let mut good = serde_json::from_slice::<Value>(&spec(1, &cluster.net)).unwrap();
+    good["workloads"]["pushed"] = json!({"command": ["/bin/sleep", "infinity"]});
+    let mut bad = good.clone();
+    bad["workloads"]["pushed"] = json!({"command": ["/bin/false"], "restart": {"policy": "no"},
+                                        "health": {"timeout": "5s"}});
+    std::fs::write(c.path("/root/good.json"), good.to_string()).unwrap();
+    std::fs::write(c.path("/root/bad.json"), bad.to_string()).unwrap();
+    c.sh(&format!("umask 077; echo '{key}' > /root/owner.key"))
+        .unwrap();
+    let pushed = c
+        .sh("xnodectl mesh push --wait --key /root/owner.key n1 /root/good.json")
+        .unwrap();
+    assert!(
+        pushed.contains("accepted push generation") && pushed.contains(": healthy"),
+        "{pushed}"
+    );
+    let rolled = c
+        .sh("xnodectl mesh push --wait --key /root/owner.key n1 /root/bad.json; echo exit=$?")
+        .unwrap();
+    assert!(
+        rolled.contains(": rolled-back") && rolled.contains("exit=1"),
+        "{rolled}"
+    );
+    assert!(
+        cluster.active("xnode-pushed.service")[1],
+        "the good one is back"
+    );
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Value, json};
 use xnode_api::Request;
 use xnode_lab::Container;
-use xnode_lab::node::api;
+use xnode_lab::node::{api, wait_status};
 use xnode_spec::keys::{KeyKind, OwnerKey};
 use xnode_spec::push;
 
@@ -123,8 +123,17 @@ fn pushes_from_the_owner_are_applied_and_all_others_rejected() {
         .map_err(|e| e.to_string())
     };
     let answer = push_via_a(&good).unwrap();
-    assert!(answer.as_str().unwrap().contains("healthy"), "{answer}");
-    let status = api(&b, Request::Status).unwrap();
+    assert!(
+        answer
+            .as_str()
+            .unwrap()
+            .contains("accepted push generation 1000; applying it as generation 2"),
+        "{answer}"
+    );
+    let status = wait_status(&b, "the push applied", Duration::from_secs(60), |s| {
+        s["generation"]["outcome"]["state"] == "healthy" && s["generation"]["number"] == 2
+    })
+    .unwrap();
     assert_eq!(status["generation"]["number"], 2);
     assert_eq!(status["generation"]["source"]["kind"], "mesh");
     assert_eq!(status["generation"]["source"]["push_generation"], 1000);

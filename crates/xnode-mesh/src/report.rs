@@ -59,7 +59,10 @@ pub struct NodeHealth {
     /// How many of its workloads failed.
     #[serde(default)]
     pub failed: u32,
-    /// How its last apply ended: `healthy`, `unhealthy`, `rolled-back`, `applying`.
+    /// Its last apply (not a rollback's): the generation it made.
+    #[serde(default)]
+    pub applied: u64,
+    /// How that apply ended: `healthy`, `unhealthy`, `rolled-back`, `applying`.
     #[serde(default)]
     pub last_apply: String,
     /// Its xnoded's version.

@@ -136,13 +136,18 @@ pub enum MeshCommand {
     #[command(
         after_help = "The node accepts it only if KEYFILE is the key of its spec's owner, the
 push is newer than the last one it accepted, and it was signed within the last
-5 minutes (clocks may differ by as much). It then applies the spec, health-gated,
-and answers with the outcome.
+5 minutes (clocks may differ by as much). It answers at once, then applies the
+spec, health-gated; `xnodectl fleet status` shows the outcome, and --wait waits
+for it (exit status 1 when the node rolled it back or kept it unhealthy).
 
 Example:
-  xnodectl mesh push --key owner.key n2 spec.json"
+  xnodectl mesh push --key owner.key n2 spec.json
+  xnodectl mesh push --wait --key owner.key n2 spec.json"
     )]
     Push {
+        /// Wait for the apply's outcome, as the node's heartbeats tell it.
+        #[arg(long)]
+        wait: bool,
         /// The owner's secret key (see `xnodectl key generate`).
         #[arg(long, value_name = "KEYFILE")]
         key: PathBuf,

@@ -386,7 +386,22 @@ where
             push_generation: envelope.generation,
         };
         match self.node_job(spec, raw, source, true) {
-            Ok(job) => self.run_job(job, Some(Waiter::Push(c.reply))),
+            Ok(job) => {
+                // Answered at once: the apply and its health gate may take longer than
+                // a request over the mesh may. Its outcome shows in the node's
+                // heartbeats (`xnodectl fleet status`, `xnodectl mesh push --wait`).
+                let next = self
+                    .state
+                    .borrow()
+                    .generations
+                    .last()
+                    .map_or(1, |g| g.number + 1);
+                self.run_job(job, None);
+                let _ = c.reply.send(Ok(format!(
+                    "accepted push generation {}; applying it as generation {next}",
+                    envelope.generation
+                )));
+            }
             Err(why) => {
                 warn!("push not applied: {why}");
                 let _ = c.reply.send(Err(why));

@@ -41,8 +41,6 @@ pub(super) enum Waiter {
     Reload(oneshot::Sender<Reply>),
     /// `xnodectl rollback`.
     Rollback(oneshot::Sender<Reply>, u64),
-    /// A signed push: a note, or why not.
-    Push(oneshot::Sender<Result<String, String>>),
 }
 
 impl Waiter {
@@ -51,9 +49,6 @@ impl Waiter {
         match self {
             Waiter::Apply(r) | Waiter::Reload(r) | Waiter::Rollback(r, _) => {
                 let _ = r.send(Reply::error(why));
-            }
-            Waiter::Push(r) => {
-                let _ = r.send(Err(why));
             }
         }
     }
@@ -78,13 +73,6 @@ impl Waiter {
                 let _ = r.send(Reply::ok(
                     serde_json::json!({"generation": d.generation, "restored": to}),
                 ));
-            }
-            (Waiter::Push(r), Ok(d)) => {
-                let _ = r.send(Ok(format!(
-                    "generation {}: {}",
-                    d.generation,
-                    outcome_text(&d.outcome)
-                )));
             }
             (w, Err(e)) => w.refuse(format!("the apply failed: {e}")),
         }

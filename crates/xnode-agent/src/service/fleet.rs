@@ -229,10 +229,7 @@ where
         fresh: bool,
         reply: Option<oneshot::Sender<Reply>>,
     ) {
-        let owner = self
-            .current
-            .as_ref()
-            .and_then(|c| c.spec.node.owner);
+        let owner = self.current.as_ref().and_then(|c| c.spec.node.owner);
         let last = self.fleet.store.progress.newest;
         let dir = self.fleet.store.dir().to_owned();
         self.tasks.spawn(async move {

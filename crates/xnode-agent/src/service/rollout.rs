@@ -260,6 +260,11 @@ where
         let current = state
             .current
             .and_then(|n| state.generations.iter().find(|g| g.number == n));
+        let last_apply = state
+            .generations
+            .iter()
+            .rev()
+            .find(|g| !matches!(g.source, crate::store::Source::Rollback { .. }));
         let node = NodeHealth {
             generation: state.current.unwrap_or(0),
             spec: current
@@ -274,9 +279,8 @@ where
                 .unwrap_or_default(),
             converged: self.in_sync && self.apply.busy().is_none(),
             failed: u32::try_from(failed).unwrap_or(u32::MAX),
-            last_apply: state
-                .generations
-                .last()
+            applied: last_apply.map_or(0, |g| g.number),
+            last_apply: last_apply
                 .map(|g| outcome_word(&g.outcome).to_owned())
                 .unwrap_or_default(),
             version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -278,9 +278,6 @@ impl Waiter {
             Waiter::Apply(r) | Waiter::Reload(r) | Waiter::Rollback(r, _) => {
                 let _ = r.send(Reply::ok(note));
             }
-            Waiter::Push(r) => {
-                let _ = r.send(Ok(format!("generation {generation}, unchanged")));
-            }
         }
     }
 }

@@ -27,6 +27,7 @@ pub fn run(command: &MeshCommand) -> Result<Outcome> {
             show(agent, &providers, services_table)
         }
         MeshCommand::Push {
+            wait,
             key,
             generation,
             node,
@@ -70,8 +71,60 @@ pub fn run(command: &MeshCommand) -> Result<Outcome> {
                     answer.as_str().unwrap_or_default()
                 ))?,
             }
-            Ok(Outcome::Success)
+            if !*wait {
+                return Ok(Outcome::Success);
+            }
+            let Some(generation) = answer.as_str().and_then(applied_as) else {
+                bail!("the node's answer names no generation to wait for: {answer}");
+            };
+            wait_for_apply(&agent.socket, node, &peer, generation)
         }
+    }
+}
+
+/// The generation an accepted push is applied as, from the node's answer
+/// ("… applying it as generation N").
+fn applied_as(answer: &str) -> Option<u64> {
+    answer
+        .rsplit_once("as generation ")
+        .and_then(|(_, n)| n.trim().parse().ok())
+}
+
+/// Waits until `peer`'s heartbeats say how its apply of `generation` ended.
+fn wait_for_apply(socket: &Path, node: &str, peer: &str, generation: u64) -> Result<Outcome> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    loop {
+        let fleet = cmd::call(socket, Request::FleetStatus)?;
+        let member = fleet["members"]
+            .as_array()
+            .and_then(|ms| ms.iter().find(|m| m["peer_id"] == peer))
+            .cloned()
+            .unwrap_or(Value::Null);
+        if member["report"].is_null() {
+            bail!(
+                "{node} reports no outcomes in its heartbeats (an older release?): see its `xnodectl history`"
+            );
+        }
+        let health = &member["report"]["node"];
+        let applied = health["applied"].as_u64().unwrap_or(0);
+        let outcome = health["last_apply"].as_str().unwrap_or("");
+        if applied > generation {
+            bail!(
+                "{node} has applied generation {applied} since; generation {generation}'s outcome is in its history"
+            );
+        }
+        if applied == generation && outcome != "applying" {
+            cmd::print(&format!("{node}: generation {generation}: {outcome}\n"))?;
+            return Ok(if outcome == "healthy" {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            });
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("{node} has not told the outcome of generation {generation} in 15 minutes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }
 
