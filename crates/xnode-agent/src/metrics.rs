@@ -29,6 +29,13 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// A rollout phase label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    /// `none`, `done`, `rolling out` or `halted`.
+    pub phase: &'static str,
+}
+
 /// The agent's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -50,6 +57,18 @@ pub struct Metrics {
     pub failovers: Counter,
     /// From the lost member's last heartbeat to the workload running here.
     pub failover_seconds: Histogram,
+    /// The fleet generation this node runs.
+    pub fleet_generation: Gauge,
+    /// The newest fleet generation it accepted.
+    pub fleet_newest: Gauge,
+    /// Signed fleet specs, by outcome.
+    pub fleet_specs: Family<OutcomeLabel, Counter>,
+    /// 1 for the rollout's phase, 0 for the others.
+    pub rollout_phase: Family<PhaseLabel, Gauge>,
+    /// Members that run the newest fleet generation healthy.
+    pub rollout_done: Gauge,
+    /// Members taking part in the rollout.
+    pub rollout_members: Gauge,
 }
 
 impl Metrics {
@@ -65,6 +84,12 @@ impl Metrics {
             pushes: Family::default(),
             failovers: Counter::default(),
             failover_seconds: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
+            fleet_generation: Gauge::default(),
+            fleet_newest: Gauge::default(),
+            fleet_specs: Family::default(),
+            rollout_phase: Family::default(),
+            rollout_done: Gauge::default(),
+            rollout_members: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("xnode");
         r.register("reconciles", "Reconcile passes", m.reconciles.clone());
@@ -103,6 +128,36 @@ impl Metrics {
             "failover_seconds",
             "From the lost member's last heartbeat to the workload running here",
             m.failover_seconds.clone(),
+        );
+        r.register(
+            "fleet_generation",
+            "The fleet generation this node runs",
+            m.fleet_generation.clone(),
+        );
+        r.register(
+            "fleet_newest_generation",
+            "The newest fleet generation this node accepted",
+            m.fleet_newest.clone(),
+        );
+        r.register(
+            "fleet_specs",
+            "Signed fleet specs, by outcome",
+            m.fleet_specs.clone(),
+        );
+        r.register(
+            "fleet_rollout_phase",
+            "1 for the phase the rollout of the newest fleet generation is in",
+            m.rollout_phase.clone(),
+        );
+        r.register(
+            "fleet_rollout_done",
+            "Members that run the newest fleet generation healthy",
+            m.rollout_done.clone(),
+        );
+        r.register(
+            "fleet_rollout_members",
+            "Members taking part in the rollout",
+            m.rollout_members.clone(),
         );
         Arc::new(m)
     }

@@ -91,6 +91,52 @@ pub fn known<P>(mine: Known, members: &[Member<P>]) -> Known {
     k
 }
 
+/// Where the rollout of the newest generation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// No fleet spec yet.
+    None,
+    /// Every member taking part runs the newest generation healthy.
+    Done,
+    /// Members are moving to it.
+    RollingOut,
+    /// It failed on a member: nobody else moves to it.
+    Halted,
+}
+
+impl Phase {
+    /// Its name, as `xnodectl fleet status` and the metrics show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::None => "none",
+            Phase::Done => "done",
+            Phase::RollingOut => "rolling out",
+            Phase::Halted => "halted",
+        }
+    }
+}
+
+/// The rollout in brief: its phase, and how many of the members taking part run the
+/// newest generation healthy.
+pub fn summary<P>(known: Known, members: &[Member<P>]) -> (Phase, usize, usize) {
+    let taking_part: Vec<&Progress> = members
+        .iter()
+        .map(|m| &m.progress)
+        .filter(|p| !p.conflict)
+        .collect();
+    let done = taking_part
+        .iter()
+        .filter(|p| p.running == known.newest && p.healthy_ms.is_some())
+        .count();
+    let phase = match known.newest {
+        0 => Phase::None,
+        n if known.failed >= n => Phase::Halted,
+        _ if done == taking_part.len() => Phase::Done,
+        _ => Phase::RollingOut,
+    };
+    (phase, done, taking_part.len())
+}
+
 /// The order in which members move to `generation`: highest score first, ties by id.
 pub fn ranked<P: ToString>(generation: u64, members: &[Member<P>]) -> Vec<&Member<P>> {
     let key = format!("fleet/{generation}");

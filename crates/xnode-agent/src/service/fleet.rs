@@ -285,6 +285,7 @@ where
             Ok(a) => a,
             Err(why) => {
                 warn!(from, "fleet spec refused: {why}");
+                self.count_fleet_spec("refused");
                 if taken.from.is_some() {
                     self.fleet.retry_at = Some(Instant::now() + FETCH_RETRY);
                 }
@@ -297,6 +298,7 @@ where
         let g = a.envelope.generation;
         let hash = a.spec.hash.to_string();
         info!(from, generation = g, %hash, "fleet spec generation {g} accepted");
+        self.count_fleet_spec("accepted");
         self.fleet.store.progress.newest = g;
         let needed: Vec<u64> = self
             .state
@@ -322,6 +324,13 @@ where
                 "accepted, fleet generation {g} ({hash}); it rolls out now: `xnodectl fleet status` shows how far"
             )));
         }
+    }
+
+    fn count_fleet_spec(&self, outcome: &'static str) {
+        self.metrics
+            .fleet_specs
+            .get_or_create(&crate::metrics::OutcomeLabel { outcome })
+            .inc();
     }
 
     /// A fleet spec a member sent, checked as one caught up on.

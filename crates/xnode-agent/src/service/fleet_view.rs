@@ -98,25 +98,9 @@ where
                 }
             })
             .collect();
-        let taking_part: Vec<&Row> = rows
-            .iter()
-            .filter(|r| r.live && r.report.as_ref().is_some_and(|x| !x.fleet.conflict))
-            .collect();
         let p = self.fleet.store.progress;
-        let done = taking_part
-            .iter()
-            .filter(|r| {
-                r.report
-                    .as_ref()
-                    .is_some_and(|x| x.fleet.running == p.newest && x.fleet.healthy_ms.is_some())
-            })
-            .count();
-        let state = match p.newest {
-            0 => "none",
-            n if p.failed >= n => "halted",
-            _ if done == taking_part.len() => "done",
-            _ => "rolling out",
-        };
+        let members = self.rollout_members(&view, tokio::time::Instant::now());
+        let (phase, done, taking_part) = xnode_mesh::rollout::summary(p.into(), &members);
         let mut names: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
         for w in self
             .current
@@ -147,12 +131,12 @@ where
         Reply::ok(json!({
             "members": rows,
             "rollout": Rollout {
-                state,
+                state: phase.name(),
                 newest: p.newest,
                 stable: p.stable,
                 failed: p.failed,
                 done,
-                members: taking_part.len(),
+                members: taking_part,
                 this_node: me.step,
             },
             "conflict": me.conflict,

@@ -9,12 +9,13 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{info, warn};
 use xnode_mesh::report::{NodeHealth, Progress, Report};
-use xnode_mesh::rollout::{self, Known, Member, Step};
+use xnode_mesh::rollout::{self, Known, Member, Phase, Step};
 use xnode_spec::plan::ActiveState;
 
 use super::Done;
 use super::fleet::policy;
 use crate::deploy::{Deployed, Failed};
+use crate::metrics::PhaseLabel;
 use crate::nix::Realise;
 use crate::store::Outcome;
 use crate::units::Units;
@@ -82,23 +83,7 @@ where
         else {
             return;
         };
-        let mine = self.my_progress(now);
-        let members: Vec<Member<libp2p::PeerId>> = view
-            .members
-            .iter()
-            .filter(|p| p.candidate.live)
-            .filter_map(|p| {
-                let progress = if p.candidate.peer == view.me {
-                    mine.clone()
-                } else {
-                    p.report.as_ref()?.fleet.clone()
-                };
-                Some(Member {
-                    peer: p.candidate.peer,
-                    progress,
-                })
-            })
-            .collect();
+        let members = self.rollout_members(&view, now);
         self.fetch_newer(&members);
         let before: Known = self.fleet.store.progress.into();
         let known = rollout::known(before, &members);
@@ -134,6 +119,46 @@ where
         }
         self.fleet.step = Some(step);
         self.tell_report(now);
+        self.count_rollout(known, &members);
+    }
+
+    /// The live members that report their progress (this node as it is now).
+    pub(super) fn rollout_members(
+        &self,
+        view: &xnode_mesh::node::View,
+        now: Instant,
+    ) -> Vec<Member<libp2p::PeerId>> {
+        let mine = self.my_progress(now);
+        view.members
+            .iter()
+            .filter(|p| p.candidate.live)
+            .filter_map(|p| {
+                let progress = if p.candidate.peer == view.me {
+                    mine.clone()
+                } else {
+                    p.report.as_ref()?.fleet.clone()
+                };
+                Some(Member {
+                    peer: p.candidate.peer,
+                    progress,
+                })
+            })
+            .collect()
+    }
+
+    fn count_rollout(&self, known: Known, members: &[Member<libp2p::PeerId>]) {
+        let m = &self.metrics;
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        m.fleet_generation.set(gauge(self.fleet_running()));
+        m.fleet_newest.set(gauge(known.newest));
+        let (phase, done, taking_part) = rollout::summary(known, members);
+        for p in [Phase::None, Phase::Done, Phase::RollingOut, Phase::Halted] {
+            m.rollout_phase
+                .get_or_create(&PhaseLabel { phase: p.name() })
+                .set(i64::from(p == phase));
+        }
+        m.rollout_done.set(gauge(done as u64));
+        m.rollout_members.set(gauge(taking_part as u64));
     }
 
     /// Starts the move to fleet generation `g`, unless it cannot run with the node

@@ -259,3 +259,13 @@ proptest! {
         prop_assert!(running.iter().all(|g| *g == 1), "all back on 1: {running:?}");
     }
 }
+
+#[test]
+fn the_summary_counts_members_on_the_newest_generation() {
+    let mut fleet = vec![member("a", 2, 2, Some(1)), member("b", 2, 1, Some(60))];
+    assert_eq!(summary(known(2, 0, 1), &fleet), (Phase::RollingOut, 1, 2));
+    fleet[1].progress.conflict = true;
+    assert_eq!(summary(known(2, 0, 1), &fleet), (Phase::Done, 1, 1));
+    assert_eq!(summary(known(2, 2, 1), &fleet).0, Phase::Halted);
+    assert_eq!(summary(known(0, 0, 0), &fleet).0, Phase::None);
+}
