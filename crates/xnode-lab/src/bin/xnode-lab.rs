@@ -1,7 +1,7 @@
 //! `xnode-lab`: run a real Xnode in a container, for the demo and for poking at by hand.
 //!
 //! `xnode-lab node --bin-dir target/release --spec examples/small.json [--keep]`
-//! `xnode-lab failover --bin-dir target/release`
+//! `xnode-lab failover --bin-dir target/release` (then one fleet spec for the rest)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +13,8 @@ fn usage() -> ExitCode {
     eprintln!("  shows `xnodectl status`, and powers it off (with --keep: on Ctrl-C)");
     eprintln!("usage: xnode-lab failover --bin-dir DIR");
     eprintln!("  boots five nodes in their own network namespaces running one mesh workload,");
-    eprintln!("  kills the node that runs it, and shows another take it over");
+    eprintln!("  kills the node that runs it, and shows another take it over; then deploys a");
+    eprintln!("  workload to every live member with one fleet spec");
     ExitCode::from(2)
 }
 
@@ -147,6 +148,45 @@ fn failover(bin_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>>
     );
     println!("\n== xnodectl status on n{witness}");
     print!("{}", cluster.nodes[witness].sh("xnodectl status")?);
+    let live: Vec<usize> = all.into_iter().filter(|i| *i != owner).collect();
+    deploy_to_fleet(&cluster, witness, &live)?;
     println!("\n== powering the nodes off");
+    Ok(())
+}
+
+/// One command deploys a workload to every live member: a fleet spec.
+fn deploy_to_fleet(
+    cluster: &xnode_lab::Cluster,
+    witness: usize,
+    live: &[usize],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let unit = "xnode-hello.service";
+    let fleet = serde_json::json!({"version": 1, "workloads": {"hello": {
+        "command": ["/bin/sh", "-c", "echo hello from the fleet; exec sleep infinity"],
+        "placement": {"mesh": {"replicas": live.len()}},
+        "rollout": {"canary": 1, "max_parallel": 2, "min_healthy_time": "2s"}
+    }}});
+    let c = &cluster.nodes[witness];
+    std::fs::write(
+        c.path("/root/fleet.json"),
+        serde_json::to_vec_pretty(&fleet)?,
+    )?;
+    let key = xnode_lab::fleet::owner().to_secret_string();
+    c.sh(&format!("umask 077; echo '{key}' > /root/owner.key"))?;
+    println!("\n== one fleet spec deploys `hello` to every member: on n{witness},");
+    println!("   xnodectl fleet apply --key owner.key fleet.json");
+    print!(
+        "   {}",
+        c.sh("xnodectl fleet apply --key /root/owner.key /root/fleet.json")?
+    );
+    xnode_lab::cluster::wait_until(Duration::from_secs(120), || {
+        let running = cluster.running(unit);
+        live.iter().all(|i| running.contains(i))
+            && c.sh("xnodectl fleet status --output json")
+                .is_ok_and(|s| s.contains("\"state\": \"done\""))
+    })
+    .map_err(|_| "the fleet spec did not reach every member within 120 s")?;
+    println!("\n== xnodectl fleet status on n{witness}");
+    print!("{}", c.sh("xnodectl fleet status")?);
     Ok(())
 }
