@@ -25,16 +25,18 @@ use crate::nix::Realise;
 use crate::store::{Lineage, Origin, Source};
 use crate::units::Units;
 
-/// How long after a failed fetch the next is tried.
-pub(super) const FETCH_RETRY: Duration = Duration::from_secs(5);
+/// How long a member whose fleet spec could not be had (it did not answer, or sent
+/// one that was refused) is not asked again: a member that announces a generation it
+/// cannot give must not keep the node from fetching it from the others.
+pub(super) const FETCH_RETRY: Duration = Duration::from_secs(30);
 
 /// What the loop keeps of the fleet spec.
 pub(super) struct FleetPart {
     pub(super) store: FleetStore,
     /// The generation being fetched.
     pub(super) fetching: Option<u64>,
-    /// No fetch before then (the last failed).
-    pub(super) retry_at: Option<Instant>,
+    /// Members not asked again before then (their last fetch failed).
+    pub(super) shunned: std::collections::HashMap<PeerId, Instant>,
     /// Why this node cannot run the newest fleet generation with its node spec, and
     /// for which (fleet generation, node spec hash).
     pub(super) conflict: Option<(u64, String, String)>,
@@ -55,7 +57,7 @@ impl FleetPart {
         FleetPart {
             store: FleetStore::load(state_dir),
             fetching: None,
-            retry_at: None,
+            shunned: Default::default(),
             conflict: None,
             moving: None,
             healthy: None,
@@ -286,8 +288,10 @@ where
             Err(why) => {
                 warn!(from, "fleet spec refused: {why}");
                 self.count_fleet_spec("refused");
-                if taken.from.is_some() {
-                    self.fleet.retry_at = Some(Instant::now() + FETCH_RETRY);
+                if let Some(peer) = taken.from {
+                    self.fleet
+                        .shunned
+                        .insert(peer, Instant::now() + FETCH_RETRY);
                 }
                 if let Some(r) = taken.reply {
                     let _ = r.send(Reply::error(why));

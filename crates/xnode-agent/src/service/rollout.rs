@@ -199,13 +199,15 @@ where
     /// Asks a member that announces a newer fleet spec for it (one at a time).
     fn fetch_newer(&mut self, members: &[Member<libp2p::PeerId>]) {
         let now = Instant::now();
-        if self.fleet.fetching.is_some() || self.fleet.retry_at.is_some_and(|t| now < t) {
+        if self.fleet.fetching.is_some() {
             return;
         }
+        self.fleet.shunned.retain(|_, until| *until > now);
         let newest = self.fleet.store.progress.newest;
+        let shunned = &self.fleet.shunned;
         let Some(best) = members
             .iter()
-            .filter(|m| m.progress.newest > newest)
+            .filter(|m| m.progress.newest > newest && !shunned.contains_key(&m.peer))
             .max_by_key(|m| m.progress.newest)
         else {
             return;
@@ -248,7 +250,9 @@ where
             Err(why) => {
                 warn!(%peer, "cannot fetch fleet spec generation {generation}: {why}");
                 self.fleet.fetching = None;
-                self.fleet.retry_at = Some(Instant::now() + super::fleet::FETCH_RETRY);
+                self.fleet
+                    .shunned
+                    .insert(peer, Instant::now() + super::fleet::FETCH_RETRY);
             }
         }
     }
