@@ -190,3 +190,58 @@ async fn make_dir(dir: &Path) -> Result<(), StoreError> {
             source,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept(g: u64) -> Kept {
+        let spec = serde_json::json!({"version": 1});
+        Kept {
+            envelope: Arc::new(serde_json::json!({"generation": g, "spec": spec})),
+            spec: parse_value(&spec).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_newest_the_stable_and_the_needed_are_kept_and_ten_more() {
+        let mut store = FleetStore::default();
+        store.progress = Progress {
+            newest: 30,
+            failed: 0,
+            stable: 2,
+        };
+        let mut dropped = Vec::new();
+        for g in 1..=30 {
+            dropped.extend(store.insert(g, kept(g), &[5]));
+        }
+        let left: Vec<u64> = store.specs.keys().copied().collect();
+        assert_eq!(
+            left,
+            [2, 5, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30],
+            "dropped {dropped:?}"
+        );
+        assert!(!dropped.contains(&2) && !dropped.contains(&5) && dropped.contains(&1));
+    }
+
+    #[tokio::test]
+    async fn what_is_written_is_read_back_and_a_damaged_file_is_left_out() {
+        let dir = std::env::temp_dir().join(format!("xnode-fleet-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let fleet = dir.join("fleet");
+        let envelope = serde_json::json!({"generation": 7, "spec": {"version": 1}});
+        write_spec(&fleet, 7, &envelope).await.unwrap();
+        let progress = Progress {
+            newest: 7,
+            failed: 3,
+            stable: 2,
+        };
+        write_progress(&fleet, progress).await.unwrap();
+        std::fs::write(fleet.join("8.json"), b"{").unwrap();
+        let store = FleetStore::load(&dir);
+        assert_eq!(store.progress, progress);
+        assert_eq!(store.specs.keys().copied().collect::<Vec<_>>(), [7]);
+        assert_eq!(*store.served()[&7], envelope);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
