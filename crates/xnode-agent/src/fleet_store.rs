@@ -205,11 +205,13 @@ mod tests {
 
     #[test]
     fn the_newest_the_stable_and_the_needed_are_kept_and_ten_more() {
-        let mut store = FleetStore::default();
-        store.progress = Progress {
-            newest: 30,
-            failed: 0,
-            stable: 2,
+        let mut store = FleetStore {
+            progress: Progress {
+                newest: 30,
+                failed: 0,
+                stable: 2,
+            },
+            ..FleetStore::default()
         };
         let mut dropped = Vec::new();
         for g in 1..=30 {
