@@ -128,7 +128,7 @@ fn table(fleet: &Value) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{:<16} {:<6} {:<6} {:<9} {:<10} {:<6} {:<12} {:<12} VERSION",
+        "\n{:<16} {:<6} {:<14} {:<9} {:<10} {:<6} {:<9} {:<12} VERSION",
         "MEMBER", "STATE", "FLEET", "HEALTHY", "GENERATION", "FAILED", "CONVERGED", "LAST APPLY"
     );
     for m in fleet["members"].as_array().into_iter().flatten() {
@@ -149,16 +149,19 @@ fn table(fleet: &Value) -> String {
         let f = &rep["fleet"];
         let n = &rep["node"];
         let healthy = match f["healthy_ms"].as_u64() {
+            // What a lost member said last is no news of now.
+            _ if m["live"] != true => "-".into(),
             Some(ms) => format!("{} s", ms / 1000),
             None if f["conflict"] == true => "conflict".into(),
             None => "no".into(),
         };
+        let number = |v: &Value| v.as_u64().map_or("-".into(), |n| n.to_string());
         let _ = writeln!(
             out,
-            "{name:<16} {state:<6} {:<6} {healthy:<9} {:<10} {:<6} {:<12} {:<12} {}",
-            f["running"],
-            n["generation"],
-            n["failed"],
+            "{name:<16} {state:<6} {:<14} {healthy:<9} {:<10} {:<6} {:<9} {:<12} {}",
+            number(&f["running"]),
+            number(&n["generation"]),
+            number(&n["failed"]),
             if n["converged"] == true { "yes" } else { "no" },
             text(&n["last_apply"]),
             text(&n["version"]),
