@@ -109,6 +109,10 @@ impl FleetStore {
                 Err(e) => warn!("fleet spec {generation} is unreadable, left out: {e}"),
             }
         }
+        // A progress file lost or behind: no kept fleet spec is ever taken for new.
+        if let Some(kept) = store.specs.keys().next_back() {
+            store.progress.newest = store.progress.newest.max(*kept);
+        }
         store
     }
 
@@ -242,6 +246,12 @@ mod tests {
         std::fs::write(fleet.join("8.json"), b"{").unwrap();
         let store = FleetStore::load(&dir);
         assert_eq!(store.progress, progress);
+        std::fs::write(fleet.join("state.json"), b"{").unwrap();
+        assert_eq!(
+            FleetStore::load(&dir).progress.newest,
+            7,
+            "from the kept specs"
+        );
         assert_eq!(store.specs.keys().copied().collect::<Vec<_>>(), [7]);
         assert_eq!(*store.served()[&7], envelope);
         std::fs::remove_dir_all(&dir).unwrap();

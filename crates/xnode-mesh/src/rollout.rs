@@ -67,8 +67,11 @@ pub struct Known {
 }
 
 /// What the members' reports and this node's own knowledge add up to: the highest of
-/// each, and a generation that now runs healthy on every member counts as stable.
-pub fn known<P>(mine: Known, members: &[Member<P>]) -> Known {
+/// each, and, when `complete` (this node hears a report from every voter, so no member
+/// is missing from `members`), a generation that runs healthy on every member counts
+/// as stable. A node that has just started hears only itself: what it runs is no
+/// evidence of the fleet.
+pub fn known<P>(mine: Known, members: &[Member<P>], complete: bool) -> Known {
     let mut k = mine;
     for m in members {
         k.failed = k.failed.max(m.progress.failed.min(k.newest));
@@ -79,7 +82,7 @@ pub fn known<P>(mine: Known, members: &[Member<P>]) -> Known {
         .map(|m| &m.progress)
         .filter(|p| !p.conflict)
         .collect();
-    if let Some(first) = taking_part.first() {
+    if let Some(first) = taking_part.first().filter(|_| complete) {
         let g = first.running;
         let everywhere = taking_part
             .iter()

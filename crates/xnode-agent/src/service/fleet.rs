@@ -28,7 +28,7 @@ use crate::units::Units;
 /// How long a member whose fleet spec could not be had (it did not answer, or sent
 /// one that was refused) is not asked again: a member that announces a generation it
 /// cannot give must not keep the node from fetching it from the others.
-pub(super) const FETCH_RETRY: Duration = Duration::from_secs(30);
+pub(super) const FETCH_RETRY: Duration = Duration::from_secs(300);
 
 /// What the loop keeps of the fleet spec.
 pub(super) struct FleetPart {
@@ -40,8 +40,11 @@ pub(super) struct FleetPart {
     /// Why this node cannot run the newest fleet generation with its node spec, and
     /// for which (fleet generation, node spec hash).
     pub(super) conflict: Option<(u64, String, String)>,
-    /// The fleet generation the apply under way moves to.
-    pub(super) moving: Option<u64>,
+    /// The fleet generation the apply under way moves to, and the node spec's hash.
+    pub(super) moving: Option<(u64, String)>,
+    /// The last move that failed here (fleet generation, node spec hash): not tried
+    /// again until one of them changes.
+    pub(super) failed_here: Option<(u64, String)>,
     /// The fleet generation this node runs healthy, and since when.
     pub(super) healthy: Option<(u64, Instant)>,
     /// The last step decided, for `status`.
@@ -50,6 +53,8 @@ pub(super) struct FleetPart {
     pub(super) recheck: Option<Instant>,
     /// What the mesh was last told.
     pub(super) told: Option<(Report, bool)>,
+    /// The task that writes the progress.
+    writer: Option<tokio::sync::watch::Sender<fleet_store::Progress>>,
 }
 
 impl FleetPart {
@@ -60,10 +65,12 @@ impl FleetPart {
             shunned: Default::default(),
             conflict: None,
             moving: None,
+            failed_here: None,
             healthy: None,
             step: None,
             recheck: None,
             told: None,
+            writer: None,
         }
     }
 }
@@ -221,16 +228,18 @@ where
     /// one just published (within the timestamp window).
     pub(super) fn fleet_apply(&mut self, envelope: Value, reply: oneshot::Sender<Reply>) {
         let bytes = serde_json::to_vec(&envelope).unwrap_or_default();
-        self.take_fleet_spec(None, bytes, true, Some(reply));
+        self.take_fleet_spec(None, bytes, Some(reply));
     }
 
+    /// Checks a fleet spec beside the loop: one from a member (`from`, asked for
+    /// generation `asked`) as one caught up on, one from the API as one just published.
     fn take_fleet_spec(
         &mut self,
-        from: Option<PeerId>,
+        from: Option<(PeerId, u64)>,
         bytes: Vec<u8>,
-        fresh: bool,
         reply: Option<oneshot::Sender<Reply>>,
     ) {
+        let fresh = from.is_none();
         let owner = self.current.as_ref().and_then(|c| c.spec.node.owner);
         let last = self.fleet.store.progress.newest;
         let dir = self.fleet.store.dir().to_owned();
@@ -242,7 +251,14 @@ where
                     now: now_secs(),
                     fresh,
                 };
-                signed::accept(&bytes, &receiver).map_err(|e| e.to_string())
+                let a = signed::accept(&bytes, &receiver).map_err(|e| e.to_string())?;
+                match from {
+                    Some((_, asked)) if a.envelope.generation != asked => Err(format!(
+                        "it sent generation {}, not the {asked} it announced",
+                        a.envelope.generation
+                    )),
+                    _ => Ok(a),
+                }
             })
             .await
             .unwrap_or_else(|e| Err(format!("checking the fleet spec failed: {e}")));
@@ -257,7 +273,7 @@ where
                 Err(why) => Err(why),
             };
             Done::FleetSpec(Box::new(Taken {
-                from,
+                from: from.map(|(peer, _)| peer),
                 verdict,
                 reply,
             }))
@@ -338,17 +354,32 @@ where
     }
 
     /// A fleet spec a member sent, checked as one caught up on.
-    pub(super) fn take_fleet_spec_from(&mut self, peer: PeerId, bytes: Vec<u8>) {
-        self.take_fleet_spec(Some(peer), bytes, false, None);
+    pub(super) fn take_fleet_spec_from(&mut self, peer: PeerId, asked: u64, bytes: Vec<u8>) {
+        self.take_fleet_spec(Some((peer, asked)), bytes, None);
     }
 
-    pub(super) fn save_fleet_progress(&self) {
-        let (dir, progress) = (self.fleet.store.dir().to_owned(), self.fleet.store.progress);
+    /// Hands the progress to the one task that writes it, which writes the latest
+    /// (so an older value never lands after a newer one).
+    pub(super) fn save_fleet_progress(&mut self) {
+        let progress = self.fleet.store.progress;
+        if let Some(tx) = &self.fleet.writer {
+            tx.send_replace(progress);
+            return;
+        }
+        let (tx, mut rx) = tokio::sync::watch::channel(progress);
+        let dir = self.fleet.store.dir().to_owned();
         tokio::spawn(async move {
-            if let Err(e) = fleet_store::write_progress(&dir, progress).await {
-                error!("cannot keep the fleet rollout's progress: {e}");
+            loop {
+                let progress = *rx.borrow_and_update();
+                if let Err(e) = fleet_store::write_progress(&dir, progress).await {
+                    error!("cannot keep the fleet rollout's progress: {e}");
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
             }
         });
+        self.fleet.writer = Some(tx);
     }
 
     /// The mesh node is new (or new again): it is told everything afresh.

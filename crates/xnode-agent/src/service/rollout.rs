@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use xnode_mesh::report::{NodeHealth, Progress, Report};
 use xnode_mesh::rollout::{self, Known, Member, Phase, Step};
 use xnode_spec::plan::ActiveState;
+use xnode_spec::unit::unit_name;
 
 use super::Done;
 use super::fleet::policy;
@@ -85,8 +86,20 @@ where
         };
         let members = self.rollout_members(&view, now);
         self.fetch_newer(&members);
+        // A conflict holds only for the node spec and the fleet generation it was
+        // found with.
+        let here = (self.fleet.store.progress.newest, self.node_hash());
+        if self
+            .fleet
+            .conflict
+            .as_ref()
+            .is_some_and(|(g, h, _)| (*g, h) != (here.0, &here.1))
+        {
+            self.fleet.conflict = None;
+        }
         let before: Known = self.fleet.store.progress.into();
-        let known = rollout::known(before, &members);
+        let complete = view.quorate && members.len() >= view.voters;
+        let known = rollout::known(before, &members, complete);
         if known != before {
             if known.failed > before.failed {
                 warn!(
@@ -165,20 +178,28 @@ where
     /// spec (then nothing changes and the conflict is shown).
     fn move_fleet(&mut self, g: u64) {
         let node_hash = self.node_hash();
-        if self
-            .fleet
-            .conflict
-            .as_ref()
-            .is_some_and(|(cg, h, _)| *cg == g && *h == node_hash)
-        {
+        let same = |x: Option<(u64, &String)>| x == Some((g, &node_hash));
+        let failed_here = self.fleet.failed_here.as_ref().map(|(g, h)| (*g, h));
+        let conflict = self.fleet.conflict.as_ref().map(|(g, h, _)| (*g, h));
+        if same(failed_here) || same(conflict) {
+            // Not again with the same node spec: each try is an apply, its gate and
+            // a rollback.
+            return;
+        }
+        if g != 0 && !self.fleet.store.specs.contains_key(&g) {
+            // Not here (a node that joined after it): it stays where it is.
             return;
         }
         match self.fleet_job(g) {
             Ok(job) => {
                 info!("moving to fleet generation {g}");
                 self.fleet.conflict = None;
-                self.fleet.moving = Some(g);
+                self.fleet.moving = Some((g, node_hash));
                 self.run_job(job, None);
+                if self.apply.busy().is_none() {
+                    // Applies are off: it did not start.
+                    self.fleet.moving = None;
+                }
             }
             Err(why) => {
                 warn!("cannot run fleet generation {g} here, nothing changed: {why}");
@@ -245,7 +266,7 @@ where
         match fetched {
             Ok(envelope) => {
                 let bytes = serde_json::to_vec(&envelope).unwrap_or_default();
-                self.take_fleet_spec_from(peer, bytes);
+                self.take_fleet_spec_from(peer, generation, bytes);
             }
             Err(why) => {
                 warn!(%peer, "cannot fetch fleet spec generation {generation}: {why}");
@@ -260,12 +281,27 @@ where
     /// Whether this node runs its fleet generation healthy, and since when.
     fn track_health(&mut self, now: Instant) {
         let running = self.fleet_running();
-        let healthy = self.apply.busy().is_none() && {
+        let gated = self.apply.busy().is_none() && {
             let state = self.state.borrow();
             state
                 .current
                 .and_then(|n| state.generations.iter().find(|g| g.number == n))
                 .is_some_and(|g| g.outcome == Outcome::Healthy)
+        };
+        // Passed its gate, and none of the fleet's workloads has failed since.
+        let healthy = gated && {
+            let units: Vec<String> = self
+                .fleet
+                .store
+                .specs
+                .get(&running)
+                .map(|k| k.spec.spec.workloads.keys().map(|w| unit_name(w)).collect())
+                .unwrap_or_default();
+            self.observed.as_ref().is_ok_and(|observed| {
+                !observed
+                    .iter()
+                    .any(|u| u.active_state == ActiveState::Failed && units.contains(&u.name))
+            })
         };
         self.fleet.healthy = match (healthy, self.fleet.healthy) {
             (false, _) => None,
@@ -331,24 +367,33 @@ where
     /// An apply ended: if it was a move in the rollout that did not stay, the
     /// generation failed, and every member hears so.
     pub(super) fn fleet_applied(&mut self, outcome: &Result<Deployed, Failed>) {
-        let Some(g) = self.fleet.moving.take() else {
+        // A node spec refused for a name the fleet generation it left defined may go
+        // in now.
+        self.spec_file.retry_if_refused();
+        let Some((g, node_hash)) = self.fleet.moving.take() else {
             return;
         };
         let passed =
             matches!(outcome, Ok(d) if d.outcome == Outcome::Healthy && d.rolled_back_to.is_none());
         if passed {
             info!("fleet generation {g} is healthy here");
+            self.fleet.failed_here = None;
             return;
         }
         let why = match outcome {
             Ok(d) => super::apply::outcome_text(&d.outcome),
             Err(e) => e.to_string(),
         };
-        warn!("fleet generation {g} failed here ({why}): the rollout halts");
+        self.fleet.failed_here = Some((g, node_hash));
         let p = &mut self.fleet.store.progress;
-        if g > p.stable && g > p.failed {
+        if g == p.newest && g > p.failed {
+            warn!("fleet generation {g} failed here ({why}): the rollout halts");
             p.failed = g;
             self.save_fleet_progress();
+        } else {
+            warn!(
+                "the move to fleet generation {g} failed here ({why}); not tried again with this node spec"
+            );
         }
     }
 

@@ -120,6 +120,14 @@ impl SpecFile {
     pub(super) fn deferred(&self) -> bool {
         self.deferred
     }
+
+    /// A file refused as it stood (a conflict with the fleet spec, say) is read again
+    /// at the next look, though it did not change: what refused it may have.
+    pub(super) fn retry_if_refused(&mut self) {
+        if self.error.is_some() {
+            self.seen = None;
+        }
+    }
 }
 
 impl<U, N> super::Service<U, N>

@@ -209,7 +209,7 @@ pub(super) fn swarm(
                         .set_response_size_maximum(MAX_SPEC_RESPONSE),
                     [(FLEET_SPEC_PROTOCOL, request_response::ProtocolSupport::Full)],
                     request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(30))
+                        .with_request_timeout(Duration::from_secs(10))
                         .with_max_concurrent_streams(2),
                 ),
                 mdns: Toggle::from(if mdns {

@@ -115,7 +115,7 @@ fn a_failed_generation_halts_and_reverts_only_those_that_run_it() {
     let mut fleet: Vec<Member<String>> = o.iter().map(|p| member(p, 2, 1, Some(60))).collect();
     // The canary's gate failed: its apply put generation 1 back, and it says 2 failed.
     fleet[0].progress.failed = 2;
-    let k = super::known(known(2, 0, 1), &fleet);
+    let k = super::known(known(2, 0, 1), &fleet, true);
     assert_eq!(k, known(2, 2, 1), "everyone learns of the failure");
     for me in &o {
         assert_eq!(step(me, &fleet, k, &policy(1, 1)), Step::Stay, "{me}");
@@ -142,7 +142,7 @@ fn a_failed_generation_halts_and_reverts_only_those_that_run_it() {
     };
     assert_eq!(step(&o[1], &fleet, k, &keep), Step::Stay, "no auto_revert");
     // A new generation starts a new rollout.
-    let k3 = super::known(known(3, 2, 1), &fleet);
+    let k3 = super::known(known(3, 2, 1), &fleet, true);
     for m in &mut fleet {
         m.progress.newest = 3;
     }
@@ -155,25 +155,25 @@ fn stable_is_what_every_member_runs_healthy_and_conflicted_members_are_left_out(
     let mut fleet: Vec<Member<String>> = (0..3)
         .map(|i| member(&format!("n{i}"), 2, 2, Some(1)))
         .collect();
-    assert_eq!(super::known(known(2, 0, 1), &fleet).stable, 2);
+    assert_eq!(super::known(known(2, 0, 1), &fleet, true).stable, 2);
     fleet[2].progress.running = 1;
-    assert_eq!(super::known(known(2, 0, 1), &fleet).stable, 1);
+    assert_eq!(super::known(known(2, 0, 1), &fleet, true).stable, 1);
     fleet[2].progress.conflict = true;
-    assert_eq!(super::known(known(2, 0, 1), &fleet).stable, 2);
+    assert_eq!(super::known(known(2, 0, 1), &fleet, true).stable, 2);
     assert_eq!(
         step(&"n2".to_string(), &fleet, known(2, 0, 1), &policy(0, 5)),
         Step::Stay
     );
     fleet[0].progress.healthy_ms = None;
     assert_eq!(
-        super::known(known(2, 0, 1), &fleet).stable,
+        super::known(known(2, 0, 1), &fleet, true).stable,
         1,
         "one is not healthy"
     );
     // What a member says is never taken beyond what this node knows is newest.
     fleet[1].progress.stable = 9;
     fleet[1].progress.failed = 9;
-    assert_eq!(super::known(known(2, 0, 1), &fleet), known(2, 2, 2));
+    assert_eq!(super::known(known(2, 0, 1), &fleet, true), known(2, 2, 2));
 }
 
 #[test]
@@ -220,7 +220,7 @@ fn simulate(n: usize, canary: u32, max_parallel: u32, bad: bool) -> (usize, Vec<
                 m.progress.healthy_ms = Some(0);
                 continue;
             }
-            mine[i] = super::known(mine[i], &seen);
+            mine[i] = super::known(mine[i], &seen, true);
             m.progress.failed = mine[i].failed;
             m.progress.stable = mine[i].stable;
             if let Step::Move(g) = step(&m.peer, &seen, mine[i], &p) {

@@ -35,6 +35,7 @@ pub fn run(args: &AgentArgs) -> Result<Outcome> {
             Some("file") => format!("file {}", g["source"]["path"].as_str().unwrap_or("")),
             Some("rollback") => format!("rollback to {}", g["source"]["to"]),
             Some("mesh") => format!("push {}", g["source"]["push_generation"]),
+            Some("fleet") => format!("fleet {}", g["source"]["generation"]),
             Some(other) => other.to_owned(),
             None => "-".into(),
         };
