@@ -73,3 +73,36 @@ fn admitting_a_peer_without_its_node_name_is_refused_before_anything_is_signed()
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_bad_fleet_spec_is_reported_before_anything_is_signed_or_sent() {
+    let dir = std::env::temp_dir().join(format!("xnodectl-fleet-spec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let (code, _, err) = xnodectl(&["key", "generate", &path("owner.key")]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(
+        dir.join("fleet.json"),
+        r#"{"version": 1, "workloads": {"web": {"command": ["/bin/true"]}}}"#,
+    )
+    .unwrap();
+    let (code, _, err) = xnodectl(&[
+        "fleet",
+        "apply",
+        "--key",
+        &path("owner.key"),
+        "--socket",
+        &path("no-such.sock"),
+        &path("fleet.json"),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("workloads.web.placement") && err.contains("run on the mesh"),
+        "{err}"
+    );
+    let (code, schema, err) = xnodectl(&["fleet", "schema"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(schema.contains("XnodeOS fleet spec"), "{schema}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

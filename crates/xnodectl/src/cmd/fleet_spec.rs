@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 use serde_json::Value;
@@ -37,16 +37,8 @@ pub fn apply(
         return Ok(Outcome::Failure);
     }
     let spec: Value = serde_json::from_slice(&bytes)?;
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?;
-    let generation = generation.unwrap_or(now.as_millis() as u64);
-    let limit = push::generation_limit(now.as_secs());
-    if generation > limit {
-        bail!(
-            "generation {generation} is beyond {limit} (the time in milliseconds, {} s ahead); no node takes it, because it would lock out every later fleet spec",
-            push::WINDOW_SECS
-        );
-    }
-    let signed = signed::sign(&key, generation, now.as_secs(), spec);
+    let (generation, now) = cmd::signing_time(generation, "fleet spec")?;
+    let signed = signed::sign(&key, generation, now, spec);
     let answer = cmd::call(
         &agent.socket,
         Request::FleetApply {

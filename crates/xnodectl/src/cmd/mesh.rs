@@ -2,7 +2,6 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::SystemTime;
 
 use anyhow::{Result, bail};
 use serde_json::Value;
@@ -47,17 +46,9 @@ pub fn run(command: &MeshCommand) -> Result<Outcome> {
                 );
             }
             let spec: Value = serde_json::from_slice(&bytes)?;
-            let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?;
-            let generation = generation.unwrap_or(now.as_millis() as u64);
-            let limit = push::generation_limit(now.as_secs());
-            if generation > limit {
-                bail!(
-                    "generation {generation} is beyond {limit} (the time in milliseconds, {} s ahead); no node takes it, because it would lock out every later push",
-                    push::WINDOW_SECS
-                );
-            }
+            let (generation, now) = cmd::signing_time(*generation, "push")?;
             let peer = peer_of(&agent.socket, node)?;
-            let push = push::sign(&key, &peer, generation, now.as_secs(), spec);
+            let push = push::sign(&key, &peer, generation, now, spec);
             let answer = cmd::call(
                 &agent.socket,
                 Request::MeshPush {

@@ -101,3 +101,19 @@ pub fn write_secret(file: &Path, what: &str, text: &str) -> Result<()> {
         .and_then(|()| f.sync_all())
         .with_context(|| format!("cannot write {}", file.display()))
 }
+
+/// The generation to sign with (by default the time in milliseconds, which grows by
+/// itself) and the timestamp, in seconds; a generation no node would take is refused
+/// here, before anything is signed.
+pub fn signing_time(generation: Option<u64>, what: &str) -> Result<(u64, u64)> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let generation = generation.unwrap_or(now.as_millis() as u64);
+    let limit = xnode_spec::push::generation_limit(now.as_secs());
+    if generation > limit {
+        anyhow::bail!(
+            "generation {generation} is beyond {limit} (the time in milliseconds, {} s ahead); no node takes it, because it would lock out every later {what}",
+            xnode_spec::push::WINDOW_SECS
+        );
+    }
+    Ok((generation, now.as_secs()))
+}
