@@ -75,19 +75,23 @@ fn fleet_status(c: &Container) -> Value {
     api(c, Request::FleetStatus).unwrap_or(Value::Null)
 }
 
-/// The fleet generation each node runs, as its own status says.
+/// The fleet generation each node runs, as its own status says; 0 while it applies
+/// (a generation is recorded when its apply begins) or is not healthy.
 fn running(cluster: &Cluster, nodes: &[usize]) -> Vec<u64> {
     nodes
         .iter()
         .map(|i| {
             api(&cluster.nodes[*i], Request::Status)
-                .map(|s| s["rollout"]["running"].as_u64().unwrap_or(0))
-                .unwrap_or(0)
+                .ok()
+                .filter(|s| {
+                    s["applying"].is_null() && s["generation"]["outcome"]["state"] == "healthy"
+                })
+                .map_or(0, |s| s["rollout"]["running"].as_u64().unwrap_or(0))
         })
         .collect()
 }
 
-/// Whether every node of `nodes` runs fleet generation `g` with `web` up.
+/// Whether every node of `nodes` runs fleet generation `g`, healthy, with `web` up.
 fn all_on(cluster: &Cluster, nodes: &[usize], g: u64) -> bool {
     running(cluster, nodes).iter().all(|r| *r == g) && nodes.iter().all(|i| cluster.active(WEB)[*i])
 }
