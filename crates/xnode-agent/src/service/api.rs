@@ -1,6 +1,7 @@
 //! Requests from the local API, answered at once: from what the loop holds, or by a
 //! task that replies itself (a plan needs systemd, logs the journal, peers the mesh).
-//! Applies, rollbacks and reloads start the apply job and reply when it ends.
+//! Applies, rollbacks and reloads start the apply job and reply when it ends;
+//! `status` is answered in `status`.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -15,11 +16,9 @@ use xnode_spec::{Validated, push};
 
 use super::Done;
 use super::apply::{Job, Waiter};
-use crate::deploy::{Deployed, Phase};
-use crate::gate::Gated;
+use crate::deploy::Deployed;
 use crate::metrics::OutcomeLabel;
 use crate::nix::Realise;
-use crate::placement::PlacementStatus;
 use crate::store::{Outcome, Source};
 use crate::units::Units;
 
@@ -75,59 +74,6 @@ impl From<&Deployed> for Applied {
             not_realised: d.not_realised.clone(),
         }
     }
-}
-
-/// What `status` answers.
-#[derive(Debug, Serialize)]
-struct Status {
-    node: Option<String>,
-    generation: Option<xnode_api::Generation>,
-    last_good: Option<u64>,
-    converged: bool,
-    applying: Option<Applying>,
-    spec_file: SpecFile,
-    last_error: Option<String>,
-    metrics_address: Option<String>,
-    mesh: Option<MeshStatus>,
-    rollout: super::rollout::FleetStatus,
-    workloads: Vec<WorkloadStatus>,
-}
-
-/// The apply under way.
-#[derive(Debug, Serialize)]
-struct Applying {
-    generation: Option<u64>,
-    phase: Phase,
-    workloads: BTreeMap<String, Gated>,
-}
-
-#[derive(Debug, Serialize)]
-struct MeshStatus {
-    #[serde(flatten)]
-    node: Option<xnode_mesh::node::Status>,
-    members: Vec<xnode_mesh::node::MemberView>,
-    fleet: Option<xnode_mesh::node::FleetView>,
-    services: Vec<xnode_mesh::node::Provider>,
-    placement: Option<PlacementStatus>,
-    error: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct SpecFile {
-    path: String,
-    error: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct WorkloadStatus {
-    name: String,
-    unit: String,
-    /// systemd's ActiveState, or `absent` / `elsewhere` when there is no unit here.
-    active_state: String,
-    /// For people: the ActiveState, `exited` for a workload that ran to its end, or
-    /// `absent` / `elsewhere`.
-    state: String,
-    error: Option<String>,
 }
 
 /// A push for this node, checked beside the loop.
@@ -414,99 +360,5 @@ where
             return Err("this node runs without the mesh (--no-mesh)".into());
         };
         mesh.handle()
-    }
-
-    /// The node, its generation, the apply under way, every workload; the mesh's part
-    /// is asked for beside the loop.
-    fn status(&self, reply: oneshot::Sender<Reply>) {
-        let state = self.state.borrow().clone();
-        let generation = state
-            .current
-            .and_then(|n| state.generations.iter().find(|g| g.number == n))
-            .cloned();
-        let applying = self.apply.progress().map(|p| Applying {
-            generation: p.generation,
-            phase: p.phase,
-            workloads: p.workloads,
-        });
-        let placed = self.placed.borrow().clone();
-        let not_realised = self.not_realised.clone().unwrap_or_default();
-        let mut workloads = Vec::new();
-        let mut converged = generation
-            .as_ref()
-            .is_some_and(|g| g.outcome == Outcome::Healthy)
-            && applying.is_none();
-        if let (Some(current), Ok(observed)) = (&self.current, &self.observed) {
-            converged &= self.in_sync;
-            for (name, w) in &current.spec.workloads {
-                let unit = unit_name(name);
-                let seen = observed.iter().find(|u| u.name == unit);
-                let elsewhere =
-                    w.placement != xnode_spec::Placement::Local && !placed.contains(name);
-                let absent = if elsewhere { "elsewhere" } else { "absent" };
-                let active_state = seen.map_or(absent.to_owned(), |u| u.active_state.to_string());
-                let state = match seen {
-                    Some(u) if u.sub_state.as_deref() == Some("exited") => "exited".to_owned(),
-                    // Its unit is kept ready here while it runs elsewhere.
-                    Some(u) if elsewhere && !u.active_state.is_running() => "elsewhere".to_owned(),
-                    _ => active_state.clone(),
-                };
-                workloads.push(WorkloadStatus {
-                    name: name.clone(),
-                    unit,
-                    active_state,
-                    state,
-                    error: not_realised.get(name).cloned(),
-                });
-            }
-        }
-        let mut status = Status {
-            node: self.current.as_ref().map(|c| c.spec.node.name.clone()),
-            generation,
-            last_good: state.last_good,
-            converged: converged && self.observed.is_ok(),
-            applying,
-            spec_file: SpecFile {
-                path: self.spec_file.path().display().to_string(),
-                error: self.spec_file.error.clone(),
-            },
-            last_error: self
-                .observed
-                .as_ref()
-                .err()
-                .or(self.apply_error.as_ref())
-                .cloned(),
-            metrics_address: self.settings.metrics_address.map(|a| a.to_string()),
-            mesh: None,
-            rollout: self.fleet_status(),
-            workloads,
-        };
-        let Some(mesh) = &self.mesh else {
-            let _ = reply.send(Reply::ok(status));
-            return;
-        };
-        let (handle, placement, error) =
-            (mesh.handle().ok(), mesh.placement_status(), mesh.error());
-        tokio::spawn(async move {
-            status.mesh = Some(match handle {
-                Some(h) => MeshStatus {
-                    node: h.status().await.ok(),
-                    members: h.members().await.unwrap_or_default(),
-                    fleet: h.fleet().await.ok(),
-                    services: h.providers(None).await.unwrap_or_default(),
-                    placement,
-                    error,
-                },
-                None => MeshStatus {
-                    node: None,
-                    members: Vec::new(),
-                    fleet: None,
-                    services: Vec::new(),
-                    placement: None,
-                    error,
-                },
-            });
-            let _ = reply.send(Reply::ok(status));
-        });
     }
 }

@@ -18,6 +18,7 @@ mod mesh_requests;
 mod owner_file;
 mod rollout;
 mod spec_file;
+mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

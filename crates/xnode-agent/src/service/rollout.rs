@@ -321,7 +321,8 @@ where
                 .count(),
             Err(_) => 0,
         };
-        let state = self.state.borrow().clone();
+        // Read in place, not copied: this runs at every turn of the loop.
+        let state = self.state.borrow();
         let current = state
             .current
             .and_then(|n| state.generations.iter().find(|g| g.number == n));
@@ -350,6 +351,7 @@ where
                 .unwrap_or_default(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         };
+        drop(state);
         let report = Report { fleet, node };
         let since = self.fleet.healthy.map(|(_, t)| t.into_std());
         let told = (report, since.is_some());

@@ -1,0 +1,169 @@
+//! What `status` answers: the node, its generation, the apply under way, the rollout,
+//! every workload, and the mesh's part (asked for beside the loop).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+use xnode_api::Reply;
+use xnode_spec::unit::unit_name;
+
+use crate::deploy::Phase;
+use crate::gate::Gated;
+use crate::nix::Realise;
+use crate::placement::PlacementStatus;
+use crate::store::Outcome;
+use crate::units::Units;
+
+/// What `status` answers.
+#[derive(Debug, Serialize)]
+struct Status {
+    node: Option<String>,
+    generation: Option<xnode_api::Generation>,
+    last_good: Option<u64>,
+    converged: bool,
+    applying: Option<Applying>,
+    spec_file: SpecFile,
+    last_error: Option<String>,
+    metrics_address: Option<String>,
+    mesh: Option<MeshStatus>,
+    rollout: super::rollout::FleetStatus,
+    workloads: Vec<WorkloadStatus>,
+}
+
+/// The apply under way.
+#[derive(Debug, Serialize)]
+struct Applying {
+    generation: Option<u64>,
+    phase: Phase,
+    workloads: BTreeMap<String, Gated>,
+}
+
+#[derive(Debug, Serialize)]
+struct MeshStatus {
+    #[serde(flatten)]
+    node: Option<xnode_mesh::node::Status>,
+    members: Vec<xnode_mesh::node::MemberView>,
+    fleet: Option<xnode_mesh::node::FleetView>,
+    services: Vec<xnode_mesh::node::Provider>,
+    placement: Option<PlacementStatus>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct SpecFile {
+    path: String,
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct WorkloadStatus {
+    name: String,
+    unit: String,
+    /// systemd's ActiveState, or `absent` / `elsewhere` when there is no unit here.
+    active_state: String,
+    /// For people: the ActiveState, `exited` for a workload that ran to its end, or
+    /// `absent` / `elsewhere`.
+    state: String,
+    error: Option<String>,
+}
+
+impl<U, N> super::Service<U, N>
+where
+    U: Units + Send + Sync + 'static,
+    N: Realise + Clone + Send + Sync + 'static,
+{
+    /// The node, its generation, the apply under way, every workload; the mesh's part
+    /// is asked for beside the loop.
+    pub(super) fn status(&self, reply: oneshot::Sender<Reply>) {
+        let state = self.state.borrow().clone();
+        let generation = state
+            .current
+            .and_then(|n| state.generations.iter().find(|g| g.number == n))
+            .cloned();
+        let applying = self.apply.progress().map(|p| Applying {
+            generation: p.generation,
+            phase: p.phase,
+            workloads: p.workloads,
+        });
+        let placed = self.placed.borrow().clone();
+        let not_realised = self.not_realised.clone().unwrap_or_default();
+        let mut workloads = Vec::new();
+        let mut converged = generation
+            .as_ref()
+            .is_some_and(|g| g.outcome == Outcome::Healthy)
+            && applying.is_none();
+        if let (Some(current), Ok(observed)) = (&self.current, &self.observed) {
+            converged &= self.in_sync;
+            for (name, w) in &current.spec.workloads {
+                let unit = unit_name(name);
+                let seen = observed.iter().find(|u| u.name == unit);
+                let elsewhere =
+                    w.placement != xnode_spec::Placement::Local && !placed.contains(name);
+                let absent = if elsewhere { "elsewhere" } else { "absent" };
+                let active_state = seen.map_or(absent.to_owned(), |u| u.active_state.to_string());
+                let state = match seen {
+                    Some(u) if u.sub_state.as_deref() == Some("exited") => "exited".to_owned(),
+                    // Its unit is kept ready here while it runs elsewhere.
+                    Some(u) if elsewhere && !u.active_state.is_running() => "elsewhere".to_owned(),
+                    _ => active_state.clone(),
+                };
+                workloads.push(WorkloadStatus {
+                    name: name.clone(),
+                    unit,
+                    active_state,
+                    state,
+                    error: not_realised.get(name).cloned(),
+                });
+            }
+        }
+        let mut status = Status {
+            node: self.current.as_ref().map(|c| c.spec.node.name.clone()),
+            generation,
+            last_good: state.last_good,
+            converged: converged && self.observed.is_ok(),
+            applying,
+            spec_file: SpecFile {
+                path: self.spec_file.path().display().to_string(),
+                error: self.spec_file.error.clone(),
+            },
+            last_error: self
+                .observed
+                .as_ref()
+                .err()
+                .or(self.apply_error.as_ref())
+                .cloned(),
+            metrics_address: self.settings.metrics_address.map(|a| a.to_string()),
+            mesh: None,
+            rollout: self.fleet_status(),
+            workloads,
+        };
+        let Some(mesh) = &self.mesh else {
+            let _ = reply.send(Reply::ok(status));
+            return;
+        };
+        let (handle, placement, error) =
+            (mesh.handle().ok(), mesh.placement_status(), mesh.error());
+        tokio::spawn(async move {
+            status.mesh = Some(match handle {
+                Some(h) => MeshStatus {
+                    node: h.status().await.ok(),
+                    members: h.members().await.unwrap_or_default(),
+                    fleet: h.fleet().await.ok(),
+                    services: h.providers(None).await.unwrap_or_default(),
+                    placement,
+                    error,
+                },
+                None => MeshStatus {
+                    node: None,
+                    members: Vec::new(),
+                    fleet: None,
+                    services: Vec::new(),
+                    placement: None,
+                    error,
+                },
+            });
+            let _ = reply.send(Reply::ok(status));
+        });
+    }
+}
