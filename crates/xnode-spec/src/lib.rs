@@ -27,7 +27,9 @@ use serde_json::Value;
 pub use error::{Invalid, Problem};
 pub use hash::{SpecHash, canonical_json, hash_value};
 pub use model::*;
-pub use validate::{MAX_MESH_WORKLOADS, MAX_REPLICAS, MAX_WORKLOADS};
+pub use validate::{
+    MAX_AGE_CIPHERTEXT, MAX_CREDENTIALS, MAX_MESH_WORKLOADS, MAX_REPLICAS, MAX_WORKLOADS,
+};
 pub use values::{Capability, Duration, Owner, Percent, Size};
 
 /// A spec that passed validation, with the hash of its canonical form.

@@ -12,6 +12,12 @@ use serde::Serialize;
 
 use crate::values::{Capability, Duration, Owner, Percent, Size};
 
+mod lifecycle;
+mod secrets;
+
+pub use lifecycle::{Kind, Signal, Stop};
+pub use secrets::Credential;
+
 /// The spec versions this build understands.
 pub const VERSION: u64 = 1;
 
@@ -89,6 +95,10 @@ impl Default for Mesh {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Workload {
+    /// What it is: a `service` that keeps running (the default) or a `oneshot` that
+    /// runs to completion.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub kind: Kind,
     /// Absolute program path, then its arguments. `$VAR` is expanded from the
     /// environment by systemd; write `$$` for a literal `$`.
     pub command: Vec<String>,
@@ -98,6 +108,24 @@ pub struct Workload {
     /// Environment variables.
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
+    /// Absolute paths of files of `NAME=value` lines, read as environment when the
+    /// workload starts (`EnvironmentFile=`); a missing file fails the start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environment_files: Vec<String>,
+    /// Secrets by name, read by the workload from `$CREDENTIALS_DIRECTORY/<name>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub credentials: BTreeMap<String, Credential>,
+    /// A directory of its own that outlives restarts, updates and reboots, at
+    /// `$STATE_DIRECTORY`. Removing the workload keeps it until `xnodectl state prune`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub state: bool,
+    /// Workloads of this node that must be started before this one (`After=`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// Workloads of this node this one needs: started with it, and stopping it when
+    /// they stop (`Requires=`). Name them in `after` too to order the start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
     /// Absolute working directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_directory: Option<String>,
@@ -130,6 +158,9 @@ pub struct Workload {
     /// (NixOS `reloadTriggers`).
     #[serde(default)]
     pub reload_triggers: Vec<String>,
+    /// How it is stopped.
+    #[serde(default, skip_serializing_if = "Stop::is_default")]
+    pub stop: Stop,
     /// When the workload counts as healthy after an apply.
     #[serde(default)]
     pub health: Health,
@@ -146,6 +177,10 @@ pub struct Workload {
 
 fn yes() -> bool {
     true
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// cgroup limits.

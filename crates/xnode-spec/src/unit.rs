@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{Placement, Relax, Workload};
+use crate::model::{Credential, Kind, Placement, Relax, Workload};
 
 /// The slice every workload runs in, so their resources can be seen and bounded together.
 pub const SLICE: &str = "xnode.slice";
@@ -37,7 +37,29 @@ pub const PLACED_DIR: &str = "/run/xnode/placed";
 /// key, a join key), which uid 0 reads with no capability since root owns it, and the
 /// lease relay's socket, through which a workload could keep the lease on past
 /// fencing. (Both at the paths the NixOS module and xnoded use by default.)
-pub const AGENT_PRIVATE: &str = "InaccessiblePaths=-/var/lib/xnode -/run/xnoded-lease";
+pub const AGENT_PRIVATE: &str =
+    "InaccessiblePaths=-/var/lib/xnode -/run/xnoded-lease -/run/xnode-secrets";
+
+/// Where xnoded puts the age secrets it decrypted, for systemd to hand over
+/// (`LoadCredential=`): root-only, on /run's tmpfs, so plaintext never reaches a disk.
+/// Outside the agent's runtime directory, so a workload restarted while the agent is
+/// down still gets its secrets.
+pub const SECRETS_DIR: &str = "/run/xnode-secrets";
+
+/// The file an age credential is decrypted into. Named by the ciphertext's hash, so a
+/// new ciphertext is a new `LoadCredential=` line and restarts the workload.
+pub fn secret_file(workload: &str, ciphertext: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(ciphertext.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{SECRETS_DIR}/{workload}/{hex}")
+}
+
+/// The state directory of a workload with `state: true`, under /var/lib (or
+/// /var/lib/private, for a dynamic user).
+pub fn state_directory(workload: &str) -> String {
+    format!("{PREFIX}{workload}")
+}
 
 const PREFIX: &str = "xnode-";
 const SUFFIX: &str = ".service";
@@ -147,9 +169,24 @@ pub fn render(name: &str, w: &Workload) -> String {
         line(&format!("After={LEASE_UNIT}"));
         line(&format!("ConditionPathExists={PLACED_DIR}/{name}"));
     }
+    for other in &w.after {
+        line(&format!("After={}", unit_name(other)));
+    }
+    for other in &w.requires {
+        line(&format!("Requires={}", unit_name(other)));
+    }
     line("");
     line("[Service]");
-    line("Type=exec");
+    match w.kind {
+        Kind::Service => line("Type=exec"),
+        Kind::Oneshot => {
+            line("Type=oneshot");
+            line(&format!(
+                "TimeoutStartSec={}ms",
+                w.health.timeout.as_millis()
+            ));
+        }
+    }
     line(&format!("Slice={SLICE}"));
     line(&format!("ExecStart={}", command_line(&w.command)));
     if let Some(reload) = &w.reload {
@@ -166,6 +203,20 @@ pub fn render(name: &str, w: &Workload) -> String {
             "Environment={}",
             quoted(&format!("{k}={v}").replace('%', "%%"))
         ));
+    }
+    for file in &w.environment_files {
+        line(&format!("EnvironmentFile={}", command_word(file)));
+    }
+    for (id, credential) in &w.credentials {
+        let path = match credential {
+            Credential::File(path) => path.clone(),
+            Credential::Age(ciphertext) => secret_file(name, ciphertext),
+        };
+        line(&format!("LoadCredential={id}:{}", path.replace('%', "%%")));
+    }
+    if w.state {
+        line(&format!("StateDirectory={}", state_directory(name)));
+        line("StateDirectoryMode=0700");
     }
     match &w.user {
         Some(user) => line(&format!("User={user}")),
@@ -188,11 +239,16 @@ pub fn render(name: &str, w: &Workload) -> String {
     if !w.restart.policy.restarts_on_clean_exit() {
         line("RemainAfterExit=yes");
     }
-    if mesh {
-        line(&format!(
+    match (w.stop.timeout, mesh) {
+        (Some(t), _) => line(&format!("TimeoutStopSec={}ms", t.as_millis())),
+        (None, true) => line(&format!(
             "TimeoutStopSec={}ms",
             MESH_STOP_TIMEOUT.as_millis()
-        ));
+        )),
+        (None, false) => {}
+    }
+    if let Some(signal) = w.stop.signal {
+        line(&format!("KillSignal={}", signal.as_str()));
     }
     for (key, value, default) in [
         ("X-RestartIfChanged", w.restart_if_changed, true),

@@ -11,11 +11,13 @@ use crate::rules;
 use crate::values::Owner;
 
 mod fleet_spec;
+mod lifecycle;
 mod parts;
 mod workload;
 
 pub(crate) use fleet_spec::fleet_spec;
 
+pub use lifecycle::{MAX_AGE_CIPHERTEXT, MAX_CREDENTIALS};
 pub use parts::MAX_REPLICAS;
 pub use workload::{MAX_MESH_WORKLOADS, MAX_WORKLOADS};
 

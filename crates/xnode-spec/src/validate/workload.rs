@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value};
 
+use super::lifecycle::{self, read_credentials, read_environment_files, read_kind, read_stop};
 use super::parts::{
     read_expose, read_health, read_placement, read_resources, read_restart, read_sandbox,
 };
 use super::{field, read_string_map, required};
-use crate::model::{Health, Placement, Relax, Resources, Restart, Sandbox, Workload};
+use crate::model::{Health, Kind, Placement, Relax, Resources, Restart, Sandbox, Stop, Workload};
 use crate::path::Path;
 use crate::read::Checker;
 use crate::rules;
@@ -20,9 +21,15 @@ pub const MAX_WORKLOADS: usize = 10_000;
 pub const MAX_MESH_WORKLOADS: usize = 64;
 
 const WORKLOAD_FIELDS: &[&str] = &[
+    "kind",
     "command",
     "store_paths",
     "environment",
+    "environment_files",
+    "credentials",
+    "state",
+    "after",
+    "requires",
     "working_directory",
     "user",
     "group",
@@ -33,6 +40,7 @@ const WORKLOAD_FIELDS: &[&str] = &[
     "reload_if_changed",
     "stop_if_changed",
     "reload_triggers",
+    "stop",
     "health",
     "expose",
     "sandbox",
@@ -68,6 +76,9 @@ pub(super) fn read_workloads(
         }
     }
     check_exposed_unique(c, map, path);
+    if ok {
+        lifecycle::check_order(c, &out, path);
+    }
     let on_mesh = out
         .values()
         .filter(|w| matches!(w.placement, Placement::Mesh(_)))
@@ -142,6 +153,7 @@ fn read_command(c: &mut Checker, v: &Value, path: &Path<'_>) -> Option<Vec<Strin
 
 fn read_workload(c: &mut Checker, v: &Value, path: &Path<'_>) -> Option<Workload> {
     let map = c.object(v, path, WORKLOAD_FIELDS)?;
+    let kind = field(c, map, path, "kind", Kind::default, read_kind);
     let command = required(
         c,
         map,
@@ -156,6 +168,21 @@ fn read_workload(c: &mut Checker, v: &Value, path: &Path<'_>) -> Option<Workload
     let environment = field(c, map, path, "environment", BTreeMap::new, |c, v, p| {
         read_string_map(c, v, p, rules::env_name, rules::line_text)
     });
+    let environment_files = field(
+        c,
+        map,
+        path,
+        "environment_files",
+        Vec::new,
+        read_environment_files,
+    );
+    let credentials = field(c, map, path, "credentials", BTreeMap::new, read_credentials);
+    let state = field(c, map, path, "state", || false, Checker::bool);
+    let workload_names = |c: &mut Checker, v: &Value, p: &Path<'_>| {
+        c.strings(v, p, |s| rules::workload_name(s).map(|()| s.to_owned()))
+    };
+    let after = field(c, map, path, "after", Vec::new, workload_names);
+    let requires = field(c, map, path, "requires", Vec::new, workload_names);
     let working_directory = field(
         c,
         map,
@@ -193,6 +220,7 @@ fn read_workload(c: &mut Checker, v: &Value, path: &Path<'_>) -> Option<Workload
     let reload_triggers = field(c, map, path, "reload_triggers", Vec::new, |c, v, p| {
         c.strings(v, p, |s| rules::line_text(s).map(|()| s.to_owned()))
     });
+    let stop = field(c, map, path, "stop", Stop::default, read_stop);
     let health = field(c, map, path, "health", Health::default, read_health);
     let expose = field(c, map, path, "expose", Vec::new, |c, v, p| {
         c.list(v, p, read_expose)
@@ -236,10 +264,16 @@ fn read_workload(c: &mut Checker, v: &Value, path: &Path<'_>) -> Option<Workload
         c.report(&path.key("group"), "needs \"user\" as well; without a user the workload runs as a dynamic user with its own group");
     }
 
-    Some(Workload {
+    let workload = Workload {
+        kind: kind?,
         command: command?,
         store_paths: store_paths?,
         environment: environment?,
+        environment_files: environment_files?,
+        credentials: credentials?,
+        state: state?,
+        after: after?,
+        requires: requires?,
         working_directory: working_directory?,
         user: user?,
         group: group?,
@@ -250,11 +284,14 @@ fn read_workload(c: &mut Checker, v: &Value, path: &Path<'_>) -> Option<Workload
         reload_if_changed: reload_if_changed?,
         stop_if_changed: stop_if_changed?,
         reload_triggers: reload_triggers?,
+        stop: stop?,
         health: health?,
         expose: expose?,
         sandbox: sandbox?,
         placement: placement?,
-    })
+    };
+    lifecycle::check_kind(c, &workload, path);
+    Some(workload)
 }
 
 fn optional_user(c: &mut Checker, v: &Value, p: &Path<'_>) -> Option<Option<String>> {
