@@ -13,6 +13,7 @@ use xnode_systemd::ApplyOptions;
 
 use crate::gate::{self, Gated};
 use crate::nix::Realise;
+use crate::secrets::Secrets;
 use crate::store::{Origin, Outcome, Source, Store, StoreError};
 use crate::units::Units;
 pub use progress::{Context, Phase, Progress};
@@ -81,6 +82,8 @@ pub struct Agent<U, N> {
     pub units: Arc<U>,
     /// Nix.
     pub nix: N,
+    /// The node's key for age credentials, and where they are decrypted to.
+    pub secrets: Secrets,
     /// The state directory.
     pub store: Store,
 }
@@ -132,16 +135,25 @@ pub fn late_mesh(
         .collect()
 }
 
-/// The workloads whose store paths cannot be realised, and why.
-async fn unrealisable<N: Realise>(nix: &N, spec: &Spec) -> BTreeMap<String, String> {
+/// Makes ready what each workload needs before its unit starts (its store paths, its
+/// decrypted secrets), and returns the workloads that cannot have it, and why. Those
+/// are left as they are.
+pub(crate) async fn unrealisable<N: Realise>(
+    nix: &N,
+    secrets: &Secrets,
+    spec: &Spec,
+) -> BTreeMap<String, String> {
     let mut missing = BTreeMap::new();
     for (name, w) in &spec.workloads {
         if !w.store_paths.is_empty()
             && let Err(why) = nix.realise(&w.store_paths).await
         {
             missing.insert(name.clone(), why);
+        } else if let Err(why) = secrets.stage(name, w).await {
+            missing.insert(name.clone(), why);
         }
     }
+    secrets.forget_removed(spec).await;
     missing
 }
 
@@ -166,7 +178,7 @@ impl<U: Units, N: Realise> Agent<U, N> {
             .map_err(Failed::before_any_change)?;
         ctx.progress
             .send_modify(|p| p.generation = Some(generation));
-        let not_realised = unrealisable(&self.nix, &new.spec).await;
+        let not_realised = unrealisable(&self.nix, &self.secrets, &new.spec).await;
         let (plan, unhealthy) = apply_and_gate(
             &*self.units,
             &new.spec,
@@ -232,7 +244,7 @@ impl<U: Units, N: Realise> Agent<U, N> {
         ctx.progress
             .send_modify(|p| p.generation = Some(generation));
         let last_good = self.store.state().last_good.filter(|g| *g != generation);
-        let not_realised = unrealisable(&self.nix, &spec.spec).await;
+        let not_realised = unrealisable(&self.nix, &self.secrets, &spec.spec).await;
         // The apply may have finished before the crash, so the plan can be empty: gate
         // every workload, not only the changed ones.
         let (plan, unhealthy) = apply_and_gate(
@@ -329,7 +341,7 @@ impl<U: Units, N: Realise> Agent<U, N> {
             p.workloads.clear();
             p.putting_back = Some(Arc::new(back.clone()));
         });
-        let not_realised = unrealisable(&self.nix, &back.spec).await;
+        let not_realised = unrealisable(&self.nix, &self.secrets, &back.spec).await;
         let (_, still) = apply_and_gate(
             &*self.units,
             &back.spec,

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use xnode_spec::plan::plan;
 use xnode_spec::unit::unit_name;
-use xnode_spec::{Placement, Spec};
+use xnode_spec::{Kind, Placement, Spec};
 use xnode_systemd::{ApplyOptions, UnitStatus};
 
 use crate::health;
@@ -54,8 +54,8 @@ pub fn look_at_state(active: &str, sub: &str) -> Option<Look> {
     }
 }
 
-/// Judges one status. Pure, so the rules are table-tested.
-pub fn look(s: &UnitStatus) -> Look {
+/// Judges one status of a workload of `kind`. Pure, so the rules are table-tested.
+pub fn look(s: &UnitStatus, kind: Kind) -> Look {
     let exit = || match s.exit_code {
         Some("exited") => format!("exit status {}", s.exit_status),
         Some(how) => format!("{how} by signal {}", s.exit_status),
@@ -63,6 +63,8 @@ pub fn look(s: &UnitStatus) -> Look {
     };
     match (s.active_state.as_str(), s.sub_state.as_str()) {
         ("active", "running") | ("reloading", _) => Look::Up,
+        // A oneshot that failed is `failed`: one that stays `active` exited 0.
+        ("active", "exited") if kind == Kind::Oneshot => Look::Up,
         // A service that ran to its end is not up, whatever its exit status.
         ("active", "exited") => {
             Look::Down(format!("exited ({}); a service must keep running", exit()))
@@ -207,7 +209,11 @@ async fn check<U: Units>(
     let mesh = matches!(w.placement, Placement::Mesh(_));
     let timeout = Duration::from_millis(w.health.timeout.as_millis());
     let deadline = Instant::now() + timeout;
-    let stable = STABLE.min(timeout / 2);
+    // A oneshot that exited 0 is done: there is nothing to watch stay up.
+    let stable = match w.kind {
+        Kind::Service => STABLE.min(timeout / 2),
+        Kind::Oneshot => Duration::ZERO,
+    };
     let unit = unit_name(&name);
     let mut up_since: Option<Instant> = None;
     loop {
@@ -235,7 +241,7 @@ async fn check<U: Units>(
             Ok(None) => units
                 .status(&unit)
                 .await
-                .map(|s| look(&s))
+                .map(|s| look(&s, w.kind))
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
@@ -326,8 +332,21 @@ mod tests {
             if let Some(quick) = look_at_state(&s.active_state, &s.sub_state) {
                 assert_eq!(quick, want, "the state alone says it: {s:?}");
             }
-            assert_eq!(look(&s), want, "{s:?}");
+            assert_eq!(look(&s, Kind::Service), want, "{s:?}");
         }
+        // A oneshot is done when it exited 0, and judged as a service otherwise.
+        let done = status("active", "exited", Some("exited"), 0);
+        assert_eq!(look(&done, Kind::Oneshot), Look::Up);
+        let failed = status("failed", "failed", Some("exited"), 1);
+        assert_eq!(
+            look(&failed, Kind::Oneshot),
+            Look::Down("failed (exit status 1)".into())
+        );
+        let running = status("activating", "start", None, 0);
+        assert_eq!(
+            look(&running, Kind::Oneshot),
+            Look::NotYet("activating (start)".into())
+        );
         for needs_more in [
             ("failed", "failed"),
             ("activating", "auto-restart"),

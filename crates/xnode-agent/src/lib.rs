@@ -17,6 +17,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod nix;
 pub mod placement;
+pub mod secrets;
 pub mod server;
 pub mod service;
 pub mod store;

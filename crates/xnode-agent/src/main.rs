@@ -15,11 +15,13 @@ use xnode_agent::deploy::Agent;
 use xnode_agent::mesh::Mesh;
 use xnode_agent::metrics::{self, Metrics};
 use xnode_agent::nix::NixStore;
+use xnode_agent::secrets::Secrets;
 use xnode_agent::service::{Service, Settings};
 use xnode_agent::store::Store;
 use xnode_agent::units::Reconnecting;
 use xnode_agent::{server, watchdog};
 use xnode_mesh::fleet::JoinKey;
+use xnode_spec::unit::SECRETS_DIR;
 use xnode_systemd::Config;
 
 /// The XnodeOS node agent: keeps this node's systemd units as its spec says.
@@ -137,6 +139,7 @@ async fn main() -> Result<()> {
     let agent = Agent {
         units: Arc::new(units),
         nix: NixStore,
+        secrets: Secrets::new(&args.state_dir, SECRETS_DIR.into()),
         store,
     };
     let service = Service::new(agent, settings, metrics, mesh);

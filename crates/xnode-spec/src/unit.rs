@@ -46,13 +46,20 @@ pub const AGENT_PRIVATE: &str =
 /// down still gets its secrets.
 pub const SECRETS_DIR: &str = "/run/xnode-secrets";
 
-/// The file an age credential is decrypted into. Named by the ciphertext's hash, so a
-/// new ciphertext is a new `LoadCredential=` line and restarts the workload.
-pub fn secret_file(workload: &str, ciphertext: &str) -> String {
+/// The file an age credential is decrypted into: [`SECRETS_DIR`], then this. Named by
+/// the ciphertext's hash, so a new ciphertext is a new `LoadCredential=` line and
+/// restarts the workload.
+pub fn secret_name(workload: &str, ciphertext: &str) -> (String, String) {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(ciphertext.as_bytes());
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{SECRETS_DIR}/{workload}/{hex}")
+    (workload.to_owned(), hex)
+}
+
+/// The full path of [`secret_name`].
+pub fn secret_file(workload: &str, ciphertext: &str) -> String {
+    let (dir, file) = secret_name(workload, ciphertext);
+    format!("{SECRETS_DIR}/{dir}/{file}")
 }
 
 /// The state directory of a workload with `state: true`, under /var/lib (or

@@ -27,6 +27,7 @@ async fn agent(name: &str) -> Agent<FakeUnits, FakeNix> {
     Agent {
         units: Arc::new(FakeUnits::default()),
         nix: FakeNix,
+        secrets: Secrets::new(&dir, dir.join("secrets")),
         store: Store::open(&dir).await.unwrap(),
     }
 }
@@ -343,4 +344,52 @@ async fn a_workload_whose_store_paths_are_missing_is_left_out_and_the_rest_appli
         states(&a),
         [("xnode-web.service".into(), ActiveState::Active)]
     );
+}
+
+/// The test agent's own peer id, read from the key `Secrets` made in its directory.
+fn own_public_key(a: &Agent<FakeUnits, FakeNix>) -> [u8; 32] {
+    let key = xnode_mesh::identity::load_or_create(a.store.dir()).unwrap();
+    xnode_secret::peer_public_key(&key.public().to_peer_id().to_base58()).unwrap()
+}
+
+#[tokio::test]
+async fn age_credentials_are_decrypted_for_their_node_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut a = agent("secrets").await;
+    let (ctx, _placed) = context(&[]);
+    let mine = xnode_secret::encrypt(&[own_public_key(&a)], b"s3cret-value").unwrap();
+    let other = libp2p::identity::Keypair::ed25519_from_bytes([7u8; 32]).unwrap();
+    let other = xnode_secret::peer_public_key(&other.public().to_peer_id().to_base58()).unwrap();
+    let theirs = xnode_secret::encrypt(&[other], b"not-for-you").unwrap();
+    let (v, raw) = spec(json!({
+        "web": {"command": ["/bin/web"], "credentials": {"token": {"age": mine}}},
+        "db": {"command": ["/bin/db"], "credentials": {"token": {"age": theirs}}},
+    }));
+    let d = a
+        .deploy(v, &raw, Source::Api, true, None, &ctx)
+        .await
+        .unwrap();
+    let (_, file) = xnode_spec::unit::secret_name("web", &mine);
+    let path = a.store.dir().join("secrets/web").join(file);
+    assert_eq!(std::fs::read(&path).unwrap(), b"s3cret-value");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o400);
+    let why = &d.not_realised["db"];
+    assert!(
+        why.contains("credential token: it is not encrypted to this node"),
+        "{why}"
+    );
+    assert!(!why.contains("not-for-you"));
+    assert!(!a.store.dir().join("secrets/db").exists());
+    assert_eq!(
+        states(&a),
+        [("xnode-web.service".into(), ActiveState::Active)],
+        "a workload whose secret cannot be read is not started"
+    );
+    // Without the workload, its secret goes too.
+    let (v, raw) = spec(json!({"other": {"command": ["/bin/other"]}}));
+    a.deploy(v, &raw, Source::Api, true, None, &ctx)
+        .await
+        .unwrap();
+    assert!(!a.store.dir().join("secrets/web").exists());
 }

@@ -15,6 +15,7 @@ use xnode_spec::Validated;
 use super::Done;
 use crate::deploy::{Agent, Context, Deployed, Failed, Progress};
 use crate::nix::Realise;
+use crate::secrets::Secrets;
 use crate::store::{Origin, Outcome, Source, Store};
 use crate::units::Units;
 
@@ -113,6 +114,7 @@ pub(super) struct Applies<U, N> {
     idle: Option<Agent<U, N>>,
     running: Option<Running>,
     nix: N,
+    secrets: Secrets,
     state_dir: PathBuf,
 }
 
@@ -124,6 +126,7 @@ where
     pub(super) fn new(agent: Agent<U, N>) -> Self {
         Applies {
             nix: agent.nix.clone(),
+            secrets: agent.secrets.clone(),
             state_dir: agent.store.dir().to_owned(),
             idle: Some(agent),
             running: None,
@@ -239,6 +242,7 @@ where
         self.idle = Some(Agent {
             units,
             nix: self.nix.clone(),
+            secrets: self.secrets.clone(),
             store,
         });
     }
@@ -276,8 +280,9 @@ where
         self.running.as_ref().map(|r| r.progress.clone())
     }
 
-    pub(super) fn nix(&self) -> N {
-        self.nix.clone()
+    /// What readies a workload before it starts: Nix, and the node's secrets.
+    pub(super) fn readiers(&self) -> (N, Secrets) {
+        (self.nix.clone(), self.secrets.clone())
     }
 
     pub(super) fn state_dir(&self) -> PathBuf {

@@ -300,16 +300,9 @@ where
             self.not_realised = Some(BTreeMap::new());
             return;
         };
-        let nix = self.apply.nix();
+        let (nix, secrets) = self.apply.readiers();
         let handle = self.tasks.spawn(async move {
-            let mut missing = BTreeMap::new();
-            for (name, w) in &current.spec.workloads {
-                if !w.store_paths.is_empty()
-                    && let Err(why) = nix.realise(&w.store_paths).await
-                {
-                    missing.insert(name.clone(), why);
-                }
-            }
+            let missing = crate::deploy::unrealisable(&nix, &secrets, &current.spec).await;
             Done::Realised(current.hash, missing)
         });
         self.background.realising = Some(handle.id());
