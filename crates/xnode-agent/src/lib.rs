@@ -20,6 +20,7 @@ pub mod placement;
 pub mod secrets;
 pub mod server;
 pub mod service;
+pub mod state_dirs;
 pub mod store;
 pub mod units;
 pub mod watchdog;

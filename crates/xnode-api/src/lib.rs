@@ -139,6 +139,13 @@ pub enum Request {
         #[serde(default = "default_lines")]
         lines: usize,
     },
+    /// Workloads' state directories and their sizes.
+    StateList,
+    /// Delete the state directory of a workload the spec in force no longer has.
+    StatePrune {
+        /// The workload.
+        workload: String,
+    },
     /// The mesh's members as this node sees them.
     MeshPeers,
     /// The live providers of a service, or of every service.

@@ -94,6 +94,12 @@ Example:
     /// Make and inspect owner keys, which sign the specs pushed to a node.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Encrypt secrets to nodes, for a workload's `credentials`.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Workloads' state directories: list them, and delete a removed workload's.
+    #[command(subcommand)]
+    State(StateCommand),
     /// Print the spec owner's SSH key, for sshd's AuthorizedKeysCommand.
     #[command(
         after_help = "Prints an authorized_keys line when USER is root and the spec's owner is an
@@ -325,6 +331,44 @@ pub struct ValidateArgs {
     /// Output format.
     #[arg(long, short, value_enum, default_value_t)]
     pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Encrypt a secret to one or more nodes and print it as an age file.
+    #[command(after_help = "Put what it prints in a workload's credentials as
+{\"age\": \"...\"} (with --json it prints that JSON string, ready to paste). Only the
+nodes named can decrypt it; the workload reads it from $CREDENTIALS_DIRECTORY/<name>.
+
+Examples:
+  xnodectl secret encrypt --to 12D3KooW... db-password.txt
+  printf %s \"$TOKEN\" | xnodectl secret encrypt --json --to 12D3KooWA... --to 12D3KooWB...")]
+    Encrypt {
+        /// A node's peer id (`xnodectl mesh members`, or `status` on the node);
+        /// repeat for every node that runs the workload.
+        #[arg(long, value_name = "PEER_ID", required = true)]
+        to: Vec<String>,
+        /// Print a JSON string rather than the armored text.
+        #[arg(long)]
+        json: bool,
+        /// The file holding the secret; standard input when absent or `-`.
+        #[arg(value_name = "FILE", default_value = "-")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Every state directory on the node, its size, and whether its workload is in
+    /// the spec.
+    List(AgentArgs),
+    /// Delete the state directory of a workload no longer in the spec, for good.
+    Prune {
+        /// The workload.
+        workload: String,
+        #[command(flatten)]
+        agent: AgentArgs,
+    },
 }
 
 #[derive(Debug, Args)]

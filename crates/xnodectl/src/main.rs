@@ -34,6 +34,8 @@ fn main() -> ExitCode {
         Command::Mesh(command) => cmd::mesh::run(&command),
         Command::Fleet(command) => cmd::fleet::run(&command),
         Command::Key(command) => cmd::key::run(&command),
+        Command::Secret(command) => cmd::secret::run(&command),
+        Command::State(command) => cmd::state::run(&command),
         Command::SshKeys(args) => cmd::ssh_keys::run(&args),
         Command::Completions { shell } => cmd::docs::completions(shell),
         Command::Man => cmd::docs::man(),

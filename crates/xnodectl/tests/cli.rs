@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Run {
     code: i32,
@@ -19,7 +19,7 @@ fn repo() -> PathBuf {
 
 /// Runs xnodectl; a run still going after two minutes counts as a hang.
 fn xnodectl(args: &[&str]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xnodectl"))
+    let child = Command::new(env!("CARGO_BIN_EXE_xnodectl"))
         .args(args)
         .current_dir(repo())
         .stdin(Stdio::null())
@@ -27,15 +27,16 @@ fn xnodectl(args: &[&str]) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("xnodectl {args:?} hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+    // Read its output while it runs (a full pipe would stall it), on a thread, so a
+    // hang is a timeout here.
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    let Ok(out) = finished.recv_timeout(Duration::from_secs(120)) else {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        panic!("xnodectl {args:?} hung");
+    };
+    let out = out.unwrap();
     let run = Run {
         code: out.status.code().expect("exited, not killed by a signal"),
         stdout: String::from_utf8(out.stdout).unwrap(),

@@ -132,6 +132,8 @@ where
             Request::Rollback => self.rollback(reply),
             Request::Reload => self.read_spec_file(Some(Waiter::Reload(reply))),
             Request::Logs { workload, lines } => self.logs(workload, lines, reply),
+            Request::StateList => self.state_list(reply),
+            Request::StatePrune { workload } => self.state_prune(workload, reply),
             Request::MeshPeers
             | Request::MeshServices { .. }
             | Request::FleetMembers
@@ -194,6 +196,69 @@ where
                     Ok(Ok(lines)) => Reply::ok(lines),
                     Ok(Err(e)) => Reply::error(e),
                     Err(e) => Reply::error(format!("reading the journal failed: {e}")),
+                };
+            let _ = reply.send(answer);
+        });
+    }
+
+    /// The state directories on the node, each marked with whether the spec in force
+    /// still has its workload.
+    fn state_list(&self, reply: oneshot::Sender<Reply>) {
+        let names: Vec<String> = self
+            .current
+            .as_ref()
+            .map(|c| c.spec.workloads.keys().cloned().collect())
+            .unwrap_or_default();
+        tokio::spawn(async move {
+            let root = std::path::Path::new(crate::state_dirs::ROOT);
+            let answer =
+                match tokio::task::spawn_blocking(move || crate::state_dirs::list(root)).await {
+                    Ok(dirs) => Reply::ok(
+                        dirs.into_iter()
+                            .map(|d| {
+                                let in_spec = names.contains(&d.workload);
+                                serde_json::json!({"workload": d.workload, "path": d.path,
+                                "bytes": d.bytes, "in_spec": in_spec})
+                            })
+                            .collect::<Vec<_>>(),
+                    ),
+                    Err(e) => Reply::error(format!("measuring state directories failed: {e}")),
+                };
+            let _ = reply.send(answer);
+        });
+    }
+
+    /// Deletes a removed workload's state directory: never one the spec in force (or
+    /// an apply under way) still has.
+    fn state_prune(&self, workload: String, reply: oneshot::Sender<Reply>) {
+        let target = self.apply.target();
+        let in_use = [self.current.as_deref(), target.as_deref()]
+            .into_iter()
+            .flatten()
+            .any(|v| v.spec.workloads.contains_key(&workload));
+        if in_use {
+            let why = format!(
+                "workload {workload} is in the spec; remove it from the spec before pruning its state"
+            );
+            let _ = reply.send(Reply::error(why));
+            return;
+        }
+        tokio::spawn(async move {
+            let root = std::path::Path::new(crate::state_dirs::ROOT);
+            let w = workload.clone();
+            let answer =
+                match tokio::task::spawn_blocking(move || crate::state_dirs::prune(root, &w)).await
+                {
+                    Ok(Ok(bytes)) => {
+                        tracing::info!(
+                            workload,
+                            bytes,
+                            "deleted the state directory of {workload}"
+                        );
+                        Reply::ok(serde_json::json!({"workload": workload, "bytes": bytes}))
+                    }
+                    Ok(Err(why)) => Reply::error(why),
+                    Err(e) => Reply::error(format!("pruning failed: {e}")),
                 };
             let _ = reply.send(answer);
         });

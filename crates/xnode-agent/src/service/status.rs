@@ -66,6 +66,9 @@ struct WorkloadStatus {
     /// `absent` / `elsewhere`.
     state: String,
     error: Option<String>,
+    /// The size of its state directory, for a workload with `state: true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_bytes: Option<u64>,
 }
 
 impl<U, N> super::Service<U, N>
@@ -114,6 +117,7 @@ where
                     active_state,
                     state,
                     error: not_realised.get(name).cloned(),
+                    state_bytes: w.state.then_some(0),
                 });
             }
         }
@@ -138,13 +142,16 @@ where
             rollout: self.fleet_status(),
             workloads,
         };
-        let Some(mesh) = &self.mesh else {
-            let _ = reply.send(Reply::ok(status));
-            return;
-        };
-        let (handle, placement, error) =
-            (mesh.handle().ok(), mesh.placement_status(), mesh.error());
+        let mesh = self
+            .mesh
+            .as_ref()
+            .map(|m| (m.handle().ok(), m.placement_status(), m.error()));
         tokio::spawn(async move {
+            measure_state(&mut status.workloads).await;
+            let Some((handle, placement, error)) = mesh else {
+                let _ = reply.send(Reply::ok(status));
+                return;
+            };
             status.mesh = Some(match handle {
                 Some(h) => MeshStatus {
                     node: h.status().await.ok(),
@@ -165,5 +172,19 @@ where
             });
             let _ = reply.send(Reply::ok(status));
         });
+    }
+}
+
+/// Fills in the size of each state directory, measured off the loop.
+async fn measure_state(workloads: &mut [WorkloadStatus]) {
+    if workloads.iter().all(|w| w.state_bytes.is_none()) {
+        return;
+    }
+    let root = std::path::Path::new(crate::state_dirs::ROOT);
+    let Ok(dirs) = tokio::task::spawn_blocking(move || crate::state_dirs::list(root)).await else {
+        return;
+    };
+    for w in workloads.iter_mut().filter(|w| w.state_bytes.is_some()) {
+        w.state_bytes = dirs.iter().find(|d| d.workload == w.name).map(|d| d.bytes);
     }
 }

@@ -12,7 +12,9 @@ pub mod logs;
 pub mod mesh;
 pub mod plan;
 pub mod schema;
+pub mod secret;
 pub mod ssh_keys;
+pub mod state;
 pub mod status;
 pub mod validate;
 

@@ -80,15 +80,22 @@ fn text(s: &Value) -> String {
             .max()
             .unwrap_or(8)
             .max(8);
-        let _ = writeln!(out, "\n{:<width$}  {:<12}  ERROR", "WORKLOAD", "STATE");
+        let _ = writeln!(
+            out,
+            "\n{:<width$}  {:<12}  {:>10}  ERROR",
+            "WORKLOAD", "STATE", "STATE DIR"
+        );
         for w in workloads {
             let _ = writeln!(
                 out,
-                "{:<width$}  {:<12}  {}",
+                "{:<width$}  {:<12}  {:>10}  {}",
                 str_of(w, "name"),
                 w["state"]
                     .as_str()
                     .unwrap_or_else(|| str_of(w, "active_state")),
+                w["state_bytes"]
+                    .as_u64()
+                    .map_or_else(|| "-".to_owned(), super::state::size),
                 w["error"].as_str().unwrap_or("")
             );
         }
