@@ -261,6 +261,9 @@ in
       "d ${cfg.stateDir} 0700 root root - -"
       # xnoded writes its workloads' units here; it must exist for ReadWritePaths.
       "d /run/systemd/system 0755 root root - -"
+      # Dynamic users' state directories, which `xnodectl state prune` deletes; it
+      # must exist for ReadWritePaths.
+      "d /var/lib/private 0700 root root - -"
     ];
 
     systemd.services.xnoded = {
@@ -312,9 +315,14 @@ in
         # own account of the wait is what the journal shows.
         TimeoutStartSec = "${toString (cfg.reloadTimeout + 60)}s";
         ReadWritePaths = service.ReadWritePaths ++ [ cfg.stateDir ];
-        # Handing the API socket to the group is the one privileged thing xnoded
-        # does itself; systemd does the rest on its behalf.
-        CapabilityBoundingSet = if cfg.apiGroup != null then [ "CAP_CHOWN" ] else [ "" ];
+        # Handing the API socket to the group, and measuring and pruning workloads'
+        # state directories (owned by their dynamic users, mode 0700), are the
+        # privileged things xnoded does itself; systemd does the rest on its behalf.
+        CapabilityBoundingSet = [
+          "CAP_DAC_READ_SEARCH"
+          "CAP_DAC_OVERRIDE"
+        ]
+        ++ optionals (cfg.apiGroup != null) [ "CAP_CHOWN" ];
       };
     };
   };

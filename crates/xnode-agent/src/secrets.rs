@@ -3,7 +3,7 @@
 //! memory that is wiped after use; errors never carry it.
 
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -79,6 +79,9 @@ impl Secrets {
             .mode(0o700)
             .create(&dir)
             .map_err(|e| io("cannot make", e))?;
+        // systemd makes the top directory with the agent's runtime directories' mode.
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io("cannot restrict", e))?;
         for (file, text) in &plain {
             write_secret(&dir, file, text).map_err(|e| io("cannot write a secret in", e))?;
         }

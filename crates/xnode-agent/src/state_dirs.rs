@@ -100,7 +100,20 @@ pub fn prune(root: &Path, workload: &str) -> Result<u64, String> {
         } else {
             std::fs::remove_file(&path)
         };
-        removed.map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+        match removed {
+            Ok(()) => {}
+            // The symlink systemd keeps beside a dynamic user's directory, in a /var/lib
+            // xnoded may not write: left dangling, it is replaced at the next start.
+            Err(e) if meta.is_symlink() && e.raw_os_error() == Some(libc::EROFS) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EROFS) => {
+                return Err(format!(
+                    "cannot remove {}: xnoded may delete only dynamic users' state \
+                     (under {ROOT}/private); delete it by hand",
+                    path.display()
+                ));
+            }
+            Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
+        }
     }
     Ok(bytes)
 }

@@ -13,6 +13,11 @@ pub const TEST_FLAGS: &str = "--file-poll 200 --interval 2 --metrics-address 127
 /// module reads the same file, so the lab runs xnoded exactly as confined as a node.
 const SERVICE: &str = include_str!("../../../modules/xnoded-service.json");
 
+/// What xnoded keeps of root's powers, as the NixOS module gives them (beside
+/// CAP_CHOWN for an API group): reading and deleting workloads' state directories,
+/// which their dynamic users own with mode 0700.
+pub const STATE_CAPABILITIES: &str = "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE";
+
 /// xnoded's unit, as a node runs it, with `flags`; it restarts sooner than on a node,
 /// for quicker tests.
 pub fn xnoded_unit(flags: &str) -> Result<String, LabError> {
@@ -38,7 +43,7 @@ pub fn xnoded_unit(flags: &str) -> Result<String, LabError> {
         }
     }
     unit.push_str(&format!(
-        "ReadWritePaths=/var/lib/xnode\nCapabilityBoundingSet=\n\
+        "ReadWritePaths=/var/lib/xnode\nCapabilityBoundingSet={STATE_CAPABILITIES}\n\
          ExecStart=/opt/xnode/xnoded {flags}\nRestartSec=500ms\n"
     ));
     Ok(unit)
@@ -97,7 +102,7 @@ pub fn boot_node_in(
     )?;
     // What the NixOS module's tmpfiles rules make: the directories the sandbox opens.
     c.sh(
-        "mkdir -p -m 0700 /var/lib/xnode && mkdir -p /run/systemd/system \
+        "mkdir -p -m 0700 /var/lib/xnode /var/lib/private && mkdir -p /run/systemd/system \
           && chmod 755 /usr/local/bin/xnodectl && chmod 600 /etc/xnode/join*.key \
           && systemctl daemon-reload",
     )?;
