@@ -106,3 +106,27 @@ fn the_schema_describes_every_field_and_forbids_others() {
     assert_eq!(schema["$defs"]["Duration"]["type"], "string");
     assert_eq!(schema["$defs"]["Size"]["anyOf"][1]["type"], "integer");
 }
+
+/// A real JSON Schema validator, not the spec's own, accepts every example under the
+/// schema, and refuses what the schema forbids: editors and other tools that check
+/// specs with the schema agree with xnoded.
+#[test]
+fn a_json_schema_validator_accepts_every_example() {
+    let validator = jsonschema::validator_for(&schema()).unwrap();
+    for (path, bytes) in examples() {
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&doc)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+    }
+    for bad in [
+        serde_json::json!({"version": 1, "node": {"name": "n"}, "workloads": {"w": {"command": ["/bin/x"], "kind": "daemon"}}}),
+        serde_json::json!({"version": 1, "node": {"name": "n"}, "workloads": {"w": {"command": ["/bin/x"], "stop": {"signal": "SIGSTOP"}}}}),
+        serde_json::json!({"version": 1, "node": {"name": "n"}, "workloads": {"w": {"command": ["/bin/x"], "credentials": {"k": {"vault": "x"}}}}}),
+        serde_json::json!({"version": 1, "node": {"name": "n"}, "workloads": {"w": {"command": ["/bin/x"], "state": "yes"}}}),
+    ] {
+        assert!(!validator.is_valid(&bad), "the schema allows {bad}");
+    }
+}
