@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use xnode_spec::plan::plan;
-use xnode_spec::unit::unit_name;
+use xnode_spec::unit::main_unit;
 use xnode_spec::{Kind, Placement, Spec};
 use xnode_systemd::{ApplyOptions, UnitStatus};
 
@@ -44,9 +44,18 @@ pub enum Look {
     Down(String),
 }
 
-/// Judges a unit by its state alone, when that is enough: `None` when how its process
-/// ended matters (failed, restarting, exited), and [`look`] at its status decides.
-pub fn look_at_state(active: &str, sub: &str) -> Option<Look> {
+/// Judges a workload's main unit by its state alone, when that is enough: `None` when
+/// how its process ended matters (failed, restarting, exited), and [`look`] at its
+/// status decides. A timer has no process: it is up while active (waiting for its
+/// next run, or running it).
+pub fn look_at_state(active: &str, sub: &str, kind: Kind) -> Option<Look> {
+    if kind == Kind::Timer {
+        return Some(match active {
+            "active" => Look::Up,
+            "failed" => Look::Down(format!("the timer failed ({sub})")),
+            _ => Look::NotYet(format!("{active} ({sub})")),
+        });
+    }
     match (active, sub) {
         ("active", "running") | ("reloading", _) => Some(Look::Up),
         ("failed", _) | ("activating", "auto-restart") | ("active", "exited") => None,
@@ -209,12 +218,12 @@ async fn check<U: Units>(
     let mesh = matches!(w.placement, Placement::Mesh(_));
     let timeout = Duration::from_millis(w.health.timeout.as_millis());
     let deadline = Instant::now() + timeout;
-    // A oneshot that exited 0 is done: there is nothing to watch stay up.
+    // A oneshot that exited 0 is done, and a set timer waits: nothing to watch stay up.
     let stable = match w.kind {
         Kind::Service => STABLE.min(timeout / 2),
-        Kind::Oneshot => Duration::ZERO,
+        Kind::Oneshot | Kind::Timer => Duration::ZERO,
     };
-    let unit = unit_name(&name);
+    let unit = main_unit(&name, w);
     let mut up_since: Option<Instant> = None;
     loop {
         if mesh && !watch.placed.borrow().contains(&name) {
@@ -233,7 +242,7 @@ async fn check<U: Units>(
             Some(Err(e)) => Err(e.clone()),
             Some(Ok(states)) => Ok(states.get(&unit).map_or_else(
                 || Some(Look::NotYet("not loaded".into())),
-                |(active, sub)| look_at_state(active, sub),
+                |(active, sub)| look_at_state(active, sub, w.kind),
             )),
         };
         let looked = match seen {
@@ -329,7 +338,7 @@ mod tests {
             ),
         ];
         for (s, want) in cases {
-            if let Some(quick) = look_at_state(&s.active_state, &s.sub_state) {
+            if let Some(quick) = look_at_state(&s.active_state, &s.sub_state, Kind::Service) {
                 assert_eq!(quick, want, "the state alone says it: {s:?}");
             }
             assert_eq!(look(&s, Kind::Service), want, "{s:?}");
@@ -342,6 +351,18 @@ mod tests {
             look(&failed, Kind::Oneshot),
             Look::Down("failed (exit status 1)".into())
         );
+        assert_eq!(
+            look_at_state("active", "waiting", Kind::Timer),
+            Some(Look::Up)
+        );
+        assert_eq!(
+            look_at_state("active", "running", Kind::Timer),
+            Some(Look::Up)
+        );
+        assert!(matches!(
+            look_at_state("failed", "failed", Kind::Timer),
+            Some(Look::Down(_))
+        ));
         let running = status("activating", "start", None, 0);
         assert_eq!(
             look(&running, Kind::Oneshot),
@@ -353,7 +374,7 @@ mod tests {
             ("active", "exited"),
         ] {
             assert_eq!(
-                look_at_state(needs_more.0, needs_more.1),
+                look_at_state(needs_more.0, needs_more.1, Kind::Service),
                 None,
                 "{needs_more:?}"
             );

@@ -1,7 +1,7 @@
 //! What real services need from a workload, under systemd: a oneshot that runs once,
 //! state that survives restarts, updates and removal until pruned, an age secret that
 //! reaches `$CREDENTIALS_DIRECTORY` and nowhere else, a secret for another node that
-//! stays unread, and `after`/`requires` ordering starts.
+//! stays unread, `after`/`requires` ordering starts, and a timer firing on its schedule.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
@@ -103,6 +103,7 @@ fn oneshots_state_secrets_and_order_under_systemd() {
         "db": db("1"),
         "migrate": migrate,
         "other": {"command": ["/bin/sleep", "infinity"], "credentials": {"token": {"age": not_mine}}},
+        "tick": {"kind": "timer", "schedule": "*:*:0/2", "command": ["/bin/echo", "tick"]},
     }));
     let reply = apply(&c, &full);
     assert_eq!(reply["outcome"]["state"], "healthy", "{reply:#}");
@@ -144,6 +145,30 @@ fn oneshots_state_secrets_and_order_under_systemd() {
         xnode_lab::node::active(&c, "xnode-other.service"),
         "inactive"
     );
+
+    // The timer fires on its schedule, every 2 s, and stays set.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while said(&c, "xnode-tick.service")
+        .iter()
+        .filter(|l| *l == "tick")
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the timer did not fire twice"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(xnode_lab::node::active(&c, "xnode-tick.timer"), "active");
+
+    // Every form of schedule the spec accepts, systemd accepts.
+    for schedule in xnode_spec::calendar::EXAMPLES {
+        c.sh(&format!(
+            "systemd-analyze calendar '{schedule}' > /dev/null"
+        ))
+        .unwrap_or_else(|e| panic!("systemd refuses {schedule:?}: {e}"));
+    }
 
     // Converge passes later, the oneshot has still run once.
     std::thread::sleep(Duration::from_secs(5));

@@ -6,6 +6,7 @@
 //! editors the JSON Schema; [`plan::plan`] turns a spec and the units observed on a
 //! node into the actions that reconcile them.
 
+pub mod calendar;
 mod error;
 pub mod fleet;
 pub mod fleet_spec;

@@ -95,10 +95,14 @@ impl Default for Mesh {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Workload {
-    /// What it is: a `service` that keeps running (the default) or a `oneshot` that
-    /// runs to completion.
+    /// What it is: a `service` that keeps running (the default), a `oneshot` that
+    /// runs to completion, or a `timer` that runs it on a schedule.
     #[serde(default, skip_serializing_if = "is_default")]
     pub kind: Kind,
+    /// When a `timer` runs, in systemd's calendar syntax: "daily", "Mon..Fri 09:00",
+    /// "*-*-* 02:30:00". Only for timers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
     /// Absolute program path, then its arguments. `$VAR` is expanded from the
     /// environment by systemd; write `$$` for a literal `$`.
     pub command: Vec<String>,

@@ -192,6 +192,8 @@ pub enum Reason {
     Removed,
     /// A mesh workload that placement puts on other nodes.
     NotPlacedHere,
+    /// The workload no longer has a unit of this kind (its `kind` changed).
+    NotNeeded,
 }
 
 impl fmt::Display for Reason {
@@ -218,6 +220,7 @@ impl fmt::Display for Reason {
             Reason::Cosmetic => f.write_str("unit file differs only in comments or metadata"),
             Reason::Removed => f.write_str("no longer in the spec"),
             Reason::NotPlacedHere => f.write_str("mesh placement runs it on other nodes"),
+            Reason::NotNeeded => f.write_str("the workload's kind no longer uses this unit"),
         }
     }
 }
@@ -276,22 +279,29 @@ impl Plan {
         self.actions.is_empty() && self.refused.is_empty()
     }
 
-    fn push(&mut self, op: Op, workload: &str, reason: Reason) {
+    fn push(&mut self, op: Op, unit: &Unit<'_>, reason: Reason) {
         self.actions.push(Action {
             op,
-            unit: unit::unit_name(workload),
-            workload: workload.to_owned(),
+            unit: unit.name.to_owned(),
+            workload: unit.workload.to_owned(),
             reason,
             content: None,
         });
     }
 
-    fn write(&mut self, op: Op, workload: &str, reason: Reason, content: &str) {
-        self.push(op, workload, reason);
+    fn write(&mut self, op: Op, unit: &Unit<'_>, reason: Reason) {
+        self.push(op, unit, reason);
         if let Some(last) = self.actions.last_mut() {
-            last.content = Some(content.to_owned());
+            last.content = Some(unit.content.to_owned());
         }
     }
+}
+
+/// One unit file a workload needs.
+struct Unit<'a> {
+    workload: &'a str,
+    name: &'a str,
+    content: &'a str,
 }
 
 /// Whether a workload should run on this node: local ones always, mesh ones when
@@ -306,35 +316,108 @@ fn runs_here(name: &str, w: &Workload, mesh_placed: &BTreeSet<String>) -> bool {
 /// Plans the actions that take `observed` to `spec`. `mesh_placed` names the mesh
 /// workloads that placement assigned to this node.
 pub fn plan(spec: &Spec, observed: &[ObservedUnit], mesh_placed: &BTreeSet<String>) -> Plan {
-    let observed: BTreeMap<&str, &ObservedUnit> = observed
+    let observed: BTreeMap<&str, (&str, &ObservedUnit)> = observed
         .iter()
-        .filter_map(|u| unit::workload_of(&u.name).map(|w| (w, u)))
+        .filter_map(|u| unit::workload_of(&u.name).map(|w| (u.name.as_str(), (w, u))))
         .collect();
     let mut plan = Plan::default();
+    let mut wanted_units = BTreeSet::new();
     for (name, w) in &spec.workloads {
-        let o = observed.get(name.as_str()).copied();
+        let files = unit::units(name, w);
+        let Some(((main, main_content), companions)) = files.split_last() else {
+            continue;
+        };
+        for (unit_name, content) in companions {
+            let u = Unit {
+                workload: name,
+                name: unit_name,
+                content,
+            };
+            let o = observed.get(unit_name.as_str()).map(|(_, o)| *o);
+            plan_companion(&mut plan, &u, o);
+        }
+        let u = Unit {
+            workload: name,
+            name: main,
+            content: main_content,
+        };
+        let o = observed.get(main.as_str()).map(|(_, o)| *o);
         if runs_here(name, w, mesh_placed) {
-            plan_wanted(&mut plan, name, w, o);
+            plan_wanted(&mut plan, &u, w, o);
         } else {
-            plan_standby(&mut plan, name, w, o);
+            plan_standby(&mut plan, &u, o);
         }
+        wanted_units.extend(files.into_iter().map(|(n, _)| n));
     }
-    for (name, u) in &observed {
-        if !spec.workloads.contains_key(*name) {
-            plan_unwanted(&mut plan, name, u, Reason::Removed);
+    for (unit_name, (name, u)) in &observed {
+        if wanted_units.contains(*unit_name) {
+            continue;
         }
+        let reason = if spec.workloads.contains_key(*name) {
+            Reason::NotNeeded
+        } else {
+            Reason::Removed
+        };
+        plan_unwanted(&mut plan, name, u, reason);
     }
     plan.actions
         .sort_by(|a, b| (a.op, &a.unit).cmp(&(b.op, &b.unit)));
     plan
 }
 
-/// A wanted workload: create, fix, or start its unit.
-fn plan_wanted(plan: &mut Plan, name: &str, w: &Workload, observed: Option<&ObservedUnit>) {
-    let wanted = unit::render(name, w);
+/// A unit file a workload needs that only its main unit starts (a timer's service):
+/// written when missing or changed, never started here. A run under way when its
+/// definition changes is stopped; one whose file changed only cosmetically finishes.
+fn plan_companion(plan: &mut Plan, u: &Unit<'_>, observed: Option<&ObservedUnit>) {
     let Some(o) = observed else {
-        plan.write(Op::Create, name, Reason::New, &wanted);
-        plan.push(Op::Start, name, Reason::New);
+        return plan.write(Op::Create, u, Reason::New);
+    };
+    let Some(installed) = &o.file else {
+        if o.active_state.is_running() {
+            return refuse(
+                plan,
+                u.workload,
+                o,
+                "is running without a unit file (a transient unit, or its file was deleted); stop it to let xnoded take the name",
+            );
+        }
+        return plan.write(Op::Create, u, Reason::New);
+    };
+    if let Err(why) = owned_by(installed, u.workload) {
+        return refuse(plan, u.workload, o, &why);
+    }
+    match unit::compare(installed, u.content) {
+        Difference::None => {}
+        Difference::Cosmetic | Difference::Reload => plan.write(Op::Update, u, Reason::Cosmetic),
+        Difference::Restart(keys) => {
+            if o.active_state.is_running() {
+                plan.push(Op::Stop, u, Reason::Changed(keys.clone()));
+            }
+            plan.write(Op::Update, u, Reason::Changed(keys));
+        }
+    }
+}
+
+/// Whether a unit file is the workload's, or why not.
+fn owned_by(installed: &str, name: &str) -> Result<(), String> {
+    match UnitFile::parse(installed).owner() {
+        Some(owner) if owner == name => Ok(()),
+        Some(other) => Err(format!(
+            "its file says it belongs to workload {other:?}; remove or rename it"
+        )),
+        None => Err(format!(
+            "was not written by xnoded (no {}= line); remove or rename it",
+            unit::MARKER
+        )),
+    }
+}
+
+/// A wanted workload: create, fix, or start its unit.
+fn plan_wanted(plan: &mut Plan, u: &Unit<'_>, w: &Workload, observed: Option<&ObservedUnit>) {
+    let name = u.workload;
+    let Some(o) = observed else {
+        plan.write(Op::Create, u, Reason::New);
+        plan.push(Op::Start, u, Reason::New);
         return;
     };
     let running = o.active_state.is_running();
@@ -350,71 +433,62 @@ fn plan_wanted(plan: &mut Plan, name: &str, w: &Workload, observed: Option<&Obse
                 "is running without a unit file (a transient unit, or its file was deleted); stop it to let xnoded take the name",
             );
         } else {
-            plan.write(Op::Create, name, Reason::New, &wanted);
-            plan.push(Op::Start, name, Reason::New);
+            plan.write(Op::Create, u, Reason::New);
+            plan.push(Op::Start, u, Reason::New);
         }
         return;
     };
-    match UnitFile::parse(installed).owner() {
-        Some(owner) if owner == name => {}
-        Some(other) => {
-            return refuse(
-                plan,
-                name,
-                o,
-                &format!("its file says it belongs to workload {other:?}; remove or rename it"),
-            );
-        }
-        None => {
-            return refuse(
-                plan,
-                name,
-                o,
-                &format!(
-                    "was not written by xnoded (no {}= line); remove or rename it",
-                    unit::MARKER
-                ),
-            );
-        }
+    if let Err(why) = owned_by(installed, name) {
+        return refuse(plan, name, o, &why);
     }
     let not_running = Reason::NotRunning(o.active_state);
-    match unit::compare(installed, &wanted) {
+    match unit::compare(installed, u.content) {
         Difference::None => {
             if restore {
-                plan.push(Op::Start, name, not_running);
+                plan.push(Op::Start, u, not_running);
             }
         }
         Difference::Cosmetic => {
-            plan.write(Op::Update, name, Reason::Cosmetic, &wanted);
+            plan.write(Op::Update, u, Reason::Cosmetic);
             if restore {
-                plan.push(Op::Start, name, not_running);
+                plan.push(Op::Start, u, not_running);
             }
         }
         Difference::Reload => {
-            plan.write(Op::Update, name, Reason::TriggersChanged, &wanted);
+            plan.write(Op::Update, u, Reason::TriggersChanged);
             if running {
-                plan.push(Op::Reload, name, Reason::TriggersChanged);
+                plan.push(Op::Reload, u, Reason::TriggersChanged);
             } else if restore {
-                plan.push(Op::Start, name, not_running);
+                plan.push(Op::Start, u, not_running);
             }
         }
         Difference::Restart(keys) if !running => {
-            plan.write(Op::Update, name, Reason::Changed(keys), &wanted);
-            plan.push(Op::Start, name, not_running);
+            plan.write(Op::Update, u, Reason::Changed(keys));
+            plan.push(Op::Start, u, not_running);
         }
         Difference::Restart(keys) => {
-            if w.reload_if_changed {
-                plan.write(Op::Update, name, Reason::Changed(keys.clone()), &wanted);
-                plan.push(Op::Reload, name, Reason::ReloadInstead(keys));
+            // systemd hands credentials over only at a start: a new secret always
+            // restarts, whatever the workload asks.
+            let new_secret = keys.iter().any(|k| k == "Service.LoadCredential");
+            if new_secret && !w.stop_if_changed {
+                plan.write(Op::Update, u, Reason::Changed(keys.clone()));
+                plan.push(Op::Restart, u, Reason::Changed(keys));
+            } else if new_secret {
+                plan.push(Op::Stop, u, Reason::Changed(keys.clone()));
+                plan.write(Op::Update, u, Reason::Changed(keys.clone()));
+                plan.push(Op::Start, u, Reason::Changed(keys));
+            } else if w.reload_if_changed {
+                plan.write(Op::Update, u, Reason::Changed(keys.clone()));
+                plan.push(Op::Reload, u, Reason::ReloadInstead(keys));
             } else if !w.restart_if_changed {
-                plan.write(Op::Update, name, Reason::RestartSkipped(keys), &wanted);
+                plan.write(Op::Update, u, Reason::RestartSkipped(keys));
             } else if !w.stop_if_changed {
-                plan.write(Op::Update, name, Reason::Changed(keys.clone()), &wanted);
-                plan.push(Op::Restart, name, Reason::Changed(keys));
+                plan.write(Op::Update, u, Reason::Changed(keys.clone()));
+                plan.push(Op::Restart, u, Reason::Changed(keys));
             } else {
-                plan.push(Op::Stop, name, Reason::Changed(keys.clone()));
-                plan.write(Op::Update, name, Reason::Changed(keys.clone()), &wanted);
-                plan.push(Op::Start, name, Reason::Changed(keys));
+                plan.push(Op::Stop, u, Reason::Changed(keys.clone()));
+                plan.write(Op::Update, u, Reason::Changed(keys.clone()));
+                plan.push(Op::Start, u, Reason::Changed(keys));
             }
         }
     }
@@ -423,11 +497,11 @@ fn plan_wanted(plan: &mut Plan, name: &str, w: &Workload, observed: Option<&Obse
 /// A mesh workload placement runs on other nodes: stopped here, its unit file kept
 /// (written when missing or outdated), so that taking it over is a start, with no
 /// daemon reload in the way. A unit under its name that is not ours is left alone.
-fn plan_standby(plan: &mut Plan, name: &str, w: &Workload, observed: Option<&ObservedUnit>) {
-    let wanted = unit::render(name, w);
+fn plan_standby(plan: &mut Plan, u: &Unit<'_>, observed: Option<&ObservedUnit>) {
+    let (name, wanted) = (u.workload, u.content);
     let reason = Reason::NotPlacedHere;
     let Some(o) = observed else {
-        plan.write(Op::Create, name, reason, &wanted);
+        plan.write(Op::Create, u, reason);
         return;
     };
     let ours = match &o.file {
@@ -438,11 +512,11 @@ fn plan_standby(plan: &mut Plan, name: &str, w: &Workload, observed: Option<&Obs
         return;
     }
     if o.active_state.is_running() {
-        plan.push(Op::Stop, name, reason.clone());
+        plan.push(Op::Stop, u, reason.clone());
     }
     match &o.file {
-        None => plan.write(Op::Create, name, reason, &wanted),
-        Some(text) if *text != wanted => plan.write(Op::Update, name, reason, &wanted),
+        None => plan.write(Op::Create, u, reason),
+        Some(text) if text != wanted => plan.write(Op::Update, u, reason),
         Some(_) => {}
     }
 }
@@ -450,6 +524,11 @@ fn plan_standby(plan: &mut Plan, name: &str, w: &Workload, observed: Option<&Obs
 /// A unit of ours whose workload should not run here: stop it and remove its file.
 /// Units without our marker are someone else's and are left alone.
 fn plan_unwanted(plan: &mut Plan, name: &str, o: &ObservedUnit, reason: Reason) {
+    let u = Unit {
+        workload: name,
+        name: &o.name,
+        content: "",
+    };
     let owned = o
         .file
         .as_deref()
@@ -458,9 +537,9 @@ fn plan_unwanted(plan: &mut Plan, name: &str, o: &ObservedUnit, reason: Reason) 
         return;
     }
     if o.active_state.is_running() {
-        plan.push(Op::Stop, name, reason.clone());
+        plan.push(Op::Stop, &u, reason.clone());
     }
-    plan.push(Op::Remove, name, reason);
+    plan.push(Op::Remove, &u, reason);
 }
 
 fn refuse(plan: &mut Plan, name: &str, o: &ObservedUnit, why: &str) {

@@ -70,17 +70,58 @@ pub fn state_directory(workload: &str) -> String {
 
 const PREFIX: &str = "xnode-";
 const SUFFIX: &str = ".service";
+const TIMER_SUFFIX: &str = ".timer";
 
-/// The unit that runs a workload.
+/// The unit that runs a workload's process.
 pub fn unit_name(workload: &str) -> String {
     format!("{PREFIX}{workload}{SUFFIX}")
 }
 
-/// The workload a unit name stands for, if it is one of ours by name.
+/// The timer unit of a workload of kind `timer`.
+pub fn timer_name(workload: &str) -> String {
+    format!("{PREFIX}{workload}{TIMER_SUFFIX}")
+}
+
+/// The unit the agent starts and watches for a workload: its timer for a `timer`, its
+/// service otherwise.
+pub fn main_unit(workload: &str, w: &Workload) -> String {
+    match w.kind {
+        Kind::Timer => timer_name(workload),
+        Kind::Service | Kind::Oneshot => unit_name(workload),
+    }
+}
+
+/// The workload a unit name stands for, if it is one of ours by name: a service or a
+/// timer.
 pub fn workload_of(unit: &str) -> Option<&str> {
-    unit.strip_prefix(PREFIX)?
-        .strip_suffix(SUFFIX)
+    let rest = unit.strip_prefix(PREFIX)?;
+    rest.strip_suffix(SUFFIX)
+        .or_else(|| rest.strip_suffix(TIMER_SUFFIX))
         .filter(|w| !w.is_empty())
+}
+
+/// Every unit file a workload needs, its main unit last: a `timer` has its service
+/// (started only by the timer) and the timer.
+pub fn units(workload: &str, w: &Workload) -> Vec<(String, String)> {
+    let service = (unit_name(workload), render(workload, w));
+    match (&w.kind, &w.schedule) {
+        (Kind::Timer, Some(schedule)) => vec![
+            service,
+            (timer_name(workload), render_timer(workload, schedule)),
+        ],
+        _ => vec![service],
+    }
+}
+
+/// The timer of a `timer` workload: it starts the workload's service on the schedule,
+/// to the second.
+fn render_timer(name: &str, schedule: &str) -> String {
+    format!(
+        "# Written by xnoded from the node spec; edits are undone on the next reconcile.\n\
+         [Unit]\nDescription=xnode schedule of workload {name}\n{MARKER}={name}\n\n\
+         [Timer]\nOnCalendar={schedule}\nAccuracySec=1s\nUnit={}\n",
+        unit_name(name)
+    )
 }
 
 /// Quotes one word of a command line for `ExecStart=`: `%` is doubled (no specifiers),
@@ -186,7 +227,7 @@ pub fn render(name: &str, w: &Workload) -> String {
     line("[Service]");
     match w.kind {
         Kind::Service => line("Type=exec"),
-        Kind::Oneshot => {
+        Kind::Oneshot | Kind::Timer => {
             line("Type=oneshot");
             line(&format!(
                 "TimeoutStartSec={}ms",
@@ -243,7 +284,8 @@ pub fn render(name: &str, w: &Workload) -> String {
     }
     line(&format!("Restart={}", w.restart.policy.as_str()));
     line(&format!("RestartSec={}ms", w.restart.delay.as_millis()));
-    if !w.restart.policy.restarts_on_clean_exit() {
+    // A timer's service must end, or the timer could not start it again.
+    if !w.restart.policy.restarts_on_clean_exit() && w.kind != Kind::Timer {
         line("RemainAfterExit=yes");
     }
     match (w.stop.timeout, mesh) {

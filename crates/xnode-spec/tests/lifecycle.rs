@@ -291,3 +291,160 @@ fn a_new_ciphertext_restarts_the_workload() {
         xnode_spec::unit::Difference::Restart(vec!["Service.LoadCredential".into()])
     );
 }
+
+#[test]
+fn a_timer_needs_a_valid_schedule_and_runs_to_completion() {
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            sleep(json!({"kind": "timer"})),
+            "workloads.w.schedule",
+            "missing; a timer runs on a schedule",
+        ),
+        (
+            sleep(json!({"kind": "timer", "schedule": "nightly"})),
+            "workloads.w.schedule",
+            "not a schedule this node accepts",
+        ),
+        (
+            sleep(json!({"kind": "timer", "schedule": "*-*-* 25:00"})),
+            "workloads.w.schedule",
+            "hour 25 is out of range",
+        ),
+        (
+            sleep(json!({"schedule": "daily"})),
+            "workloads.w.schedule",
+            "only for a timer",
+        ),
+        (
+            sleep(json!({"kind": "timer", "schedule": "daily", "restart": {"policy": "always"}})),
+            "workloads.w.restart.policy",
+            "a timer runs to completion",
+        ),
+        (
+            sleep(json!({"kind": "timer", "schedule": "daily", "placement": {"mesh": {}}})),
+            "workloads.w.placement",
+            "a timer runs on this node",
+        ),
+    ];
+    for (w, path, reason) in cases {
+        let got = problems(&spec(json!({"w": w})));
+        assert!(
+            got.iter().any(|(p, r)| p == path && r.contains(reason)),
+            "{path}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn a_timer_is_a_oneshot_service_and_a_timer_unit() {
+    use xnode_spec::plan::{ActiveState, ObservedUnit, Op, plan};
+    let s = parse_value(&spec(
+        json!({"nightly": sleep(json!({"kind": "timer", "schedule": "*-*-* 02:30:00"}))}),
+    ))
+    .unwrap()
+    .spec;
+    let w = &s.workloads["nightly"];
+    let files = xnode_spec::unit::units("nightly", w);
+    let names: Vec<_> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["xnode-nightly.service", "xnode-nightly.timer"]);
+    let service = UnitFile::parse(&files[0].1);
+    assert_eq!(service.get("Service", "Type"), ["oneshot"]);
+    assert!(
+        service.get("Service", "RemainAfterExit").is_empty(),
+        "it must end to run again"
+    );
+    let timer = UnitFile::parse(&files[1].1);
+    assert_eq!(timer.get("Timer", "OnCalendar"), ["*-*-* 02:30:00"]);
+    assert_eq!(timer.get("Timer", "Unit"), ["xnode-nightly.service"]);
+    assert_eq!(timer.owner(), Some("nightly"));
+
+    // New: both files, then only the timer started.
+    let steps = |p: &xnode_spec::plan::Plan| -> Vec<String> {
+        p.actions
+            .iter()
+            .map(|a| format!("{} {}", a.op, a.unit))
+            .collect()
+    };
+    let none = Default::default();
+    let p = plan(&s, &[], &none);
+    assert_eq!(
+        steps(&p),
+        [
+            "create xnode-nightly.service",
+            "create xnode-nightly.timer",
+            "start xnode-nightly.timer"
+        ]
+    );
+    // In place, its service between runs: nothing to do; a run under way is left alone.
+    let installed = |name: &str, content: &str, state| {
+        let mut o = ObservedUnit::new(name, state, Some(content.to_owned()));
+        o.sub_state = Some("waiting".into());
+        o
+    };
+    let observed = [
+        installed("xnode-nightly.service", &files[0].1, ActiveState::Inactive),
+        installed("xnode-nightly.timer", &files[1].1, ActiveState::Active),
+    ];
+    assert!(plan(&s, &observed, &none).is_empty());
+    let running = [
+        installed(
+            "xnode-nightly.service",
+            &files[0].1,
+            ActiveState::Activating,
+        ),
+        installed("xnode-nightly.timer", &files[1].1, ActiveState::Active),
+    ];
+    assert!(plan(&s, &running, &none).is_empty());
+    // Back to a plain service: the timer goes, the service is restarted as one.
+    let back = parse_value(&spec(json!({"nightly": sleep(json!({}))})))
+        .unwrap()
+        .spec;
+    let p = plan(&back, &observed, &none);
+    assert_eq!(
+        steps(&p),
+        [
+            "stop xnode-nightly.timer",
+            "remove xnode-nightly.timer",
+            "update xnode-nightly.service",
+            "start xnode-nightly.service"
+        ]
+    );
+    assert!(
+        p.actions
+            .iter()
+            .any(|a| a.op == Op::Remove && a.reason.to_string().contains("no longer uses"))
+    );
+    // Removed: both go.
+    let gone = parse_value(&spec(json!({}))).unwrap().spec;
+    assert_eq!(
+        steps(&plan(&gone, &running, &none)),
+        [
+            "stop xnode-nightly.service",
+            "stop xnode-nightly.timer",
+            "remove xnode-nightly.service",
+            "remove xnode-nightly.timer"
+        ]
+    );
+}
+
+#[test]
+fn a_new_secret_restarts_even_a_workload_that_asks_to_be_reloaded() {
+    use xnode_spec::plan::{ActiveState, ObservedUnit, plan};
+    let other = AGE.replace("YWdl", "ZWdl");
+    let with = |age: &str| {
+        parse_value(&spec(json!({"db": sleep(json!({
+            "credentials": {"p": {"age": age}},
+            "reload": ["/bin/kill", "-HUP", "$MAINPID"], "reload_if_changed": true}))})))
+        .unwrap()
+        .spec
+    };
+    let old = with(AGE);
+    let installed = ObservedUnit::new(
+        "xnode-db.service",
+        ActiveState::Active,
+        Some(render("db", &old.workloads["db"])),
+    );
+    let p = plan(&with(&other), &[installed], &Default::default());
+    let ops: Vec<String> = p.actions.iter().map(|a| a.op.to_string()).collect();
+    assert_eq!(ops, ["stop", "update", "start"], "{p:?}");
+}

@@ -180,10 +180,15 @@ impl Systemd {
         let read = async {
             let path = self.manager.load_unit(unit.to_owned()).await?;
             let u = self.unit_proxy(path.clone()).await?;
+            let (active, sub) = (u.active_state().await?, u.sub_state().await?);
+            // A timer has no process, so nothing of one to read.
+            if !unit.ends_with(".service") {
+                return Ok::<_, zbus::Error>((active, sub, String::new(), 0, 0));
+            }
             let s = self.service_proxy(path).await?;
-            Ok::<_, zbus::Error>((
-                u.active_state().await?,
-                u.sub_state().await?,
+            Ok((
+                active,
+                sub,
                 s.result().await?,
                 s.exec_main_code().await?,
                 s.exec_main_status().await?,

@@ -9,8 +9,12 @@ use xnode_spec::plan::{ActiveState, ObservedUnit};
 use crate::client::MAX_IN_FLIGHT;
 use crate::{Error, Systemd};
 
-/// The names the agent's units can have.
-const PATTERN: &str = "xnode-*.service";
+/// The names the agent's units can have: workloads' services, and their timers.
+const PATTERNS: [&str; 2] = ["xnode-*.service", "xnode-*.timer"];
+
+fn patterns() -> Vec<String> {
+    PATTERNS.iter().map(|p| (*p).to_owned()).collect()
+}
 
 impl Systemd {
     /// Every unit named like the agent's, loaded or only on disk, with its state and
@@ -23,7 +27,7 @@ impl Systemd {
     pub async fn observe(&self) -> Result<Vec<ObservedUnit>, Error> {
         let loaded = self
             .manager
-            .list_units_by_patterns(vec![], vec![PATTERN.into()])
+            .list_units_by_patterns(vec![], patterns())
             .await
             .map_err(Error::call("ListUnitsByPatterns"))?;
         // Loaded units: the state from the listing, the file from FragmentPath, and for
@@ -33,6 +37,10 @@ impl Systemd {
             let file = self.read_unit_file(&fragment).await?;
             let active_state = parse_state(&active);
             let (result, stopped) = match active_state {
+                // A timer has no process: it failed to be set, and is set again.
+                ActiveState::Failed if !name.ends_with(".service") => {
+                    (Some("timer".to_owned()), false)
+                }
                 ActiveState::Failed => {
                     let (result, stopped) = self.failure(&name, path).await?;
                     (Some(result), stopped)
@@ -66,12 +74,12 @@ impl Systemd {
         Ok(units.into_values().collect())
     }
 
-    /// Every loaded `xnode-*.service` unit's `ActiveState` and `SubState`, in one call:
+    /// Every loaded `xnode-*` service's and timer's `ActiveState` and `SubState`, in one call:
     /// what the health gate looks at each round (a unit not listed is not loaded).
     pub async fn states(&self) -> Result<Vec<(String, String, String)>, Error> {
         let loaded = self
             .manager
-            .list_units_by_patterns(vec![], vec![PATTERN.into()])
+            .list_units_by_patterns(vec![], patterns())
             .await
             .map_err(Error::call("ListUnitsByPatterns"))?;
         Ok(loaded
@@ -80,7 +88,7 @@ impl Systemd {
             .collect())
     }
 
-    /// Names of `xnode-*.service` files in the agent's unit directory.
+    /// Names of `xnode-*` service and timer files in the agent's unit directory.
     async fn unit_dir_entries(&self) -> Result<Vec<String>, Error> {
         let dir = self.unit_dir();
         let mut names = Vec::new();

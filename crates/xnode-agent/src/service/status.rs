@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use tokio::sync::oneshot;
 use xnode_api::Reply;
-use xnode_spec::unit::unit_name;
+use xnode_spec::unit::main_unit;
 
 use crate::deploy::Phase;
 use crate::gate::Gated;
@@ -99,7 +99,7 @@ where
         if let (Some(current), Ok(observed)) = (&self.current, &self.observed) {
             converged &= self.in_sync;
             for (name, w) in &current.spec.workloads {
-                let unit = unit_name(name);
+                let unit = main_unit(name, w);
                 let seen = observed.iter().find(|u| u.name == unit);
                 let elsewhere =
                     w.placement != xnode_spec::Placement::Local && !placed.contains(name);

@@ -15,6 +15,9 @@ pub enum Kind {
     /// Runs to completion: healthy once it exited 0 within `health.timeout`. It runs
     /// again only when its definition changes.
     Oneshot,
+    /// Runs to completion on its `schedule`, as a systemd timer starting a oneshot:
+    /// healthy while the timer is active.
+    Timer,
 }
 
 impl Kind {
@@ -23,7 +26,13 @@ impl Kind {
         match self {
             Kind::Service => "service",
             Kind::Oneshot => "oneshot",
+            Kind::Timer => "timer",
         }
+    }
+
+    /// Whether its process runs to completion rather than staying up.
+    pub fn runs_to_completion(self) -> bool {
+        matches!(self, Kind::Oneshot | Kind::Timer)
     }
 }
 

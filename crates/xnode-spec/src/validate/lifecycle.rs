@@ -25,13 +25,19 @@ const AGE_END: &str = "-----END AGE ENCRYPTED FILE-----";
 
 pub(super) fn read_kind(c: &mut Checker, v: &Value, p: &Path<'_>) -> Option<Kind> {
     let s = c.string(v, p)?;
-    let kind = [Kind::Service, Kind::Oneshot]
+    let kind = [Kind::Service, Kind::Oneshot, Kind::Timer]
         .into_iter()
         .find(|k| k.as_str() == s);
     c.check(
         p,
-        kind.ok_or_else(|| format!("{s:?} is not a kind of workload (service or oneshot)")),
+        kind.ok_or_else(|| format!("{s:?} is not a kind of workload (service, oneshot or timer)")),
     )
+}
+
+pub(super) fn read_schedule(c: &mut Checker, v: &Value, p: &Path<'_>) -> Option<Option<String>> {
+    let s = c.string(v, p)?;
+    c.check(p, crate::calendar::schedule(s))?;
+    Some(Some(s.to_owned()))
 }
 
 pub(super) fn read_stop(c: &mut Checker, v: &Value, path: &Path<'_>) -> Option<Stop> {
@@ -203,9 +209,21 @@ pub(super) fn check_kind(c: &mut Checker, w: &Workload, path: &Path<'_>) {
             ),
         );
     }
-    if w.kind != Kind::Oneshot {
+    match (w.kind, &w.schedule) {
+        (Kind::Timer, None) => c.report(
+            &path.key("schedule"),
+            "missing; a timer runs on a schedule, e.g. \"daily\" or \"*-*-* 02:30:00\"",
+        ),
+        (Kind::Service | Kind::Oneshot, Some(_)) => c.report(
+            &path.key("schedule"),
+            "is only for a timer; add \"kind\": \"timer\" or remove this",
+        ),
+        _ => {}
+    }
+    if !w.kind.runs_to_completion() {
         return;
     }
+    let kind = w.kind.as_str();
     if matches!(
         w.restart.policy,
         RestartPolicy::Always | RestartPolicy::OnSuccess
@@ -213,25 +231,31 @@ pub(super) fn check_kind(c: &mut Checker, w: &Workload, path: &Path<'_>) {
         let restart = path.key("restart");
         c.report(
             &restart.key("policy"),
-            "a oneshot runs to completion, so it cannot be restarted after it succeeds; use \"no\" or \"on-failure\"",
+            format_args!("a {kind} runs to completion, so it cannot be restarted after it succeeds; use \"no\" or \"on-failure\""),
         );
     }
     if w.health.http.is_some() || w.health.tcp.is_some() {
         c.report(
             &path.key("health"),
-            "a oneshot is healthy when it exits 0; it has no probe",
+            format_args!("a {kind} is healthy when it exits 0; it has no probe"),
         );
     }
     if !w.expose.is_empty() {
         c.report(
             &path.key("expose"),
-            "a oneshot serves nothing once it has run; expose ports from a service",
+            format_args!("a {kind} serves nothing once it has run; expose ports from a service"),
         );
     }
     if mesh {
         c.report(
             &path.key("placement"),
-            "a oneshot runs on this node; mesh placement is for services",
+            format_args!("a {kind} runs on this node; mesh placement is for services"),
+        );
+    }
+    if w.kind == Kind::Timer && w.reload.is_some() {
+        c.report(
+            &path.key("reload"),
+            "a timer's run has nothing to reload; remove this",
         );
     }
 }

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value};
 
-use super::lifecycle::{self, read_credentials, read_environment_files, read_kind, read_stop};
+use super::lifecycle::{
+    self, read_credentials, read_environment_files, read_kind, read_schedule, read_stop,
+};
 use super::parts::{
     read_expose, read_health, read_placement, read_resources, read_restart, read_sandbox,
 };
@@ -22,6 +24,7 @@ pub const MAX_MESH_WORKLOADS: usize = 64;
 
 const WORKLOAD_FIELDS: &[&str] = &[
     "kind",
+    "schedule",
     "command",
     "store_paths",
     "environment",
@@ -154,6 +157,7 @@ fn read_command(c: &mut Checker, v: &Value, path: &Path<'_>) -> Option<Vec<Strin
 fn read_workload(c: &mut Checker, v: &Value, path: &Path<'_>) -> Option<Workload> {
     let map = c.object(v, path, WORKLOAD_FIELDS)?;
     let kind = field(c, map, path, "kind", Kind::default, read_kind);
+    let schedule = field(c, map, path, "schedule", || None, read_schedule);
     let command = required(
         c,
         map,
@@ -266,6 +270,7 @@ fn read_workload(c: &mut Checker, v: &Value, path: &Path<'_>) -> Option<Workload
 
     let workload = Workload {
         kind: kind?,
+        schedule: schedule?,
         command: command?,
         store_paths: store_paths?,
         environment: environment?,

@@ -1,0 +1,222 @@
+//! Timer schedules in systemd's calendar-event syntax (systemd.time(7)), checked before
+//! anything changes. The check accepts a subset of what systemd accepts, so that what
+//! passes here always loads: the shorthands (`daily`, `hourly`, …), and
+//! `[WEEKDAYS] [DATE] [TIME] [UTC]` whose parts are `*`, values, ranges `a..b`, lists
+//! `a,b` and repetitions `a/n`. The lab runs every accepted example through
+//! `systemd-analyze calendar`.
+
+/// Longest schedule: a calendar event is one line.
+const MAX_SCHEDULE: usize = 256;
+
+const SHORTHANDS: &[&str] = &[
+    "minutely",
+    "hourly",
+    "daily",
+    "monthly",
+    "weekly",
+    "yearly",
+    "annually",
+    "quarterly",
+    "semiannually",
+];
+
+const WEEKDAYS: [(&str, &str); 7] = [
+    ("mon", "monday"),
+    ("tue", "tuesday"),
+    ("wed", "wednesday"),
+    ("thu", "thursday"),
+    ("fri", "friday"),
+    ("sat", "saturday"),
+    ("sun", "sunday"),
+];
+
+/// Checks a schedule; the reason it is refused.
+pub fn schedule(s: &str) -> Result<(), String> {
+    let bad = |why: String| {
+        Err(format!(
+            "{s:?} is not a schedule this node accepts: {why} (e.g. \"daily\", \"*-*-* 02:30:00\", \"Mon..Fri 09:00\")"
+        ))
+    };
+    if s.len() > MAX_SCHEDULE {
+        return bad(format!("longer than {MAX_SCHEDULE} bytes"));
+    }
+    let lower = s.trim().to_ascii_lowercase();
+    if SHORTHANDS.contains(&lower.as_str()) {
+        return Ok(());
+    }
+    let mut parts: Vec<&str> = s.split_ascii_whitespace().collect();
+    if parts.is_empty() {
+        return bad("it is empty".into());
+    }
+    if parts.last() == Some(&"UTC") {
+        parts.pop();
+    }
+    let mut parts = parts.into_iter().peekable();
+    let mut any = false;
+    if let Some(p) = parts.next_if(|p| p.starts_with(|c: char| c.is_ascii_alphabetic())) {
+        weekdays(p).or_else(bad)?;
+        any = true;
+    }
+    if let Some(p) = parts.next_if(|p| p.contains('-')) {
+        date(p).or_else(bad)?;
+        any = true;
+    }
+    if let Some(p) = parts.next_if(|p| p.contains(':')) {
+        time(p).or_else(bad)?;
+        any = true;
+    }
+    if let Some(rest) = parts.next() {
+        return bad(format!(
+            "{rest:?} is not a weekday, a date or a time in its place"
+        ));
+    }
+    if !any {
+        return bad("it names no time".into());
+    }
+    Ok(())
+}
+
+fn weekdays(p: &str) -> Result<(), String> {
+    let day = |d: &str| {
+        let d = d.to_ascii_lowercase();
+        WEEKDAYS
+            .iter()
+            .any(|(short, long)| d == *short || d == *long)
+            .then_some(())
+            .ok_or_else(|| format!("{d:?} is not a weekday"))
+    };
+    for item in p.split(',') {
+        match item.split_once("..") {
+            Some((a, b)) => {
+                day(a)?;
+                day(b)?;
+            }
+            None => day(item)?,
+        }
+    }
+    Ok(())
+}
+
+fn date(p: &str) -> Result<(), String> {
+    let fields: Vec<&str> = p.split('-').collect();
+    let ranges: &[(u32, u32, &str)] = match fields.len() {
+        2 => &[(1, 12, "month"), (1, 31, "day")],
+        3 => &[(1970, 2199, "year"), (1, 12, "month"), (1, 31, "day")],
+        _ => return Err(format!("{p:?} is not a date (YYYY-MM-DD or MM-DD)")),
+    };
+    fields
+        .iter()
+        .zip(ranges)
+        .try_for_each(|(f, (lo, hi, what))| component(f, *lo, *hi, what))
+}
+
+fn time(p: &str) -> Result<(), String> {
+    let fields: Vec<&str> = p.split(':').collect();
+    let ranges: &[(u32, u32, &str)] = match fields.len() {
+        2 => &[(0, 23, "hour"), (0, 59, "minute")],
+        3 => &[(0, 23, "hour"), (0, 59, "minute"), (0, 59, "second")],
+        _ => return Err(format!("{p:?} is not a time (HH:MM or HH:MM:SS)")),
+    };
+    fields
+        .iter()
+        .zip(ranges)
+        .try_for_each(|(f, (lo, hi, what))| component(f, *lo, *hi, what))
+}
+
+/// `*`, or a comma list of `N`, `N..M`, with an optional `/R` repetition; `*/R` too.
+fn component(p: &str, lo: u32, hi: u32, what: &str) -> Result<(), String> {
+    let value = |v: &str| -> Result<u32, String> {
+        let n: u32 = (!v.is_empty() && v.len() <= 4 && v.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| v.parse().ok())
+            .flatten()
+            .ok_or_else(|| format!("{v:?} is not a {what}"))?;
+        (lo..=hi)
+            .contains(&n)
+            .then_some(n)
+            .ok_or_else(|| format!("{what} {n} is out of range ({lo} to {hi})"))
+    };
+    if p == "*" {
+        return Ok(());
+    }
+    for item in p.split(',') {
+        let (base, repeat) = match item.split_once('/') {
+            Some((base, r)) => (base, Some(r)),
+            None => (item, None),
+        };
+        if let Some(r) = repeat
+            && !r.parse::<u32>().is_ok_and(|n| (1..=hi.max(1)).contains(&n))
+        {
+            return Err(format!("{r:?} is not a repetition of {what}s"));
+        }
+        match base.split_once("..") {
+            _ if base == "*" && repeat.is_some() => {}
+            Some((a, b)) => {
+                let (a, b) = (value(a)?, value(b)?);
+                if a > b {
+                    return Err(format!("the {what} range {a}..{b} runs backwards"));
+                }
+            }
+            None => {
+                value(base)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Schedules of every form this check accepts; the lab has systemd load each one.
+pub const EXAMPLES: &[&str] = &[
+    "daily",
+    "Hourly",
+    "weekly",
+    "*-*-* 02:30:00",
+    "*-*-* 02:30",
+    "Mon..Fri 09:00",
+    "Sat,Sun *-*-* 10:00:00",
+    "*-*-1 00:00:00",
+    "2030-01-01 00:00:00 UTC",
+    "*:0/15",
+    "*:*:0/5",
+    "*-*-* *:*:*",
+    "12-25 08:00",
+    "Monday *-*-* 23:59:59",
+    "*-1,4,7,10-1 00:00",
+    "*-*-* 08..18:00",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::{EXAMPLES, schedule};
+
+    #[test]
+    fn accepts_every_example() {
+        for s in EXAMPLES {
+            assert_eq!(schedule(s), Ok(()), "{s}");
+        }
+    }
+
+    #[test]
+    fn refuses_with_the_reason() {
+        for (s, why) in [
+            ("", "empty"),
+            ("nightly", "not a weekday"),
+            ("*-*-* 25:00", "hour 25 is out of range"),
+            ("*-13-01", "month 13 is out of range"),
+            ("*-*-* 10:61", "minute 61 is out of range"),
+            ("Mon..Funday 10:00", "not a weekday"),
+            (
+                "*-*-* 10:00 Europe/Berlin",
+                "not a weekday, a date or a time",
+            ),
+            ("*-*-* 10..08:00", "runs backwards"),
+            ("*:0/0", "not a repetition"),
+            ("1-2-3-4", "not a date"),
+            ("10:00:00:00", "not a time"),
+            ("*-*-* 1:2:x", "\"x\" is not a second"),
+        ] {
+            let err = schedule(s).unwrap_err();
+            assert!(err.contains(why), "{s:?}: {err}");
+        }
+        assert!(schedule(&"*".repeat(300)).is_err());
+    }
+}
