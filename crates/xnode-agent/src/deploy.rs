@@ -9,7 +9,6 @@ use std::sync::Arc;
 use xnode_mesh::placement::definition_hash;
 use xnode_spec::plan::{ObservedUnit, Op, Plan, Reason, plan};
 use xnode_spec::{Placement, Spec, Validated};
-use xnode_systemd::ApplyOptions;
 
 use crate::gate::{self, Gated};
 use crate::nix::Realise;
@@ -136,8 +135,8 @@ pub fn late_mesh(
 }
 
 /// Makes ready what each workload needs before its unit starts (its store paths, its
-/// decrypted secrets), and returns the workloads that cannot have it, and why. Those
-/// are left as they are.
+/// decrypted secrets), and returns the workloads that cannot have it, and why: those
+/// are left as they are, and so are the ones that require them.
 pub(crate) async fn unrealisable<N: Realise>(
     nix: &N,
     secrets: &Secrets,
@@ -153,8 +152,25 @@ pub(crate) async fn unrealisable<N: Realise>(
             missing.insert(name.clone(), why);
         }
     }
-    secrets.forget_removed(spec).await;
-    missing
+    // systemd would fail a start that requires a unit held back: hold it back too.
+    loop {
+        let more: Vec<(String, String)> = spec
+            .workloads
+            .iter()
+            .filter(|(name, _)| !missing.contains_key(*name))
+            .filter_map(|(name, w)| {
+                let needed = w.requires.iter().find(|r| missing.contains_key(*r))?;
+                Some((
+                    name.clone(),
+                    format!("requires {needed}, which is held back"),
+                ))
+            })
+            .collect();
+        if more.is_empty() {
+            return missing;
+        }
+        missing.extend(more);
+    }
 }
 
 impl<U: Units, N: Realise> Agent<U, N> {
@@ -370,6 +386,7 @@ impl<U: Units, N: Realise> Agent<U, N> {
         in_force: Validated,
         not_realised: BTreeMap<String, String>,
     ) -> Deployed {
+        self.secrets.tidy(&in_force.spec, &not_realised).await;
         Deployed {
             generation,
             plan,
@@ -424,7 +441,7 @@ async fn apply_and_gate<U: Units>(
     };
     let mut plan = plan(spec, &observed, &placed);
     hold_back(&mut plan, skip);
-    if let Err(e) = units.apply(&plan, &ApplyOptions::default()).await {
+    if let Err(e) = units.apply(&plan, &crate::units::apply_options(spec)).await {
         return (plan, Some(e.to_string()));
     }
     let (waited, late): (Vec<String>, Vec<String>) = match gate {

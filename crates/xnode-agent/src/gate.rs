@@ -198,7 +198,7 @@ async fn start<U: Units>(
     let mut p = plan(spec, &observed, placed);
     p.actions.retain(|a| names.contains(&a.workload));
     units
-        .apply(&p, &ApplyOptions::default())
+        .apply(&p, &crate::units::apply_options(spec))
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())

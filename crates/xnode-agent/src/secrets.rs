@@ -2,10 +2,11 @@
 //! hand over (`LoadCredential=`). The plaintext is held only there and, briefly, in
 //! memory that is wiped after use; errors never carry it.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use xnode_secret::NodeKey;
 use xnode_spec::unit::secret_name;
@@ -16,12 +17,25 @@ use xnode_spec::{Credential, Spec, Workload};
 pub struct Secrets {
     key: Arc<Result<NodeKey, String>>,
     dir: PathBuf,
+    /// One writer at a time: a start-up check and an apply may stage at once.
+    writing: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Secrets").field("dir", &self.dir).finish()
     }
+}
+
+/// A workload's age credentials: (credential name, ciphertext).
+fn age_credentials(w: &Workload) -> Vec<(String, String)> {
+    w.credentials
+        .iter()
+        .filter_map(|(id, c)| match c {
+            Credential::Age(ciphertext) => Some((id.clone(), ciphertext.clone())),
+            Credential::File(_) => None,
+        })
+        .collect()
 }
 
 impl Secrets {
@@ -35,21 +49,18 @@ impl Secrets {
         Secrets {
             key: Arc::new(key),
             dir,
+            writing: Arc::new(Mutex::new(())),
         }
     }
 
     /// Decrypts the age credentials of workload `name` and writes each where its unit
-    /// loads it from; then removes that workload's older secrets. Either every one is
-    /// in place or the workload is left as it was, with why.
+    /// loads it from. Either every one is in place or none is written, with why. Removes
+    /// nothing: [`Secrets::tidy`] does, once an apply knows what is in force.
     pub async fn stage(&self, name: &str, w: &Workload) -> Result<(), String> {
-        let wanted: Vec<(String, String)> = w
-            .credentials
-            .iter()
-            .filter_map(|(id, c)| match c {
-                Credential::Age(ciphertext) => Some((id.clone(), ciphertext.clone())),
-                Credential::File(_) => None,
-            })
-            .collect();
+        let wanted = age_credentials(w);
+        if wanted.is_empty() {
+            return Ok(());
+        }
         let this = self.clone();
         let name = name.to_owned();
         tokio::task::spawn_blocking(move || this.stage_blocking(&name, &wanted))
@@ -58,10 +69,6 @@ impl Secrets {
     }
 
     fn stage_blocking(&self, name: &str, wanted: &[(String, String)]) -> Result<(), String> {
-        let dir = self.dir.join(name);
-        if wanted.is_empty() {
-            return remove_dir(&dir);
-        }
         let key =
             self.key.as_ref().as_ref().map_err(|e| {
                 format!("its age credentials cannot be decrypted: no node key ({e})")
@@ -73,7 +80,9 @@ impl Secrets {
                 .map_err(|e| format!("credential {id}: {e}"))?;
             plain.push((secret_name(name, ciphertext).1, text));
         }
+        let dir = self.dir.join(name);
         let io = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.display());
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -85,37 +94,63 @@ impl Secrets {
         for (file, text) in &plain {
             write_secret(&dir, file, text).map_err(|e| io("cannot write a secret in", e))?;
         }
-        let keep: Vec<&str> = plain.iter().map(|(f, _)| f.as_str()).collect();
-        for entry in std::fs::read_dir(&dir).map_err(|e| io("cannot read", e))? {
-            let entry = entry.map_err(|e| io("cannot read", e))?;
-            if !keep.iter().any(|k| entry.file_name() == **k) {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
         Ok(())
     }
 
-    /// Removes the secrets of workloads that `spec` no longer has.
-    pub async fn forget_removed(&self, spec: &Spec) {
-        let dir = self.dir.clone();
-        let names: Vec<String> = spec.workloads.keys().cloned().collect();
-        let _ = tokio::task::spawn_blocking(move || {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                return;
+    /// Deletes the decrypted secrets that the spec in force no longer names, except
+    /// those of workloads held back (their running units still load the old ones).
+    pub async fn tidy(&self, spec: &Spec, held_back: &BTreeMap<String, String>) {
+        let mut keep: BTreeMap<String, Option<BTreeSet<String>>> = BTreeMap::new();
+        for (name, w) in &spec.workloads {
+            let files = if held_back.contains_key(name) {
+                None
+            } else {
+                Some(
+                    age_credentials(w)
+                        .iter()
+                        .map(|(_, c)| secret_name(name, c).1)
+                        .collect(),
+                )
             };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                if !names.iter().any(|n| name == n.as_str()) {
-                    let _ = remove_dir(&entry.path());
+            keep.insert(name.clone(), files);
+        }
+        let this = self.clone();
+        let _ = tokio::task::spawn_blocking(move || this.tidy_blocking(&keep)).await;
+    }
+
+    fn tidy_blocking(&self, keep: &BTreeMap<String, Option<BTreeSet<String>>>) {
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match keep.get(&name) {
+                None => {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+                Some(None) => {}
+                Some(Some(files)) => {
+                    let Ok(inner) = std::fs::read_dir(entry.path()) else {
+                        continue;
+                    };
+                    for file in inner.flatten() {
+                        if !files.contains(file.file_name().to_string_lossy().as_ref()) {
+                            let _ = std::fs::remove_file(file.path());
+                        }
+                    }
+                    if files.is_empty() {
+                        let _ = std::fs::remove_dir(entry.path());
+                    }
                 }
             }
-        })
-        .await;
+        }
     }
 }
 
 /// Writes one secret, mode 0400, through a temporary file renamed into place, so a
-/// unit starting meanwhile reads the old secret or the new one, never a part.
+/// unit starting meanwhile reads the old secret or the new one, never a part. A
+/// temporary file left by a failure is removed.
 fn write_secret(dir: &Path, file: &str, text: &[u8]) -> std::io::Result<()> {
     let path = dir.join(file);
     let tmp = dir.join(format!(".{file}.tmp"));
@@ -123,20 +158,15 @@ fn write_secret(dir: &Path, file: &str, text: &[u8]) -> std::io::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let mut f = std::fs::OpenOptions::new()
+    let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o400)
-        .open(&tmp)?;
-    f.write_all(text)?;
-    std::fs::rename(&tmp, &path)
-}
-
-fn remove_dir(dir: &Path) -> Result<(), String> {
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(format!("cannot remove {}: {e}", dir.display()))
-        }
-        _ => Ok(()),
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
+    written
 }

@@ -21,6 +21,15 @@ pub struct StateDir {
     pub bytes: u64,
 }
 
+/// Whether `path` is a directory a workload's user made: systemd gives a state
+/// directory to the workload's user, never root, so a root-owned `xnode-*` directory
+/// (xnoded's own state, a seed) is never taken for one.
+fn workload_dir(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    path.symlink_metadata()
+        .is_ok_and(|m| m.is_dir() && m.uid() != 0)
+}
+
 /// The places one workload's state directory can be: its own under `root` (a set
 /// user's, or the symlink systemd makes for a dynamic user) and the dynamic user's
 /// real one under `root/private`.
@@ -49,9 +58,7 @@ pub fn list(root: &Path) -> Vec<StateDir> {
     names
         .into_iter()
         .filter_map(|w| {
-            let path = places(root, &w)
-                .into_iter()
-                .find(|p| p.symlink_metadata().is_ok_and(|m| m.is_dir()))?;
+            let path = places(root, &w).into_iter().find(|p| workload_dir(p))?;
             Some(StateDir {
                 bytes: size(&path),
                 path: path.display().to_string(),
@@ -59,6 +66,26 @@ pub fn list(root: &Path) -> Vec<StateDir> {
             })
         })
         .collect()
+}
+
+/// How long a measure stands for `status`: large state directories take time to walk,
+/// and status is asked for every second by `--watch`.
+const MEASURED_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// [`list`] of [`ROOT`], measured at most once per [`MEASURED_FOR`]. Blocking.
+pub fn list_recent() -> Vec<StateDir> {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    static LAST: Mutex<Option<(Instant, Vec<StateDir>)>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    match &*last {
+        Some((at, dirs)) if at.elapsed() < MEASURED_FOR => dirs.clone(),
+        _ => {
+            let dirs = list(Path::new(ROOT));
+            *last = Some((Instant::now(), dirs.clone()));
+            dirs
+        }
+    }
 }
 
 /// The bytes of the files under `dir`, symlinks not followed.
@@ -88,7 +115,7 @@ pub fn prune(root: &Path, workload: &str) -> Result<u64, String> {
         .into_iter()
         .filter(|p| p.symlink_metadata().is_ok())
         .collect();
-    if found.is_empty() {
+    if !found.iter().any(|p| workload_dir(p)) {
         return Err(format!("workload {workload} has no state directory here"));
     }
     let mut bytes = 0;
@@ -126,14 +153,18 @@ mod tests {
     fn finds_measures_and_prunes_dynamic_and_fixed_users_directories() {
         let root = std::env::temp_dir().join(format!("xnode-state-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
+        let owned_by_a_user = |p: &Path| std::os::unix::fs::chown(p, Some(61184), None).unwrap();
         // A dynamic user's: the real directory under private/, a symlink beside it.
         std::fs::create_dir_all(root.join("private/xnode-db/sub")).unwrap();
         std::fs::write(root.join("private/xnode-db/sub/data"), [0u8; 1000]).unwrap();
+        owned_by_a_user(&root.join("private/xnode-db"));
         std::os::unix::fs::symlink("private/xnode-db", root.join("xnode-db")).unwrap();
-        // A set user's, and something that is not a workload's.
+        // A set user's, and what is not a workload's: another name, and root's own.
         std::fs::create_dir_all(root.join("xnode-web")).unwrap();
         std::fs::write(root.join("xnode-web/f"), [0u8; 10]).unwrap();
+        owned_by_a_user(&root.join("xnode-web"));
         std::fs::create_dir_all(root.join("other")).unwrap();
+        std::fs::create_dir_all(root.join("xnode-seed")).unwrap();
         let found = list(&root);
         let summary: Vec<_> = found
             .iter()
@@ -150,7 +181,12 @@ mod tests {
                 .contains("no state directory")
         );
         assert!(prune(&root, "../other").is_err());
-        assert!(root.join("other").exists());
+        assert!(
+            prune(&root, "seed")
+                .unwrap_err()
+                .contains("no state directory")
+        );
+        assert!(root.join("other").exists() && root.join("xnode-seed").exists());
         let _ = std::fs::remove_dir_all(&root);
     }
 }

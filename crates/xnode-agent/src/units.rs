@@ -141,3 +141,22 @@ impl Units for Reconnecting {
             .await
     }
 }
+
+/// How long an apply of `spec` waits for systemd's jobs: the default, or longer when a
+/// oneshot may run longer (its start job lasts as long as it runs, and the starts
+/// ordered after it wait that long too).
+pub fn apply_options(spec: &xnode_spec::Spec) -> ApplyOptions {
+    let default = ApplyOptions::default();
+    let longest = spec
+        .workloads
+        .values()
+        .filter(|w| w.kind == xnode_spec::Kind::Oneshot)
+        .map(|w| std::time::Duration::from_millis(w.health.timeout.as_millis()))
+        .max()
+        .unwrap_or_default();
+    ApplyOptions {
+        job_timeout: default
+            .job_timeout
+            .max(longest + std::time::Duration::from_secs(10)),
+    }
+}

@@ -73,6 +73,8 @@ fn oneshots_state_secrets_and_order_under_systemd() {
         &serde_json::to_vec(&spec(json!({}))).unwrap(),
     )
     .unwrap();
+    // The spec file's apply is done before the test's own.
+    wait_for(&c, "the first apply", |s| s["converged"] == true);
     let me = xnode_secret::peer_public_key(&peer_id(&c)).unwrap();
     let age = xnode_secret::encrypt(&[me], SECRET.as_bytes()).unwrap();
     let stranger = libp2p::identity::Keypair::ed25519_from_bytes([3u8; 32]).unwrap();

@@ -142,7 +142,8 @@ impl NodeKey {
                 ),
                 e => fail(&e),
             })?;
-        let mut plaintext = Zeroizing::new(Vec::new());
+        // Room for the largest secret at once: growing would free unwiped copies.
+        let mut plaintext = Zeroizing::new(Vec::with_capacity(MAX_PLAINTEXT + 1));
         reader
             .take(MAX_PLAINTEXT as u64 + 1)
             .read_to_end(&mut plaintext)

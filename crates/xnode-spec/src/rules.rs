@@ -104,6 +104,47 @@ pub fn working_directory(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Paths of the agent's own secrets: its state (mesh key, join key), the lease relay,
+/// its API and the decrypted secrets of every workload. A workload's sandbox hides
+/// them, so it may not have systemd read them for it either.
+const AGENT_PATHS: [&str; 4] = [
+    "/var/lib/xnode",
+    "/run/xnode",
+    "/run/xnode-secrets",
+    "/run/xnoded-lease",
+];
+
+/// A file systemd reads as root when the workload starts (`LoadCredential=`,
+/// `EnvironmentFile=`): written raw on its line, so one without whitespace, quotes or
+/// backslashes, which systemd could read otherwise, as normalised as it requires, and
+/// never one of the agent's own.
+pub fn loaded_file(s: &str) -> Result<(), String> {
+    absolute_path(s)?;
+    if let Some(ch) = s
+        .chars()
+        .find(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\'))
+    {
+        return Err(format!(
+            "{s:?} contains {ch:?}; a file systemd loads for a workload is named without whitespace, quotes or backslashes"
+        ));
+    }
+    if s.contains("//") || s.ends_with('/') {
+        return Err(format!(
+            "{s:?} is not a normalised path (no \"//\", no trailing '/'); systemd would ignore it"
+        ));
+    }
+    if let Some(p) = AGENT_PATHS.iter().find(|p| {
+        s == **p
+            || s.strip_prefix(**p)
+                .is_some_and(|rest| rest.starts_with('/'))
+    }) {
+        return Err(format!(
+            "{s:?} is under {p}, which holds xnoded's own secrets; no workload may read it"
+        ));
+    }
+    Ok(())
+}
+
 /// nixbase32's alphabet: digits and letters without e, o, u, t.
 const NIXBASE32: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
 

@@ -252,8 +252,9 @@ pub fn render(name: &str, w: &Workload) -> String {
             quoted(&format!("{k}={v}").replace('%', "%%"))
         ));
     }
+    // Raw, as systemd reads these paths: validation keeps them to what it reads back.
     for file in &w.environment_files {
-        line(&format!("EnvironmentFile={}", command_word(file)));
+        line(&format!("EnvironmentFile={}", file.replace('%', "%%")));
     }
     for (id, credential) in &w.credentials {
         let path = match credential {

@@ -448,3 +448,45 @@ fn a_new_secret_restarts_even_a_workload_that_asks_to_be_reloaded() {
     let ops: Vec<String> = p.actions.iter().map(|a| a.op.to_string()).collect();
     assert_eq!(ops, ["stop", "update", "start"], "{p:?}");
 }
+
+#[test]
+fn files_systemd_reads_for_a_workload_are_plain_and_never_the_agents() {
+    for (path, why) in [
+        ("/run/keys/x\\", "backslash"),
+        ("/run/keys/x ", "whitespace"),
+        ("/run/my keys/x", "whitespace"),
+        ("/run//keys/x", "not a normalised path"),
+        ("/run/keys/", "not a normalised path"),
+        ("/var/lib/xnode/mesh.key", "xnoded's own secrets"),
+        ("/run/xnode-secrets/db/0123", "xnoded's own secrets"),
+        ("/run/xnode/api.sock", "xnoded's own secrets"),
+    ] {
+        for (field, value) in [
+            ("credentials", json!({"k": {"file": path}})),
+            ("environment_files", json!([path])),
+        ] {
+            let got = problems(&spec(json!({"w": sleep(json!({field: value}))})));
+            assert!(
+                got.iter().any(|(_, r)| r.contains(why)),
+                "{field} {path:?}: {got:?}"
+            );
+        }
+    }
+    // A directory only named like the agent's is fine.
+    assert!(
+        problems(&spec(
+            json!({"w": sleep(json!({"environment_files": ["/var/lib/xnode-web/env"]}))})
+        ))
+        .is_empty()
+    );
+    let s = parse_value(&spec(
+        json!({"w": sleep(json!({"environment_files": ["/etc/app/100%.env"]}))}),
+    ))
+    .unwrap()
+    .spec;
+    let unit = UnitFile::parse(&render("w", &s.workloads["w"]));
+    assert_eq!(
+        unit.get("Service", "EnvironmentFile"),
+        ["/etc/app/100%%.env"]
+    );
+}

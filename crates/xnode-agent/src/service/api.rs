@@ -243,6 +243,11 @@ where
             let _ = reply.send(Reply::error(why));
             return;
         }
+        // An apply could bring the workload back while its data goes.
+        if let Some(busy) = self.apply.busy() {
+            let _ = reply.send(Reply::error(busy));
+            return;
+        }
         tokio::spawn(async move {
             let root = std::path::Path::new(crate::state_dirs::ROOT);
             let w = workload.clone();

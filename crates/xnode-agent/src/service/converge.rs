@@ -14,7 +14,6 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 use xnode_spec::plan::{Action, ObservedUnit, Op, Plan, Reason, plan};
 use xnode_spec::{Placement, Spec, Validated};
-use xnode_systemd::ApplyOptions;
 
 use super::Done;
 use crate::deploy::{Phase, Progress, hold_back};
@@ -248,7 +247,10 @@ async fn pass<U: Units>(
         actions = plan.actions.len(),
         "the node drifted from its spec; converging"
     );
-    if let Err(e) = units.apply(&plan, &ApplyOptions::default()).await {
+    if let Err(e) = units
+        .apply(&plan, &crate::units::apply_options(&spec.spec))
+        .await
+    {
         warn!("converging failed: {e}");
         return done(Err(format!("converging failed: {e}")), false, backoff, held);
     }

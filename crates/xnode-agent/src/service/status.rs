@@ -180,8 +180,7 @@ async fn measure_state(workloads: &mut [WorkloadStatus]) {
     if workloads.iter().all(|w| w.state_bytes.is_none()) {
         return;
     }
-    let root = std::path::Path::new(crate::state_dirs::ROOT);
-    let Ok(dirs) = tokio::task::spawn_blocking(move || crate::state_dirs::list(root)).await else {
+    let Ok(dirs) = tokio::task::spawn_blocking(crate::state_dirs::list_recent).await else {
         return;
     };
     for w in workloads.iter_mut().filter(|w| w.state_bytes.is_some()) {

@@ -18,6 +18,8 @@ use crate::values::Duration;
 pub const MAX_CREDENTIALS: usize = 32;
 /// Largest age ciphertext: a secret is a key or a password, not a payload.
 pub const MAX_AGE_CIPHERTEXT: usize = 64 * 1024;
+/// Most workloads one names in `after`, or in `requires`.
+pub(super) const MAX_DEPENDENCIES: usize = 64;
 /// Most environment files one workload reads.
 const MAX_ENVIRONMENT_FILES: usize = 16;
 const AGE_BEGIN: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
@@ -153,7 +155,7 @@ fn read_credential(c: &mut Checker, v: &Value, path: &Path<'_>) -> Option<Creden
         (Some(v), None) => {
             let p = path.key("file");
             let s = c.string(v, &p)?;
-            c.check(&p, rules::absolute_path(s))?;
+            c.check(&p, rules::loaded_file(s))?;
             Some(Credential::File(s.to_owned()))
         }
         (None, Some(v)) => {
@@ -177,7 +179,7 @@ pub(super) fn read_environment_files(
     v: &Value,
     path: &Path<'_>,
 ) -> Option<Vec<String>> {
-    let files = c.strings(v, path, |s| rules::absolute_path(s).map(|()| s.to_owned()))?;
+    let files = c.strings(v, path, |s| rules::loaded_file(s).map(|()| s.to_owned()))?;
     if files.len() > MAX_ENVIRONMENT_FILES {
         c.report(
             path,
@@ -307,15 +309,19 @@ pub(super) fn check_order(
 /// A cycle through `after` and `requires`, as its names with the first repeated at
 /// the end; the first found in name order.
 fn find_cycle(workloads: &BTreeMap<String, Workload>) -> Option<Vec<String>> {
-    let edges = |n: &str| -> Vec<&String> {
-        workloads.get(n).map_or(Vec::new(), |w| {
-            w.after
+    let graph: BTreeMap<&str, Vec<&String>> = workloads
+        .iter()
+        .map(|(n, w)| {
+            let out: BTreeSet<&String> = w
+                .after
                 .iter()
                 .chain(&w.requires)
                 .filter(|o| workloads.contains_key(*o) && *o != n)
-                .collect()
+                .collect();
+            (n.as_str(), out.into_iter().collect())
         })
-    };
+        .collect();
+    let edges = |n: &str| graph.get(n).map_or(&[][..], Vec::as_slice);
     let mut done: BTreeSet<&str> = BTreeSet::new();
     for start in workloads.keys() {
         if done.contains(start.as_str()) {

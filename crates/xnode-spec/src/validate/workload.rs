@@ -183,7 +183,19 @@ fn read_workload(c: &mut Checker, v: &Value, path: &Path<'_>) -> Option<Workload
     let credentials = field(c, map, path, "credentials", BTreeMap::new, read_credentials);
     let state = field(c, map, path, "state", || false, Checker::bool);
     let workload_names = |c: &mut Checker, v: &Value, p: &Path<'_>| {
-        c.strings(v, p, |s| rules::workload_name(s).map(|()| s.to_owned()))
+        let names = c.strings(v, p, |s| rules::workload_name(s).map(|()| s.to_owned()))?;
+        if names.len() > lifecycle::MAX_DEPENDENCIES {
+            c.report(
+                p,
+                format_args!(
+                    "names {} workloads; at most {}",
+                    names.len(),
+                    lifecycle::MAX_DEPENDENCIES
+                ),
+            );
+            return None;
+        }
+        Some(names)
     };
     let after = field(c, map, path, "after", Vec::new, workload_names);
     let requires = field(c, map, path, "requires", Vec::new, workload_names);
