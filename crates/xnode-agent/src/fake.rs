@@ -70,6 +70,15 @@ impl Units for FakeUnits {
         Ok((Default::default(), tokio::spawn(std::future::pending())))
     }
 
+    async fn usage(&self, unit: &str) -> Result<xnode_systemd::Usage, Error> {
+        let known = self.units.lock().unwrap().contains_key(unit);
+        Ok(xnode_systemd::Usage {
+            restarts: 0,
+            memory_bytes: known.then_some(1 << 20),
+            cpu_ns: known.then_some(1_000_000),
+        })
+    }
+
     async fn status(&self, unit: &str) -> Result<UnitStatus, Error> {
         let state = self
             .units

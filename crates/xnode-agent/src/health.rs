@@ -1,6 +1,7 @@
-//! Health probes: a TCP connect or an HTTP GET on 127.0.0.1, each bounded by the
-//! probe's timeout. One attempt per call; the apply's health gate repeats them until
-//! the workload's health timeout.
+//! Health probes: a TCP connect or an HTTP GET on the loopback, IPv4 or IPv6 (a
+//! workload may listen on either), each bounded by the probe's timeout. One attempt per
+//! call; the apply's health gate repeats them until the workload's health timeout, and
+//! the continuous probes (`liveness`) all the time.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use xnode_spec::{Health, HttpProbe, TcpProbe};
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProbeError {
     /// Nothing accepted the connection.
-    #[error("nothing listens on 127.0.0.1:{port} ({reason})")]
+    #[error("nothing listens on 127.0.0.1:{port} or [::1]:{port} ({reason})")]
     Refused {
         /// The port.
         port: u16,
@@ -57,7 +58,13 @@ pub async fn probe(health: &Health) -> Result<(), ProbeError> {
 }
 
 async fn connect(port: u16, timeout: Duration) -> Result<TcpStream, ProbeError> {
-    match tokio::time::timeout(timeout, TcpStream::connect(("127.0.0.1", port))).await {
+    let attempt = async {
+        match TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(stream) => Ok(stream),
+            Err(v4) => TcpStream::connect(("::1", port)).await.map_err(|_| v4),
+        }
+    };
+    match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(e)) => Err(ProbeError::Refused {
             port,
@@ -227,10 +234,19 @@ mod tests {
         assert_eq!(probe(&tcp(open)).await, Ok(()));
         let err = probe(&tcp(CLOSED)).await.unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with(&format!("nothing listens on 127.0.0.1:{CLOSED}")),
+            err.to_string().starts_with(&format!(
+                "nothing listens on 127.0.0.1:{CLOSED} or [::1]:{CLOSED}"
+            )),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_service_on_ipv6_only_passes() {
+        let listener = TcpListener::bind("[::1]:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { while listener.accept().await.is_ok() {} });
+        assert_eq!(probe(&tcp(port)).await, Ok(()));
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! The agent's part in the mesh: the mesh node set up from the current spec (and set up
 //! again when the spec's mesh settings change), and what the agent needs of it.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -42,12 +43,25 @@ fn joining(spec: &Spec) -> Joining {
     }
 }
 
-/// The services a spec's workloads expose, as the mesh advertises them.
-pub fn services(spec: &Spec) -> Vec<Service> {
+/// The services this node provides, as the mesh advertises them: those its local
+/// workloads and the mesh workloads `placed` here expose, but not those of `withdrawn`
+/// workloads (failing their probes).
+pub fn services(
+    spec: &Spec,
+    placed: &BTreeSet<String>,
+    withdrawn: &BTreeSet<String>,
+) -> Vec<Service> {
     let mut out: Vec<Service> = spec
         .workloads
-        .values()
-        .flat_map(|w| &w.expose)
+        .iter()
+        .filter(|(name, w)| {
+            let here = match w.placement {
+                xnode_spec::Placement::Local => true,
+                xnode_spec::Placement::Mesh(_) => placed.contains(*name),
+            };
+            here && !withdrawn.contains(*name)
+        })
+        .flat_map(|(_, w)| &w.expose)
         .map(|e| Service {
             name: e.service.clone(),
             port: e.port,
@@ -105,9 +119,14 @@ impl Mesh {
 
     /// Brings the node in line with `spec`: started, set up again if how it joins
     /// changed, or told its new labels and services.
-    pub async fn follow(&mut self, spec: &Spec) {
+    pub async fn follow(
+        &mut self,
+        spec: &Spec,
+        placed: &BTreeSet<String>,
+        withdrawn: &BTreeSet<String>,
+    ) {
         let wanted = joining(spec);
-        let services = services(spec);
+        let services = services(spec, placed, withdrawn);
         if let Some(running) = &mut self.running {
             if running.joining == wanted && !running.task.is_finished() {
                 let advertised = (spec.node.labels.clone(), services);
@@ -202,12 +221,27 @@ mod tests {
         let j = joining(&spec);
         assert_eq!(j.listen, ["/ip4/0.0.0.0/tcp/7800", "/ip6/::/tcp/7800"]);
         assert_eq!(j.bootstrap, ["/ip4/10.0.0.1/tcp/7720"]);
-        let s = services(&spec);
+        let none = BTreeSet::new();
+        let s = services(&spec, &none, &none);
         assert_eq!(
             s.iter()
                 .map(|s| (s.name.as_str(), s.port, s.protocol.as_str()))
                 .collect::<Vec<_>>(),
             [("dns", 53, "udp"), ("web", 80, "tcp")]
         );
+        let unhealthy: BTreeSet<String> = ["a".to_owned()].into();
+        assert!(
+            services(&spec, &none, &unhealthy).is_empty(),
+            "a failing provider is withdrawn"
+        );
+        let mesh = xnode_spec::parse(
+            br#"{"version": 1, "node": {"name": "n1", "owner": "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="},
+                 "workloads": {"m": {"command": ["/bin/m"], "placement": {"mesh": {}}, "expose": [{"service": "m", "port": 81}]}}}"#,
+        )
+        .unwrap()
+        .spec;
+        assert!(services(&mesh, &none, &none).is_empty(), "not placed here");
+        let here: BTreeSet<String> = ["m".to_owned()].into();
+        assert_eq!(services(&mesh, &here, &none).len(), 1);
     }
 }

@@ -29,6 +29,13 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// A workload label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkloadLabel {
+    /// The workload.
+    pub workload: String,
+}
+
 /// A rollout phase label.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabel {
@@ -69,6 +76,14 @@ pub struct Metrics {
     pub rollout_done: Gauge,
     /// Members taking part in the rollout.
     pub rollout_members: Gauge,
+    /// 1 while a probed workload passes its probe, 0 while it fails.
+    pub healthy: Family<WorkloadLabel, Gauge>,
+    /// Restarts systemd made of each running workload.
+    pub restarts: Family<WorkloadLabel, Gauge>,
+    /// Memory each running workload uses.
+    pub memory: Family<WorkloadLabel, Gauge>,
+    /// CPU time each running workload used, in seconds.
+    pub cpu: Family<WorkloadLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl Metrics {
@@ -90,6 +105,10 @@ impl Metrics {
             rollout_phase: Family::default(),
             rollout_done: Gauge::default(),
             rollout_members: Gauge::default(),
+            healthy: Family::default(),
+            restarts: Family::default(),
+            memory: Family::default(),
+            cpu: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("xnode");
         r.register("reconciles", "Reconcile passes", m.reconciles.clone());
@@ -153,6 +172,26 @@ impl Metrics {
             "fleet_rollout_done",
             "Members that run the newest fleet generation healthy",
             m.rollout_done.clone(),
+        );
+        r.register(
+            "workload_healthy",
+            "1 while a probed workload passes its probe, 0 while it fails",
+            m.healthy.clone(),
+        );
+        r.register(
+            "workload_restarts",
+            "Restarts systemd made of each running workload",
+            m.restarts.clone(),
+        );
+        r.register(
+            "workload_memory_bytes",
+            "Memory each running workload uses, as systemd accounts it",
+            m.memory.clone(),
+        );
+        r.register(
+            "workload_cpu_seconds",
+            "CPU time each running workload used, as systemd accounts it",
+            m.cpu.clone(),
         );
         r.register(
             "fleet_rollout_members",

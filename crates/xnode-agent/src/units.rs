@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 use xnode_spec::plan::{ObservedUnit, Plan};
-use xnode_systemd::{ApplyOptions, ApplyReport, Config, Error, Systemd, UnitStatus};
+use xnode_systemd::{ApplyOptions, ApplyReport, Config, Error, Systemd, UnitStatus, Usage};
 
 /// What the agent does to units.
 pub trait Units {
@@ -21,6 +21,8 @@ pub trait Units {
     ) -> impl Future<Output = Result<ApplyReport, Error>> + Send;
     /// One unit's state now.
     fn status(&self, unit: &str) -> impl Future<Output = Result<UnitStatus, Error>> + Send;
+    /// What systemd accounts for one service: restarts, memory, CPU time.
+    fn usage(&self, unit: &str) -> impl Future<Output = Result<Usage, Error>> + Send;
     /// Every loaded unit named like the agent's: (name, ActiveState, SubState), in one
     /// cheap call.
     fn states(&self) -> impl Future<Output = Result<Vec<(String, String, String)>, Error>> + Send;
@@ -47,6 +49,9 @@ impl Units for Systemd {
     }
     fn status(&self, unit: &str) -> impl Future<Output = Result<UnitStatus, Error>> + Send {
         Systemd::status(self, unit)
+    }
+    fn usage(&self, unit: &str) -> impl Future<Output = Result<Usage, Error>> + Send {
+        Systemd::usage(self, unit)
     }
     fn states(&self) -> impl Future<Output = Result<Vec<(String, String, String)>, Error>> + Send {
         Systemd::states(self)
@@ -129,6 +134,9 @@ impl Units for Reconnecting {
     }
     async fn status(&self, unit: &str) -> Result<UnitStatus, Error> {
         self.with(|s| async move { s.status(unit).await }).await
+    }
+    async fn usage(&self, unit: &str) -> Result<Usage, Error> {
+        self.with(|s| async move { s.usage(unit).await }).await
     }
     async fn states(&self) -> Result<Vec<(String, String, String)>, Error> {
         self.with(|s| async move { s.states().await }).await

@@ -93,19 +93,27 @@ fn oneshots_state_secrets_and_order_under_systemd() {
             "stop": {"timeout": "20s", "signal": "SIGINT"},
         })
     };
-    // migrate needs db and says what it was handed, by hash only.
+    // migrate runs after db (only after: a oneshot that requires db would run again
+    // whenever db restarts) and says what it was handed, by hash only.
     let migrate = json!({
         "kind": "oneshot",
         "command": ["/bin/sh", "-c", "echo migrate ran; sha256sum < $CREDENTIALS_DIRECTORY/token; cat $CREDENTIALS_DIRECTORY/tls; echo"],
-        "after": ["db"], "requires": ["db"],
+        "after": ["db"],
         "credentials": {"token": {"age": age}, "tls": {"file": "/etc/kinds/tls"}},
         "restart": {"policy": "no"},
     });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
     let full = spec(json!({
         "db": db("1"),
         "migrate": migrate,
+        // app needs db: started with it, after it.
+        "app": {"command": ["/bin/sleep", "infinity"], "after": ["db"], "requires": ["db"]},
         "other": {"command": ["/bin/sleep", "infinity"], "credentials": {"token": {"age": not_mine}}},
         "tick": {"kind": "timer", "schedule": "*:*:0/2", "command": ["/bin/echo", "tick"]},
+        // Healthy while the test listens on its port (the containers share the host's
+        // loopback).
+        "probed": {"command": ["/bin/sleep", "infinity"], "health": {"tcp": {"port": port}}},
     }));
     let reply = apply(&c, &full);
     assert_eq!(reply["outcome"]["state"], "healthy", "{reply:#}");
@@ -129,6 +137,7 @@ fn oneshots_state_secrets_and_order_under_systemd() {
             .unwrap()
     };
     assert!(started("xnode-db.service") < started("xnode-migrate.service"));
+    assert!(started("xnode-db.service") < started("xnode-app.service"));
     assert_eq!(show(&c, "xnode-db.service", "KillSignal"), "2");
     assert_eq!(show(&c, "xnode-db.service", "TimeoutStopUSec"), "20s");
     assert!(said(&c, "xnode-db.service").contains(&"count 1 greeting hello".to_owned()));
@@ -172,6 +181,23 @@ fn oneshots_state_secrets_and_order_under_systemd() {
         .unwrap_or_else(|e| panic!("systemd refuses {schedule:?}: {e}"));
     }
 
+    // The probe runs all the time: the workload turns unhealthy when nothing answers,
+    // with why, and healthy again when something does.
+    let healthy = |s: &Value| workload(s, "probed")["health"]["healthy"].clone();
+    wait_for(&c, "probed healthy", |s| healthy(s) == true);
+    drop(listener);
+    let s = wait_for(&c, "probed unhealthy", |s| healthy(s) == false);
+    let why = workload(&s, "probed")["health"]["why"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(why.contains("nothing listens"), "{why}");
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    wait_for(&c, "probed healthy again", |s| healthy(s) == true);
+    drop(listener);
+    let log = xnode_lab::node::journal(&c);
+    assert!(log.contains("probed fails its probe"), "{log}");
+
     // Converge passes later, the oneshot has still run once.
     std::thread::sleep(Duration::from_secs(5));
     let lines = said(&c, "xnode-migrate.service");
@@ -200,6 +226,15 @@ fn oneshots_state_secrets_and_order_under_systemd() {
         2,
         "the count file, \"3\\n\""
     );
+    // What systemd accounts for it, sampled beside the loop: no restarts of its own
+    // (the test's restart was by hand).
+    // (The lab's containers account neither memory nor CPU per unit, so only the
+    // restarts show here.)
+    let s = wait_for(&c, "db's usage sampled", |s| {
+        workload(s, "db")["usage"]["restarts"].is_u64()
+    });
+    let usage = &workload(&s, "db")["usage"];
+    assert_eq!(usage["restarts"], 0, "{usage}");
 
     // The plaintext is nowhere but the credential itself: not in files under /var,
     // /run or /etc, the journal, or any reply.

@@ -40,16 +40,19 @@ pub fn schedule(s: &str) -> Result<(), String> {
     if s.len() > MAX_SCHEDULE {
         return bad(format!("longer than {MAX_SCHEDULE} bytes"));
     }
-    let lower = s.trim().to_ascii_lowercase();
-    if SHORTHANDS.contains(&lower.as_str()) {
+    if s.chars().any(|c| c.is_control()) {
+        return bad("it holds a control character".into());
+    }
+    if SHORTHANDS.contains(&s.to_ascii_lowercase().as_str()) {
         return Ok(());
     }
-    let mut parts: Vec<&str> = s.split_ascii_whitespace().collect();
-    if parts.is_empty() {
+    let s = s.strip_suffix(" UTC").unwrap_or(s);
+    if s.is_empty() {
         return bad("it is empty".into());
     }
-    if parts.last() == Some(&"UTC") {
-        parts.pop();
+    let parts: Vec<&str> = s.split(' ').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return bad("its parts are separated by more than one space".into());
     }
     let mut parts = parts.into_iter().peekable();
     let mut any = false;
@@ -81,17 +84,19 @@ fn weekdays(p: &str) -> Result<(), String> {
         let d = d.to_ascii_lowercase();
         WEEKDAYS
             .iter()
-            .any(|(short, long)| d == *short || d == *long)
-            .then_some(())
+            .position(|(short, long)| d == *short || d == *long)
             .ok_or_else(|| format!("{d:?} is not a weekday"))
     };
     for item in p.split(',') {
         match item.split_once("..") {
             Some((a, b)) => {
-                day(a)?;
-                day(b)?;
+                if day(a)? >= day(b)? {
+                    return Err(format!("the weekday range {item} does not run forwards"));
+                }
             }
-            None => day(item)?,
+            None => {
+                day(item)?;
+            }
         }
     }
     Ok(())
@@ -123,7 +128,8 @@ fn time(p: &str) -> Result<(), String> {
         .try_for_each(|(f, (lo, hi, what))| component(f, *lo, *hi, what))
 }
 
-/// `*`, or a comma list of `N`, `N..M`, with an optional `/R` repetition; `*/R` too.
+/// `*`, or a comma list of `N` or `N..M` (N < M), each with an optional `/R`
+/// repetition that stays within the field (and the range), as systemd requires.
 fn component(p: &str, lo: u32, hi: u32, what: &str) -> Result<(), String> {
     let value = |v: &str| -> Result<u32, String> {
         let n: u32 = (!v.is_empty() && v.len() <= 4 && v.bytes().all(|b| b.is_ascii_digit()))
@@ -143,21 +149,24 @@ fn component(p: &str, lo: u32, hi: u32, what: &str) -> Result<(), String> {
             Some((base, r)) => (base, Some(r)),
             None => (item, None),
         };
-        if let Some(r) = repeat
-            && !r.parse::<u32>().is_ok_and(|n| (1..=hi.max(1)).contains(&n))
-        {
-            return Err(format!("{r:?} is not a repetition of {what}s"));
-        }
-        match base.split_once("..") {
-            _ if base == "*" && repeat.is_some() => {}
+        let (start, end) = match base.split_once("..") {
             Some((a, b)) => {
                 let (a, b) = (value(a)?, value(b)?);
-                if a > b {
-                    return Err(format!("the {what} range {a}..{b} runs backwards"));
+                if a >= b {
+                    return Err(format!("the {what} range {a}..{b} does not run forwards"));
                 }
+                (a, b)
             }
-            None => {
-                value(base)?;
+            None => (value(base)?, hi),
+        };
+        if let Some(r) = repeat {
+            let fits = r
+                .parse::<u32>()
+                .is_ok_and(|n| n >= 1 && n <= hi - lo && start + n <= end);
+            if !fits {
+                return Err(format!(
+                    "{r:?} is not a repetition of {what}s that fits {item}"
+                ));
             }
         }
     }
@@ -208,8 +217,17 @@ mod tests {
                 "*-*-* 10:00 Europe/Berlin",
                 "not a weekday, a date or a time",
             ),
-            ("*-*-* 10..08:00", "runs backwards"),
+            ("*-*-* 10..08:00", "does not run forwards"),
+            ("*-*-* 08..08:00", "does not run forwards"),
+            ("Fri..Mon 10:00", "does not run forwards"),
             ("*:0/0", "not a repetition"),
+            ("*:*/5", "\"*\" is not a minute"),
+            ("*:30/45", "not a repetition"),
+            ("*:0..10/20", "not a repetition"),
+            ("*-*-1/31", "not a repetition"),
+            ("\ndaily", "control character"),
+            ("Mon\n09:00", "control character"),
+            ("*-*-* 10:00  UTC", "more than one space"),
             ("1-2-3-4", "not a date"),
             ("10:00:00:00", "not a time"),
             ("*-*-* 1:2:x", "\"x\" is not a second"),

@@ -327,6 +327,7 @@ pub fn plan(spec: &Spec, observed: &[ObservedUnit], mesh_placed: &BTreeSet<Strin
         let Some(((main, main_content), companions)) = files.split_last() else {
             continue;
         };
+        let refused = plan.refused.len();
         for (unit_name, content) in companions {
             let u = Unit {
                 workload: name,
@@ -335,6 +336,11 @@ pub fn plan(spec: &Spec, observed: &[ObservedUnit], mesh_placed: &BTreeSet<Strin
             };
             let o = observed.get(unit_name.as_str()).map(|(_, o)| *o);
             plan_companion(&mut plan, &u, o);
+        }
+        if plan.refused.len() > refused {
+            // A timer must not start a unit that is not the workload's.
+            wanted_units.extend(files.into_iter().map(|(n, _)| n));
+            continue;
         }
         let u = Unit {
             workload: name,
@@ -422,8 +428,9 @@ fn plan_wanted(plan: &mut Plan, u: &Unit<'_>, w: &Workload, observed: Option<&Ob
     };
     let running = o.active_state.is_running();
     // A failed workload its restart policy leaves down is not started again unless
-    // its definition changes.
-    let restore = !running && !o.finished(w.restart.policy);
+    // its definition changes. A timer has no process to finish: it is set again.
+    let restore =
+        !running && (w.kind == crate::model::Kind::Timer || !o.finished(w.restart.policy));
     let Some(installed) = &o.file else {
         if running {
             refuse(

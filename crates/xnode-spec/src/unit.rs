@@ -227,12 +227,18 @@ pub fn render(name: &str, w: &Workload) -> String {
     line("[Service]");
     match w.kind {
         Kind::Service => line("Type=exec"),
-        Kind::Oneshot | Kind::Timer => {
+        Kind::Oneshot => {
             line("Type=oneshot");
             line(&format!(
                 "TimeoutStartSec={}ms",
                 w.health.timeout.as_millis()
             ));
+        }
+        // A scheduled run takes as long as it takes (a nightly backup); `stop.timeout`
+        // still bounds its stop.
+        Kind::Timer => {
+            line("Type=oneshot");
+            line("TimeoutStartSec=infinity");
         }
     }
     line(&format!("Slice={SLICE}"));

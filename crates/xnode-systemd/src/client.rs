@@ -54,6 +54,17 @@ pub struct Systemd {
     subscribed: tokio::sync::OnceCell<()>,
 }
 
+/// What systemd accounts for a service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Restarts systemd made under the restart policy since the unit was loaded.
+    pub restarts: u32,
+    /// Memory its cgroup uses now, when accounted.
+    pub memory_bytes: Option<u64>,
+    /// CPU time it used, when accounted.
+    pub cpu_ns: Option<u64>,
+}
+
 /// A unit's state after an apply, as systemd reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitStatus {
@@ -171,6 +182,29 @@ impl Systemd {
         };
         read.await
             .map_err(Error::call(format!("reading why {name} failed")))
+    }
+
+    /// What systemd accounts for a service now: restarts, memory and CPU time.
+    pub async fn usage(&self, unit: &str) -> Result<Usage, Error> {
+        let read = async {
+            let path = self.manager.load_unit(unit.to_owned()).await?;
+            let s = self.service_proxy(path).await?;
+            Ok::<_, zbus::Error>((
+                s.n_restarts().await?,
+                s.memory_current().await?,
+                s.cpu_usage_n_sec().await?,
+            ))
+        };
+        let (restarts, memory, cpu) = read
+            .await
+            .map_err(Error::call(format!("reading what {unit} uses")))?;
+        // systemd says "not accounted" with the largest value.
+        let accounted = |v: u64| (v != u64::MAX).then_some(v);
+        Ok(Usage {
+            restarts,
+            memory_bytes: accounted(memory),
+            cpu_ns: accounted(cpu),
+        })
     }
 
     /// A unit's current state, read fresh.

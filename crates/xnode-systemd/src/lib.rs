@@ -17,6 +17,6 @@ mod jobs;
 mod observe;
 
 pub use apply::{ApplyOptions, ApplyReport, StepOutcome, StepReport};
-pub use client::{Bus, Config, Systemd, UnitStatus};
+pub use client::{Bus, Config, Systemd, UnitStatus, Usage};
 pub use error::Error;
 pub use jobs::JobResult;

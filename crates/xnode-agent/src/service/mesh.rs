@@ -207,7 +207,15 @@ where
         let (Some(mesh), Some(current)) = (&mut self.mesh, &self.current) else {
             return;
         };
-        mesh.mesh.follow(&current.spec).await;
+        let withdrawn: std::collections::BTreeSet<String> = self
+            .live
+            .borrow()
+            .iter()
+            .filter(|(_, l)| !l.healthy)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let placed = self.placed.borrow().clone();
+        mesh.mesh.follow(&current.spec, &placed, &withdrawn).await;
         if let Some(h) = mesh.mesh.handle()
             && mesh.views.as_ref().is_none_or(|v| v.has_changed().is_err())
         {
@@ -293,6 +301,7 @@ where
         // Placement starts and stops them, not their failures: no backoff.
         self.converge.forget(placed.symmetric_difference(&before));
         self.placed.send_replace(placed);
+        self.advertise = true;
         self.in_sync = false;
         if !gone.is_empty() {
             self.fence(gone);

@@ -101,6 +101,16 @@ pub struct Service<U, N> {
     watch: Option<Watch>,
     watched_since: Instant,
     background: Background,
+    /// The spec in force, for the continuous probes.
+    live_spec: watch::Sender<Option<Arc<Validated>>>,
+    /// What they find.
+    live: watch::Receiver<BTreeMap<String, crate::liveness::Liveness>>,
+    /// Where they report, until they start.
+    live_out: Option<watch::Sender<BTreeMap<String, crate::liveness::Liveness>>>,
+    /// What systemd accounts for each running workload, sampled beside the loop.
+    usage: watch::Receiver<BTreeMap<String, crate::usage::Sample>>,
+    /// Placement changed: the services this node provides are told anew.
+    advertise: bool,
 }
 
 /// The tasks of the loop's own that must be noticed if they die.
@@ -131,6 +141,9 @@ where
         let units = agent.units.clone();
         let state = agent.store.watch();
         let fleet = fleet::FleetPart::load(agent.store.dir());
+        let (live_out, live) = watch::channel(BTreeMap::new());
+        let (usage_out, usage) = watch::channel(BTreeMap::new());
+        tokio::spawn(crate::usage::run(units.clone(), metrics.clone(), usage_out));
         Service {
             units,
             spec_file: spec_file::SpecFile::new(settings.spec_file.clone()),
@@ -152,6 +165,11 @@ where
             watch: None,
             watched_since: Instant::now(),
             background: Background::default(),
+            live_spec: watch::channel(None).0,
+            live,
+            live_out: Some(live_out),
+            usage,
+            advertise: false,
         }
     }
 
@@ -159,6 +177,11 @@ where
     /// it has taken up the generation in force.
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, ready: impl FnOnce()) {
         self.start().await;
+        if let Some(out) = self.live_out.take() {
+            let probes =
+                crate::liveness::run(self.live_spec.subscribe(), self.placed.subscribe(), out);
+            tokio::spawn(probes);
+        }
         ready();
         self.watchdog = Watchdog::from_env();
         let mut file_tick = interval(self.settings.file_poll);
@@ -191,6 +214,7 @@ where
                 }
             };
             let deadline = self.next_deadline();
+            let mut live = self.live.clone();
             let mesh = self.mesh.as_mut().map(mesh::MeshPart::next);
             let mesh_event = async {
                 match mesh {
@@ -205,6 +229,7 @@ where
                 },
                 event = mesh_event => self.on_mesh(event).await,
                 () = changed => self.converge.soon(SETTLE),
+                Ok(()) = live.changed() => self.liveness_changed().await,
                 Some(done) = self.tasks.join_next_with_id() => self.on_done(done).await,
                 _ = file_tick.tick() => self.read_spec_file(None),
                 _ = reconcile_tick.tick() => {
@@ -215,6 +240,9 @@ where
                 () = sleep_until(deadline) => {}
             }
             self.place(Instant::now());
+            if std::mem::take(&mut self.advertise) {
+                self.follow_mesh().await;
+            }
             self.roll(Instant::now());
             self.maybe_converge();
         }
@@ -456,5 +484,23 @@ where
             );
         }
         self.current = Some(Arc::new(spec));
+        self.live_spec.send_replace(self.current.clone());
+    }
+
+    /// A workload's probe started or stopped passing: its services join or leave the
+    /// mesh's answers, and the metrics follow.
+    async fn liveness_changed(&mut self) {
+        let health = self.live.borrow_and_update().clone();
+        self.metrics.healthy.clear();
+        for (name, l) in &health {
+            let label = crate::metrics::WorkloadLabel {
+                workload: name.clone(),
+            };
+            self.metrics
+                .healthy
+                .get_or_create(&label)
+                .set(i64::from(l.healthy));
+        }
+        self.follow_mesh().await;
     }
 }

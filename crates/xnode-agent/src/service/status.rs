@@ -66,6 +66,12 @@ struct WorkloadStatus {
     /// `absent` / `elsewhere`.
     state: String,
     error: Option<String>,
+    /// What the continuous probe finds, for a running service with a probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<crate::liveness::Liveness>,
+    /// Restarts, memory and CPU time, as systemd accounts them, for a running workload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<crate::usage::Sample>,
     /// The size of its state directory, for a workload with `state: true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     state_bytes: Option<u64>,
@@ -90,6 +96,8 @@ where
             workloads: p.workloads,
         });
         let placed = self.placed.borrow().clone();
+        let live = self.live.borrow().clone();
+        let usage = self.usage.borrow().clone();
         let not_realised = self.not_realised.clone().unwrap_or_default();
         let mut workloads = Vec::new();
         let mut converged = generation
@@ -117,6 +125,8 @@ where
                     active_state,
                     state,
                     error: not_realised.get(name).cloned(),
+                    health: live.get(name).cloned(),
+                    usage: usage.get(name).copied(),
                     state_bytes: w.state.then_some(0),
                 });
             }

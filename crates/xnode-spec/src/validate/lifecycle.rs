@@ -281,6 +281,12 @@ pub(super) fn check_order(
                         &here,
                         format_args!("{other:?} is not a workload of this spec"),
                     ),
+                    Some(o) if key == "requires" && o.kind == Kind::Timer => c.report(
+                        &here,
+                        format_args!(
+                            "{other:?} is a timer: requiring it would run its job at every start of this one; use \"after\""
+                        ),
+                    ),
                     Some(o) if key == "requires" && matches!(o.placement, Placement::Mesh(_)) => c
                         .report(
                             &here,

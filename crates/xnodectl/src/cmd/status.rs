@@ -82,21 +82,38 @@ fn text(s: &Value) -> String {
             .max(8);
         let _ = writeln!(
             out,
-            "\n{:<width$}  {:<12}  {:>10}  ERROR",
-            "WORKLOAD", "STATE", "STATE DIR"
+            "\n{:<width$}  {:<12}  {:<9}  {:>8}  {:>10}  {:>10}  ERROR",
+            "WORKLOAD", "STATE", "HEALTH", "RESTARTS", "MEMORY", "STATE DIR"
         );
         for w in workloads {
+            let health = match w["health"]["healthy"].as_bool() {
+                Some(true) => "healthy",
+                Some(false) => "unhealthy",
+                None => "-",
+            };
+            // A failing probe says why, unless the workload has an error of its own.
+            let error = w["error"]
+                .as_str()
+                .or_else(|| w["health"]["why"].as_str())
+                .unwrap_or("");
+            let size = |v: &Value| {
+                v.as_u64()
+                    .map_or_else(|| "-".to_owned(), super::state::size)
+            };
             let _ = writeln!(
                 out,
-                "{:<width$}  {:<12}  {:>10}  {}",
+                "{:<width$}  {:<12}  {:<9}  {:>8}  {:>10}  {:>10}  {}",
                 str_of(w, "name"),
                 w["state"]
                     .as_str()
                     .unwrap_or_else(|| str_of(w, "active_state")),
-                w["state_bytes"]
+                health,
+                w["usage"]["restarts"]
                     .as_u64()
-                    .map_or_else(|| "-".to_owned(), super::state::size),
-                w["error"].as_str().unwrap_or("")
+                    .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+                size(&w["usage"]["memory_bytes"]),
+                size(&w["state_bytes"]),
+                error
             );
         }
     }
