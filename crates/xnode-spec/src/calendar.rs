@@ -102,30 +102,45 @@ fn weekdays(p: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A field's range and name.
+type Field = (u32, u32, &'static str);
+
+const YEAR: Field = (1970, 2199, "year");
+const MONTH: Field = (1, 12, "month");
+const DAY: Field = (1, 31, "day");
+const HOUR: Field = (0, 23, "hour");
+const MINUTE: Field = (0, 59, "minute");
+const SECOND: Field = (0, 59, "second");
+
 fn date(p: &str) -> Result<(), String> {
-    let fields: Vec<&str> = p.split('-').collect();
-    let ranges: &[(u32, u32, &str)] = match fields.len() {
-        2 => &[(1, 12, "month"), (1, 31, "day")],
-        3 => &[(1970, 2199, "year"), (1, 12, "month"), (1, 31, "day")],
-        _ => return Err(format!("{p:?} is not a date (YYYY-MM-DD or MM-DD)")),
-    };
-    fields
-        .iter()
-        .zip(ranges)
-        .try_for_each(|(f, (lo, hi, what))| component(f, *lo, *hi, what))
+    fields(
+        p,
+        '-',
+        &[&[MONTH, DAY], &[YEAR, MONTH, DAY]],
+        "a date (YYYY-MM-DD or MM-DD)",
+    )
 }
 
 fn time(p: &str) -> Result<(), String> {
-    let fields: Vec<&str> = p.split(':').collect();
-    let ranges: &[(u32, u32, &str)] = match fields.len() {
-        2 => &[(0, 23, "hour"), (0, 59, "minute")],
-        3 => &[(0, 23, "hour"), (0, 59, "minute"), (0, 59, "second")],
-        _ => return Err(format!("{p:?} is not a time (HH:MM or HH:MM:SS)")),
-    };
-    fields
+    fields(
+        p,
+        ':',
+        &[&[HOUR, MINUTE], &[HOUR, MINUTE, SECOND]],
+        "a time (HH:MM or HH:MM:SS)",
+    )
+}
+
+/// `sep`-separated components, as many as one of `shapes` has, each within its field.
+fn fields(p: &str, sep: char, shapes: &[&[Field]], kind: &str) -> Result<(), String> {
+    let parts: Vec<&str> = p.split(sep).collect();
+    let shape = shapes
         .iter()
-        .zip(ranges)
-        .try_for_each(|(f, (lo, hi, what))| component(f, *lo, *hi, what))
+        .find(|s| s.len() == parts.len())
+        .ok_or_else(|| format!("{p:?} is not {kind}"))?;
+    parts
+        .iter()
+        .zip(shape.iter())
+        .try_for_each(|(part, (lo, hi, what))| component(part, *lo, *hi, what))
 }
 
 /// `*`, or a comma list of `N` or `N..M` (N < M), each with an optional `/R`
