@@ -84,10 +84,19 @@ fn main() {
         Cluster::spec(N, i, net, &json!({}))
     })
     .unwrap();
+    // A node's peer id shows once its mesh node answers, which can be a moment after
+    // xnoded is ready.
     let peers: Vec<String> = (0..N)
         .map(|i| {
-            let s = api(&cluster.nodes[i], Request::Status).unwrap();
-            s["mesh"]["peer_id"].as_str().unwrap().to_owned()
+            let mut peer = None;
+            wait_until(Duration::from_secs(60), || {
+                peer = api(&cluster.nodes[i], Request::Status)
+                    .ok()
+                    .and_then(|s| s["mesh"]["peer_id"].as_str().map(str::to_owned));
+                peer.is_some()
+            })
+            .expect("every node's mesh answers");
+            peer.unwrap_or_default()
         })
         .collect();
     wait_until(Duration::from_secs(120), || {
