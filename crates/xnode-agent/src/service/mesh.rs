@@ -226,6 +226,23 @@ where
         }
     }
 
+    /// A workload's probe started or stopped passing: its services join or leave the
+    /// mesh's answers, and the metrics follow.
+    pub(super) async fn liveness_changed(&mut self) {
+        let health = self.live.borrow_and_update().clone();
+        self.metrics.healthy.clear();
+        for (name, l) in &health {
+            let label = crate::metrics::WorkloadLabel {
+                workload: name.clone(),
+            };
+            self.metrics
+                .healthy
+                .get_or_create(&label)
+                .set(i64::from(l.healthy));
+        }
+        self.follow_mesh().await;
+    }
+
     /// Pings systemd's watchdog and renews the lease: both prove this loop turns.
     pub(super) fn renew(&mut self) {
         let now = Instant::now();

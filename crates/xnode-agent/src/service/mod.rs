@@ -109,6 +109,8 @@ pub struct Service<U, N> {
     live_out: Option<watch::Sender<BTreeMap<String, crate::liveness::Liveness>>>,
     /// What systemd accounts for each running workload, sampled beside the loop.
     usage: watch::Receiver<BTreeMap<String, crate::usage::Sample>>,
+    /// Where the sampler reports, until it starts.
+    usage_out: Option<watch::Sender<BTreeMap<String, crate::usage::Sample>>>,
     /// Placement changed: the services this node provides are told anew.
     advertise: bool,
 }
@@ -143,7 +145,6 @@ where
         let fleet = fleet::FleetPart::load(agent.store.dir());
         let (live_out, live) = watch::channel(BTreeMap::new());
         let (usage_out, usage) = watch::channel(BTreeMap::new());
-        tokio::spawn(crate::usage::run(units.clone(), metrics.clone(), usage_out));
         Service {
             units,
             spec_file: spec_file::SpecFile::new(settings.spec_file.clone()),
@@ -169,6 +170,7 @@ where
             live,
             live_out: Some(live_out),
             usage,
+            usage_out: Some(usage_out),
             advertise: false,
         }
     }
@@ -181,6 +183,13 @@ where
             let probes =
                 crate::liveness::run(self.live_spec.subscribe(), self.placed.subscribe(), out);
             tokio::spawn(probes);
+        }
+        if let Some(out) = self.usage_out.take() {
+            tokio::spawn(crate::usage::run(
+                self.units.clone(),
+                self.metrics.clone(),
+                out,
+            ));
         }
         ready();
         self.watchdog = Watchdog::from_env();
@@ -485,22 +494,5 @@ where
         }
         self.current = Some(Arc::new(spec));
         self.live_spec.send_replace(self.current.clone());
-    }
-
-    /// A workload's probe started or stopped passing: its services join or leave the
-    /// mesh's answers, and the metrics follow.
-    async fn liveness_changed(&mut self) {
-        let health = self.live.borrow_and_update().clone();
-        self.metrics.healthy.clear();
-        for (name, l) in &health {
-            let label = crate::metrics::WorkloadLabel {
-                workload: name.clone(),
-            };
-            self.metrics
-                .healthy
-                .get_or_create(&label)
-                .set(i64::from(l.healthy));
-        }
-        self.follow_mesh().await;
     }
 }
