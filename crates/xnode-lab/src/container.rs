@@ -65,7 +65,10 @@ impl Container {
         .arg(&root)
         .args(["--machine", &name]);
         if let Some(ns) = &options.netns {
-            cmd.arg(format!("--network-namespace-path=/run/netns/{ns}"));
+            // Its own network is its own to administer, as a host's is: its firewall
+            // (nftables) included.
+            cmd.arg(format!("--network-namespace-path=/run/netns/{ns}"))
+                .arg("--capability=CAP_NET_ADMIN");
         }
         for (host, inside) in &options.bind_ro {
             cmd.arg(format!("--bind-ro={}:{}", host.display(), inside.display()));

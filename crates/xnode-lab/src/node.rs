@@ -13,10 +13,20 @@ pub const TEST_FLAGS: &str = "--file-poll 200 --interval 2 --metrics-address 127
 /// module reads the same file, so the lab runs xnoded exactly as confined as a node.
 const SERVICE: &str = include_str!("../../../modules/xnoded-service.json");
 
-/// What xnoded keeps of root's powers, as the NixOS module gives them (beside
-/// CAP_CHOWN for an API group): reading and deleting workloads' state directories,
-/// which their dynamic users own with mode 0700.
-pub const STATE_CAPABILITIES: &str = "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE";
+/// What xnoded keeps of root's powers with `flags`, as the NixOS module gives them
+/// (beside CAP_CHOWN for an API group): reading and deleting workloads' state
+/// directories, which their dynamic users own with mode 0700; with a firewall set,
+/// changing it; with a DNS responder, binding port 53.
+pub fn capabilities(flags: &str) -> String {
+    let mut caps = vec!["CAP_DAC_READ_SEARCH", "CAP_DAC_OVERRIDE"];
+    if flags.contains("--firewall-set") {
+        caps.push("CAP_NET_ADMIN");
+    }
+    if flags.contains("--dns-listen") {
+        caps.push("CAP_NET_BIND_SERVICE");
+    }
+    caps.join(" ")
+}
 
 /// xnoded's unit, as a node runs it, with `flags`; it restarts sooner than on a node,
 /// for quicker tests.
@@ -43,8 +53,9 @@ pub fn xnoded_unit(flags: &str) -> Result<String, LabError> {
         }
     }
     unit.push_str(&format!(
-        "ReadWritePaths=/var/lib/xnode\nCapabilityBoundingSet={STATE_CAPABILITIES}\n\
-         ExecStart=/opt/xnode/xnoded {flags}\nRestartSec=500ms\n"
+        "ReadWritePaths=/var/lib/xnode\nCapabilityBoundingSet={}\n\
+         ExecStart=/opt/xnode/xnoded {flags}\nRestartSec=500ms\n",
+        capabilities(flags)
     ));
     Ok(unit)
 }

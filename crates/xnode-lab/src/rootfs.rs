@@ -7,8 +7,8 @@ use std::process::Command;
 use crate::LabError;
 
 /// Bump when the package set changes, so caches rebuild.
-const ROOTFS_NAME: &str = "debian-bookworm-systemd-nix-3";
-const PACKAGES: &str = "systemd,dbus,systemd-sysv";
+const ROOTFS_NAME: &str = "debian-bookworm-systemd-nix-4";
+const PACKAGES: &str = "systemd,dbus,systemd-sysv,nftables";
 
 /// The lab's Nix has no substituters: tests never reach beyond the machine.
 const NIX_CONF: &str = "substituters =\nbuild-users-group =\n";
