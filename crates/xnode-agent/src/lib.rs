@@ -5,9 +5,12 @@
 //! agent acts on systemd and Nix.
 
 pub mod accept;
+pub mod backoff;
 pub mod deploy;
+pub mod dns;
 #[cfg(test)]
 mod fake;
+pub mod firewall;
 pub mod fleet_store;
 pub mod gate;
 pub mod health;

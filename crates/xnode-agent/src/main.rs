@@ -12,6 +12,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tracing::{error, info};
 use xnode_agent::deploy::Agent;
+use xnode_agent::firewall::NftSet;
 use xnode_agent::mesh::Mesh;
 use xnode_agent::metrics::{self, Metrics};
 use xnode_agent::nix::NixStore;
@@ -57,6 +58,16 @@ struct Args {
     /// be deleted once the node is a member.
     #[arg(long, value_name = "FILE")]
     join_key: Option<PathBuf>,
+    /// Answer DNS for the `xnode` domain here (UDP and TCP), from the mesh's healthy
+    /// providers: `<service>.xnode`. Off unless given; the NixOS module uses
+    /// 127.0.0.153:53 and routes the domain to it through systemd-resolved.
+    #[arg(long, value_name = "ADDR")]
+    dns_listen: Option<SocketAddr>,
+    /// Keep this nftables set (FAMILY/TABLE/SET, of type `inet_proto . inet_service`)
+    /// holding the ports the workloads here expose, for the firewall to accept, for
+    /// example inet/nixos-fw/xnode_services. Off unless given.
+    #[arg(long, value_name = "SET")]
+    firewall_set: Option<NftSet>,
 }
 
 /// The join key in `path`, if there is a usable one. A file that is gone is no key (it
@@ -83,7 +94,7 @@ fn read_join_key(path: Option<&Path>) -> Option<JoinKey> {
 fn init_logging() {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn"));
     // Under systemd (JOURNAL_STREAM is set) log structured fields to journald.
     let journald = std::env::var_os("JOURNAL_STREAM").and_then(|_| tracing_journald::layer().ok());
     let registry = tracing_subscriber::registry().with(filter);
@@ -135,6 +146,7 @@ async fn main() -> Result<()> {
         interval: Duration::from_secs(args.interval),
         metrics_address: Some(metrics_address),
         owner_file: args.socket.parent().map(|dir| dir.join("owner")),
+        firewall: args.firewall_set.clone(),
     };
     let agent = Agent {
         units: Arc::new(units),
@@ -142,6 +154,17 @@ async fn main() -> Result<()> {
         secrets: Secrets::new(&args.state_dir, SECRETS_DIR.into()),
         store,
     };
+    if let Some(addr) = args.dns_listen {
+        let sockets = xnode_agent::dns::bind(addr)
+            .await
+            .with_context(|| format!("cannot answer DNS on {addr}"))?;
+        let handles = match &mesh {
+            Some((mesh, _)) => mesh.handles(),
+            None => tokio::sync::watch::channel(None).1,
+        };
+        tokio::spawn(xnode_agent::dns::serve(sockets, handles));
+        info!(%addr, "answering DNS for the xnode domain");
+    }
     let service = Service::new(agent, settings, metrics, mesh);
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(server::serve(listener, gid, tx));

@@ -89,6 +89,8 @@ pub struct Mesh {
     metrics: Arc<xnode_mesh::Metrics>,
     events: mpsc::UnboundedSender<Event>,
     running: Option<Running>,
+    /// The running node's handle, for those beside the loop.
+    handles: tokio::sync::watch::Sender<Option<Handle>>,
     /// Why the node is not running, when it should.
     pub error: Option<String>,
 }
@@ -108,8 +110,14 @@ impl Mesh {
             metrics,
             events,
             running: None,
+            handles: tokio::sync::watch::channel(None).0,
             error: None,
         }
+    }
+
+    /// The running node's handle, whichever it is, as it changes.
+    pub fn handles(&self) -> tokio::sync::watch::Receiver<Option<Handle>> {
+        self.handles.subscribe()
     }
 
     /// The running node's handle.
@@ -149,9 +157,11 @@ impl Mesh {
         match self.start(&wanted, spec, services) {
             Ok(running) => {
                 self.error = None;
+                self.handles.send_replace(Some(running.handle.clone()));
                 self.running = Some(running);
             }
             Err(e) => {
+                self.handles.send_replace(None);
                 error!("cannot join the mesh: {e:#}");
                 self.error = Some(format!("{e:#}"));
             }

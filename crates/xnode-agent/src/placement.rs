@@ -47,14 +47,16 @@ pub fn stops<'a>(workloads: impl IntoIterator<Item = &'a String>) -> Plan {
     }
 }
 
-/// The mesh workloads this node can run (not those whose store paths it lacks).
+/// The mesh workloads this node can run: not those whose store paths it lacks, nor
+/// those `withdrawn` from it for failing here (`crate::backoff`).
 pub fn offers(
     wanted: &[Wanted],
     not_realised: &BTreeMap<String, String>,
+    withdrawn: &BTreeSet<String>,
 ) -> BTreeMap<String, String> {
     wanted
         .iter()
-        .filter(|w| !not_realised.contains_key(&w.name))
+        .filter(|w| !not_realised.contains_key(&w.name) && !withdrawn.contains(&w.name))
         .map(|w| (w.name.clone(), w.hash.clone()))
         .collect()
 }
@@ -203,8 +205,9 @@ impl Placement {
             .collect()
     }
 
-    /// What `status` shows.
-    pub fn status(&self) -> Option<PlacementStatus> {
+    /// What `status` shows; `withdrawn` are the workloads withdrawn from this node for
+    /// failing here (`crate::backoff`).
+    pub fn status(&self, withdrawn: &BTreeSet<String>) -> Option<PlacementStatus> {
         let (quorate, settled, hold_down, voters) = self.view?;
         let name = |p: &PeerId| self.names.get(p).cloned().unwrap_or_else(|| p.to_string());
         Some(PlacementStatus {
@@ -222,6 +225,8 @@ impl Placement {
                     running_on: d.running.iter().map(name).collect(),
                     here: if d.run_here {
                         "runs"
+                    } else if withdrawn.contains(w) {
+                        "withdrawn"
                     } else if d.waiting {
                         "waiting"
                     } else {
@@ -259,7 +264,8 @@ pub struct MeshWorkload {
     pub owners: Vec<String>,
     /// The live members that run it now.
     pub running_on: Vec<String>,
-    /// `runs` here, `waiting` for a member still running it to stop, or `no`.
+    /// `runs` here, `waiting` for a member still running it to stop, `withdrawn` from
+    /// this node for failing here, or `no`.
     pub here: &'static str,
 }
 
@@ -348,7 +354,7 @@ mod tests {
             p.completed(&BTreeSet::from(["w".to_owned()])).is_empty(),
             "counted once"
         );
-        let status = p.status().unwrap();
+        let status = p.status(&BTreeSet::new()).unwrap();
         assert_eq!(status.workloads[0].owners, [me.to_string()]);
         assert_eq!(status.workloads[0].here, "runs");
     }

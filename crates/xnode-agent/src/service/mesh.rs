@@ -139,8 +139,8 @@ impl MeshPart {
         self.views.as_ref().map(|v| v.borrow().clone())
     }
 
-    pub(super) fn placement_status(&self) -> Option<PlacementStatus> {
-        self.placement.status()
+    pub(super) fn placement_status(&self, withdrawn: &BTreeSet<String>) -> Option<PlacementStatus> {
+        self.placement.status(withdrawn)
     }
 
     pub(super) fn next_decision(&self) -> Option<Instant> {
@@ -162,8 +162,13 @@ impl MeshPart {
 
     /// Tells the mesh what this node offers (all it can realise of `wanted`); whether
     /// the mesh has it.
-    fn offer(&mut self, wanted: &[Wanted], not_realised: &BTreeMap<String, String>) -> bool {
-        let offers = placement::offers(wanted, not_realised);
+    fn offer(
+        &mut self,
+        wanted: &[Wanted],
+        not_realised: &BTreeMap<String, String>,
+        withdrawn: &BTreeSet<String>,
+    ) -> bool {
+        let offers = placement::offers(wanted, not_realised, withdrawn);
         let running = self.told.1.clone();
         self.tell(offers, running)
     }
@@ -208,6 +213,7 @@ where
             return;
         };
         let withdrawn: std::collections::BTreeSet<String> = self
+            .beside
             .live
             .borrow()
             .iter()
@@ -229,7 +235,7 @@ where
     /// A workload's probe started or stopped passing: its services join or leave the
     /// mesh's answers, and the metrics follow.
     pub(super) async fn liveness_changed(&mut self) {
-        let health = self.live.borrow_and_update().clone();
+        let health = self.beside.live.borrow_and_update().clone();
         self.metrics.healthy.clear();
         for (name, l) in &health {
             let label = crate::metrics::WorkloadLabel {
@@ -262,6 +268,7 @@ where
             .target()
             .map(|spec| placement::wanted(&spec.spec))
             .unwrap_or_default();
+        let withdrawn = self.beside.withdrawn.borrow().clone();
         let Some(mesh) = &mut self.mesh else { return };
         // The mesh hears at once what the spec this node heads for offers (once it is
         // known what of it can be realised): a new one as its apply begins (so
@@ -273,10 +280,10 @@ where
         let told = self
             .not_realised
             .as_ref()
-            .is_none_or(|missing| mesh.offer(&wanted, missing));
+            .is_none_or(|missing| mesh.offer(&wanted, missing, &withdrawn));
         let mut offers = mesh.told.0.clone();
         if !told && let Some(missing) = &self.not_realised {
-            let now = placement::offers(&wanted, missing);
+            let now = placement::offers(&wanted, missing, &withdrawn);
             offers.retain(|w, hash| now.get(w) == Some(hash));
         }
         match (&mesh.views, wanted.is_empty()) {
@@ -380,7 +387,7 @@ where
         }
         // Until it is known what can be realised, the offers stay as they were.
         let offers = match &self.not_realised {
-            Some(missing) => placement::offers(&wanted, missing),
+            Some(missing) => placement::offers(&wanted, missing, &self.beside.withdrawn.borrow()),
             None => mesh.told.0.clone(),
         };
         mesh.tell(offers, running);

@@ -10,6 +10,7 @@
 
 mod api;
 mod apply;
+mod beside;
 mod converge;
 mod fleet;
 mod fleet_view;
@@ -54,6 +55,8 @@ pub struct Settings {
     pub metrics_address: Option<std::net::SocketAddr>,
     /// Where the owner of the spec in force is published for `xnodectl ssh-keys`.
     pub owner_file: Option<PathBuf>,
+    /// The nftables set to hold the ports the workloads here expose, if any.
+    pub firewall: Option<crate::firewall::NftSet>,
 }
 
 /// How long a burst of unit changes may take before the pass it triggers.
@@ -101,16 +104,8 @@ pub struct Service<U, N> {
     watch: Option<Watch>,
     watched_since: Instant,
     background: Background,
-    /// The spec in force, for the continuous probes.
-    live_spec: watch::Sender<Option<Arc<Validated>>>,
-    /// What they find.
-    live: watch::Receiver<BTreeMap<String, crate::liveness::Liveness>>,
-    /// Where they report, until they start.
-    live_out: Option<watch::Sender<BTreeMap<String, crate::liveness::Liveness>>>,
-    /// What systemd accounts for each running workload, sampled beside the loop.
-    usage: watch::Receiver<BTreeMap<String, crate::usage::Sample>>,
-    /// Where the sampler reports, until it starts.
-    usage_out: Option<watch::Sender<BTreeMap<String, crate::usage::Sample>>>,
+    /// Health, usage, back-off and the firewall, kept beside the loop.
+    beside: beside::Beside,
     /// Placement changed: the services this node provides are told anew.
     advertise: bool,
 }
@@ -143,8 +138,6 @@ where
         let units = agent.units.clone();
         let state = agent.store.watch();
         let fleet = fleet::FleetPart::load(agent.store.dir());
-        let (live_out, live) = watch::channel(BTreeMap::new());
-        let (usage_out, usage) = watch::channel(BTreeMap::new());
         Service {
             units,
             spec_file: spec_file::SpecFile::new(settings.spec_file.clone()),
@@ -166,11 +159,7 @@ where
             watch: None,
             watched_since: Instant::now(),
             background: Background::default(),
-            live_spec: watch::channel(None).0,
-            live,
-            live_out: Some(live_out),
-            usage,
-            usage_out: Some(usage_out),
+            beside: beside::Beside::new(),
             advertise: false,
         }
     }
@@ -179,18 +168,12 @@ where
     /// it has taken up the generation in force.
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, ready: impl FnOnce()) {
         self.start().await;
-        if let Some(out) = self.live_out.take() {
-            let probes =
-                crate::liveness::run(self.live_spec.subscribe(), self.placed.subscribe(), out);
-            tokio::spawn(probes);
-        }
-        if let Some(out) = self.usage_out.take() {
-            tokio::spawn(crate::usage::run(
-                self.units.clone(),
-                self.metrics.clone(),
-                out,
-            ));
-        }
+        self.beside.start(
+            &self.units,
+            &self.metrics,
+            &self.placed,
+            self.settings.firewall.clone(),
+        );
         ready();
         self.watchdog = Watchdog::from_env();
         let mut file_tick = interval(self.settings.file_poll);
@@ -223,7 +206,8 @@ where
                 }
             };
             let deadline = self.next_deadline();
-            let mut live = self.live.clone();
+            let mut live = self.beside.live.clone();
+            let mut withdrawn = self.beside.withdrawn.clone();
             let mesh = self.mesh.as_mut().map(mesh::MeshPart::next);
             let mesh_event = async {
                 match mesh {
@@ -239,6 +223,8 @@ where
                 event = mesh_event => self.on_mesh(event).await,
                 () = changed => self.converge.soon(SETTLE),
                 Ok(()) = live.changed() => self.liveness_changed().await,
+                // Placement, after this turn, stops offering it.
+                Ok(()) = withdrawn.changed() => {}
                 Some(done) = self.tasks.join_next_with_id() => self.on_done(done).await,
                 _ = file_tick.tick() => self.read_spec_file(None),
                 _ = reconcile_tick.tick() => {
@@ -493,6 +479,6 @@ where
             );
         }
         self.current = Some(Arc::new(spec));
-        self.live_spec.send_replace(self.current.clone());
+        self.beside.spec.send_replace(self.current.clone());
     }
 }

@@ -96,8 +96,8 @@ where
             workloads: p.workloads,
         });
         let placed = self.placed.borrow().clone();
-        let live = self.live.borrow().clone();
-        let usage = self.usage.borrow().clone();
+        let live = self.beside.live.borrow().clone();
+        let usage = self.beside.usage.borrow().clone();
         let not_realised = self.not_realised.clone().unwrap_or_default();
         let mut workloads = Vec::new();
         let mut converged = generation
@@ -152,10 +152,13 @@ where
             rollout: self.fleet_status(),
             workloads,
         };
-        let mesh = self
-            .mesh
-            .as_ref()
-            .map(|m| (m.handle().ok(), m.placement_status(), m.error()));
+        let mesh = self.mesh.as_ref().map(|m| {
+            (
+                m.handle().ok(),
+                m.placement_status(&self.beside.withdrawn.borrow()),
+                m.error(),
+            )
+        });
         tokio::spawn(async move {
             measure_state(&mut status.workloads).await;
             let Some((handle, placement, error)) = mesh else {
