@@ -21,6 +21,12 @@ let
   defaultSpecFile = "/etc/xnode/spec.json";
   service = lib.importJSON ./xnoded-service.json;
 
+  # The nftables set xnoded keeps, in the NixOS firewall's own table.
+  servicePortsSet = "xnode_services";
+  # Where xnoded answers DNS for the `xnode` domain: a loopback address of its own,
+  # since port 53 on 127.0.0.1 and 127.0.0.53 may be taken.
+  dnsAddress = "127.0.0.153";
+
   # A spec known when the system is built: rendered from `spec`, or a `specFile` in
   # the store (a path value is copied there). Null: the spec comes at run time.
   specFileInStore =
@@ -222,6 +228,29 @@ in
       };
     };
 
+    openServicePorts = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Whether other nodes may reach the ports the workloads running here expose
+        (`expose` in the spec), and only those. xnoded keeps the nftables set
+        `inet nixos-fw ${servicePortsSet}` holding them, and the firewall accepts
+        what it holds, so a push that adds a service opens its port with no rebuild.
+        Needs the nftables firewall (`networking.nftables.enable`).
+      '';
+    };
+
+    dns.enable = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Whether workloads and users find mesh services by name: xnoded answers DNS
+        for the `xnode` domain on ${dnsAddress}:53 (`<service>.xnode`: A and AAAA
+        with the addresses of its healthy providers, SRV with their ports), and
+        systemd-resolved routes the domain there.
+      '';
+    };
+
     extraArgs = mkOption {
       type = types.listOf types.str;
       default = [ ];
@@ -238,6 +267,11 @@ in
       {
         assertion = cfg.spec == null || toString cfg.specFile == defaultSpecFile;
         message = "services.xnode: set `spec` or `specFile`, not both.";
+      }
+      {
+        assertion =
+          !cfg.openServicePorts || (config.networking.firewall.enable && config.networking.nftables.enable);
+        message = "services.xnode.openServicePorts keeps an nftables set in the firewall's table: set networking.firewall.enable and networking.nftables.enable (the iptables firewall has no such set).";
       }
       {
         assertion = lib.hasPrefix "/" cfg.stateDir;
@@ -257,6 +291,23 @@ in
     users.groups = mkIf (cfg.apiGroup != null) { ${cfg.apiGroup} = { }; };
     networking.firewall.allowedTCPPorts = mkIf cfg.mesh.openFirewall [ cfg.mesh.port ];
 
+    # The set is declared first in the firewall's table, so the rule can name it; a
+    # reload of the firewall empties it and xnoded fills it again within 30 s.
+    networking.nftables.tables = mkIf cfg.openServicePorts {
+      nixos-fw.content = lib.mkBefore "set ${servicePortsSet} { type inet_proto . inet_service; }";
+    };
+    networking.firewall.extraInputRules = mkIf cfg.openServicePorts "meta l4proto . th dport @${servicePortsSet} accept";
+
+    # As Consul's DNS interface is wired in: resolved sends `*.xnode` to xnoded.
+    services.resolved.enable = mkIf cfg.dns.enable (lib.mkDefault true);
+    environment.etc."systemd/resolved.conf.d/xnode.conf" = mkIf cfg.dns.enable {
+      text = ''
+        [Resolve]
+        DNS=${dnsAddress}
+        Domains=~xnode
+      '';
+    };
+
     systemd.tmpfiles.rules = [
       "d ${cfg.stateDir} 0700 root root - -"
       # xnoded writes its workloads' units here; it must exist for ReadWritePaths.
@@ -275,9 +326,11 @@ in
         "network-online.target"
         "nix-daemon.socket"
         "systemd-tmpfiles-setup.service"
+        "nftables.service"
       ];
-      # nix-store, to realise the store paths workloads name.
-      path = [ config.nix.package ];
+      # nix-store, to realise the store paths workloads name; nft, to keep the set of
+      # exposed ports.
+      path = [ config.nix.package ] ++ optionals cfg.openServicePorts [ pkgs.nftables ];
       # A new spec alone is a reload: switch-to-configuration waits for its job,
       # which ends with the apply, and reports a failed one.
       reloadTriggers = lib.optional (specSource != null) specSource;
@@ -301,6 +354,14 @@ in
             "--join-key"
             cfg.joinKeyFile
           ]
+          ++ optionals cfg.openServicePorts [
+            "--firewall-set"
+            "inet/nixos-fw/${servicePortsSet}"
+          ]
+          ++ optionals cfg.dns.enable [
+            "--dns-listen"
+            "${dnsAddress}:53"
+          ]
           ++ cfg.extraArgs
         );
         # Reads the spec file now and waits for the outcome of its apply: a rollback,
@@ -315,14 +376,17 @@ in
         # own account of the wait is what the journal shows.
         TimeoutStartSec = "${toString (cfg.reloadTimeout + 60)}s";
         ReadWritePaths = service.ReadWritePaths ++ [ cfg.stateDir ];
-        # Handing the API socket to the group, and measuring and pruning workloads'
-        # state directories (owned by their dynamic users, mode 0700), are the
-        # privileged things xnoded does itself; systemd does the rest on its behalf.
+        # Handing the API socket to the group, measuring and pruning workloads'
+        # state directories (owned by their dynamic users, mode 0700), keeping the
+        # firewall's set and answering DNS on port 53 are the privileged things
+        # xnoded does itself; systemd does the rest on its behalf.
         CapabilityBoundingSet = [
           "CAP_DAC_READ_SEARCH"
           "CAP_DAC_OVERRIDE"
         ]
-        ++ optionals (cfg.apiGroup != null) [ "CAP_CHOWN" ];
+        ++ optionals (cfg.apiGroup != null) [ "CAP_CHOWN" ]
+        ++ optionals cfg.openServicePorts [ "CAP_NET_ADMIN" ]
+        ++ optionals cfg.dns.enable [ "CAP_NET_BIND_SERVICE" ];
       };
     };
   };

@@ -66,6 +66,8 @@ in
     services.xnode = {
       enable = mkDefault true;
       mesh.openFirewall = mkDefault true;
+      openServicePorts = mkDefault true;
+      dns.enable = mkDefault true;
     };
 
     nix = {
@@ -86,6 +88,8 @@ in
     };
 
     networking.firewall.enable = mkDefault true;
+    # The firewall xnoded opens exposed ports in (a set of its own).
+    networking.nftables.enable = mkDefault true;
 
     services.openssh = {
       enable = mkDefault true;
