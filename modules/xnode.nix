@@ -26,6 +26,11 @@ let
   # Where xnoded answers DNS for the `xnode` domain: a loopback address of its own,
   # since port 53 on 127.0.0.1 and 127.0.0.53 may be taken.
   dnsAddress = "127.0.0.153";
+  resolvedDropIn = ''
+    [Resolve]
+    DNS=${dnsAddress}
+    Domains=~xnode
+  '';
 
   # A spec known when the system is built: rendered from `spec`, or a `specFile` in
   # the store (a path value is copied there). Null: the spec comes at run time.
@@ -298,15 +303,16 @@ in
     };
     networking.firewall.extraInputRules = mkIf cfg.openServicePorts "meta l4proto . th dport @${servicePortsSet} accept";
 
-    # As Consul's DNS interface is wired in: resolved sends `*.xnode` to xnoded.
+    # As Consul's DNS interface is wired in: resolved sends `*.xnode` to xnoded. A
+    # global DNS= is also asked for other names (xnoded refuses them at once, and the
+    # links' servers answer), and turns FallbackDNS off: a host whose DNS servers come
+    # from nowhere but FallbackDNS must name them (networking.nameservers).
     services.resolved.enable = mkIf cfg.dns.enable (lib.mkDefault true);
     environment.etc."systemd/resolved.conf.d/xnode.conf" = mkIf cfg.dns.enable {
-      text = ''
-        [Resolve]
-        DNS=${dnsAddress}
-        Domains=~xnode
-      '';
+      text = resolvedDropIn;
     };
+    # resolved reads its drop-ins when it starts.
+    systemd.services.systemd-resolved.restartTriggers = mkIf cfg.dns.enable [ resolvedDropIn ];
 
     systemd.tmpfiles.rules = [
       "d ${cfg.stateDir} 0700 root root - -"

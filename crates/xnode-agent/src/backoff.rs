@@ -68,7 +68,13 @@ impl Tracker {
         failed: bool,
         now: Instant,
     ) -> Option<Duration> {
+        let seen = self.workloads.contains_key(name);
         let t = self.workloads.entry(name.to_owned()).or_default();
+        // A unit already failed when first seen (xnoded restarted, say) is counted
+        // when it fails again, not now.
+        if !seen {
+            t.failed = failed;
+        }
         // A start by hand or by placement resets NRestarts: a drop is no failure.
         let restarted = match (t.restarts, restarts) {
             (Some(before), Some(after)) if after > before => (after - before) as usize,
@@ -222,9 +228,19 @@ mod tests {
     }
 
     #[test]
+    fn a_unit_failed_when_first_seen_counts_when_it_fails_again() {
+        let t0 = Instant::now();
+        let mut t = Tracker::default();
+        assert_eq!(t.record("web", None, true, t0), None);
+        assert_eq!(t.record("web", Some(0), false, t0), None);
+        assert_eq!(t.record("web", None, true, t0), Some(FIRST));
+    }
+
+    #[test]
     fn a_workload_gone_from_the_spec_is_forgotten() {
         let t0 = Instant::now();
         let mut t = Tracker::default();
+        t.record("web", None, false, t0);
         t.record("web", None, true, t0);
         assert!(t.withdrawn(t0).contains("web"));
         t.keep(&BTreeSet::new());

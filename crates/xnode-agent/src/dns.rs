@@ -3,18 +3,20 @@
 //! service at `<service>.xnode` (A and AAAA: the providers' addresses) or its port
 //! through SRV (`<service>.xnode` or `_<service>._<tcp|udp>.xnode`), whose targets are
 //! `<address in hex>.addr.xnode`. A provider failing its probe has already left the
-//! mesh's answers, so it leaves these too. TTLs are zero: an answer is never older than
-//! the mesh's view.
+//! mesh's answers, so it leaves these too. TTLs are zero, and the mesh is asked at most
+//! every [`FRESH`], one question at a time, so a flood of queries never crowds the
+//! mesh node's commands.
 //!
 //! The answer is a plain function of the query and the providers (table-tested); the
 //! server around it is hickory's.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hickory_server::net::runtime::Time;
-use hickory_server::proto::op::{Metadata, OpCode, ResponseCode};
+use hickory_server::proto::op::{Edns, Metadata, OpCode, ResponseCode};
 use hickory_server::proto::rr::rdata::{A, AAAA, SRV};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -25,12 +27,19 @@ use xnode_mesh::node::{Handle, Provider};
 /// The domain answered; anything else is refused.
 pub const DOMAIN: &str = "xnode.";
 
-/// Records in one answer at most: enough providers to spread load, few enough for a
-/// UDP reply.
+/// Records in one answer at most: enough providers to spread load. (A reply too long
+/// for UDP is truncated there, and the client asks again over TCP.)
 pub const MOST: usize = 16;
 
 /// How long a query waits for the mesh.
 const ASK: Duration = Duration::from_secs(1);
+
+/// How long the mesh's answer serves further queries.
+pub const FRESH: Duration = Duration::from_millis(250);
+
+/// The largest UDP reply offered to a client that speaks EDNS (the DNS flag day's
+/// size, which avoids fragments).
+const UDP_PAYLOAD: u16 = 1232;
 
 /// How long a TCP client may stay silent.
 const TCP_IDLE: Duration = Duration::from_secs(5);
@@ -38,8 +47,9 @@ const TCP_IDLE: Duration = Duration::from_secs(5);
 /// What a query asks about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Asked {
-    /// The domain itself.
-    Apex,
+    /// The domain itself, or a name with names beneath it but nothing at it
+    /// (`addr.xnode`, `_web.xnode`).
+    Empty,
     /// A service, perhaps of one protocol.
     Service {
         name: String,
@@ -59,7 +69,7 @@ fn asked(name: &str) -> Asked {
         return Asked::Outside;
     };
     if rest.is_empty() {
-        return Asked::Apex;
+        return Asked::Empty;
     }
     if !rest.ends_with('.') {
         // `fooxnode.`
@@ -68,6 +78,8 @@ fn asked(name: &str) -> Asked {
     let labels: Vec<&str> = rest.trim_end_matches('.').split('.').collect();
     match labels.as_slice() {
         [hex, "addr"] => address(hex).map_or(Asked::Nothing, Asked::Address),
+        ["addr"] => Asked::Empty,
+        [service] if service.starts_with('_') => Asked::Empty,
         [service, protocol] => match (service.strip_prefix('_'), *protocol) {
             (Some(service), "_tcp" | "_udp") => Asked::Service {
                 name: service.to_owned(),
@@ -107,9 +119,9 @@ fn address_name(ip: IpAddr) -> String {
     }
 }
 
-/// Where a provider can be reached: the IP parts of its addresses. Unspecified ones
-/// never; loopback ones only for this node's own services (another node's loopback is
-/// the asker's own).
+/// Where a provider can be reached: the IP parts of its addresses. Unspecified and
+/// link-local ones never; loopback ones only for this node's own services (another
+/// node's loopback is the asker's own).
 fn reachable(p: &Provider, me: &str) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = Vec::new();
     for a in &p.addresses {
@@ -121,8 +133,14 @@ fn reachable(p: &Provider, me: &str) -> Vec<IpAddr> {
             libp2p::multiaddr::Protocol::Ip6(v6) => Some(IpAddr::V6(v6)),
             _ => None,
         });
+        let link_local = match ip {
+            Some(IpAddr::V4(v4)) => v4.is_link_local(),
+            Some(IpAddr::V6(v6)) => v6.is_unicast_link_local(),
+            None => false,
+        };
         if let Some(ip) = ip
             && !ip.is_unspecified()
+            && !link_local
             && (!ip.is_loopback() || p.peer_id == me)
             && !out.contains(&ip)
         {
@@ -135,7 +153,8 @@ fn reachable(p: &Provider, me: &str) -> Vec<IpAddr> {
 /// A reply: its code, answers and additional records.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
-    /// NoError, NXDomain (no such service, or none live), Refused (not our domain).
+    /// NoError, NXDomain (no such service, or none live), Refused (not our domain),
+    /// ServFail (the mesh could not be asked).
     pub code: ResponseCode,
     /// The answers.
     pub answers: Vec<Record>,
@@ -159,9 +178,14 @@ fn wants(qtype: RecordType, ip: IpAddr) -> bool {
     }
 }
 
-/// Answers `qtype` for `name` from the live `providers` (of every service); `me` is
-/// this node's peer id.
-pub fn answer(name: &Name, qtype: RecordType, providers: &[Provider], me: &str) -> Reply {
+/// Whether answering `name` needs the mesh's providers.
+pub fn needs_mesh(name: &Name) -> bool {
+    matches!(asked(&name.to_ascii()), Asked::Service { .. })
+}
+
+/// Answers `qtype` for `name` from `mesh`: the live providers (of every service) and
+/// this node's peer id, or nothing when the mesh could not be asked.
+pub fn answer(name: &Name, qtype: RecordType, mesh: Option<(&[Provider], &str)>) -> Reply {
     let mut reply = Reply {
         code: ResponseCode::NoError,
         answers: Vec::new(),
@@ -170,7 +194,7 @@ pub fn answer(name: &Name, qtype: RecordType, providers: &[Provider], me: &str) 
     match asked(&name.to_ascii()) {
         Asked::Outside => reply.code = ResponseCode::Refused,
         Asked::Nothing => reply.code = ResponseCode::NXDomain,
-        Asked::Apex => {}
+        Asked::Empty => {}
         Asked::Address(ip) => {
             if wants(qtype, ip) {
                 reply.answers.push(record(name, ip));
@@ -180,9 +204,13 @@ pub fn answer(name: &Name, qtype: RecordType, providers: &[Provider], me: &str) 
             name: service,
             protocol,
         } => {
+            let Some((providers, me)) = mesh else {
+                reply.code = ResponseCode::ServFail;
+                return reply;
+            };
             let offered: Vec<&Provider> = providers
                 .iter()
-                .filter(|p| p.service == service)
+                .filter(|p| p.service.eq_ignore_ascii_case(&service))
                 .filter(|p| protocol.as_ref().is_none_or(|want| *want == p.protocol))
                 .collect();
             if offered.is_empty() {
@@ -213,22 +241,42 @@ pub fn answer(name: &Name, qtype: RecordType, providers: &[Provider], me: &str) 
     reply
 }
 
-/// The responder: asks the mesh node (whichever runs now) for providers per query.
+/// The mesh's last answer: the providers, and this node's peer id.
+struct Answered {
+    at: Instant,
+    providers: Arc<Vec<Provider>>,
+    me: Arc<str>,
+}
+
+/// The responder: answers from the mesh node that runs now.
 pub struct Responder {
     mesh: watch::Receiver<Option<Handle>>,
+    last: tokio::sync::Mutex<Option<Answered>>,
 }
 
 impl Responder {
-    async fn providers(&self) -> (Vec<Provider>, String) {
-        let handle = self.mesh.borrow().clone();
-        let Some(handle) = handle else {
-            return (Vec::new(), String::new());
-        };
-        let me = handle.peer_id().to_string();
-        match tokio::time::timeout(ASK, handle.providers(None)).await {
-            Ok(Ok(providers)) => (providers, me),
-            _ => (Vec::new(), me),
+    /// The providers, at most [`FRESH`] old; none when the mesh does not answer.
+    async fn providers(&self) -> Option<(Arc<Vec<Provider>>, Arc<str>)> {
+        // Held while the mesh is asked: queries wait here, not in its command queue.
+        let mut last = self.last.lock().await;
+        if let Some(a) = last.as_ref()
+            && a.at.elapsed() < FRESH
+        {
+            return Some((a.providers.clone(), a.me.clone()));
         }
+        let handle = self.mesh.borrow().clone()?;
+        let providers = tokio::time::timeout(ASK, handle.providers(None))
+            .await
+            .ok()?
+            .ok()?;
+        let fresh = Answered {
+            at: Instant::now(),
+            providers: Arc::new(providers),
+            me: handle.peer_id().to_string().into(),
+        };
+        let out = (fresh.providers.clone(), fresh.me.clone());
+        *last = Some(fresh);
+        Some(out)
     }
 }
 
@@ -251,12 +299,27 @@ impl RequestHandler for Responder {
                 return sent(response.send_response(reply).await, &request.metadata);
             }
         };
-        let name = Name::from(info.query.name());
-        let (providers, me) = self.providers().await;
-        let reply = answer(&name, info.query.query_type(), &providers, &me);
+        // The name as asked, its case kept.
+        let name = info.query.original().name().clone();
+        let mesh = match needs_mesh(&name) {
+            true => self.providers().await,
+            false => None,
+        };
+        let reply = answer(
+            &name,
+            info.query.query_type(),
+            mesh.as_ref().map(|(p, me)| (p.as_slice(), &**me)),
+        );
         let mut metadata = Metadata::response_from_request(&request.metadata);
-        metadata.authoritative = reply.code != ResponseCode::Refused;
+        metadata.authoritative =
+            matches!(reply.code, ResponseCode::NoError | ResponseCode::NXDomain);
         metadata.response_code = reply.code;
+        let mut builder = builder;
+        let mut edns = Edns::new();
+        if let Some(asked) = &request.edns {
+            edns.set_max_payload(asked.max_payload().clamp(512, UDP_PAYLOAD));
+            builder.edns(&edns);
+        }
         let message = builder.build(metadata, &reply.answers, [], [], &reply.additionals);
         sent(response.send_response(message).await, &request.metadata)
     }
@@ -286,17 +349,19 @@ pub struct Sockets {
     tcp: tokio::net::TcpListener,
 }
 
-/// Binds UDP and TCP at `addr`.
+/// Binds UDP and TCP at `addr` (port 0: one free port for both).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<Sockets> {
-    Ok(Sockets {
-        udp: tokio::net::UdpSocket::bind(addr).await?,
-        tcp: tokio::net::TcpListener::bind(addr).await?,
-    })
+    let udp = tokio::net::UdpSocket::bind(addr).await?;
+    let tcp = tokio::net::TcpListener::bind(udp.local_addr()?).await?;
+    Ok(Sockets { udp, tcp })
 }
 
 /// Answers on `sockets` until the process ends, from the node `mesh` holds.
 pub async fn serve(sockets: Sockets, mesh: watch::Receiver<Option<Handle>>) {
-    let mut server = hickory_server::Server::new(Responder { mesh });
+    let mut server = hickory_server::Server::new(Responder {
+        mesh,
+        last: tokio::sync::Mutex::new(None),
+    });
     server.register_socket(sockets.udp);
     server.register_listener(sockets.tcp, TCP_IDLE, 64);
     if let Err(e) = server.block_until_done().await {
@@ -333,6 +398,8 @@ mod tests {
                 &[
                     "/ip4/127.0.0.1/tcp/7720",
                     "/ip4/0.0.0.0/tcp/7720",
+                    "/ip4/169.254.1.1/tcp/7720",
+                    "/ip6/fe80::1/tcp/7720",
                     "/ip6/fd00::2/tcp/7720",
                     "/ip4/10.0.0.2/tcp/7720",
                     "/dns4/example.org/tcp/7720",
@@ -346,7 +413,7 @@ mod tests {
 
     fn ask(name: &str, qtype: RecordType) -> (ResponseCode, Vec<String>, Vec<String>) {
         let name = Name::from_ascii(name).unwrap();
-        let r = answer(&name, qtype, &providers(), "me");
+        let r = answer(&name, qtype, Some((&providers(), "me")));
         let show = |records: &[Record]| -> Vec<String> {
             records
                 .iter()
@@ -428,6 +495,15 @@ mod tests {
             ),
             ("a.b.web.xnode.", A, NXDomain, none.clone(), none.clone()),
             ("xnode.", A, NoError, none.clone(), none.clone()),
+            ("addr.xnode.", A, NoError, none.clone(), none.clone()),
+            ("_web.xnode.", SRV, NoError, none.clone(), none.clone()),
+            (
+                "Db.XNODE.",
+                A,
+                NoError,
+                vec!["Db.XNODE. 10.0.0.2"],
+                none.clone(),
+            ),
             ("example.org.", A, Refused, none.clone(), none.clone()),
             ("notxnode.", A, Refused, none.clone(), none.clone()),
         ];
@@ -443,6 +519,18 @@ mod tests {
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_service_asked_while_the_mesh_does_not_answer_is_a_server_failure() {
+        let name = |n: &str| Name::from_ascii(n).unwrap();
+        let r = answer(&name("web.xnode."), RecordType::A, None);
+        assert_eq!(r.code, ResponseCode::ServFail);
+        // Names that need no mesh are answered all the same.
+        let r = answer(&name("0a000002.addr.xnode."), RecordType::A, None);
+        assert_eq!((r.code, r.answers.len()), (ResponseCode::NoError, 1));
+        assert!(!needs_mesh(&name("example.org.")));
+        assert!(needs_mesh(&name("_web._tcp.xnode.")));
     }
 
     #[test]
@@ -462,7 +550,7 @@ mod tests {
     }
 
     #[test]
-    fn many_providers_are_cut_to_a_reply_that_fits() {
+    fn many_providers_are_cut_to_sixteen_records() {
         let many: Vec<Provider> = (0..100)
             .map(|i| {
                 provider(
@@ -474,32 +562,56 @@ mod tests {
             })
             .collect();
         let name = Name::from_ascii("web.xnode.").unwrap();
-        let r = answer(&name, RecordType::SRV, &many, "me");
+        let r = answer(&name, RecordType::SRV, Some((&many, "me")));
         assert_eq!((r.answers.len(), r.additionals.len()), (MOST, MOST));
     }
 
     #[tokio::test]
-    async fn a_real_query_over_udp_gets_a_reply() {
-        // No mesh: every service is unknown, but the server answers.
+    async fn real_queries_over_udp_and_tcp_get_replies() {
         let sockets = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = sockets.udp.local_addr().unwrap();
+        // No mesh: a service cannot be answered, an address can.
         let (_tx, mesh) = watch::channel(None);
         tokio::spawn(serve(sockets, mesh));
-        let mut query = hickory_server::proto::op::Message::query();
-        query.add_query(hickory_server::proto::op::Query::query(
-            Name::from_ascii("web.xnode.").unwrap(),
-            RecordType::A,
-        ));
-        let bytes = query.to_vec().unwrap();
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        socket.send_to(&bytes, addr).await.unwrap();
-        let mut buf = [0u8; 512];
-        let n = tokio::time::timeout(Duration::from_secs(10), socket.recv(&mut buf))
+        let query = |name: &str| {
+            let mut q = hickory_server::proto::op::Message::query();
+            q.add_query(hickory_server::proto::op::Query::query(
+                Name::from_ascii(name).unwrap(),
+                RecordType::A,
+            ));
+            q
+        };
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for (name, code, answers) in [
+            ("web.xnode.", ResponseCode::ServFail, 0),
+            ("7F000001.Addr.xnode.", ResponseCode::NoError, 1),
+            ("example.org.", ResponseCode::Refused, 0),
+        ] {
+            let q = query(name);
+            udp.send_to(&q.to_vec().unwrap(), addr).await.unwrap();
+            let mut buf = [0u8; 512];
+            let n = tokio::time::timeout(Duration::from_secs(10), udp.recv(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            let reply = hickory_server::proto::op::Message::from_vec(&buf[..n]).unwrap();
+            assert_eq!(reply.metadata.id, q.metadata.id, "{name}");
+            assert_eq!(reply.metadata.response_code, code, "{name}");
+            assert_eq!(reply.answers.len(), answers, "{name}");
+        }
+        // Over TCP: a two-byte length, then the message.
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let bytes = query("0a000002.addr.xnode.").to_vec().unwrap();
+        tcp.write_all(&(bytes.len() as u16).to_be_bytes())
             .await
-            .unwrap()
             .unwrap();
-        let reply = hickory_server::proto::op::Message::from_vec(&buf[..n]).unwrap();
-        assert_eq!(reply.metadata.id, query.metadata.id);
-        assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+        tcp.write_all(&bytes).await.unwrap();
+        let mut len = [0u8; 2];
+        tcp.read_exact(&mut len).await.unwrap();
+        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+        tcp.read_exact(&mut buf).await.unwrap();
+        let reply = hickory_server::proto::op::Message::from_vec(&buf).unwrap();
+        assert_eq!(reply.answers.len(), 1);
     }
 }

@@ -195,19 +195,53 @@ EOF")
     cluster.nodes[broken]
         .sh(&format!("systemctl kill -s KILL {FLAKY}"))
         .unwrap();
+    // It runs on the other node, and the node it left says why (within the first
+    // withdrawal's minute, which the move takes a few seconds of).
     wait_until("flaky moves to the other node", &cluster, || {
-        cluster.running(FLAKY) == [other]
-    });
-    let log = journal(&cluster.nodes[broken]);
-    assert!(log.contains("flaky keeps failing here"), "{log}");
-    // The node it left says why, once it has heard where it runs now.
-    wait_until("the broken node shows flaky withdrawn", &cluster, || {
         let placement = cluster.placement(broken);
-        placement["workloads"]
+        let withdrawn = placement["workloads"]
             .as_array()
             .and_then(|ws| ws.iter().find(|w| w["name"] == "flaky"))
             .is_some_and(|w| {
                 w["here"] == "withdrawn" && w["running_on"] == json!([format!("n{other}")])
-            })
+            });
+        withdrawn && cluster.running(FLAKY) == [other]
     });
+    let log = journal(&cluster.nodes[broken]);
+    assert!(log.contains("flaky keeps failing here"), "{log}");
+    // And its agent is idle again: the withdrawal does not keep waking its loop.
+    let busy = cpu_seconds(&cluster.nodes[broken], Duration::from_secs(5));
+    assert!(
+        busy < 2.5,
+        "xnoded used {busy:.2} s of CPU in 5 s after the withdrawal"
+    );
+}
+
+/// The CPU time xnoded uses in `over`, from its /proc stat (user and system ticks).
+fn cpu_seconds(c: &xnode_lab::Container, over: Duration) -> f64 {
+    let ticks = || -> f64 {
+        let stat = c
+            .sh("cat /proc/$(systemctl show -p MainPID --value xnoded.service)/stat")
+            .unwrap();
+        // The fields after the command's closing parenthesis; utime and stime are the
+        // 14th and 15th of the whole line.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let n = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        n(11) + n(12)
+    };
+    let hz: f64 = c
+        .sh("getconf CLK_TCK")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap_or(100.0);
+    let before = ticks();
+    std::thread::sleep(over);
+    (ticks() - before) / hz
 }

@@ -223,8 +223,11 @@ where
                 event = mesh_event => self.on_mesh(event).await,
                 () = changed => self.converge.soon(SETTLE),
                 Ok(()) = live.changed() => self.liveness_changed().await,
-                // Placement, after this turn, stops offering it.
-                Ok(()) = withdrawn.changed() => {}
+                // Placement, after this turn, stops offering it (marked seen, or
+                // every later turn would wake at once).
+                Ok(()) = withdrawn.changed() => {
+                    self.beside.withdrawn.borrow_and_update();
+                }
                 Some(done) = self.tasks.join_next_with_id() => self.on_done(done).await,
                 _ = file_tick.tick() => self.read_spec_file(None),
                 _ = reconcile_tick.tick() => {
