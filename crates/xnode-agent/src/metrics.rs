@@ -36,6 +36,21 @@ pub struct WorkloadLabel {
     pub workload: String,
 }
 
+/// The agent's version.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabel {
+    /// As `xnoded --version` says it.
+    pub version: &'static str,
+}
+
+/// How an apply ended.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApplyLabel {
+    /// `healthy`, `rolled_back`, `unhealthy` (left so, as asked) or `failed` (it could
+    /// not be carried out).
+    pub outcome: &'static str,
+}
+
 /// A rollout phase label.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabel {
@@ -46,6 +61,15 @@ pub struct PhaseLabel {
 /// The agent's metrics.
 #[derive(Debug)]
 pub struct Metrics {
+    /// 1, labelled with the agent's version.
+    pub build_info: Family<VersionLabel, Gauge>,
+    /// 1 while the node is as its spec says: the generation in force is healthy, no
+    /// apply runs, and the units match it.
+    pub converged: Gauge,
+    /// Applies, by how they ended.
+    pub applies: Family<ApplyLabel, Counter>,
+    /// 1 while a workload's unit is up (or on its way up), 0 otherwise.
+    pub up: Family<WorkloadLabel, Gauge>,
     /// Reconcile passes.
     pub reconciles: Counter,
     /// How long a pass took.
@@ -90,6 +114,10 @@ impl Metrics {
     /// Registers the metrics under `xnode_`.
     pub fn register(registry: &mut Registry) -> Arc<Metrics> {
         let m = Metrics {
+            build_info: Family::default(),
+            converged: Gauge::default(),
+            applies: Family::default(),
+            up: Family::default(),
             reconciles: Counter::default(),
             reconcile_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             units: Family::default(),
@@ -111,6 +139,23 @@ impl Metrics {
             cpu: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("xnode");
+        m.build_info
+            .get_or_create(&VersionLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        r.register("build_info", "The agent's version", m.build_info.clone());
+        r.register(
+            "converged",
+            "1 while the generation in force is healthy, no apply runs and the units match it",
+            m.converged.clone(),
+        );
+        r.register("applies", "Applies, by how they ended", m.applies.clone());
+        r.register(
+            "workload_up",
+            "1 while a workload's unit is up or on its way up",
+            m.up.clone(),
+        );
         r.register("reconciles", "Reconcile passes", m.reconciles.clone());
         r.register(
             "reconcile_seconds",

@@ -215,6 +215,18 @@ fn an_unhealthy_apply_through_the_api_is_rolled_back() {
         assert!(page.lines().any(|l| l == line), "no {line:?} in\n{page}");
     }
     assert!(page.contains("xnode_units{state=\"active\"} 2"), "{page}");
+    for line in [
+        "xnode_applies_total{outcome=\"rolled_back\"} 1",
+        "xnode_converged 1",
+        "xnode_workload_up{workload=\"b\"} 1",
+        concat!(
+            "xnode_build_info{version=\"",
+            env!("CARGO_PKG_VERSION"),
+            "\"} 1"
+        ),
+    ] {
+        assert!(page.lines().any(|l| l == line), "no {line:?} in\n{page}");
+    }
 
     // A bad request is refused with the spec's own problems, and changes nothing.
     let err = api(

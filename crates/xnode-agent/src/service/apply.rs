@@ -271,6 +271,11 @@ where
     }
 
     /// How far the running job is.
+    /// Whether an apply runs.
+    pub(super) fn running(&self) -> bool {
+        self.running.is_some()
+    }
+
     pub(super) fn progress(&self) -> Option<Progress> {
         self.running.as_ref().map(|r| r.progress.borrow().clone())
     }

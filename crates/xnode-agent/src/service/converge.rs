@@ -343,6 +343,17 @@ where
                 };
                 self.metrics.units.get_or_create(&label).inc();
             }
+            self.metrics.up.clear();
+            for (name, w) in self.current.iter().flat_map(|c| &c.spec.workloads) {
+                let unit = xnode_spec::unit::main_unit(name, w);
+                let up = observed
+                    .iter()
+                    .any(|u| u.name == unit && u.active_state.is_running());
+                let label = crate::metrics::WorkloadLabel {
+                    workload: name.clone(),
+                };
+                self.metrics.up.get_or_create(&label).set(i64::from(up));
+            }
         }
         self.observed = c.observed;
         // Judged against the spec the pass planned with: while an apply runs, that is

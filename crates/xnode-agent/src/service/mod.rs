@@ -243,6 +243,7 @@ where
             }
             self.roll(Instant::now());
             self.maybe_converge();
+            self.metrics.converged.set(i64::from(self.is_converged()));
         }
     }
 
@@ -409,19 +410,26 @@ where
     }
 
     fn count(&self, outcome: &Result<crate::deploy::Deployed, crate::deploy::Failed>) {
-        match outcome {
+        let ended = match outcome {
             Ok(d) if d.rolled_back_to.is_some() => {
                 self.metrics.failed_applies.inc();
                 self.metrics.rollbacks.inc();
+                "rolled_back"
             }
             Ok(d) if d.outcome != Outcome::Healthy => {
                 self.metrics.failed_applies.inc();
+                "unhealthy"
             }
-            Ok(_) => {}
+            Ok(_) => "healthy",
             Err(_) => {
                 self.metrics.failed_applies.inc();
+                "failed"
             }
-        }
+        };
+        self.metrics
+            .applies
+            .get_or_create(&crate::metrics::ApplyLabel { outcome: ended })
+            .inc();
         let current = self.state.borrow().current.unwrap_or(0);
         self.metrics
             .generation

@@ -82,6 +82,20 @@ where
     U: Units + Send + Sync + 'static,
     N: Realise + Clone + Send + Sync + 'static,
 {
+    /// Whether the node is as its spec says: the generation in force is healthy, no
+    /// apply runs, and the units as last observed match it.
+    pub(super) fn is_converged(&self) -> bool {
+        let state = self.state.borrow();
+        let healthy = state
+            .current
+            .and_then(|n| state.generations.iter().find(|g| g.number == n))
+            .is_some_and(|g| g.outcome == Outcome::Healthy);
+        healthy
+            && !self.apply.running()
+            && self.observed.is_ok()
+            && (self.current.is_none() || self.in_sync)
+    }
+
     /// The node, its generation, the apply under way, every workload; the mesh's part
     /// is asked for beside the loop.
     pub(super) fn status(&self, reply: oneshot::Sender<Reply>) {
@@ -100,12 +114,7 @@ where
         let usage = self.beside.usage.borrow().clone();
         let not_realised = self.not_realised.clone().unwrap_or_default();
         let mut workloads = Vec::new();
-        let mut converged = generation
-            .as_ref()
-            .is_some_and(|g| g.outcome == Outcome::Healthy)
-            && applying.is_none();
         if let (Some(current), Ok(observed)) = (&self.current, &self.observed) {
-            converged &= self.in_sync;
             for (name, w) in &current.spec.workloads {
                 let unit = main_unit(name, w);
                 let seen = observed.iter().find(|u| u.name == unit);
@@ -135,7 +144,7 @@ where
             node: self.current.as_ref().map(|c| c.spec.node.name.clone()),
             generation,
             last_good: state.last_good,
-            converged: converged && self.observed.is_ok(),
+            converged: self.is_converged(),
             applying,
             spec_file: SpecFile {
                 path: self.spec_file.path().display().to_string(),
