@@ -54,8 +54,22 @@ Examples:
     /// Show the node: its generation, whether it converged, every workload's state.
     #[command(after_help = "Examples:
   xnodectl status
-  xnodectl status --output json")]
-    Status(AgentArgs),
+  xnodectl status --output json
+  xnodectl status --watch        # shown again every 2 s (on a terminal) or when it changes")]
+    Status(StatusArgs),
+    /// Wait until the node converged: the generation in force is healthy, no apply
+    /// runs, and the units match it.
+    #[command(
+        after_help = "Exit status: 0 once the node converged (on generation N or later, with
+--generation), 1 when that generation was rolled back or left unhealthy, or the
+wait timed out. On a terminal or not, each change of the apply under way is shown as
+a line.
+
+Examples:
+  xnodectl wait
+  xnodectl wait --generation 7 --timeout 300"
+    )]
+    Wait(WaitArgs),
     /// Apply a spec on this node through xnoded: show the plan, apply, wait for health.
     #[command(
         after_help = "Without --no-rollback, an apply whose workloads do not become healthy
@@ -374,11 +388,36 @@ pub enum StateCommand {
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// xnoded's API socket.
-    #[arg(long, default_value = xnode_api::DEFAULT_SOCKET, value_name = "PATH")]
+    #[arg(long, env = "XNODE_SOCKET", default_value = xnode_api::DEFAULT_SOCKET, value_name = "PATH")]
     pub socket: PathBuf,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t)]
     pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Keep showing it: every `--every` seconds on a terminal, and otherwise each
+    /// time it changes. Ctrl-C ends it.
+    #[arg(long)]
+    pub watch: bool,
+    /// Seconds between looks, with --watch.
+    #[arg(long, default_value_t = 2, value_name = "SECONDS", requires = "watch")]
+    pub every: u64,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Wait for this generation (or a later one) to be in force, converged.
+    #[arg(long, value_name = "N")]
+    pub generation: Option<u64>,
+    /// Give up after this long.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub agent: AgentArgs,
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => cmd::plan::run(&args),
         Command::Schema => cmd::schema::run(),
         Command::Status(args) => cmd::status::run(&args),
+        Command::Wait(args) => cmd::wait::run(&args),
         Command::Apply(args) => cmd::apply::run(&args),
         Command::Reload(args) => cmd::apply::reload(&args),
         Command::Rollback(args) => cmd::history::rollback(&args),

@@ -17,6 +17,7 @@ pub mod ssh_keys;
 pub mod state;
 pub mod status;
 pub mod validate;
+pub mod wait;
 
 use std::io::Write;
 use std::path::Path;

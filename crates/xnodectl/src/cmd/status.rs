@@ -7,10 +7,14 @@ use serde_json::Value;
 use xnode_api::Request;
 
 use crate::Outcome;
-use crate::cli::{AgentArgs, Output};
+use crate::cli::{Output, StatusArgs};
 use crate::cmd;
 
-pub fn run(args: &AgentArgs) -> Result<Outcome> {
+pub fn run(args: &StatusArgs) -> Result<Outcome> {
+    if args.watch {
+        return cmd::wait::watch(args, text);
+    }
+    let args = &args.agent;
     let status = cmd::call(&args.socket, Request::Status)?;
     match args.output {
         Output::Json => cmd::print_json(&status)?,

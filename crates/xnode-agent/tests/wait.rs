@@ -1,0 +1,97 @@
+//! `xnodectl wait` and `xnodectl status --watch` against xnoded under systemd: a wait
+//! for a generation ends when it converged, fails when it was rolled back, and the
+//! watch prints the status; `XNODE_SOCKET` names the socket.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
+
+use std::path::PathBuf;
+
+use serde_json::json;
+use xnode_lab::node::{boot_node, write_spec};
+
+fn spec(workloads: serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({"version": 1, "node": {"name": "waiting"}, "workloads": workloads}))
+        .unwrap()
+}
+
+/// Runs xnodectl in the container: (exit code, standard output and error).
+fn xnodectl(c: &xnode_lab::Container, args: &str) -> (i32, String) {
+    let out = c
+        .exec(&["/bin/sh", "-c", &format!("/opt/xnode/xnodectl {args} 2>&1")])
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn xnodectl_waits_for_a_generation_and_watches_the_status() {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
+    let dir = bin.parent().unwrap();
+    assert!(
+        dir.join("xnodectl").exists(),
+        "this test runs xnodectl: cargo build -p xnodectl"
+    );
+    let c = boot_node(
+        dir,
+        &spec(json!({"a": {"command": ["/bin/sleep", "infinity"]}})),
+    )
+    .unwrap();
+
+    // A workload that takes a few seconds to answer its probe: the wait sees the apply
+    // and ends once generation 2 converged.
+    write_spec(
+        &c,
+        &spec(json!({
+            "a": {"command": ["/bin/sleep", "infinity"]},
+            "slow": {"command": ["/bin/sh", "-c",
+                        "sleep 3; exec /usr/bin/systemd-socket-activate -l 127.0.0.1:9231 --inetd -a /bin/true"],
+                     "health": {"tcp": {"port": 9231}}}
+        })),
+    )
+    .unwrap();
+    let (code, out) = xnodectl(&c, "wait --generation 2 --timeout 120");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.trim_end()
+            .ends_with("The node converged on generation 2."),
+        "{out}"
+    );
+
+    // A generation that never becomes healthy is rolled back: the wait for it fails,
+    // and says why.
+    write_spec(
+        &c,
+        &spec(json!({
+            "a": {"command": ["/bin/sleep", "infinity"]},
+            "bad": {"command": ["/bin/sleep", "infinity"],
+                    "health": {"tcp": {"port": 9232}, "timeout": "3s"}}
+        })),
+    )
+    .unwrap();
+    let (code, out) = xnodectl(&c, "wait --generation 3 --timeout 120");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("generation 3 was unhealthy and was rolled back"),
+        "{out}"
+    );
+    let (code, out) = xnodectl(&c, "wait --timeout 60");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("converged on generation 4"), "{out}");
+
+    // Not on a terminal, the watch prints the status, and again only when it changes
+    // (it looks four times here; a usage sample may change it once).
+    let (code, out) = xnodectl(&c, "status --watch --every 1 & sleep 4; kill $!");
+    assert_eq!(code, 0, "{out}");
+    let pages = out.matches("converged   yes").count();
+    assert!((1..=2).contains(&pages), "{pages} pages:\n{out}");
+
+    // XNODE_SOCKET names the socket.
+    let (code, out) = xnodectl(
+        &c,
+        "status --help >/dev/null; XNODE_SOCKET=/run/nothing /opt/xnode/xnodectl status",
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("/run/nothing"), "{out}");
+}

@@ -1,0 +1,262 @@
+//! `xnodectl wait` and `xnodectl status --watch`: xnoded's status looked at again and
+//! again, until the node converged or for as long as the user watches.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use serde_json::Value;
+use xnode_api::{Generation, Outcome as Ended, Request};
+
+use crate::Outcome;
+use crate::cli::{Output, StatusArgs, WaitArgs};
+use crate::cmd;
+
+/// How often `wait` looks.
+const EVERY: Duration = Duration::from_millis(500);
+
+/// How long one look may take.
+const LOOK: Duration = Duration::from_secs(30);
+
+/// What a look at the node says of the wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    /// Converged, on this generation.
+    Converged(u64),
+    /// The generation waited for was rolled back or left unhealthy: why.
+    Failed(String),
+    /// Not yet: what the node is doing.
+    Waiting(String),
+}
+
+/// Judges `status`, waiting for `want` (or any generation); `record` is the record of
+/// generation `want` when it is known (from the status or the history).
+fn verdict(status: &Value, want: Option<u64>, record: Option<&Generation>) -> Verdict {
+    let current: Option<Generation> = serde_json::from_value(status["generation"].clone()).ok();
+    let applying = &status["applying"];
+    if !applying.is_null() {
+        let generation = applying["generation"]
+            .as_u64()
+            .map_or("a new generation".to_owned(), |n| format!("generation {n}"));
+        let phase = applying["phase"].as_str().unwrap_or("-").replace('_', " ");
+        let mut line = format!("applying {generation} ({phase})");
+        if let Some(workloads) = applying["workloads"].as_object() {
+            let waiting: Vec<String> = workloads
+                .iter()
+                .filter(|(_, g)| g["state"] != "healthy")
+                .map(|(name, g)| format!("{name} {}", g["state"].as_str().unwrap_or("-")))
+                .collect();
+            if !waiting.is_empty() {
+                line.push_str(&format!(": {}", waiting.join(", ")));
+            }
+        }
+        return Verdict::Waiting(line);
+    }
+    let failed = |g: &Generation| match &g.outcome {
+        Ended::RolledBack { reason } => Some(format!(
+            "generation {} was unhealthy and was rolled back: {reason}",
+            g.number
+        )),
+        Ended::Unhealthy { reason } => {
+            Some(format!("generation {} is unhealthy: {reason}", g.number))
+        }
+        Ended::Applying | Ended::Healthy => None,
+    };
+    if let Some(why) = record.and_then(failed) {
+        return Verdict::Failed(why);
+    }
+    let number = current.as_ref().map_or(0, |g| g.number);
+    if let Some(n) = want
+        && number < n
+    {
+        return Verdict::Waiting(format!(
+            "generation {n} is not in force yet (generation {number} is)"
+        ));
+    }
+    if let Some(why) = want
+        .is_none()
+        .then(|| current.as_ref().and_then(failed))
+        .flatten()
+    {
+        return Verdict::Failed(why);
+    }
+    if status["converged"] == true {
+        return Verdict::Converged(number);
+    }
+    let why = status["last_error"].as_str().map_or(
+        "its units do not match the spec yet".to_owned(),
+        str::to_owned,
+    );
+    Verdict::Waiting(format!("generation {number} is not converged: {why}"))
+}
+
+/// The record of generation `n`: from the status when it is the one in force, else
+/// from the history (once a later one is in force and no apply runs).
+fn record(socket: &std::path::Path, status: &Value, n: u64) -> Result<Option<Generation>> {
+    let current: Option<Generation> = serde_json::from_value(status["generation"].clone()).ok();
+    match current {
+        Some(g) if g.number == n => Ok(Some(g)),
+        Some(g) if g.number > n && status["applying"].is_null() => {
+            let history = xnode_api::call(socket, Request::History, LOOK)?;
+            let found = history["generations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|g| serde_json::from_value::<Generation>(g.clone()).ok())
+                .find(|g| g.number == n);
+            Ok(found)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `xnodectl wait`.
+pub fn run(args: &WaitArgs) -> Result<Outcome> {
+    let socket = &args.agent.socket;
+    let text = matches!(args.agent.output, Output::Text);
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    let mut said = String::new();
+    loop {
+        let status = xnode_api::call(socket, Request::Status, LOOK)?;
+        let known = match args.generation {
+            Some(n) => record(socket, &status, n)?,
+            None => None,
+        };
+        match verdict(&status, args.generation, known.as_ref()) {
+            Verdict::Converged(n) => {
+                if text {
+                    cmd::print(&format!("The node converged on generation {n}.\n"))?;
+                } else {
+                    cmd::print_json(&status)?;
+                }
+                return Ok(Outcome::Success);
+            }
+            Verdict::Failed(why) => {
+                if text {
+                    cmd::print(&format!("{why}\n"))?;
+                } else {
+                    cmd::print_json(&status)?;
+                }
+                return Ok(Outcome::Failure);
+            }
+            Verdict::Waiting(line) => {
+                if Instant::now() >= deadline {
+                    return Err(anyhow!(
+                        "the node did not converge within {} s: {line}",
+                        args.timeout
+                    ));
+                }
+                if text && line != said {
+                    cmd::print(&format!("{line}\n"))?;
+                    said = line;
+                }
+            }
+        }
+        std::thread::sleep(EVERY);
+    }
+}
+
+/// `xnodectl status --watch`: on a terminal the screen is drawn again every
+/// `--every` seconds; otherwise the status is printed again when it changes.
+pub fn watch(args: &StatusArgs, show: impl Fn(&Value) -> String) -> Result<Outcome> {
+    use std::io::IsTerminal as _;
+    let terminal = std::io::stdout().is_terminal();
+    let mut shown = String::new();
+    loop {
+        let status = xnode_api::call(&args.agent.socket, Request::Status, LOOK)?;
+        let page = match args.agent.output {
+            Output::Json => serde_json::to_string(&status)? + "\n",
+            Output::Text => show(&status),
+        };
+        if terminal {
+            // Home, clear, then the page.
+            cmd::print(&format!("\x1b[H\x1b[2J{page}"))?;
+        } else if page != shown {
+            cmd::print(&format!("{page}\n"))?;
+        }
+        shown = page;
+        std::thread::sleep(Duration::from_secs(args.every.max(1)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn generation(n: u64, outcome: Value) -> Value {
+        json!({"number": n, "hash": "sha256:00", "source": {"kind": "api"},
+               "accepted_at": 0, "outcome": outcome})
+    }
+
+    #[test]
+    fn verdicts() {
+        let healthy = json!({"state": "healthy"});
+        let rolled = json!({"state": "rolled_back", "reason": "web: not healthy within 30s"});
+        let unhealthy = json!({"state": "unhealthy", "reason": "web failed"});
+        let status = |g: Value, converged: bool, applying: Value| json!({"generation": g, "converged": converged, "applying": applying});
+        let record = |v: Value| serde_json::from_value::<Generation>(v).unwrap();
+        let applying = json!({"generation": 4, "phase": "health_gate",
+                              "workloads": {"web": {"state": "waiting"}, "db": {"state": "healthy"}}});
+        let rows: Vec<(Value, Option<u64>, Option<Generation>, Verdict)> = vec![
+            (
+                status(generation(3, healthy.clone()), true, Value::Null),
+                None,
+                None,
+                Verdict::Converged(3),
+            ),
+            (
+                status(generation(3, healthy.clone()), false, applying),
+                Some(4),
+                None,
+                Verdict::Waiting("applying generation 4 (health gate): web waiting".into()),
+            ),
+            (
+                status(generation(3, healthy.clone()), true, Value::Null),
+                Some(4),
+                None,
+                Verdict::Waiting("generation 4 is not in force yet (generation 3 is)".into()),
+            ),
+            // 4 was rolled back: 5, the rollback, is in force and converged.
+            (
+                status(generation(5, healthy.clone()), true, Value::Null),
+                Some(4),
+                Some(record(generation(4, rolled))),
+                Verdict::Failed(
+                    "generation 4 was unhealthy and was rolled back: web: not healthy within 30s"
+                        .into(),
+                ),
+            ),
+            (
+                status(generation(5, healthy.clone()), true, Value::Null),
+                Some(4),
+                Some(record(generation(4, healthy.clone()))),
+                Verdict::Converged(5),
+            ),
+            (
+                status(generation(4, unhealthy.clone()), false, Value::Null),
+                None,
+                None,
+                Verdict::Failed("generation 4 is unhealthy: web failed".into()),
+            ),
+            (
+                status(generation(4, healthy), false, Value::Null),
+                None,
+                None,
+                Verdict::Waiting(
+                    "generation 4 is not converged: its units do not match the spec yet".into(),
+                ),
+            ),
+            (
+                json!({"generation": null, "converged": false, "applying": null,
+                       "last_error": "cannot reach systemd"}),
+                None,
+                None,
+                Verdict::Waiting("generation 0 is not converged: cannot reach systemd".into()),
+            ),
+        ];
+        for (i, (status, want, record, expected)) in rows.into_iter().enumerate() {
+            assert_eq!(verdict(&status, want, record.as_ref()), expected, "row {i}");
+        }
+    }
+}
