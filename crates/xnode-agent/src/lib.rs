@@ -14,6 +14,7 @@ pub mod firewall;
 pub mod fleet_store;
 pub mod gate;
 pub mod health;
+pub mod http;
 pub mod lease;
 pub mod liveness;
 pub mod logs;

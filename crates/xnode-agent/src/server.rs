@@ -140,7 +140,53 @@ fn peer_groups(stream: &UnixStream) -> std::io::Result<Vec<u32>> {
 
 /// How long a client may take to send its request, and to take its answer: a
 /// connection that says nothing, or reads nothing, must not hold a slot forever.
-const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What a request that could not be carried out gets: a stable code for programs, and
+/// a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// `bad_request`, `invalid_spec`, `refused` (the agent said no: busy, nothing to
+    /// roll back to, …), `forbidden` or `unavailable`.
+    pub code: &'static str,
+    /// Why.
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a peer that is neither root nor in the API group is told.
+pub const FORBIDDEN: &str =
+    "permission denied: the xnoded API answers root and members of its API group";
+
+/// Whether a connection speaks HTTP: its first byte is not a line request's `{`.
+/// Waits (up to [`READ_TIMEOUT`]) for that byte, and reads nothing.
+async fn speaks_http(stream: &UnixStream) -> std::io::Result<bool> {
+    let look = async {
+        loop {
+            stream.readable().await?;
+            let mut first = [0u8; 1];
+            match stream.try_io(tokio::io::Interest::READABLE, || {
+                rustix::net::recv(stream, &mut first, rustix::net::RecvFlags::PEEK)
+                    .map_err(std::io::Error::from)
+            }) {
+                Ok(_) => return Ok(first[0] != b'{'),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    tokio::time::timeout(READ_TIMEOUT, look)
+        .await
+        .map_err(|_| std::io::Error::other("no request within 30 s"))?
+}
 
 async fn answer(
     stream: UnixStream,
@@ -148,6 +194,9 @@ async fn answer(
     commands: mpsc::Sender<Command>,
 ) -> std::io::Result<()> {
     let permitted = allowed(&stream, gid);
+    if speaks_http(&stream).await? {
+        return crate::http::serve_connection(stream, permitted, commands).await;
+    }
     let (read, mut write) = stream.into_split();
     let reply = if permitted {
         let mut line = String::new();
@@ -160,7 +209,7 @@ async fn answer(
             Err(_) => Reply::error("no request within 30 s"),
         }
     } else {
-        Reply::error("permission denied: the xnoded API answers root and members of its API group")
+        Reply::error(FORBIDDEN)
     };
     tokio::time::timeout(READ_TIMEOUT, send(&mut write, &reply))
         .await
@@ -184,28 +233,52 @@ async fn request(line: String, commands: &mpsc::Sender<Command>) -> Reply {
             envelope.v
         ));
     }
+    match dispatch(envelope.request, commands).await {
+        Ok(data) => Reply::ok(data),
+        Err(refusal) => Reply::error(refusal.message),
+    }
+}
+
+/// Carries out a request through the agent's loop (a spec checked beside it first);
+/// its data, or why not.
+pub async fn dispatch(
+    request: Request,
+    commands: &mpsc::Sender<Command>,
+) -> Result<serde_json::Value, Refusal> {
     let (tx, rx) = oneshot::channel();
-    let command = match envelope.request {
-        Request::Apply { spec, no_rollback } => match validate(spec).await {
-            Ok((spec, raw)) => Command::Apply {
+    let command = match request {
+        Request::Apply { spec, no_rollback } => {
+            let (spec, raw) = validate(spec)
+                .await
+                .map_err(|why| Refusal::new("invalid_spec", why))?;
+            Command::Apply {
                 spec,
                 raw,
                 no_rollback,
                 reply: tx,
-            },
-            Err(why) => return Reply::error(why),
-        },
-        Request::Plan { spec } => match validate(spec).await {
-            Ok((spec, _)) => Command::Plan { spec, reply: tx },
-            Err(why) => return Reply::error(why),
-        },
+            }
+        }
+        Request::Plan { spec } => {
+            let (spec, _) = validate(spec)
+                .await
+                .map_err(|why| Refusal::new("invalid_spec", why))?;
+            Command::Plan { spec, reply: tx }
+        }
         other => Command::Request(other, tx),
     };
     if commands.send(command).await.is_err() {
-        return Reply::error("the agent is shutting down");
+        return Err(Refusal::new("unavailable", "the agent is shutting down"));
     }
-    rx.await
-        .unwrap_or_else(|_| Reply::error("the agent dropped the request"))
+    let reply = rx
+        .await
+        .map_err(|_| Refusal::new("unavailable", "the agent dropped the request"))?;
+    match (reply.ok, reply.data, reply.error) {
+        (true, data, _) => Ok(data.unwrap_or(serde_json::Value::Null)),
+        (false, _, error) => Err(Refusal::new(
+            "refused",
+            error.unwrap_or_else(|| "refused, with no reason".into()),
+        )),
+    }
 }
 
 /// A request's spec, validated here rather than in the agent's loop: every problem,

@@ -26,18 +26,20 @@ fn client() {
     let Ok(socket) = std::env::var("XNODE_TEST_CLIENT") else {
         return;
     };
-    match xnode_api::call(
-        &PathBuf::from(socket),
-        Request::Status,
-        Duration::from_secs(10),
-    ) {
+    let socket = PathBuf::from(socket);
+    match xnode_api::call(&socket, Request::Status, Duration::from_secs(10)) {
         Ok(v) => println!("ANSWER {v}"),
         Err(e) => println!("REFUSED {e}"),
     }
+    match xnode_lab::node::http(&socket, "GET", "/v1/status", None) {
+        Ok((code, body)) => println!("HTTP {code} {body}"),
+        Err(e) => println!("HTTP failed: {e}"),
+    }
 }
 
-/// Runs the client as `uid`/`gid` with supplementary `groups`; returns its verdict.
-fn as_user(socket: &str, uid: &str, gid: &str, groups: &str) -> String {
+/// Runs the client as `uid`/`gid` with supplementary `groups`; returns its verdicts,
+/// over the line protocol and over HTTP.
+fn as_user(socket: &str, uid: &str, gid: &str, groups: &str) -> (String, String) {
     let out = Command::new("setpriv")
         .args(["--reuid", uid, "--regid", gid, "--groups", groups, "--"])
         .arg(std::env::current_exe().unwrap())
@@ -52,7 +54,11 @@ fn as_user(socket: &str, uid: &str, gid: &str, groups: &str) -> String {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
+    let http = stdout
+        .lines()
+        .find_map(|l| l.find("HTTP ").map(|i| l[i..].to_owned()))
+        .unwrap_or_else(|| panic!("no HTTP verdict from the client: {stdout}"));
+    let line = stdout
         .lines()
         .find_map(|l| {
             l.find("ANSWER ")
@@ -65,7 +71,8 @@ fn as_user(socket: &str, uid: &str, gid: &str, groups: &str) -> String {
                 String::from_utf8_lossy(&out.stderr)
             )
         })
-        .to_owned()
+        .to_owned();
+    (line, http)
 }
 
 #[tokio::test]
@@ -104,6 +111,19 @@ async fn api_access_is_root_and_the_api_group_only() {
     .await
     .unwrap();
     let [root, member, primary, stranger, stranger_open] = verdicts;
+    // Over HTTP on the same socket, the same rule.
+    assert_eq!(root.1, "HTTP 200 \"pong\"");
+    assert_eq!(member.1, "HTTP 200 \"pong\"");
+    assert_eq!(primary.1, "HTTP 200 \"pong\"");
+    assert!(stranger.1.starts_with("HTTP failed"), "{}", stranger.1);
+    assert!(
+        stranger_open.1.starts_with("HTTP 403 ")
+            && stranger_open.1.contains("\"code\":\"forbidden\""),
+        "{}",
+        stranger_open.1
+    );
+    let [root, member, primary, stranger, stranger_open] =
+        [root, member, primary, stranger, stranger_open].map(|(line, _)| line);
     assert_eq!(root, "ANSWER \"pong\"");
     assert_eq!(
         member, "ANSWER \"pong\"",

@@ -143,6 +143,37 @@ pub fn api(
     )
 }
 
+/// One HTTP/1.1 request over a unix socket, as `curl --unix-socket` makes it: the
+/// status code and the body as JSON (null when it is not JSON). A test's client, so
+/// it reads the whole answer (`Connection: close`) and needs no chunked bodies.
+pub fn http(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> std::io::Result<(u16, serde_json::Value)> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: xnode\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((code, serde_json::from_str(body).unwrap_or_default()))
+}
+
 /// xnoded's own journal, to say what it did when a test fails.
 pub fn journal(c: &Container) -> String {
     c.sh("journalctl -u xnoded.service --no-pager -o cat")

@@ -1,0 +1,308 @@
+//! The local API over HTTP/1.1, on the same socket and under the same peer check as the
+//! line protocol: `curl --unix-socket /run/xnode/api.sock http://xnode/v1/status`.
+//!
+//! Each route is one of `xnode_api::Request`'s operations: its fields come from the
+//! JSON body, the path and the query, and it is carried out exactly as the line
+//! protocol carries it out (`server::dispatch`). A reply is the operation's data with
+//! 200, or `{"error": {"code", "message"}}` with a status that says what kind of
+//! refusal it is.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::{MethodRouter, delete, get, post};
+use serde_json::{Map, Value, json};
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+use xnode_api::{MAX_MESSAGE, Request};
+
+use crate::server::{FORBIDDEN, Refusal};
+use crate::service::Command;
+
+/// Every route: (method, path, the operation it carries out).
+pub const ROUTES: &[(&str, &str, &str)] = &[
+    ("GET", "/v1/status", "status"),
+    ("POST", "/v1/apply", "apply"),
+    ("POST", "/v1/plan", "plan"),
+    ("POST", "/v1/rollback", "rollback"),
+    ("POST", "/v1/reload", "reload"),
+    ("GET", "/v1/history", "history"),
+    ("GET", "/v1/workloads/{workload}/logs", "logs"),
+    ("GET", "/v1/state", "state_list"),
+    ("DELETE", "/v1/state/{workload}", "state_prune"),
+    ("GET", "/v1/mesh/peers", "mesh_peers"),
+    ("GET", "/v1/mesh/services", "mesh_services"),
+    ("POST", "/v1/mesh/push", "mesh_push"),
+    ("GET", "/v1/fleet/members", "fleet_members"),
+    ("POST", "/v1/fleet/admit", "fleet_admit"),
+    ("POST", "/v1/fleet/revoke", "fleet_revoke"),
+    ("POST", "/v1/fleet/apply", "fleet_apply"),
+    ("GET", "/v1/fleet/spec", "fleet_spec"),
+    ("GET", "/v1/fleet/status", "fleet_status"),
+];
+
+/// The HTTP status of a refusal's code.
+fn status_of(code: &str) -> StatusCode {
+    match code {
+        "bad_request" => StatusCode::BAD_REQUEST,
+        "forbidden" => StatusCode::FORBIDDEN,
+        "not_found" => StatusCode::NOT_FOUND,
+        "invalid_spec" => StatusCode::UNPROCESSABLE_ENTITY,
+        "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::CONFLICT,
+    }
+}
+
+fn refusal(r: Refusal) -> Response {
+    let body = json!({"error": {"code": r.code, "message": r.message}});
+    (status_of(r.code), axum::Json(body)).into_response()
+}
+
+/// The request an operation's route makes of its body, path and query. Query values
+/// are text, but for `lines`, which is a count.
+fn request(
+    op: &str,
+    body: &[u8],
+    params: BTreeMap<String, String>,
+    query: BTreeMap<String, String>,
+) -> Result<Request, Refusal> {
+    let bad = |why: String| Refusal {
+        code: "bad_request",
+        message: why,
+    };
+    let mut fields: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
+        Map::new()
+    } else {
+        xnode_spec::json::from_slice(body)
+            .map_err(|e| bad(format!("the body is not a JSON object: {e}")))?
+    };
+    for (key, value) in params.into_iter().chain(query) {
+        let value = match (key.as_str(), value.parse::<u64>()) {
+            ("lines", Ok(n)) => Value::from(n),
+            _ => Value::String(value),
+        };
+        fields.insert(key, value);
+    }
+    fields.insert("op".into(), Value::String(op.into()));
+    serde_json::from_value(Value::Object(fields))
+        .map_err(|e| bad(format!("not a valid request: {e}")))
+}
+
+/// Carries out `op`: the request is read beside the loop (a body may be 64 MiB).
+async fn call(
+    op: &'static str,
+    commands: mpsc::Sender<Command>,
+    params: BTreeMap<String, String>,
+    query: BTreeMap<String, String>,
+    body: Bytes,
+) -> Response {
+    let parsed = tokio::task::spawn_blocking(move || request(op, &body, params, query)).await;
+    let request = match parsed {
+        Ok(Ok(request)) => request,
+        Ok(Err(r)) => return refusal(r),
+        Err(e) => {
+            return refusal(Refusal {
+                code: "unavailable",
+                message: format!("reading the request failed: {e}"),
+            });
+        }
+    };
+    match crate::server::dispatch(request, &commands).await {
+        Ok(data) => axum::Json(data).into_response(),
+        Err(r) => refusal(r),
+    }
+}
+
+fn route(method: &str, op: &'static str) -> MethodRouter<mpsc::Sender<Command>> {
+    let handler = move |State(commands): State<mpsc::Sender<Command>>,
+                        params: Option<Path<BTreeMap<String, String>>>,
+                        Query(query): Query<BTreeMap<String, String>>,
+                        body: Bytes| async move {
+        let params = params.map(|Path(p)| p).unwrap_or_default();
+        call(op, commands, params, query, body).await
+    };
+    match method {
+        "POST" => post(handler),
+        "DELETE" => delete(handler),
+        _ => get(handler),
+    }
+}
+
+/// The API's routes, for a peer allowed to use it.
+pub fn router(commands: mpsc::Sender<Command>) -> Router {
+    let mut router = Router::new();
+    for &(method, path, op) in ROUTES {
+        router = router.route(path, route(method, op));
+    }
+    router
+        .fallback(|| async {
+            refusal(Refusal {
+                code: "not_found",
+                message: "no such route: the API's routes are under /v1 (docs/api.md)".into(),
+            })
+        })
+        .layer(DefaultBodyLimit::max(MAX_MESSAGE as usize))
+        .with_state(commands)
+}
+
+/// What a peer that may not use the API gets, whatever it asks.
+fn forbidden() -> Router {
+    Router::new().fallback(|| async {
+        refusal(Refusal {
+            code: "forbidden",
+            message: FORBIDDEN.into(),
+        })
+    })
+}
+
+/// Serves HTTP on one connection: the API for a `permitted` peer, a refusal for anyone
+/// else.
+pub async fn serve_connection(
+    stream: UnixStream,
+    permitted: bool,
+    commands: mpsc::Sender<Command>,
+) -> std::io::Result<()> {
+    let app = if permitted {
+        router(commands)
+    } else {
+        forbidden()
+    };
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(crate::server::READ_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .await
+        .map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn routes_make_the_requests_of_the_line_protocol() {
+        let none = BTreeMap::new();
+        // (operation, body, path parameters, query, the request)
+        type Row<'a> = (
+            &'a str,
+            &'a [u8],
+            BTreeMap<String, String>,
+            BTreeMap<String, String>,
+            Request,
+        );
+        let table: Vec<Row> = vec![
+            ("status", b"", none.clone(), none.clone(), Request::Status),
+            (
+                "apply",
+                br#"{"spec": {"version": 1}, "no_rollback": true}"#,
+                none.clone(),
+                none.clone(),
+                Request::Apply {
+                    spec: json!({"version": 1}),
+                    no_rollback: true,
+                },
+            ),
+            (
+                "logs",
+                b"",
+                map(&[("workload", "web")]),
+                map(&[("lines", "20")]),
+                Request::Logs {
+                    workload: "web".into(),
+                    lines: 20,
+                },
+            ),
+            (
+                "mesh_services",
+                b"",
+                none.clone(),
+                map(&[("service", "123")]),
+                Request::MeshServices {
+                    service: Some("123".into()),
+                },
+            ),
+            // The route names the operation, whatever the body says.
+            (
+                "rollback",
+                br#"{"op": "status"}"#,
+                none.clone(),
+                none.clone(),
+                Request::Rollback,
+            ),
+        ];
+        for (op, body, params, query, want) in table {
+            assert_eq!(request(op, body, params, query), Ok(want), "{op}");
+        }
+    }
+
+    #[test]
+    fn bad_requests_are_refused_with_why() {
+        let none = BTreeMap::new();
+        for (op, body, query, why) in [
+            ("apply", &b"[1]"[..], none.clone(), "not a JSON object"),
+            ("apply", &b"{}"[..], none.clone(), "missing field `spec`"),
+            (
+                "plan",
+                &b"{\"spec\": {}, \"extra\": 1}"[..],
+                none.clone(),
+                "unknown field `extra`",
+            ),
+            (
+                "logs",
+                &b"{\"workload\": \"w\"}"[..],
+                map(&[("lines", "many")]),
+                "invalid type",
+            ),
+        ] {
+            let got = request(op, body, none.clone(), query).unwrap_err();
+            assert_eq!(got.code, "bad_request");
+            assert!(got.message.contains(why), "{op}: {}", got.message);
+        }
+    }
+
+    #[test]
+    fn every_operation_has_a_route() {
+        let ops: Vec<&str> = ROUTES.iter().map(|(_, _, op)| *op).collect();
+        for op in [
+            "status",
+            "apply",
+            "plan",
+            "rollback",
+            "reload",
+            "history",
+            "logs",
+            "state_list",
+            "state_prune",
+            "mesh_peers",
+            "mesh_services",
+            "mesh_push",
+            "fleet_members",
+            "fleet_admit",
+            "fleet_revoke",
+            "fleet_apply",
+            "fleet_spec",
+            "fleet_status",
+        ] {
+            assert!(ops.contains(&op), "{op} has no route");
+        }
+        // And every route names a real operation (at worst, one missing its fields).
+        for (_, path, op) in ROUTES {
+            let got = serde_json::from_value::<Request>(json!({"op": op}));
+            if let Err(e) = got {
+                assert!(e.to_string().contains("missing field"), "{path}: {e}");
+            }
+        }
+    }
+}

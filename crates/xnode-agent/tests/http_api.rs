@@ -1,0 +1,90 @@
+//! The HTTP API on xnoded's socket, against xnoded under systemd: reads, a plan, a
+//! refused and a healthy apply, logs, a rollback, refusals with their codes, and the
+//! line protocol still answering on the same socket.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use xnode_lab::node::{api, boot_node, http, wait_status};
+
+fn spec(workloads: Value) -> Value {
+    json!({"version": 1, "node": {"name": "web-api"}, "workloads": workloads})
+}
+
+#[test]
+fn every_kind_of_route_answers_over_http() {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
+    let first = spec(json!({"a": {"command": ["/bin/sleep", "infinity"]}}));
+    let c = boot_node(bin.parent().unwrap(), &serde_json::to_vec(&first).unwrap()).unwrap();
+    wait_status(&c, "convergence", Duration::from_secs(60), |s| {
+        s["converged"] == true
+    })
+    .unwrap();
+    let socket = c.path("/run/xnode/api.sock");
+    let call = |method: &str, path: &str, body: Option<Value>| {
+        http(&socket, method, path, body.as_ref()).unwrap()
+    };
+
+    let (code, status) = call("GET", "/v1/status", None);
+    assert_eq!(
+        (code, &status["converged"]),
+        (200, &json!(true)),
+        "{status}"
+    );
+    let (code, history) = call("GET", "/v1/history", None);
+    assert_eq!(code, 200);
+    assert_eq!(history["generations"].as_array().map(Vec::len), Some(1));
+
+    let second = spec(json!({
+        "a": {"command": ["/bin/sleep", "infinity"]},
+        "b": {"command": ["/bin/sh", "-c", "echo hello from b; exec sleep infinity"]}
+    }));
+    let (code, plan) = call("POST", "/v1/plan", Some(json!({"spec": second})));
+    assert_eq!(code, 200, "{plan}");
+    assert!(plan.to_string().contains("xnode-b.service"), "{plan}");
+
+    // An invalid spec: 422, with the spec's own problems, and nothing changes.
+    let (code, refused) = call("POST", "/v1/apply", Some(json!({"spec": {"version": 1}})));
+    assert_eq!(code, 422, "{refused}");
+    assert_eq!(refused["error"]["code"], "invalid_spec");
+    let message = refused["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("node: missing"), "{message}");
+    // A body that is not a request: 400.
+    let (code, refused) = call("POST", "/v1/apply", Some(json!([1])));
+    assert_eq!(
+        (code, &refused["error"]["code"]),
+        (400, &json!("bad_request"))
+    );
+
+    let (code, applied) = call("POST", "/v1/apply", Some(json!({"spec": second})));
+    assert_eq!(code, 200, "{applied}");
+    assert_eq!(applied["outcome"]["state"], "healthy", "{applied}");
+    let (code, logs) = call("GET", "/v1/workloads/b/logs?lines=5", None);
+    assert_eq!(code, 200);
+    assert!(logs.to_string().contains("hello from b"), "{logs}");
+
+    // The agent says no: 409, with its reason.
+    let (code, refused) = call("DELETE", "/v1/state/a", None);
+    assert_eq!(
+        (code, &refused["error"]["code"]),
+        (409, &json!("refused")),
+        "{refused}"
+    );
+    let (code, missing) = call("GET", "/v1/nothing", None);
+    assert_eq!(
+        (code, &missing["error"]["code"]),
+        (404, &json!("not_found"))
+    );
+
+    let (code, back) = call("POST", "/v1/rollback", None);
+    assert_eq!(code, 200, "{back}");
+    // The line protocol answers on the same socket.
+    let status = api(&c, xnode_api::Request::Status).unwrap();
+    assert_eq!(
+        status["generation"]["source"]["kind"], "rollback",
+        "{status}"
+    );
+}
