@@ -80,6 +80,22 @@ fn xnodectl_waits_for_a_generation_and_watches_the_status() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("converged on generation 4"), "{out}");
 
+    // An apply shows its progress while its workloads come up.
+    let next = spec(json!({
+        "a": {"command": ["/bin/sleep", "infinity"]},
+        "slower": {"command": ["/bin/sh", "-c",
+                    "sleep 3; exec /usr/bin/systemd-socket-activate -l 127.0.0.1:9233 --inetd -a /bin/true"],
+                   "health": {"tcp": {"port": 9233}}}
+    }));
+    std::fs::write(c.path("/root/next.json"), &next).unwrap();
+    let (code, out) = xnodectl(&c, "apply /root/next.json");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("applying generation 5 (gating): slower"),
+        "{out}"
+    );
+    assert!(out.contains("Generation 5 is healthy"), "{out}");
+
     // Not on a terminal, the watch prints the status, and again only when it changes
     // (it looks four times here; a usage sample may change it once).
     let (code, out) = xnodectl(&c, "status --watch --every 1 & sleep 4; kill $!");

@@ -39,13 +39,23 @@ pub fn run(args: &ApplyArgs) -> Result<Outcome> {
         }
         cmd::print("Waiting for the changed workloads to become healthy…\n")?;
     }
-    let result = cmd::call(
-        socket,
-        Request::Apply {
-            spec,
-            no_rollback: args.no_rollback,
-        },
-    )?;
+    let request = Request::Apply {
+        spec,
+        no_rollback: args.no_rollback,
+    };
+    let result = if text {
+        // The apply's progress, looked at beside its call, a line at each change.
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let follower = scope.spawn(|| cmd::wait::follow(socket, &done));
+            let result = cmd::call(socket, request);
+            done.store(true, std::sync::atomic::Ordering::Release);
+            let _ = follower.join();
+            result
+        })?
+    } else {
+        cmd::call(socket, request)?
+    };
     if !text {
         cmd::print_json(&result)?;
     }

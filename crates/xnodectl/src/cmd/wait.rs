@@ -32,23 +32,7 @@ enum Verdict {
 /// generation `want` when it is known (from the status or the history).
 fn verdict(status: &Value, want: Option<u64>, record: Option<&Generation>) -> Verdict {
     let current: Option<Generation> = serde_json::from_value(status["generation"].clone()).ok();
-    let applying = &status["applying"];
-    if !applying.is_null() {
-        let generation = applying["generation"]
-            .as_u64()
-            .map_or("a new generation".to_owned(), |n| format!("generation {n}"));
-        let phase = applying["phase"].as_str().unwrap_or("-").replace('_', " ");
-        let mut line = format!("applying {generation} ({phase})");
-        if let Some(workloads) = applying["workloads"].as_object() {
-            let waiting: Vec<String> = workloads
-                .iter()
-                .filter(|(_, g)| g["state"] != "healthy")
-                .map(|(name, g)| format!("{name} {}", g["state"].as_str().unwrap_or("-")))
-                .collect();
-            if !waiting.is_empty() {
-                line.push_str(&format!(": {}", waiting.join(", ")));
-            }
-        }
+    if let Some(line) = progress(status) {
         return Verdict::Waiting(line);
     }
     let failed = |g: &Generation| match &g.outcome {
@@ -87,6 +71,49 @@ fn verdict(status: &Value, want: Option<u64>, record: Option<&Generation>) -> Ve
         str::to_owned,
     );
     Verdict::Waiting(format!("generation {number} is not converged: {why}"))
+}
+
+/// The apply under way, as a line: its generation, its phase, and the workloads not
+/// yet healthy; none when no apply runs.
+pub fn progress(status: &Value) -> Option<String> {
+    let applying = &status["applying"];
+    if applying.is_null() {
+        return None;
+    }
+    let generation = applying["generation"]
+        .as_u64()
+        .map_or("a new generation".to_owned(), |n| format!("generation {n}"));
+    let phase = applying["phase"].as_str().unwrap_or("-").replace('_', " ");
+    let mut line = format!("applying {generation} ({phase})");
+    if let Some(workloads) = applying["workloads"].as_object() {
+        let waiting: Vec<String> = workloads
+            .iter()
+            .filter(|(_, g)| g["state"] != "healthy")
+            .map(|(name, g)| format!("{name} {}", g["state"].as_str().unwrap_or("-")))
+            .collect();
+        if !waiting.is_empty() {
+            line.push_str(&format!(": {}", waiting.join(", ")));
+        }
+    }
+    Some(line)
+}
+
+/// Prints a line for each change of the apply under way, every [`EVERY`], until
+/// `done` says the apply's own call ended.
+pub fn follow(socket: &std::path::Path, done: &std::sync::atomic::AtomicBool) -> Result<()> {
+    let mut said = String::new();
+    while !done.load(std::sync::atomic::Ordering::Acquire) {
+        // A look that fails (the agent busy, say) is only a line not shown.
+        if let Ok(status) = xnode_api::call(socket, Request::Status, LOOK)
+            && let Some(line) = progress(&status)
+            && line != said
+        {
+            cmd::print(&format!("  {line}\n"))?;
+            said = line;
+        }
+        std::thread::sleep(EVERY);
+    }
+    Ok(())
 }
 
 /// The record of generation `n`: from the status when it is the one in force, else
@@ -196,7 +223,7 @@ mod tests {
         let unhealthy = json!({"state": "unhealthy", "reason": "web failed"});
         let status = |g: Value, converged: bool, applying: Value| json!({"generation": g, "converged": converged, "applying": applying});
         let record = |v: Value| serde_json::from_value::<Generation>(v).unwrap();
-        let applying = json!({"generation": 4, "phase": "health_gate",
+        let applying = json!({"generation": 4, "phase": "gating",
                               "workloads": {"web": {"state": "waiting"}, "db": {"state": "healthy"}}});
         let rows: Vec<(Value, Option<u64>, Option<Generation>, Verdict)> = vec![
             (
@@ -209,7 +236,7 @@ mod tests {
                 status(generation(3, healthy.clone()), false, applying),
                 Some(4),
                 None,
-                Verdict::Waiting("applying generation 4 (health gate): web waiting".into()),
+                Verdict::Waiting("applying generation 4 (gating): web waiting".into()),
             ),
             (
                 status(generation(3, healthy.clone()), true, Value::Null),
