@@ -13,6 +13,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 use serde_json::{Map, Value, json};
@@ -97,9 +98,13 @@ async fn call(
     op: &'static str,
     commands: mpsc::Sender<Command>,
     params: BTreeMap<String, String>,
-    query: BTreeMap<String, String>,
+    mut query: BTreeMap<String, String>,
     body: Bytes,
 ) -> Response {
+    let follow = op == "logs"
+        && query
+            .remove("follow")
+            .is_some_and(|f| f == "true" || f == "1");
     let parsed = tokio::task::spawn_blocking(move || request(op, &body, params, query)).await;
     let request = match parsed {
         Ok(Ok(request)) => request,
@@ -111,10 +116,43 @@ async fn call(
             });
         }
     };
+    if let (true, Request::Logs { workload, lines }) = (follow, &request) {
+        return follow_logs(workload.clone(), *lines, &commands).await;
+    }
     match crate::server::dispatch(request, &commands).await {
         Ok(data) => axum::Json(data).into_response(),
         Err(r) => refusal(r),
     }
+}
+
+/// A workload's last `lines` log lines and then each new one, as Server-Sent Events
+/// (`data:` one JSON log line each), for as long as the client listens.
+async fn follow_logs(workload: String, lines: usize, commands: &mpsc::Sender<Command>) -> Response {
+    // The loop says whether the spec in force has the workload.
+    let known = Request::Logs {
+        workload: workload.clone(),
+        lines: 0,
+    };
+    if let Err(r) = crate::server::dispatch(known, commands).await {
+        return refusal(r);
+    }
+    let (tx, rx) = mpsc::channel(256);
+    let unit = xnode_spec::unit::unit_name(&workload);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = crate::logs::follow(&unit, lines, &tx) {
+            tracing::debug!("following {unit}'s log ended: {e}");
+        }
+    });
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        let line = rx.recv().await?;
+        let event = Event::default()
+            .json_data(line)
+            .unwrap_or_else(|_| Event::default().comment("a line that cannot be sent"));
+        Some((Ok::<_, std::convert::Infallible>(event), rx))
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 fn route(method: &str, op: &'static str) -> MethodRouter<mpsc::Sender<Command>> {

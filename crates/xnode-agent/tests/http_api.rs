@@ -40,7 +40,8 @@ fn every_kind_of_route_answers_over_http() {
 
     let second = spec(json!({
         "a": {"command": ["/bin/sleep", "infinity"]},
-        "b": {"command": ["/bin/sh", "-c", "echo hello from b; exec sleep infinity"]}
+        "b": {"command": ["/bin/sh", "-c", "echo hello from b; exec sleep infinity"]},
+        "ticker": {"command": ["/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.3; done"]}
     }));
     let (code, plan) = call("POST", "/v1/plan", Some(json!({"spec": second})));
     assert_eq!(code, 200, "{plan}");
@@ -65,6 +66,37 @@ fn every_kind_of_route_answers_over_http() {
     let (code, logs) = call("GET", "/v1/workloads/b/logs?lines=5", None);
     assert_eq!(code, 200);
     assert!(logs.to_string().contains("hello from b"), "{logs}");
+
+    // A log followed: the last line, then each new one, in order and none twice.
+    let mut ticks = Vec::new();
+    xnode_api::follow(
+        &socket,
+        "/v1/workloads/ticker/logs?lines=1&follow=true",
+        |line| {
+            let n = line["message"]
+                .as_str()
+                .and_then(|m| m.strip_prefix("tick "))
+                .and_then(|n| n.parse::<u64>().ok());
+            ticks.push(n.unwrap_or(0));
+            ticks.len() < 6
+        },
+    )
+    .unwrap();
+    assert!(
+        ticks.windows(2).all(|w| w[1] == w[0] + 1) && ticks[0] > 0,
+        "{ticks:?}"
+    );
+    let err =
+        xnode_api::follow(&socket, "/v1/workloads/nope/logs?follow=true", |_| true).unwrap_err();
+    assert!(err.to_string().contains("no workload \"nope\""), "{err}");
+    // And through xnodectl, until it is stopped.
+    let out = c
+        .sh("timeout 3 /opt/xnode/xnodectl logs -f ticker -n 1; true")
+        .unwrap();
+    assert!(
+        out.lines().filter(|l| l.starts_with("tick ")).count() >= 3,
+        "{out}"
+    );
 
     // The agent says no: 409, with its reason.
     let (code, refused) = call("DELETE", "/v1/state/a", None);

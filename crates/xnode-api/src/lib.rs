@@ -300,6 +300,77 @@ pub fn call(socket: &Path, request: Request, timeout: Duration) -> Result<Value,
     }
 }
 
+/// Follows a stream of Server-Sent Events at `path` (`GET`, over HTTP on the socket):
+/// each event's data, as JSON, goes to `each` until the stream ends or `each` says
+/// stop. A refusal is [`ClientError::Refused`] with the agent's sentence.
+pub fn follow(
+    socket: &Path,
+    path: &str,
+    mut each: impl FnMut(Value) -> bool,
+) -> Result<(), ClientError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let stream = tokio::net::UnixStream::connect(socket)
+            .await
+            .map_err(|source| ClientError::Connect {
+                socket: socket.to_owned(),
+                source,
+            })?;
+        let protocol = |e: hyper::Error| ClientError::Protocol(e.to_string());
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(protocol)?;
+        tokio::spawn(connection);
+        let request = hyper::Request::get(path)
+            .header("host", "xnode")
+            .header("accept", "text/event-stream")
+            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let response = sender.send_request(request).await.map_err(protocol)?;
+        let ok = response.status().is_success();
+        let mut body = response.into_body();
+        let mut pending = Vec::new();
+        use http_body_util::BodyExt as _;
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.map_err(protocol)?.into_data() else {
+                continue;
+            };
+            pending.extend_from_slice(&data);
+            if !ok {
+                continue;
+            }
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line);
+                let Some(data) = line.trim_end().strip_prefix("data:") else {
+                    continue;
+                };
+                let value = serde_json::from_str(data.trim_start())
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                if !each(value) {
+                    return Ok(());
+                }
+            }
+            if pending.len() as u64 > MAX_MESSAGE {
+                return Err(ClientError::Protocol("an event over 64 MiB".into()));
+            }
+        }
+        if ok {
+            return Ok(());
+        }
+        let refusal: Value = serde_json::from_slice(&pending).unwrap_or_default();
+        Err(ClientError::Refused(
+            refusal["error"]["message"]
+                .as_str()
+                .unwrap_or("refused, with no reason")
+                .to_owned(),
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -448,6 +448,9 @@ pub struct LogsArgs {
     /// How many lines.
     #[arg(long, short = 'n', default_value_t = 100)]
     pub lines: usize,
+    /// Then each new line as it is written, until Ctrl-C.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
     #[command(flatten)]
     pub agent: AgentArgs,
 }

@@ -8,6 +8,9 @@ use crate::cli::{LogsArgs, Output};
 use crate::cmd;
 
 pub fn run(args: &LogsArgs) -> Result<Outcome> {
+    if args.follow {
+        return follow(args);
+    }
     let request = Request::Logs {
         workload: args.workload.clone(),
         lines: args.lines,
@@ -27,4 +30,46 @@ pub fn run(args: &LogsArgs) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// `logs -f`: the last lines, then each new one, as the agent streams them.
+fn follow(args: &LogsArgs) -> Result<Outcome> {
+    let path = format!(
+        "/v1/workloads/{}/logs?lines={}&follow=true",
+        encode(&args.workload),
+        args.lines
+    );
+    let mut failed = None;
+    xnode_api::follow(&args.agent.socket, &path, |line| {
+        let shown = match args.agent.output {
+            Output::Json => serde_json::to_string(&line).map(|l| l + "\n"),
+            Output::Text => Ok(format!("{}\n", line["message"].as_str().unwrap_or(""))),
+        };
+        // Stop at a closed pipe (`| head`), or anything else that cannot be printed.
+        match shown
+            .map_err(anyhow::Error::from)
+            .and_then(|s| cmd::print(&s))
+        {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    })?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(Outcome::Success),
+    }
+}
+
+/// A workload name as a path segment: anything but letters, digits, `-`, `_` and `.`
+/// percent-encoded.
+fn encode(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
