@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse as _, Response};
@@ -21,6 +22,7 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 use xnode_api::{MAX_MESSAGE, Request};
 
+use crate::deadline::WriteDeadline;
 use crate::server::{FORBIDDEN, Refusal};
 use crate::service::Command;
 
@@ -52,6 +54,8 @@ fn status_of(code: &str) -> StatusCode {
         "bad_request" => StatusCode::BAD_REQUEST,
         "forbidden" => StatusCode::FORBIDDEN,
         "not_found" => StatusCode::NOT_FOUND,
+        "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
+        "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "invalid_spec" => StatusCode::UNPROCESSABLE_ENTITY,
         "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::CONFLICT,
@@ -81,7 +85,8 @@ fn request(
         xnode_spec::json::from_slice(body)
             .map_err(|e| bad(format!("the body is not a JSON object: {e}")))?
     };
-    for (key, value) in params.into_iter().chain(query) {
+    // The path's values last: they name what the route is about.
+    for (key, value) in query.into_iter().chain(params) {
         let value = match (key.as_str(), value.parse::<u64>()) {
             ("lines", Ok(n)) => Value::from(n),
             _ => Value::String(value),
@@ -99,8 +104,12 @@ async fn call(
     commands: mpsc::Sender<Command>,
     params: BTreeMap<String, String>,
     mut query: BTreeMap<String, String>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
+    let body = match read(body).await {
+        Ok(body) => body,
+        Err(r) => return refusal(r),
+    };
     let follow = op == "logs"
         && query
             .remove("follow")
@@ -155,12 +164,46 @@ async fn follow_logs(workload: String, lines: usize, commands: &mpsc::Sender<Com
         .into_response()
 }
 
+/// A request's body: at most 64 MiB, all of it within 30 s.
+async fn read(body: axum::body::Body) -> Result<Bytes, Refusal> {
+    use http_body_util::BodyExt as _;
+    let limited = http_body_util::Limited::new(body, MAX_MESSAGE as usize);
+    match tokio::time::timeout(crate::server::READ_TIMEOUT, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal {
+            code: "too_large",
+            message: format!("the body is over {} MiB", MAX_MESSAGE >> 20),
+        }),
+        Ok(Err(e)) => Err(Refusal {
+            code: "bad_request",
+            message: format!("the body could not be read: {e}"),
+        }),
+        Err(_) => Err(Refusal {
+            code: "bad_request",
+            message: "the body did not arrive within 30 s".into(),
+        }),
+    }
+}
+
 fn route(method: &str, op: &'static str) -> MethodRouter<mpsc::Sender<Command>> {
     let handler = move |State(commands): State<mpsc::Sender<Command>>,
-                        params: Option<Path<BTreeMap<String, String>>>,
-                        Query(query): Query<BTreeMap<String, String>>,
-                        body: Bytes| async move {
-        let params = params.map(|Path(p)| p).unwrap_or_default();
+                        params: Result<Option<Path<BTreeMap<String, String>>>, PathRejection>,
+                        query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+                        body: axum::body::Body| async move {
+        let bad = |why: String| {
+            refusal(Refusal {
+                code: "bad_request",
+                message: why,
+            })
+        };
+        let params = match params {
+            Ok(params) => params.map(|Path(p)| p).unwrap_or_default(),
+            Err(e) => return bad(format!("the path cannot be read: {e}")),
+        };
+        let query = match query {
+            Ok(Query(query)) => query,
+            Err(e) => return bad(format!("the query cannot be read: {e}")),
+        };
         call(op, commands, params, query, body).await
     };
     match method {
@@ -183,7 +226,12 @@ pub fn router(commands: mpsc::Sender<Command>) -> Router {
                 message: "no such route: the API's routes are under /v1 (docs/api.md)".into(),
             })
         })
-        .layer(DefaultBodyLimit::max(MAX_MESSAGE as usize))
+        .method_not_allowed_fallback(|| async {
+            refusal(Refusal {
+                code: "method_not_allowed",
+                message: "the route takes another method (docs/api.md)".into(),
+            })
+        })
         .with_state(commands)
 }
 
@@ -197,8 +245,9 @@ fn forbidden() -> Router {
     })
 }
 
-/// Serves HTTP on one connection: the API for a `permitted` peer, a refusal for anyone
-/// else.
+/// Serves HTTP on one connection, one request on it (as the line protocol does): the
+/// API for a `permitted` peer, and for anyone else a refusal, all within 30 s. A peer
+/// that takes none of its answer for 30 s is let go.
 pub async fn serve_connection(
     stream: UnixStream,
     permitted: bool,
@@ -210,14 +259,22 @@ pub async fn serve_connection(
         forbidden()
     };
     let service = hyper_util::service::TowerToHyperService::new(app);
-    hyper::server::conn::http1::Builder::new()
+    let io = WriteDeadline::new(stream, crate::server::READ_TIMEOUT);
+    let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(crate::server::READ_TIMEOUT)
-        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-        .await
-        .map_err(std::io::Error::other)
+        .keep_alive(false)
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    let served = if permitted {
+        connection.await
+    } else {
+        match tokio::time::timeout(crate::server::READ_TIMEOUT, connection).await {
+            Ok(served) => served,
+            Err(_) => return Ok(()),
+        }
+    };
+    served.map_err(std::io::Error::other)
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,30 +367,67 @@ mod tests {
         }
     }
 
+    /// Every operation, by name: a new one fails to compile here until it is given a
+    /// name, and then the test below until it has a route.
+    fn op(request: &Request) -> &'static str {
+        match request {
+            Request::Status => "status",
+            Request::Apply { .. } => "apply",
+            Request::Plan { .. } => "plan",
+            Request::Rollback => "rollback",
+            Request::Reload => "reload",
+            Request::History => "history",
+            Request::Logs { .. } => "logs",
+            Request::StateList => "state_list",
+            Request::StatePrune { .. } => "state_prune",
+            Request::MeshPeers => "mesh_peers",
+            Request::MeshServices { .. } => "mesh_services",
+            Request::MeshPush { .. } => "mesh_push",
+            Request::FleetMembers => "fleet_members",
+            Request::FleetAdmit { .. } => "fleet_admit",
+            Request::FleetRevoke { .. } => "fleet_revoke",
+            Request::FleetApply { .. } => "fleet_apply",
+            Request::FleetSpec => "fleet_spec",
+            Request::FleetStatus => "fleet_status",
+        }
+    }
+
     #[test]
     fn every_operation_has_a_route() {
+        let v = || Value::Null;
+        let w = || "w".to_owned();
+        let every = [
+            Request::Status,
+            Request::Apply {
+                spec: v(),
+                no_rollback: false,
+            },
+            Request::Plan { spec: v() },
+            Request::Rollback,
+            Request::Reload,
+            Request::History,
+            Request::Logs {
+                workload: w(),
+                lines: 1,
+            },
+            Request::StateList,
+            Request::StatePrune { workload: w() },
+            Request::MeshPeers,
+            Request::MeshServices { service: None },
+            Request::MeshPush { push: v() },
+            Request::FleetMembers,
+            Request::FleetAdmit { certificate: v() },
+            Request::FleetRevoke { revocation: v() },
+            Request::FleetApply { spec: v() },
+            Request::FleetSpec,
+            Request::FleetStatus,
+        ];
         let ops: Vec<&str> = ROUTES.iter().map(|(_, _, op)| *op).collect();
-        for op in [
-            "status",
-            "apply",
-            "plan",
-            "rollback",
-            "reload",
-            "history",
-            "logs",
-            "state_list",
-            "state_prune",
-            "mesh_peers",
-            "mesh_services",
-            "mesh_push",
-            "fleet_members",
-            "fleet_admit",
-            "fleet_revoke",
-            "fleet_apply",
-            "fleet_spec",
-            "fleet_status",
-        ] {
-            assert!(ops.contains(&op), "{op} has no route");
+        for request in &every {
+            // The name is the one serde gives the operation.
+            let wire = serde_json::to_value(request).unwrap();
+            assert_eq!(wire["op"], op(request));
+            assert!(ops.contains(&op(request)), "{} has no route", op(request));
         }
         // And every route names a real operation (at worst, one missing its fields).
         for (_, path, op) in ROUTES {

@@ -166,9 +166,13 @@ impl Refusal {
 pub const FORBIDDEN: &str =
     "permission denied: the xnoded API answers root and members of its API group";
 
+/// How long a stranger may take to show which protocol it speaks before it is refused
+/// in the line protocol's words: a moment, so strangers hold no slot for long.
+const STRANGER_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Whether a connection speaks HTTP: its first byte is not a line request's `{`.
-/// Waits (up to [`READ_TIMEOUT`]) for that byte, and reads nothing.
-async fn speaks_http(stream: &UnixStream) -> std::io::Result<bool> {
+/// Waits (up to `wait`) for that byte, and reads nothing.
+async fn speaks_http(stream: &UnixStream, wait: std::time::Duration) -> std::io::Result<bool> {
     let look = async {
         loop {
             stream.readable().await?;
@@ -183,9 +187,9 @@ async fn speaks_http(stream: &UnixStream) -> std::io::Result<bool> {
             }
         }
     };
-    tokio::time::timeout(READ_TIMEOUT, look)
+    tokio::time::timeout(wait, look)
         .await
-        .map_err(|_| std::io::Error::other("no request within 30 s"))?
+        .map_err(|_| std::io::Error::other("no request in time"))?
 }
 
 async fn answer(
@@ -194,8 +198,17 @@ async fn answer(
     commands: mpsc::Sender<Command>,
 ) -> std::io::Result<()> {
     let permitted = allowed(&stream, gid);
-    if speaks_http(&stream).await? {
-        return crate::http::serve_connection(stream, permitted, commands).await;
+    let wait = if permitted {
+        READ_TIMEOUT
+    } else {
+        STRANGER_WAIT
+    };
+    match speaks_http(&stream, wait).await {
+        Ok(true) => return crate::http::serve_connection(stream, permitted, commands).await,
+        Ok(false) => {}
+        // A silent stranger is refused all the same.
+        Err(_) if !permitted => {}
+        Err(e) => return Err(e),
     }
     let (read, mut write) = stream.into_split();
     let reply = if permitted {

@@ -98,12 +98,20 @@ fn every_kind_of_route_answers_over_http() {
         "{out}"
     );
 
-    // The agent says no: 409, with its reason.
-    let (code, refused) = call("DELETE", "/v1/state/a", None);
+    // The agent says no: 409, with its reason. (The path names the workload, whatever
+    // the query says.)
+    let (code, refused) = call("DELETE", "/v1/state/a?workload=zzz", None);
     assert_eq!(
         (code, &refused["error"]["code"]),
         (409, &json!("refused")),
         "{refused}"
+    );
+    let message = refused["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("workload a is in the spec"), "{message}");
+    let (code, wrong) = call("POST", "/v1/status", None);
+    assert_eq!(
+        (code, &wrong["error"]["code"]),
+        (405, &json!("method_not_allowed"))
     );
     let (code, missing) = call("GET", "/v1/nothing", None);
     assert_eq!(

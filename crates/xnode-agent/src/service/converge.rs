@@ -343,12 +343,24 @@ where
                 };
                 self.metrics.units.get_or_create(&label).inc();
             }
+            // Of the workloads that run here (not mesh ones placed elsewhere): up is
+            // active, or on its way up, but not waiting out a restart's delay.
             self.metrics.up.clear();
-            for (name, w) in self.current.iter().flat_map(|c| &c.spec.workloads) {
+            let placed = self.placed.borrow().clone();
+            let here = self
+                .current
+                .iter()
+                .flat_map(|c| &c.spec.workloads)
+                .filter(|(name, w)| {
+                    matches!(w.placement, xnode_spec::Placement::Local) || placed.contains(*name)
+                });
+            for (name, w) in here {
                 let unit = xnode_spec::unit::main_unit(name, w);
-                let up = observed
-                    .iter()
-                    .any(|u| u.name == unit && u.active_state.is_running());
+                let up = observed.iter().any(|u| {
+                    u.name == unit
+                        && u.active_state.is_running()
+                        && u.sub_state.as_deref() != Some("auto-restart")
+                });
                 let label = crate::metrics::WorkloadLabel {
                     workload: name.clone(),
                 };

@@ -56,11 +56,8 @@ fn verdict(status: &Value, want: Option<u64>, record: Option<&Generation>) -> Ve
             "generation {n} is not in force yet (generation {number} is)"
         ));
     }
-    if let Some(why) = want
-        .is_none()
-        .then(|| current.as_ref().and_then(failed))
-        .flatten()
-    {
+    // The generation in force (the one waited for, or a later one) left unhealthy.
+    if let Some(why) = current.as_ref().and_then(failed) {
         return Verdict::Failed(why);
     }
     if status["converged"] == true {
@@ -140,15 +137,28 @@ fn record(socket: &std::path::Path, status: &Value, n: u64) -> Result<Option<Gen
 pub fn run(args: &WaitArgs) -> Result<Outcome> {
     let socket = &args.agent.socket;
     let text = matches!(args.agent.output, Output::Text);
-    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    let start = Instant::now();
+    let deadline = start
+        .checked_add(Duration::from_secs(args.timeout))
+        .unwrap_or(start + Duration::from_secs(100 * 365 * 24 * 3600));
     let mut said = String::new();
     loop {
-        let status = xnode_api::call(socket, Request::Status, LOOK)?;
-        let known = match args.generation {
-            Some(n) => record(socket, &status, n)?,
-            None => None,
+        // xnoded may be restarting: a look that fails is waited out like the rest.
+        let look = xnode_api::call(socket, Request::Status, LOOK)
+            .map_err(anyhow::Error::from)
+            .and_then(|status| {
+                let known = match args.generation {
+                    Some(n) => record(socket, &status, n)?,
+                    None => None,
+                };
+                Ok((status, known))
+            });
+        let judged = match &look {
+            Ok((status, known)) => verdict(status, args.generation, known.as_ref()),
+            Err(e) => Verdict::Waiting(format!("cannot ask xnoded: {e:#}")),
         };
-        match verdict(&status, args.generation, known.as_ref()) {
+        let status = look.map(|(status, _)| status).unwrap_or_default();
+        match judged {
             Verdict::Converged(n) => {
                 if text {
                     cmd::print(&format!("The node converged on generation {n}.\n"))?;
@@ -189,10 +199,13 @@ pub fn watch(args: &StatusArgs, show: impl Fn(&Value) -> String) -> Result<Outco
     let terminal = std::io::stdout().is_terminal();
     let mut shown = String::new();
     loop {
-        let status = xnode_api::call(&args.agent.socket, Request::Status, LOOK)?;
-        let page = match args.agent.output {
-            Output::Json => serde_json::to_string(&status)? + "\n",
-            Output::Text => show(&status),
+        let page = match xnode_api::call(&args.agent.socket, Request::Status, LOOK) {
+            Ok(status) => match args.agent.output {
+                Output::Json => serde_json::to_string(&status)? + "\n",
+                Output::Text => show(&status),
+            },
+            // xnoded restarting, say: shown, and looked at again.
+            Err(e) => format!("cannot ask xnoded: {e}\n"),
         };
         if terminal {
             // Home, clear, then the page.
@@ -265,6 +278,13 @@ mod tests {
                 None,
                 None,
                 Verdict::Failed("generation 4 is unhealthy: web failed".into()),
+            ),
+            // 4 was healthy, but 5 came after it and was left unhealthy.
+            (
+                status(generation(5, unhealthy.clone()), false, Value::Null),
+                Some(4),
+                Some(record(generation(4, healthy.clone()))),
+                Verdict::Failed("generation 5 is unhealthy: web failed".into()),
             ),
             (
                 status(generation(4, healthy), false, Value::Null),
