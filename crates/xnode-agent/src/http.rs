@@ -134,9 +134,22 @@ async fn call(
     }
 }
 
+/// Logs followed at once, at most: each holds a connection and a blocking thread for
+/// as long as its client listens, and the API's other requests must still get in.
+const MOST_FOLLOWS: usize = 16;
+
+static FOLLOWS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MOST_FOLLOWS);
+
 /// A workload's last `lines` log lines and then each new one, as Server-Sent Events
-/// (`data:` one JSON log line each), for as long as the client listens.
+/// (`data:` one JSON log line each), for as long as the client listens. If the journal
+/// cannot be read on, an `error` event says why, and the stream ends.
 async fn follow_logs(workload: String, lines: usize, commands: &mpsc::Sender<Command>) -> Response {
+    let Ok(permit) = FOLLOWS.try_acquire() else {
+        return refusal(Refusal {
+            code: "unavailable",
+            message: format!("{MOST_FOLLOWS} logs are followed already; try again later"),
+        });
+    };
     // The loop says whether the spec in force has the workload.
     let known = Request::Logs {
         workload: workload.clone(),
@@ -146,19 +159,31 @@ async fn follow_logs(workload: String, lines: usize, commands: &mpsc::Sender<Com
         return refusal(r);
     }
     let (tx, rx) = mpsc::channel(256);
+    let (ended, why) = tokio::sync::oneshot::channel::<String>();
     let unit = xnode_spec::unit::unit_name(&workload);
     tokio::task::spawn_blocking(move || {
         if let Err(e) = crate::logs::follow(&unit, lines, &tx) {
-            tracing::debug!("following {unit}'s log ended: {e}");
+            let _ = ended.send(e);
         }
     });
-    let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        let line = rx.recv().await?;
-        let event = Event::default()
-            .json_data(line)
-            .unwrap_or_else(|_| Event::default().comment("a line that cannot be sent"));
-        Some((Ok::<_, std::convert::Infallible>(event), rx))
-    });
+    // The permit goes with the stream: it is given back when the client hangs up.
+    let events = futures_util::stream::unfold(
+        (rx, Some(why), permit),
+        |(mut rx, why, permit)| async move {
+            let event = match rx.recv().await {
+                Some(line) => Event::default().json_data(line),
+                None => {
+                    let why = why?.await.ok()?;
+                    Event::default()
+                        .event("error")
+                        .json_data(json!({"message": why}))
+                }
+            };
+            let event =
+                event.unwrap_or_else(|_| Event::default().comment("a line that cannot be sent"));
+            Some((Ok::<_, std::convert::Infallible>(event), (rx, None, permit)))
+        },
+    );
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
@@ -246,7 +271,7 @@ fn forbidden() -> Router {
 }
 
 /// Serves HTTP on one connection, one request on it (as the line protocol does): the
-/// API for a `permitted` peer, and for anyone else a refusal, all within 30 s. A peer
+/// API for a `permitted` peer, and for anyone else a refusal, all within a second. A peer
 /// that takes none of its answer for 30 s is let go.
 pub async fn serve_connection(
     stream: UnixStream,
@@ -259,16 +284,22 @@ pub async fn serve_connection(
         forbidden()
     };
     let service = hyper_util::service::TowerToHyperService::new(app);
+    // A stranger's whole exchange is as short as its wait for a first byte.
+    let limit = if permitted {
+        crate::server::READ_TIMEOUT
+    } else {
+        crate::server::STRANGER_WAIT
+    };
     let io = WriteDeadline::new(stream, crate::server::READ_TIMEOUT);
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(crate::server::READ_TIMEOUT)
+        .header_read_timeout(limit)
         .keep_alive(false)
         .serve_connection(hyper_util::rt::TokioIo::new(io), service);
     let served = if permitted {
         connection.await
     } else {
-        match tokio::time::timeout(crate::server::READ_TIMEOUT, connection).await {
+        match tokio::time::timeout(limit, connection).await {
             Ok(served) => served,
             Err(_) => return Ok(()),
         }

@@ -168,7 +168,7 @@ pub const FORBIDDEN: &str =
 
 /// How long a stranger may take to show which protocol it speaks before it is refused
 /// in the line protocol's words: a moment, so strangers hold no slot for long.
-const STRANGER_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+pub const STRANGER_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Whether a connection speaks HTTP: its first byte is not a line request's `{`.
 /// Waits (up to `wait`) for that byte, and reads nothing.

@@ -69,7 +69,7 @@ fn every_kind_of_route_answers_over_http() {
 
     // A log followed: the last line, then each new one, in order and none twice.
     let mut ticks = Vec::new();
-    xnode_api::follow(
+    let stopped = xnode_api::follow(
         &socket,
         "/v1/workloads/ticker/logs?lines=1&follow=true",
         |line| {
@@ -82,6 +82,7 @@ fn every_kind_of_route_answers_over_http() {
         },
     )
     .unwrap();
+    assert!(stopped, "the stream ended before six lines");
     assert!(
         ticks.windows(2).all(|w| w[1] == w[0] + 1) && ticks[0] > 0,
         "{ticks:?}"

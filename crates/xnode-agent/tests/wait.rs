@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 
 use serde_json::json;
-use xnode_lab::node::{boot_node, write_spec};
+use std::time::Duration;
+
+use xnode_lab::node::{boot_node, wait_status, write_spec};
 
 fn spec(workloads: serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(&json!({"version": 1, "node": {"name": "waiting"}, "workloads": workloads}))
@@ -37,6 +39,11 @@ fn xnodectl_waits_for_a_generation_and_watches_the_status() {
         dir,
         &spec(json!({"a": {"command": ["/bin/sleep", "infinity"]}})),
     )
+    .unwrap();
+    // Generation 1 first, so that the next spec file is generation 2.
+    wait_status(&c, "generation 1", Duration::from_secs(60), |s| {
+        s["converged"] == true && s["generation"]["number"] == 1
+    })
     .unwrap();
 
     // A workload that takes a few seconds to answer its probe: the wait sees the apply

@@ -301,13 +301,14 @@ pub fn call(socket: &Path, request: Request, timeout: Duration) -> Result<Value,
 }
 
 /// Follows a stream of Server-Sent Events at `path` (`GET`, over HTTP on the socket):
-/// each event's data, as JSON, goes to `each` until the stream ends or `each` says
-/// stop. A refusal is [`ClientError::Refused`] with the agent's sentence.
+/// each event's data, as JSON, goes to `each` until `each` says stop (`Ok(true)`) or the
+/// stream ends (`Ok(false)`). A refusal, or an `error` event, is
+/// [`ClientError::Refused`] with the agent's sentence.
 pub fn follow(
     socket: &Path,
     path: &str,
     mut each: impl FnMut(Value) -> bool,
-) -> Result<(), ClientError> {
+) -> Result<bool, ClientError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -330,43 +331,56 @@ pub fn follow(
             .body(http_body_util::Empty::<hyper::body::Bytes>::new())
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let response = sender.send_request(request).await.map_err(protocol)?;
-        let ok = response.status().is_success();
+        let status = response.status();
         let mut body = response.into_body();
         let mut pending = Vec::new();
+        // The kind of the event being read (`event:`), until its blank line.
+        let mut kind = String::new();
         use http_body_util::BodyExt as _;
         while let Some(frame) = body.frame().await {
             let Ok(data) = frame.map_err(protocol)?.into_data() else {
                 continue;
             };
             pending.extend_from_slice(&data);
-            if !ok {
+            if pending.len() as u64 > MAX_MESSAGE {
+                return Err(ClientError::Protocol("a message over 64 MiB".into()));
+            }
+            if !status.is_success() {
                 continue;
             }
             while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
                 let line = String::from_utf8_lossy(&line);
-                let Some(data) = line.trim_end().strip_prefix("data:") else {
-                    continue;
-                };
-                let value = serde_json::from_str(data.trim_start())
-                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
-                if !each(value) {
-                    return Ok(());
+                let line = line.trim_end();
+                if line.is_empty() {
+                    kind.clear();
+                } else if let Some(k) = line.strip_prefix("event:") {
+                    k.trim_start().clone_into(&mut kind);
+                } else if let Some(data) = line.strip_prefix("data:") {
+                    let value: Value = serde_json::from_str(data.trim_start())
+                        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                    if kind == "error" {
+                        return Err(ClientError::Refused(
+                            value["message"]
+                                .as_str()
+                                .unwrap_or("the stream failed, with no reason")
+                                .to_owned(),
+                        ));
+                    }
+                    if !each(value) {
+                        return Ok(true);
+                    }
                 }
             }
-            if pending.len() as u64 > MAX_MESSAGE {
-                return Err(ClientError::Protocol("an event over 64 MiB".into()));
-            }
         }
-        if ok {
-            return Ok(());
+        if status.is_success() {
+            return Ok(false);
         }
         let refusal: Value = serde_json::from_slice(&pending).unwrap_or_default();
         Err(ClientError::Refused(
             refusal["error"]["message"]
                 .as_str()
-                .unwrap_or("refused, with no reason")
-                .to_owned(),
+                .map_or_else(|| format!("refused with {status}"), str::to_owned),
         ))
     })
 }

@@ -359,7 +359,10 @@ where
                 let up = observed.iter().any(|u| {
                     u.name == unit
                         && u.active_state.is_running()
-                        && u.sub_state.as_deref() != Some("auto-restart")
+                        && !u
+                            .sub_state
+                            .as_deref()
+                            .is_some_and(|s| s.starts_with("auto-restart"))
                 });
                 let label = crate::metrics::WorkloadLabel {
                     workload: name.clone(),

@@ -40,7 +40,7 @@ fn follow(args: &LogsArgs) -> Result<Outcome> {
         args.lines
     );
     let mut failed = None;
-    xnode_api::follow(&args.agent.socket, &path, |line| {
+    let stopped = xnode_api::follow(&args.agent.socket, &path, |line| {
         let shown = match args.agent.output {
             Output::Json => serde_json::to_string(&line).map(|l| l + "\n"),
             Output::Text => Ok(format!("{}\n", line["message"].as_str().unwrap_or(""))),
@@ -57,9 +57,13 @@ fn follow(args: &LogsArgs) -> Result<Outcome> {
             }
         }
     })?;
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(Outcome::Success),
+    match (failed, stopped) {
+        (Some(e), _) => Err(e),
+        (None, true) => Ok(Outcome::Success),
+        // xnoded never ends a followed log by itself: it went away.
+        (None, false) => Err(anyhow::anyhow!(
+            "xnoded ended the log's stream (did it restart?)"
+        )),
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use serde_json::Value;
-use xnode_api::{Generation, Outcome as Ended, Request};
+use xnode_api::{ClientError, Generation, Outcome as Ended, Request};
 
 use crate::Outcome;
 use crate::cli::{Output, StatusArgs, WaitArgs};
@@ -143,16 +143,20 @@ pub fn run(args: &WaitArgs) -> Result<Outcome> {
         .unwrap_or(start + Duration::from_secs(100 * 365 * 24 * 3600));
     let mut said = String::new();
     loop {
-        // xnoded may be restarting: a look that fails is waited out like the rest.
-        let look = xnode_api::call(socket, Request::Status, LOOK)
-            .map_err(anyhow::Error::from)
-            .and_then(|status| {
-                let known = match args.generation {
-                    Some(n) => record(socket, &status, n)?,
-                    None => None,
-                };
-                Ok((status, known))
-            });
+        // xnoded may be restarting: a look that cannot reach it is waited out like the
+        // rest; any other failure (a refusal, say) ends the wait.
+        let look: Result<Value> = match xnode_api::call(socket, Request::Status, LOOK) {
+            Err(e @ (ClientError::Connect { .. } | ClientError::Io(_))) => Err(e.into()),
+            Err(e) => return Err(e.into()),
+            Ok(status) => Ok(status),
+        };
+        let look = look.and_then(|status| {
+            let known = match args.generation {
+                Some(n) => record(socket, &status, n)?,
+                None => None,
+            };
+            Ok((status, known))
+        });
         let judged = match &look {
             Ok((status, known)) => verdict(status, args.generation, known.as_ref()),
             Err(e) => Verdict::Waiting(format!("cannot ask xnoded: {e:#}")),
@@ -204,8 +208,12 @@ pub fn watch(args: &StatusArgs, show: impl Fn(&Value) -> String) -> Result<Outco
                 Output::Json => serde_json::to_string(&status)? + "\n",
                 Output::Text => show(&status),
             },
-            // xnoded restarting, say: shown, and looked at again.
-            Err(e) => format!("cannot ask xnoded: {e}\n"),
+            // xnoded restarting, say: said on standard error, and looked at again.
+            Err(e) => {
+                eprintln!("cannot ask xnoded: {e}");
+                std::thread::sleep(Duration::from_secs(args.every.max(1)));
+                continue;
+            }
         };
         if terminal {
             // Home, clear, then the page.
