@@ -27,6 +27,22 @@ impl<S> WriteDeadline<S> {
         }
     }
 
+    /// What a write (or flush) of the inner stream came to: done, which ends any wait,
+    /// or pending, which must not last longer than `limit`.
+    fn settle<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        match polled {
+            Poll::Ready(done) => {
+                self.stalled = None;
+                Poll::Ready(done)
+            }
+            Poll::Pending => self.wait(cx),
+        }
+    }
+
     /// A write that must wait: pending until `limit` has passed since it began to.
     fn wait<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
         let limit = self.limit;
@@ -62,25 +78,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(done) => {
-                this.stalled = None;
-                Poll::Ready(done)
-            }
-            Poll::Pending => this.wait(cx),
-        }
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.settle(cx, polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Ready(done) => {
-                this.stalled = None;
-                Poll::Ready(done)
-            }
-            Poll::Pending => this.wait(cx),
-        }
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.settle(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -88,14 +92,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(done) => {
-                this.stalled = None;
-                Poll::Ready(done)
-            }
-            Poll::Pending => this.wait(cx),
-        }
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.settle(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {

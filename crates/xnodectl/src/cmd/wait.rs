@@ -162,21 +162,18 @@ pub fn run(args: &WaitArgs) -> Result<Outcome> {
             Err(e) => Verdict::Waiting(format!("cannot ask xnoded: {e:#}")),
         };
         let status = look.map(|(status, _)| status).unwrap_or_default();
+        // The end of the wait: a sentence, or the status it ended on.
+        let end = |sentence: String| match text {
+            true => cmd::print(&format!("{sentence}\n")),
+            false => cmd::print_json(&status),
+        };
         match judged {
             Verdict::Converged(n) => {
-                if text {
-                    cmd::print(&format!("The node converged on generation {n}.\n"))?;
-                } else {
-                    cmd::print_json(&status)?;
-                }
+                end(format!("The node converged on generation {n}."))?;
                 return Ok(Outcome::Success);
             }
             Verdict::Failed(why) => {
-                if text {
-                    cmd::print(&format!("{why}\n"))?;
-                } else {
-                    cmd::print_json(&status)?;
-                }
+                end(why)?;
                 return Ok(Outcome::Failure);
             }
             Verdict::Waiting(line) => {
