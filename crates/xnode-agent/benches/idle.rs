@@ -48,7 +48,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let socket = c.path("/run/xnode/api.sock");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let status = xnode_api::call(&socket, xnode_api::Request::Status, Duration::from_secs(30))?;
+        let status: serde_json::Value =
+            xnode_api::call(&socket, xnode_api::Request::Status, Duration::from_secs(30))?;
         if status["converged"] == true {
             break;
         }

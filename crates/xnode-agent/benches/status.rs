@@ -32,7 +32,7 @@ fn latencies(socket: &Path, calls: usize) -> Result<Vec<f64>, Box<dyn std::error
     let mut took = Vec::with_capacity(calls);
     for _ in 0..calls {
         let started = Instant::now();
-        xnode_api::call(socket, Request::Status, Duration::from_secs(30))?;
+        xnode_api::call::<serde_json::Value>(socket, Request::Status, Duration::from_secs(30))?;
         took.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     took.sort_by(f64::total_cmp);
@@ -107,13 +107,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
     })?;
     let during = latencies(&socket, calls)?;
-    let still = xnode_api::call(&socket, Request::Status, Duration::from_secs(30))?;
+    let still: serde_json::Value =
+        xnode_api::call(&socket, Request::Status, Duration::from_secs(30))?;
     if still["applying"]["phase"] != "gating" {
         return Err(format!("the gate ended during the measurement: {still:#}").into());
     }
     let listener = TcpListener::bind(("127.0.0.1", gated_port))?;
     std::thread::spawn(move || for _ in listener.incoming() {});
-    let result = applying.join().map_err(|_| "the apply thread panicked")??;
+    let result: serde_json::Value = applying.join().map_err(|_| "the apply thread panicked")??;
     if result["outcome"]["state"] != "healthy" {
         return Err(format!("the gated apply did not pass: {result:#}").into());
     }

@@ -5,11 +5,10 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
-use xnode_api::{Envelope, MAX_MESSAGE, Reply, Request, VERSION};
+use xnode_api::Request;
 use xnode_spec::Validated;
 
 use crate::service::Command;
@@ -78,7 +77,8 @@ pub async fn serve(listener: UnixListener, gid: Option<u32>, commands: mpsc::Sen
         move |stream| {
             let commands = commands.clone();
             async move {
-                if let Err(e) = answer(stream, gid, commands).await {
+                let permitted = allowed(&stream, gid);
+                if let Err(e) = crate::http::serve_connection(stream, permitted, commands).await {
                     debug!("API connection ended: {e}");
                 }
             }
@@ -166,91 +166,9 @@ impl Refusal {
 pub const FORBIDDEN: &str =
     "permission denied: the xnoded API answers root and members of its API group";
 
-/// How long a stranger may take to show which protocol it speaks before it is refused
-/// in the line protocol's words: a moment, so strangers hold no slot for long.
+/// How long a stranger's whole exchange may take: a moment, so strangers hold no slot
+/// for long.
 pub const STRANGER_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Whether a connection speaks HTTP: its first byte is not a line request's `{`.
-/// Waits (up to `wait`) for that byte, and reads nothing.
-async fn speaks_http(stream: &UnixStream, wait: std::time::Duration) -> std::io::Result<bool> {
-    let look = async {
-        loop {
-            stream.readable().await?;
-            let mut first = [0u8; 1];
-            match stream.try_io(tokio::io::Interest::READABLE, || {
-                rustix::net::recv(stream, &mut first, rustix::net::RecvFlags::PEEK)
-                    .map_err(std::io::Error::from)
-            }) {
-                Ok(_) => return Ok(first[0] != b'{'),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    };
-    tokio::time::timeout(wait, look)
-        .await
-        .map_err(|_| std::io::Error::other("no request in time"))?
-}
-
-async fn answer(
-    stream: UnixStream,
-    gid: Option<u32>,
-    commands: mpsc::Sender<Command>,
-) -> std::io::Result<()> {
-    let permitted = allowed(&stream, gid);
-    let wait = if permitted {
-        READ_TIMEOUT
-    } else {
-        STRANGER_WAIT
-    };
-    match speaks_http(&stream, wait).await {
-        Ok(true) => return crate::http::serve_connection(stream, permitted, commands).await,
-        Ok(false) => {}
-        // A silent stranger is refused all the same.
-        Err(_) if !permitted => {}
-        Err(e) => return Err(e),
-    }
-    let (read, mut write) = stream.into_split();
-    let reply = if permitted {
-        let mut line = String::new();
-        let mut reader = BufReader::new(read.take(MAX_MESSAGE));
-        match tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await {
-            Ok(read) => {
-                read?;
-                request(line, &commands).await
-            }
-            Err(_) => Reply::error("no request within 30 s"),
-        }
-    } else {
-        Reply::error(FORBIDDEN)
-    };
-    tokio::time::timeout(READ_TIMEOUT, send(&mut write, &reply))
-        .await
-        .map_err(|_| std::io::Error::other("the client took no answer within 30 s"))?
-}
-
-async fn request(line: String, commands: &mpsc::Sender<Command>) -> Reply {
-    // Parsed beside the loop: a request may be 64 MiB.
-    let parsed = tokio::task::spawn_blocking(move || {
-        xnode_spec::json::from_slice::<Envelope>(line.as_bytes())
-    })
-    .await;
-    let envelope = match parsed {
-        Ok(Ok(e)) => e,
-        Ok(Err(e)) => return Reply::error(format!("not a valid request: {e}")),
-        Err(e) => return Reply::error(format!("reading the request failed: {e}")),
-    };
-    if envelope.v != VERSION {
-        return Reply::error(format!(
-            "protocol version {} is not supported (this agent speaks {VERSION})",
-            envelope.v
-        ));
-    }
-    match dispatch(envelope.request, commands).await {
-        Ok(data) => Reply::ok(data),
-        Err(refusal) => Reply::error(refusal.message),
-    }
-}
 
 /// Carries out a request through the agent's loop (a spec checked beside it first);
 /// its data, or why not.
@@ -285,13 +203,7 @@ pub async fn dispatch(
     let reply = rx
         .await
         .map_err(|_| Refusal::new("unavailable", "the agent dropped the request"))?;
-    match (reply.ok, reply.data, reply.error) {
-        (true, data, _) => Ok(data.unwrap_or(serde_json::Value::Null)),
-        (false, _, error) => Err(Refusal::new(
-            "refused",
-            error.unwrap_or_else(|| "refused, with no reason".into()),
-        )),
-    }
+    reply.0.map_err(|why| Refusal::new("refused", why))
 }
 
 /// A request's spec, validated here rather than in the agent's loop: every problem,
@@ -306,11 +218,4 @@ async fn validate(spec: serde_json::Value) -> Result<(Box<Validated>, Vec<u8>), 
     checked
         .await
         .unwrap_or_else(|e| Err(format!("validating the spec failed: {e}")))
-}
-
-async fn send<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, reply: &Reply) -> std::io::Result<()> {
-    let mut bytes = serde_json::to_vec(reply).map_err(std::io::Error::other)?;
-    bytes.push(b'\n');
-    w.write_all(&bytes).await?;
-    w.shutdown().await
 }

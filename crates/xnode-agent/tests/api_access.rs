@@ -13,8 +13,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use xnode_agent::server;
-use xnode_agent::service::Command as AgentCommand;
-use xnode_api::{Reply, Request};
+use xnode_agent::service::{Command as AgentCommand, Reply};
+use xnode_api::Request;
 
 /// The API group in this test: one no real user has as its primary group.
 const GROUP: u32 = 4242;
@@ -27,10 +27,15 @@ fn client() {
         return;
     };
     let socket = PathBuf::from(socket);
-    match xnode_api::call(&socket, Request::Status, Duration::from_secs(10)) {
-        Ok(v) => println!("ANSWER {v}"),
-        Err(e) => println!("REFUSED {e}"),
-    }
+    let verdict = |got: Result<serde_json::Value, xnode_api::ClientError>| match got {
+        Ok(v) => format!("ANSWER {v}"),
+        Err(e) => format!("REFUSED {e}"),
+    };
+    let status = xnode_api::call(&socket, Request::Status, Duration::from_secs(10));
+    // A request too large for one socket buffer: refused all the same, not cut off.
+    let spec = serde_json::Value::String("x".repeat(4 << 20));
+    let large = xnode_api::call(&socket, Request::Plan { spec }, Duration::from_secs(10));
+    println!("CLIENT {} / large: {}", verdict(status), verdict(large));
     match xnode_lab::node::http(&socket, "GET", "/v1/status", None) {
         Ok((code, body)) => println!("HTTP {code} {body}"),
         Err(e) => println!("HTTP failed: {e}"),
@@ -38,7 +43,7 @@ fn client() {
 }
 
 /// Runs the client as `uid`/`gid` with supplementary `groups`; returns its verdicts,
-/// over the line protocol and over HTTP.
+/// through `xnode_api::call` and as plain HTTP.
 fn as_user(socket: &str, uid: &str, gid: &str, groups: &str) -> (String, String) {
     let out = Command::new("setpriv")
         .args(["--reuid", uid, "--regid", gid, "--groups", groups, "--"])
@@ -58,21 +63,16 @@ fn as_user(socket: &str, uid: &str, gid: &str, groups: &str) -> (String, String)
         .lines()
         .find_map(|l| l.find("HTTP ").map(|i| l[i..].to_owned()))
         .unwrap_or_else(|| panic!("no HTTP verdict from the client: {stdout}"));
-    let line = stdout
+    let client = stdout
         .lines()
-        .find_map(|l| {
-            l.find("ANSWER ")
-                .or_else(|| l.find("REFUSED "))
-                .map(|i| &l[i..])
-        })
+        .find_map(|l| l.find("CLIENT ").map(|i| l[i + 7..].to_owned()))
         .unwrap_or_else(|| {
             panic!(
                 "no verdict from the client: {stdout} {}",
                 String::from_utf8_lossy(&out.stderr)
             )
-        })
-        .to_owned();
-    (line, http)
+        });
+    (client, http)
 }
 
 #[tokio::test]
@@ -122,21 +122,27 @@ async fn api_access_is_root_and_the_api_group_only() {
         "{}",
         stranger_open.1
     );
+    // And through the client library.
     let [root, member, primary, stranger, stranger_open] =
-        [root, member, primary, stranger, stranger_open].map(|(line, _)| line);
-    assert_eq!(root, "ANSWER \"pong\"");
-    assert_eq!(
-        member, "ANSWER \"pong\"",
-        "a supplementary member of the API group"
+        [root, member, primary, stranger, stranger_open].map(|(client, _)| client);
+    let pong = "ANSWER \"pong\" / large: REFUSED the spec has 1 problem";
+    assert!(root.starts_with(pong), "{root}");
+    assert!(
+        member.starts_with(pong),
+        "a supplementary member of the API group: {member}"
     );
-    assert_eq!(primary, "ANSWER \"pong\"", "the API group as primary group");
+    assert!(
+        primary.starts_with(pong),
+        "the API group as primary group: {primary}"
+    );
     assert!(
         stranger.starts_with("REFUSED cannot reach xnoded")
             && stranger.contains("Permission denied"),
         "{stranger}"
     );
+    let refused = "REFUSED permission denied: the xnoded API answers root";
     assert!(
-        stranger_open.starts_with("REFUSED permission denied: the xnoded API answers root"),
+        stranger_open.starts_with(refused) && stranger_open.contains(&format!("large: {refused}")),
         "{stranger_open}"
     );
     std::fs::remove_dir_all(dir).unwrap();

@@ -1,6 +1,6 @@
 //! The HTTP API on xnoded's socket, against xnoded under systemd: reads, a plan, a
 //! refused and a healthy apply, logs, a rollback, refusals with their codes, and the
-//! line protocol still answering on the same socket.
+//! client library reading the same socket.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
@@ -122,7 +122,7 @@ fn every_kind_of_route_answers_over_http() {
 
     let (code, back) = call("POST", "/v1/rollback", None);
     assert_eq!(code, 200, "{back}");
-    // The line protocol answers on the same socket.
+    // The client library reads the same socket.
     let status = api(&c, xnode_api::Request::Status).unwrap();
     assert_eq!(
         status["generation"]["source"]["kind"], "rollback",

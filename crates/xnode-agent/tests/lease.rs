@@ -173,7 +173,7 @@ fn a_node_cut_off_in_the_middle_of_an_apply_stops_its_singleton_before_the_other
     let spec: serde_json::Value =
         serde_json::from_slice(&Cluster::spec(N, owner, &cluster.net, &gated)).unwrap();
     let socket = cluster.nodes[owner].path("/run/xnode/api.sock");
-    let applying = std::thread::spawn(move || {
+    let applying = std::thread::spawn(move || -> Result<serde_json::Value, _> {
         xnode_api::call(
             &socket,
             Request::Apply {

@@ -253,7 +253,7 @@ fn killed_in_the_middle_of_an_apply_it_converges_on_restart() {
     }));
     let socket = c.path("/run/xnode/api.sock");
     let applying = std::thread::spawn(move || {
-        xnode_api::call(
+        xnode_api::call::<serde_json::Value>(
             &socket,
             Request::Apply {
                 spec: slow,

@@ -9,13 +9,13 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
-use xnode_api::{Reply, Request};
+use xnode_api::Request;
 use xnode_spec::plan::plan;
 use xnode_spec::unit::unit_name;
 use xnode_spec::{Validated, push};
 
-use super::Done;
 use super::apply::{Job, Waiter};
+use super::{Done, Reply};
 use crate::deploy::Deployed;
 use crate::metrics::OutcomeLabel;
 use crate::nix::Realise;

@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::Reply;
 use tokio::sync::{oneshot, watch};
 use tokio::task::{Id, JoinSet};
-use xnode_api::Reply;
 use xnode_spec::Validated;
 
 use super::Done;

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::Reply;
 use libp2p::PeerId;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
-use xnode_api::Reply;
 use xnode_mesh::report::Report;
 use xnode_mesh::rollout::{Policy, Step};
 use xnode_spec::Validated;

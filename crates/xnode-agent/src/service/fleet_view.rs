@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use super::Reply;
 use serde::Serialize;
 use serde_json::json;
-use xnode_api::Reply;
 use xnode_mesh::report::Report;
 
 use crate::nix::Realise;

@@ -1,7 +1,9 @@
 //! The API's mesh and fleet requests: answered by the mesh node, beside the loop.
 
 use tokio::sync::oneshot;
-use xnode_api::{Reply, Request};
+use xnode_api::Request;
+
+use super::Reply;
 
 use crate::nix::Realise;
 use crate::units::Units;

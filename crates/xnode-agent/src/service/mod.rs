@@ -17,6 +17,7 @@ mod fleet_view;
 mod mesh;
 mod mesh_requests;
 mod owner_file;
+mod reply;
 mod rollout;
 mod spec_file;
 mod status;
@@ -34,6 +35,7 @@ use xnode_spec::Validated;
 use xnode_spec::plan::ObservedUnit;
 
 pub use api::Command;
+pub use reply::Reply;
 
 use crate::deploy::Agent;
 use crate::metrics::Metrics;

@@ -8,8 +8,8 @@
 use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
 
+use super::Reply;
 use tracing::{error, info};
-use xnode_api::Reply;
 use xnode_spec::Validated;
 
 use super::Done;

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use super::Reply;
 use serde::Serialize;
 use tokio::sync::oneshot;
-use xnode_api::Reply;
 use xnode_spec::unit::main_unit;
 
 use crate::deploy::Phase;

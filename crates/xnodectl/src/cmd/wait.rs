@@ -120,7 +120,7 @@ fn record(socket: &std::path::Path, status: &Value, n: u64) -> Result<Option<Gen
     match current {
         Some(g) if g.number == n => Ok(Some(g)),
         Some(g) if g.number > n && status["applying"].is_null() => {
-            let history = xnode_api::call(socket, Request::History, LOOK)?;
+            let history: Value = xnode_api::call(socket, Request::History, LOOK)?;
             let found = history["generations"]
                 .as_array()
                 .into_iter()
