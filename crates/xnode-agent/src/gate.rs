@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use xnode_spec::plan::plan;
 use xnode_spec::unit::main_unit;
 use xnode_spec::{Kind, Placement, Spec};
 use xnode_systemd::{ApplyOptions, UnitStatus};
+
+pub use xnode_api::node::Gated;
 
 use crate::health;
 use crate::units::Units;
@@ -84,26 +85,6 @@ pub fn look(s: &UnitStatus, kind: Kind) -> Look {
         }
         (active, sub) => Look::NotYet(format!("{active} ({sub})")),
     }
-}
-
-/// Where one gated workload stands, for `status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum Gated {
-    /// Not healthy yet.
-    Waiting {
-        /// What the last look saw.
-        why: String,
-    },
-    /// Passed.
-    Healthy,
-    /// Did not pass.
-    Unhealthy {
-        /// Why.
-        why: String,
-    },
-    /// A mesh workload placement moved off this node meanwhile: not waited on.
-    Moved,
 }
 
 /// What the gate needs from the rest of the agent while it waits.

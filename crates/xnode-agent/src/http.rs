@@ -16,10 +16,10 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::{MethodRouter, delete, get, post};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
-use xnode_api::{MAX_MESSAGE, Method, ROUTES, Request};
+use xnode_api::{ErrorBody, ErrorDetail, MAX_MESSAGE, Method, ROUTES, Request, StreamError};
 
 use crate::deadline::WriteDeadline;
 use crate::server::{FORBIDDEN, Refusal};
@@ -40,7 +40,12 @@ fn status_of(code: &str) -> StatusCode {
 }
 
 fn refusal(r: Refusal) -> Response {
-    let body = json!({"error": {"code": r.code, "message": r.message}});
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: r.code.into(),
+            message: r.message,
+        },
+    };
     (status_of(r.code), axum::Json(body)).into_response()
 }
 
@@ -153,7 +158,7 @@ async fn follow_logs(workload: String, lines: usize, commands: &mpsc::Sender<Com
                     let why = why?.await.ok()?;
                     Event::default()
                         .event("error")
-                        .json_data(json!({"message": why}))
+                        .json_data(StreamError { message: why })
                 }
             };
             let event =
@@ -222,6 +227,7 @@ pub fn router(commands: mpsc::Sender<Command>) -> Router {
         router = router.route(r.path, route(r.method, r.op));
     }
     router
+        .route(xnode_api::openapi::PATH, get(openapi))
         .fallback(|| async {
             refusal(Refusal {
                 code: "not_found",
@@ -235,6 +241,13 @@ pub fn router(commands: mpsc::Sender<Command>) -> Router {
             })
         })
         .with_state(commands)
+}
+
+/// The OpenAPI document, made once.
+async fn openapi() -> Response {
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let doc = DOCUMENT.get_or_init(|| xnode_api::openapi::document(env!("CARGO_PKG_VERSION")));
+    axum::Json(doc).into_response()
 }
 
 /// What a peer that may not use the API gets, whatever it asks: once its body is read
@@ -292,6 +305,7 @@ pub async fn serve_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

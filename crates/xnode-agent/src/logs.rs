@@ -1,18 +1,7 @@
 //! A workload's recent log lines, read from the journal through libsystemd (not by
 //! running journalctl and parsing its text).
 
-use serde::Serialize;
-
-/// One journal entry.
-#[derive(Debug, Clone, Serialize)]
-pub struct LogLine {
-    /// Microseconds since the Unix epoch.
-    pub time_us: u64,
-    /// syslog priority (0 emergency … 7 debug), when the entry has one.
-    pub priority: Option<u8>,
-    /// The message.
-    pub message: String,
-}
+use xnode_api::node::LogLine;
 
 /// Most lines one request returns.
 pub const MAX_LINES: usize = 10_000;

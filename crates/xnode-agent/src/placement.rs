@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
-use serde::Serialize;
+use xnode_api::mesh as api;
 use xnode_mesh::node::View;
 use xnode_mesh::placement::{CLAIM, Decision, Wanted, decide, definition_hash, lease_wait};
 use xnode_spec::plan::{Action, ActiveState, ObservedUnit, Op, Plan, Reason};
@@ -207,10 +207,10 @@ impl Placement {
 
     /// What `status` shows; `withdrawn` are the workloads withdrawn from this node for
     /// failing here (`crate::backoff`).
-    pub fn status(&self, withdrawn: &BTreeSet<String>) -> Option<PlacementStatus> {
+    pub fn status(&self, withdrawn: &BTreeSet<String>) -> Option<api::Placement> {
         let (quorate, settled, hold_down, voters) = self.view?;
         let name = |p: &PeerId| self.names.get(p).cloned().unwrap_or_else(|| p.to_string());
-        Some(PlacementStatus {
+        Some(api::Placement {
             quorate,
             settled_secs: settled.as_secs_f64(),
             hold_down_secs: hold_down.as_secs_f64(),
@@ -218,7 +218,7 @@ impl Placement {
             workloads: self
                 .decisions
                 .iter()
-                .map(|(w, (replicas, d))| MeshWorkload {
+                .map(|(w, (replicas, d))| api::PlacedWorkload {
                     name: w.clone(),
                     replicas: *replicas,
                     owners: d.owners.iter().map(name).collect(),
@@ -231,42 +231,12 @@ impl Placement {
                         "waiting"
                     } else {
                         "no"
-                    },
+                    }
+                    .into(),
                 })
                 .collect(),
         })
     }
-}
-
-/// Placement in `status`.
-#[derive(Debug, Serialize)]
-pub struct PlacementStatus {
-    /// Whether this node sees a majority of the mesh; if not, it is fenced.
-    pub quorate: bool,
-    /// How long it has been quorate.
-    pub settled_secs: f64,
-    /// How long a member must be quorate before it owns mesh workloads.
-    pub hold_down_secs: f64,
-    /// The last agreed membership's size.
-    pub voters: usize,
-    /// Each mesh workload.
-    pub workloads: Vec<MeshWorkload>,
-}
-
-/// One mesh workload in `status`.
-#[derive(Debug, Serialize)]
-pub struct MeshWorkload {
-    /// Its name.
-    pub name: String,
-    /// How many should run.
-    pub replicas: usize,
-    /// The members that should run it, by node name, best first.
-    pub owners: Vec<String>,
-    /// The live members that run it now.
-    pub running_on: Vec<String>,
-    /// `runs` here, `waiting` for a member still running it to stop, `withdrawn` from
-    /// this node for failing here, or `no`.
-    pub here: &'static str,
 }
 
 #[cfg(test)]

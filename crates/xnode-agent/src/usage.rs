@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use serde::Serialize;
 use tokio::sync::watch;
+use xnode_api::node::Usage;
 use xnode_spec::unit::workload_of;
 
 use crate::metrics::{Metrics, WorkloadLabel};
@@ -20,25 +20,12 @@ pub const EVERY: Duration = Duration::from_secs(10);
 /// Reads at once.
 const AT_ONCE: usize = 8;
 
-/// One workload's sample.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Sample {
-    /// Restarts systemd made under the restart policy.
-    pub restarts: u32,
-    /// Memory in use, in bytes, when accounted.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory_bytes: Option<u64>,
-    /// CPU time used, in nanoseconds, when accounted.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cpu_ns: Option<u64>,
-}
-
-/// Samples every running workload service every [`EVERY`] into `out`, by workload.
+/// Usages every running workload service every [`EVERY`] into `out`, by workload.
 /// Ends when nothing reads `out` any more.
 pub async fn run<U: Units + Send + Sync + 'static>(
     units: Arc<U>,
     metrics: Arc<Metrics>,
-    out: watch::Sender<BTreeMap<String, Sample>>,
+    out: watch::Sender<BTreeMap<String, Usage>>,
 ) {
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -54,7 +41,7 @@ pub async fn run<U: Units + Send + Sync + 'static>(
             })
             .map(|(name, ..)| name)
             .collect();
-        let samples: BTreeMap<String, Sample> = futures_util::stream::iter(running)
+        let samples: BTreeMap<String, Usage> = futures_util::stream::iter(running)
             .map(|unit| {
                 let units = units.clone();
                 async move {
@@ -62,7 +49,7 @@ pub async fn run<U: Units + Send + Sync + 'static>(
                     let workload = workload_of(&unit)?.to_owned();
                     Some((
                         workload,
-                        Sample {
+                        Usage {
                             restarts: usage.restarts,
                             memory_bytes: usage.memory_bytes,
                             cpu_ns: usage.cpu_ns,

@@ -48,10 +48,10 @@ fn every_kind_of_route_answers_over_http() {
     assert!(plan.to_string().contains("xnode-b.service"), "{plan}");
 
     // An invalid spec: 422, with the spec's own problems, and nothing changes.
-    let (code, refused) = call("POST", "/v1/apply", Some(json!({"spec": {"version": 1}})));
-    assert_eq!(code, 422, "{refused}");
-    assert_eq!(refused["error"]["code"], "invalid_spec");
-    let message = refused["error"]["message"].as_str().unwrap_or("");
+    let (code, refused_spec) = call("POST", "/v1/apply", Some(json!({"spec": {"version": 1}})));
+    assert_eq!(code, 422, "{refused_spec}");
+    assert_eq!(refused_spec["error"]["code"], "invalid_spec");
+    let message = refused_spec["error"]["message"].as_str().unwrap_or("");
     assert!(message.contains("node: missing"), "{message}");
     // A body that is not a request: 400.
     let (code, refused) = call("POST", "/v1/apply", Some(json!([1])));
@@ -67,15 +67,42 @@ fn every_kind_of_route_answers_over_http() {
     assert_eq!(code, 200);
     assert!(logs.to_string().contains("hello from b"), "{logs}");
 
+    // The OpenAPI document names every route, and the real replies fit its schemas.
+    let (code, doc) = call("GET", "/v1/openapi.json", None);
+    assert_eq!(code, 200, "{doc}");
+    for route in xnode_api::ROUTES {
+        let method = route.method.as_str().to_ascii_lowercase();
+        assert!(
+            doc["paths"][route.path][&method].is_object(),
+            "{} {} is not in the document",
+            route.method.as_str(),
+            route.path
+        );
+    }
+    let (_, status) = call("GET", "/v1/status", None);
+    let (_, history) = call("GET", "/v1/history", None);
+    let (_, state) = call("GET", "/v1/state", None);
+    for (method, path, reply) in [
+        ("post", "/v1/plan", &plan),
+        ("post", "/v1/apply", &applied),
+        ("get", "/v1/status", &status),
+        ("get", "/v1/history", &history),
+        ("get", "/v1/state", &state),
+        ("get", "/v1/workloads/{workload}/logs", &logs),
+    ] {
+        conforms(&doc, method, path, "200", reply);
+    }
+    conforms(&doc, "post", "/v1/apply", "422", &refused_spec);
+
     // A log followed: the last line, then each new one, in order and none twice.
     let mut ticks = Vec::new();
     let stopped = xnode_api::follow(
         &socket,
         "/v1/workloads/ticker/logs?lines=1&follow=true",
-        |line| {
-            let n = line["message"]
-                .as_str()
-                .and_then(|m| m.strip_prefix("tick "))
+        |line: xnode_api::node::LogLine| {
+            let n = line
+                .message
+                .strip_prefix("tick ")
                 .and_then(|n| n.parse::<u64>().ok());
             ticks.push(n.unwrap_or(0));
             ticks.len() < 6
@@ -87,8 +114,12 @@ fn every_kind_of_route_answers_over_http() {
         ticks.windows(2).all(|w| w[1] == w[0] + 1) && ticks[0] > 0,
         "{ticks:?}"
     );
-    let err =
-        xnode_api::follow(&socket, "/v1/workloads/nope/logs?follow=true", |_| true).unwrap_err();
+    let err = xnode_api::follow(
+        &socket,
+        "/v1/workloads/nope/logs?follow=true",
+        |_: Value| true,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("no workload \"nope\""), "{err}");
     // And through xnodectl, until it is stopped.
     let out = c
@@ -128,4 +159,19 @@ fn every_kind_of_route_answers_over_http() {
         status["generation"]["source"]["kind"], "rollback",
         "{status}"
     );
+}
+
+/// Checks a reply against the schema the OpenAPI document gives its route and status.
+fn conforms(doc: &Value, method: &str, path: &str, status: &str, reply: &Value) {
+    let mut schema = doc["paths"][path][method]["responses"][status]["content"]["application/json"]
+        ["schema"]
+        .clone();
+    assert!(schema.is_object(), "no schema for {method} {path} {status}");
+    schema["components"] = doc["components"].clone();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(reply)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{method} {path}: {errors:?}\n{reply:#}");
 }

@@ -6,9 +6,8 @@ use std::time::Duration;
 use http_body_util::BodyExt as _;
 use hyper::body::Bytes;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
-use crate::{MAX_MESSAGE, Request};
+use crate::{ErrorBody, MAX_MESSAGE, Request, StreamError};
 
 /// Why a call failed on the client's side.
 #[derive(Debug, thiserror::Error)]
@@ -88,17 +87,8 @@ pub fn call<T: DeserializeOwned>(
 
 /// What a refusal says: its code and sentence, or the status when the body has none.
 fn refusal(status: hyper::StatusCode, body: &[u8]) -> ClientError {
-    #[derive(serde::Deserialize)]
-    struct Refusal {
-        error: Inner,
-    }
-    #[derive(serde::Deserialize)]
-    struct Inner {
-        code: String,
-        message: String,
-    }
-    match serde_json::from_slice::<Refusal>(body) {
-        Ok(Refusal { error }) => ClientError::Refused {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody { error }) => ClientError::Refused {
             code: error.code,
             message: error.message,
         },
@@ -143,10 +133,10 @@ async fn exchange(
 /// JSON, goes to `each` until `each` says stop (`Ok(true)`) or the stream ends
 /// (`Ok(false)`). A refusal, or an `error` event, is [`ClientError::Refused`] with the
 /// agent's sentence.
-pub fn follow(
+pub fn follow<T: DeserializeOwned>(
     socket: &Path,
     path: &str,
-    mut each: impl FnMut(Value) -> bool,
+    mut each: impl FnMut(T) -> bool,
 ) -> Result<bool, ClientError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -176,16 +166,15 @@ pub fn follow(
                 } else if let Some(k) = line.strip_prefix("event:") {
                     k.trim_start().clone_into(&mut kind);
                 } else if let Some(data) = line.strip_prefix("data:") {
-                    let value: Value = serde_json::from_str(data.trim_start()).map_err(protocol)?;
+                    let data = data.trim_start();
                     if kind == "error" {
+                        let failed: StreamError = serde_json::from_str(data).map_err(protocol)?;
                         return Err(ClientError::Refused {
                             code: "stream_failed".into(),
-                            message: value["message"]
-                                .as_str()
-                                .unwrap_or("the stream failed, with no reason")
-                                .to_owned(),
+                            message: failed.message,
                         });
                     }
+                    let value: T = serde_json::from_str(data).map_err(protocol)?;
                     if !each(value) {
                         return Ok(true);
                     }

@@ -4,12 +4,15 @@
 //! `{"error": {"code", "message"}}`. See `docs/api.md`.
 
 mod client;
+pub mod fleet;
+pub mod mesh;
+pub mod node;
+pub mod openapi;
 mod request;
 
 pub use client::{ClientError, call, follow};
+pub use node::{Generation, Outcome, Source};
 pub use request::{Method, ROUTES, Request, Route};
-
-use serde::{Deserialize, Serialize};
 
 /// Where the agent listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/xnode/api.sock";
@@ -17,84 +20,32 @@ pub const DEFAULT_SOCKET: &str = "/run/xnode/api.sock";
 /// Largest body either side reads: a spec of 10,000 workloads fits easily.
 pub const MAX_MESSAGE: u64 = 64 << 20;
 
-/// Where a spec came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Source {
-    /// The spec file (what the NixOS module writes).
-    File {
-        /// Its path.
-        path: String,
-    },
-    /// `xnodectl apply` through the local API.
-    Api,
-    /// A rollback, to the spec of an earlier generation.
-    Rollback {
-        /// The generation whose spec was restored.
-        to: u64,
-    },
-    /// A push signed by the node's owner, delivered over the mesh.
-    Mesh {
-        /// The peer that delivered it.
-        peer: String,
-        /// The push's own generation (the owner's counter).
-        push_generation: u64,
-    },
-    /// A move in the rollout of the fleet spec: the node spec in force, with the
-    /// workloads of this fleet generation.
-    Fleet {
-        /// The fleet generation moved to (0: none, its workloads all gone).
-        generation: u64,
-    },
+/// The body of every refusal: a stable code for programs and a sentence for people.
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct ErrorBody {
+    /// The refusal.
+    pub error: ErrorDetail,
 }
 
-/// What became of a generation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum Outcome {
-    /// Accepted; being applied.
-    Applying,
-    /// Applied, and every changed workload passed its health check.
-    Healthy,
-    /// Applied, unhealthy, and replaced by the last good generation.
-    RolledBack {
-        /// Why.
-        reason: String,
-    },
-    /// Applied and unhealthy, kept in force because rollback was turned off or there
-    /// was nothing to go back to.
-    Unhealthy {
-        /// Why.
-        reason: String,
-    },
+/// A refusal.
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct ErrorDetail {
+    /// `bad_request`, `forbidden`, `not_found`, `method_not_allowed`, `refused`,
+    /// `too_large`, `invalid_spec` or `unavailable` (docs/api.md).
+    pub code: String,
+    /// Why, for a person.
+    pub message: String,
 }
 
-/// One generation's record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Generation {
-    /// Its number; numbers only grow.
-    pub number: u64,
-    /// The spec's content hash.
-    pub hash: String,
-    /// Where it came from.
-    pub source: Source,
-    /// When it was accepted, in seconds since the Unix epoch.
-    pub accepted_at: u64,
-    /// What became of it.
-    pub outcome: Outcome,
-    /// The fleet generation whose workloads it runs beside the node spec's; none
-    /// without a fleet spec.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fleet: Option<u64>,
-    /// The hash of its node spec alone, when it holds a fleet spec's workloads too.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_hash: Option<String>,
-}
-
-impl Generation {
-    /// The hash of its node spec alone: what a spec file, an apply or a push is
-    /// compared with.
-    pub fn node_hash(&self) -> &str {
-        self.node_hash.as_deref().unwrap_or(&self.hash)
-    }
+/// What ends a stream that failed (its `error` event's data).
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct StreamError {
+    /// Why, for a person.
+    pub message: String,
 }

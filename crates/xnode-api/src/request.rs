@@ -1,10 +1,15 @@
 //! What a client asks, and the route each operation has.
 
+use schemars::{Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::fleet::{FleetSpec, FleetStatus};
+use crate::mesh::{FleetView, Member, Provider};
+use crate::node::{Applied, Done, History, LogLine, Plan, Pruned, RolledBack, StateDir, Status};
+
 /// What a client asks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     /// The node, its generation and every workload's state.
@@ -111,7 +116,7 @@ impl Method {
 }
 
 /// One operation's route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Route {
     /// Its method.
     pub method: Method,
@@ -121,133 +126,168 @@ pub struct Route {
     pub op: &'static str,
     /// What it does, in a line.
     pub summary: &'static str,
+    /// Whether `follow=true` turns its answer into a stream of Server-Sent Events,
+    /// each event's data one item of the reply.
+    pub follows: bool,
+    /// The schema of its reply (for the OpenAPI document).
+    pub reply: fn(&mut SchemaGenerator) -> Schema,
 }
 
-const fn route(
-    method: Method,
-    path: &'static str,
-    op: &'static str,
-    summary: &'static str,
-) -> Route {
-    Route {
-        method,
-        path,
-        op,
-        summary,
+impl PartialEq for Route {
+    fn eq(&self, other: &Route) -> bool {
+        (self.method, self.path) == (other.method, other.path)
     }
 }
+
+impl Eq for Route {}
 
 /// Every operation's route. A request's fields come from the path, then the query
 /// (reads) or the JSON body (writes).
 pub const ROUTES: &[Route] = &[
-    route(
-        Method::Get,
-        "/v1/status",
-        "status",
-        "The node, its generation and every workload's state",
-    ),
-    route(
-        Method::Post,
-        "/v1/apply",
-        "apply",
-        "Apply a spec as a new generation; answers when it is healthy or rolled back",
-    ),
-    route(
-        Method::Post,
-        "/v1/plan",
-        "plan",
-        "What applying a spec would do, without doing it",
-    ),
-    route(
-        Method::Post,
-        "/v1/rollback",
-        "rollback",
-        "Go back to the last good generation",
-    ),
-    route(
-        Method::Post,
-        "/v1/reload",
-        "reload",
-        "Take in the spec file now; answers when what became of it is known",
-    ),
-    route(
-        Method::Get,
-        "/v1/history",
-        "history",
-        "Every kept generation",
-    ),
-    route(
-        Method::Get,
-        "/v1/workloads/{workload}/logs",
-        "logs",
-        "A workload's last log lines; with follow=true, each new one as Server-Sent Events",
-    ),
-    route(
-        Method::Get,
-        "/v1/state",
-        "state_list",
-        "Workloads' state directories and their sizes",
-    ),
-    route(
-        Method::Delete,
-        "/v1/state/{workload}",
-        "state_prune",
-        "Delete the state directory of a workload the spec no longer has",
-    ),
-    route(
-        Method::Get,
-        "/v1/mesh/peers",
-        "mesh_peers",
-        "The mesh's members as this node sees them",
-    ),
-    route(
-        Method::Get,
-        "/v1/mesh/services",
-        "mesh_services",
-        "The live providers of a service, or of every service",
-    ),
-    route(
-        Method::Post,
-        "/v1/mesh/push",
-        "mesh_push",
-        "Deliver an owner-signed push to the node it names",
-    ),
-    route(
-        Method::Get,
-        "/v1/fleet/members",
-        "fleet_members",
-        "This node's fleet: its standing and the members it knows",
-    ),
-    route(
-        Method::Post,
-        "/v1/fleet/admit",
-        "fleet_admit",
-        "Deliver a membership certificate to the peer it names",
-    ),
-    route(
-        Method::Post,
-        "/v1/fleet/revoke",
-        "fleet_revoke",
-        "Take the owner's revocation here and tell the fleet",
-    ),
-    route(
-        Method::Post,
-        "/v1/fleet/apply",
-        "fleet_apply",
-        "Take an owner-signed fleet spec here; the members fetch it from this node",
-    ),
-    route(
-        Method::Get,
-        "/v1/fleet/spec",
-        "fleet_spec",
-        "The newest fleet spec this node accepted, and the one it runs",
-    ),
-    route(
-        Method::Get,
-        "/v1/fleet/status",
-        "fleet_status",
-        "The whole fleet: members, the rollout, where each mesh workload runs",
-    ),
+    Route {
+        method: Method::Get,
+        path: "/v1/status",
+        op: "status",
+        summary: "The node, its generation and every workload's state",
+        follows: false,
+        reply: SchemaGenerator::subschema_for::<Status>,
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/apply",
+        op: "apply",
+        summary: "Apply a spec as a new generation; answers when it is healthy or rolled back",
+        follows: false,
+        reply: SchemaGenerator::subschema_for::<Applied>,
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/plan",
+        op: "plan",
+        summary: "What applying a spec would do, without doing it",
+        follows: false,
+        reply: SchemaGenerator::subschema_for::<Plan>,
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/rollback",
+        op: "rollback",
+        summary: "Go back to the last good generation",
+        follows: false,
+        reply: SchemaGenerator::subschema_for::<RolledBack>,
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/reload",
+        op: "reload",
+        summary: "Take in the spec file now; answers when what became of it is known",
+        follows: false,
+        reply: SchemaGenerator::subschema_for::<Applied>,
+    },
+    Route {
+        method: Method::Get,
+        path: "/v1/history",
+        op: "history",
+        summary: "Every kept generation",
+        follows: false,
+        reply: SchemaGenerator::subschema_for::<History>,
+    },
+    Route {
+        method: Method::Get,
+        path: "/v1/workloads/{workload}/logs",
+        op: "logs",
+        summary: "A workload's last log lines; with follow=true, each new one as Server-Sent Events",
+        follows: true,
+        reply: SchemaGenerator::subschema_for::<Vec<LogLine>>,
+    },
+    Route {
+        method: Method::Get,
+        path: "/v1/state",
+        op: "state_list",
+        summary: "Workloads' state directories and their sizes",
+        follows: false,
+        reply: SchemaGenerator::subschema_for::<Vec<StateDir>>,
+    },
+    Route {
+        method: Method::Delete,
+        path: "/v1/state/{workload}",
+        op: "state_prune",
+        summary: "Delete the state directory of a workload the spec no longer has",
+        follows: false,
+        reply: SchemaGenerator::subschema_for::<Pruned>,
+    },
+    Route {
+        method: Method::Get,
+        path: "/v1/mesh/peers",
+        op: "mesh_peers",
+        summary: "The mesh's members as this node sees them",
+        follows: false,
+        reply: SchemaGenerator::subschema_for::<Vec<Member>>,
+    },
+    Route {
+        method: Method::Get,
+        path: "/v1/mesh/services",
+        op: "mesh_services",
+        summary: "The live providers of a service, or of every service",
+        follows: false,
+        reply: SchemaGenerator::subschema_for::<Vec<Provider>>,
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/mesh/push",
+        op: "mesh_push",
+        summary: "Deliver an owner-signed push to the node it names",
+        follows: false,
+        reply: SchemaGenerator::subschema_for::<Done>,
+    },
+    Route {
+        method: Method::Get,
+        path: "/v1/fleet/members",
+        op: "fleet_members",
+        summary: "This node's fleet: its standing and the members it knows",
+        follows: false,
+        reply: SchemaGenerator::subschema_for::<FleetView>,
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/fleet/admit",
+        op: "fleet_admit",
+        summary: "Deliver a membership certificate to the peer it names",
+        follows: false,
+        reply: SchemaGenerator::subschema_for::<Done>,
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/fleet/revoke",
+        op: "fleet_revoke",
+        summary: "Take the owner's revocation here and tell the fleet",
+        follows: false,
+        reply: SchemaGenerator::subschema_for::<Done>,
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/fleet/apply",
+        op: "fleet_apply",
+        summary: "Take an owner-signed fleet spec here; the members fetch it from this node",
+        follows: false,
+        reply: SchemaGenerator::subschema_for::<Done>,
+    },
+    Route {
+        method: Method::Get,
+        path: "/v1/fleet/spec",
+        op: "fleet_spec",
+        summary: "The newest fleet spec this node accepted, and the one it runs",
+        follows: false,
+        reply: SchemaGenerator::subschema_for::<FleetSpec>,
+    },
+    Route {
+        method: Method::Get,
+        path: "/v1/fleet/status",
+        op: "fleet_status",
+        summary: "The whole fleet: members, the rollout, where each mesh workload runs",
+        follows: false,
+        reply: SchemaGenerator::subschema_for::<FleetStatus>,
+    },
 ];
 
 /// Why a request cannot be put on the wire (a bug in this crate, never the user's).

@@ -8,105 +8,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::fencing::Majority;
-use crate::fleet::{Certificate, Revocation, Standing};
+use crate::fleet::{Certificate, Revocation};
 use crate::membership::State;
-use crate::message::{Resources, Service};
+use crate::message::Service;
 use crate::ownership::View;
 use crate::report::Report;
 
-/// A member as the API and `xnodectl mesh peers` show it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct MemberView {
-    /// Its peer id.
-    pub peer_id: String,
-    /// Its `node.name`.
-    pub node: String,
-    /// `alive`, `suspect` or `dead`.
-    pub state: String,
-    /// Its labels.
-    pub labels: BTreeMap<String, String>,
-    /// What it has.
-    pub resources: Resources,
-    /// Its services.
-    pub services: Vec<Service>,
-    /// Where it listens.
-    pub addresses: Vec<String>,
-}
-
-/// One live provider of a service.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Provider {
-    /// The service.
-    pub service: String,
-    /// The node offering it.
-    pub node: String,
-    /// Its peer id.
-    pub peer_id: String,
-    /// Its addresses (multiaddrs; the IP parts are where to connect).
-    pub addresses: Vec<String>,
-    /// The service's port.
-    pub port: u16,
-    /// `tcp` or `udp`.
-    pub protocol: String,
-}
-
-/// This node's place in the mesh, for `status`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Status {
-    /// Its peer id.
-    pub peer_id: String,
-    /// Where it listens.
-    pub listen: Vec<String>,
-    /// Peers it is connected to.
-    pub connected: usize,
-    /// Members alive, suspect, dead.
-    pub alive: usize,
-    /// Members suspect.
-    pub suspect: usize,
-    /// Members dead.
-    pub dead: usize,
-    /// Gossip messages on the fleet's topic delivered since start (each once, however
-    /// many copies came).
-    pub received: u64,
-    /// Membership messages rejected since start (malformed, out of bounds, or not a
-    /// member's).
-    pub rejected: u64,
-    /// Connected peers whose gossip is ignored for having sent too many rejected
-    /// messages (graylisted by peer scoring).
-    pub graylisted: usize,
-    /// Whether this node sees a majority of its voters (and is a member).
-    pub quorate: bool,
-    /// Its voters, itself included.
-    pub voters: usize,
-}
-
-/// A member of the fleet, for `xnodectl fleet members`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FleetMember {
-    /// Its `node.name`.
-    pub node: String,
-    /// Its peer id.
-    pub peer_id: String,
-    /// `this node`, `alive`, `suspect` or `dead`.
-    pub state: String,
-    /// When its certificate expires (seconds since the Unix epoch).
-    pub expires: u64,
-    /// `owner`, or the join key that admitted it.
-    pub admitted_by: String,
-}
-
-/// This node's fleet as it sees it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FleetView {
-    /// The fleet's owner; none when the node names none.
-    pub owner: Option<String>,
-    /// Whether this node is a member.
-    pub standing: Option<Standing>,
-    /// This node (when a member) and every member it knows.
-    pub members: Vec<FleetMember>,
-    /// How many peers the owner revoked.
-    pub revoked: usize,
-}
+pub use xnode_api::mesh::{FleetMember, FleetView, Member, MeshNode, Provider};
 
 /// What the node tells its owner (the agent, or a test harness).
 #[derive(Debug)]
@@ -167,9 +75,9 @@ impl PushResponse {
 }
 
 pub(crate) enum Command {
-    Members(oneshot::Sender<Vec<MemberView>>),
+    Members(oneshot::Sender<Vec<Member>>),
     Providers(Option<String>, oneshot::Sender<Vec<Provider>>),
-    Status(oneshot::Sender<Status>),
+    Status(oneshot::Sender<MeshNode>),
     SetWorkloads(BTreeMap<String, String>, BTreeSet<String>),
     SetLocal(BTreeMap<String, String>, Vec<Service>),
     Push(PeerId, Vec<u8>, oneshot::Sender<Result<String, String>>),
@@ -216,7 +124,7 @@ impl Handle {
     }
 
     /// Every known member, dead ones included.
-    pub async fn members(&self) -> Result<Vec<MemberView>, Stopped> {
+    pub async fn members(&self) -> Result<Vec<Member>, Stopped> {
         self.ask(Command::Members).await
     }
 
@@ -226,7 +134,7 @@ impl Handle {
     }
 
     /// This node's place in the mesh.
-    pub async fn status(&self) -> Result<Status, Stopped> {
+    pub async fn status(&self) -> Result<MeshNode, Stopped> {
         self.ask(Command::Status).await
     }
 

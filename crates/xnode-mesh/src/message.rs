@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::fleet::{Certificate, Revocation};
 
+pub use xnode_api::mesh::{Resources, Service};
+
 /// The largest message accepted: a heartbeat with every field at its limit fits.
 pub const MAX_MESSAGE: usize = 64 * 1024;
 const MAX_SERVICES: usize = 256;
@@ -84,32 +86,6 @@ pub struct Heartbeat {
     /// How it is doing: its place in the fleet spec's rollout, and its health.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<crate::report::Report>,
-}
-
-/// A member's size and what is free of it, for placement.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Resources {
-    /// CPU cores.
-    pub cpus: u32,
-    /// Memory, bytes.
-    pub memory: u64,
-    /// Memory available, bytes.
-    pub memory_free: u64,
-    /// Disk of the state directory's filesystem, bytes.
-    pub disk: u64,
-    /// Disk free there, bytes.
-    pub disk_free: u64,
-}
-
-/// A service a member offers: a workload's `expose` entry.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Service {
-    /// The service name (a DNS label).
-    pub name: String,
-    /// The port.
-    pub port: u16,
-    /// `tcp` or `udp`.
-    pub protocol: String,
 }
 
 /// Why a message was not believed.
@@ -218,7 +194,7 @@ impl Heartbeat {
             field("running", rules::workload_name(name))?;
         }
         if let Some(r) = &self.report {
-            field("report", r.check())?;
+            field("report", crate::report::check(r))?;
         }
         at_most("addresses", self.addresses.len(), MAX_ADDRESSES)?;
         for a in &self.addresses {

@@ -11,6 +11,8 @@ use xnode_spec::Validated;
 
 use crate::gate::Gated;
 
+pub use xnode_api::node::Phase;
+
 /// How far an apply is, for `status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Progress {
@@ -28,21 +30,6 @@ pub struct Progress {
     /// from then on, so what converges meanwhile follows it.
     #[serde(skip)]
     pub putting_back: Option<Arc<Validated>>,
-}
-
-/// The steps of an apply.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// Recording the generation and realising its store paths.
-    #[default]
-    Preparing,
-    /// Carrying out the plan on systemd.
-    Applying,
-    /// Waiting for the changed workloads to be healthy.
-    Gating,
-    /// Putting the last good generation back.
-    RollingBack,
 }
 
 /// What an apply is told and tells while it runs.

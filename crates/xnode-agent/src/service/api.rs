@@ -3,13 +3,12 @@
 //! Applies, rollbacks and reloads start the apply job and reply when it ends;
 //! `status` is answered in `status`.
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use serde::Serialize;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 use xnode_api::Request;
+use xnode_api::node::{Applied, History, Plan, PlanRefusal, PlannedAction, Pruned, StateDir};
 use xnode_spec::plan::plan;
 use xnode_spec::unit::unit_name;
 use xnode_spec::{Validated, push};
@@ -47,32 +46,47 @@ pub enum Command {
     },
 }
 
-/// What `apply` answers.
-#[derive(Debug, Serialize)]
-pub(super) struct Applied {
-    generation: u64,
-    outcome: Outcome,
-    rolled_back_to: Option<u64>,
-    actions: Vec<String>,
-    refused: Vec<String>,
-    not_realised: BTreeMap<String, String>,
+/// A plan, as `plan` answers it.
+fn planned(p: &xnode_spec::plan::Plan) -> Plan {
+    Plan {
+        actions: p
+            .actions
+            .iter()
+            .map(|a| PlannedAction {
+                op: a.op.to_string(),
+                unit: a.unit.clone(),
+                workload: a.workload.clone(),
+                reason: a.reason.to_string(),
+                content: a.content.clone(),
+            })
+            .collect(),
+        refused: p
+            .refused
+            .iter()
+            .map(|r| PlanRefusal {
+                unit: r.unit.clone(),
+                workload: r.workload.clone(),
+                reason: r.reason.clone(),
+            })
+            .collect(),
+    }
 }
 
-impl From<&Deployed> for Applied {
-    fn from(d: &Deployed) -> Applied {
-        Applied {
-            generation: d.generation,
-            outcome: d.outcome.clone(),
-            rolled_back_to: d.rolled_back_to,
-            actions: d
-                .plan
-                .actions
-                .iter()
-                .map(|a| format!("{} {}: {}", a.op, a.unit, a.reason))
-                .collect(),
-            refused: d.plan.refused.iter().map(|r| r.reason.clone()).collect(),
-            not_realised: d.not_realised.clone(),
-        }
+/// What an apply came to, as `apply` and `reload` answer it.
+pub(super) fn applied(d: &Deployed) -> Applied {
+    Applied {
+        generation: d.generation,
+        outcome: d.outcome.clone(),
+        rolled_back_to: d.rolled_back_to,
+        actions: d
+            .plan
+            .actions
+            .iter()
+            .map(|a| format!("{} {}: {}", a.op, a.unit, a.reason))
+            .collect(),
+        refused: d.plan.refused.iter().map(|r| r.reason.clone()).collect(),
+        not_realised: d.not_realised.clone(),
+        unchanged: false,
     }
 }
 
@@ -113,7 +127,7 @@ where
                 let (units, placed) = (self.units.clone(), self.placed.borrow().clone());
                 tokio::spawn(async move {
                     let answer = match units.observe().await {
-                        Ok(observed) => Reply::ok(plan(&spec.spec, &observed, &placed)),
+                        Ok(observed) => Reply::ok(planned(&plan(&spec.spec, &observed, &placed))),
                         Err(e) => Reply::error(e.to_string()),
                     };
                     let _ = reply.send(answer);
@@ -127,7 +141,12 @@ where
         match request {
             Request::Status => self.status(reply),
             Request::History => {
-                let _ = reply.send(Reply::ok(&*self.state.borrow()));
+                let state = self.state.borrow();
+                let _ = reply.send(Reply::ok(History {
+                    current: state.current,
+                    last_good: state.last_good,
+                    generations: state.generations.clone(),
+                }));
             }
             Request::Rollback => self.rollback(reply),
             Request::Reload => self.read_spec_file(Some(Waiter::Reload(reply))),
@@ -215,10 +234,11 @@ where
                 match tokio::task::spawn_blocking(move || crate::state_dirs::list(root)).await {
                     Ok(dirs) => Reply::ok(
                         dirs.into_iter()
-                            .map(|d| {
-                                let in_spec = names.contains(&d.workload);
-                                serde_json::json!({"workload": d.workload, "path": d.path,
-                                "bytes": d.bytes, "in_spec": in_spec})
+                            .map(|d| StateDir {
+                                in_spec: names.contains(&d.workload),
+                                workload: d.workload,
+                                path: d.path,
+                                bytes: d.bytes,
                             })
                             .collect::<Vec<_>>(),
                     ),
@@ -260,7 +280,7 @@ where
                             bytes,
                             "deleted the state directory of {workload}"
                         );
-                        Reply::ok(serde_json::json!({"workload": workload, "bytes": bytes}))
+                        Reply::ok(Pruned { workload, bytes })
                     }
                     Ok(Err(why)) => Reply::error(why),
                     Err(e) => Reply::error(format!("pruning failed: {e}")),

@@ -7,12 +7,12 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::Reply;
 use tokio::sync::{oneshot, watch};
 use tokio::task::{Id, JoinSet};
+use xnode_api::node::RolledBack;
 use xnode_spec::Validated;
 
-use super::Done;
+use super::{Done, Reply};
 use crate::deploy::{Agent, Context, Deployed, Failed, Progress};
 use crate::nix::Realise;
 use crate::secrets::Secrets;
@@ -58,11 +58,11 @@ impl Waiter {
     pub(super) fn answer(self, outcome: &Result<Deployed, Failed>) {
         match (self, outcome) {
             (Waiter::Apply(r), Ok(d)) => {
-                let _ = r.send(Reply::ok(super::api::Applied::from(d)));
+                let _ = r.send(Reply::ok(super::api::applied(d)));
             }
             (Waiter::Reload(r), Ok(d)) => {
                 let _ = r.send(match &d.outcome {
-                    Outcome::Healthy => Reply::ok(super::api::Applied::from(d)),
+                    Outcome::Healthy => Reply::ok(super::api::applied(d)),
                     other => Reply::error(format!(
                         "generation {}: {}",
                         d.generation,
@@ -71,9 +71,10 @@ impl Waiter {
                 });
             }
             (Waiter::Rollback(r, to), Ok(d)) => {
-                let _ = r.send(Reply::ok(
-                    serde_json::json!({"generation": d.generation, "restored": to}),
-                ));
+                let _ = r.send(Reply::ok(RolledBack {
+                    generation: d.generation,
+                    restored: to,
+                }));
             }
             (w, Err(e)) => w.refuse(format!("the apply failed: {e}")),
         }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tokio::sync::watch;
+use xnode_api::node::Usage;
 use xnode_spec::Validated;
 
 use crate::backoff;
@@ -14,12 +15,12 @@ use crate::firewall::{self, NftSet};
 use crate::liveness::{self, Liveness};
 use crate::metrics::Metrics;
 use crate::units::Units;
-use crate::usage::{self, Sample};
+use crate::usage;
 
 /// Where the tasks report, until they start.
 struct Outs {
     live: watch::Sender<BTreeMap<String, Liveness>>,
-    usage: watch::Sender<BTreeMap<String, Sample>>,
+    usage: watch::Sender<BTreeMap<String, Usage>>,
     withdrawn: watch::Sender<BTreeSet<String>>,
 }
 
@@ -30,7 +31,7 @@ pub(super) struct Beside {
     /// What the probes find.
     pub live: watch::Receiver<BTreeMap<String, Liveness>>,
     /// What systemd accounts for each running workload.
-    pub usage: watch::Receiver<BTreeMap<String, Sample>>,
+    pub usage: watch::Receiver<BTreeMap<String, Usage>>,
     /// Mesh workloads withdrawn from this node for failing here.
     pub withdrawn: watch::Receiver<BTreeSet<String>>,
     outs: Option<Outs>,

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::Reply;
 use libp2p::PeerId;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -18,8 +17,8 @@ use xnode_spec::Validated;
 use xnode_spec::fleet_spec::signed::{self, Accepted};
 use xnode_spec::fleet_spec::{FleetSpec, merge, node_part};
 
-use super::Done;
 use super::apply::Job;
+use super::{Done, Reply};
 use crate::fleet_store::{self, FleetStore, Kept};
 use crate::nix::Realise;
 use crate::store::{Lineage, Origin, Source};

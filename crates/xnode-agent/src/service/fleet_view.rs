@@ -4,49 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use super::Reply;
-use serde::Serialize;
-use serde_json::json;
-use xnode_mesh::report::Report;
+use xnode_api::fleet::{FleetRow, FleetSpec, FleetStatus, FleetWorkload, Rollout};
 
+use super::Reply;
 use crate::nix::Realise;
 use crate::units::Units;
-
-/// A member's row.
-#[derive(Debug, Serialize)]
-struct Row {
-    node: String,
-    peer_id: String,
-    live: bool,
-    this_node: bool,
-    /// Absent for a member of an older release.
-    report: Option<Report>,
-}
-
-/// A mesh workload: where it runs.
-#[derive(Debug, Serialize)]
-struct MeshWorkload {
-    name: String,
-    running_on: Vec<String>,
-    /// Whether every member it runs on is converged and has no failed workload.
-    healthy: bool,
-}
-
-/// The rollout as this node sees it.
-#[derive(Debug, Serialize)]
-struct Rollout {
-    /// `none`, `done`, `rolling out`, `halted`.
-    state: &'static str,
-    newest: u64,
-    stable: u64,
-    failed: u64,
-    /// Live members that run the newest generation healthy.
-    done: usize,
-    /// Live members taking part.
-    members: usize,
-    /// What this node does next.
-    this_node: String,
-}
 
 impl<U, N> super::Service<U, N>
 where
@@ -58,12 +20,12 @@ where
         let Some(kept) = self.fleet.store.specs.get(&p.newest) else {
             return Reply::error("this node has accepted no fleet spec");
         };
-        Reply::ok(json!({
-            "generation": p.newest,
-            "hash": kept.spec.hash.to_string(),
-            "running": self.fleet_running(),
-            "signed": &*kept.envelope,
-        }))
+        Reply::ok(FleetSpec {
+            generation: p.newest,
+            hash: kept.spec.hash.to_string(),
+            running: self.fleet_running(),
+            signed: (*kept.envelope).clone(),
+        })
     }
 
     pub(super) fn fleet_view(&self) -> Reply {
@@ -80,12 +42,12 @@ where
                 .map(|(_, t)| t.elapsed().as_millis() as u64);
             r
         });
-        let rows: Vec<Row> = view
+        let rows: Vec<FleetRow> = view
             .members
             .iter()
             .map(|p| {
                 let this_node = p.candidate.peer == view.me;
-                Row {
+                FleetRow {
                     node: p.node.clone(),
                     peer_id: p.candidate.peer.to_string(),
                     live: p.candidate.live,
@@ -101,7 +63,7 @@ where
         let p = self.fleet.store.progress;
         let members = self.rollout_members(&view, tokio::time::Instant::now());
         let (phase, done, taking_part) = xnode_mesh::rollout::summary(p.into(), &members);
-        let mut names: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
+        let mut names: BTreeMap<String, Vec<&FleetRow>> = BTreeMap::new();
         for w in self
             .current
             .iter()
@@ -115,9 +77,9 @@ where
                 names.entry(w.clone()).or_default().push(row);
             }
         }
-        let workloads: Vec<MeshWorkload> = names
+        let workloads: Vec<FleetWorkload> = names
             .into_iter()
-            .map(|(name, on)| MeshWorkload {
+            .map(|(name, on)| FleetWorkload {
                 healthy: !on.is_empty()
                     && on.iter().all(|r| {
                         r.report
@@ -128,10 +90,10 @@ where
                 name,
             })
             .collect();
-        Reply::ok(json!({
-            "members": rows,
-            "rollout": Rollout {
-                state: phase.name(),
+        Reply::ok(FleetStatus {
+            members: rows,
+            rollout: Rollout {
+                state: phase.name().into(),
                 newest: p.newest,
                 stable: p.stable,
                 failed: p.failed,
@@ -139,8 +101,8 @@ where
                 members: taking_part,
                 this_node: me.step,
             },
-            "conflict": me.conflict,
-            "workloads": workloads,
-        }))
+            conflict: me.conflict,
+            workloads,
+        })
     }
 }

@@ -16,7 +16,7 @@ use xnode_systemd::ApplyOptions;
 use super::Done;
 use crate::lease::Renewer;
 use crate::nix::Realise;
-use crate::placement::{self, Placement, PlacementStatus};
+use crate::placement::{self, Placement};
 use crate::units::Units;
 use xnode_mesh::placement::Wanted;
 
@@ -139,7 +139,10 @@ impl MeshPart {
         self.views.as_ref().map(|v| v.borrow().clone())
     }
 
-    pub(super) fn placement_status(&self, withdrawn: &BTreeSet<String>) -> Option<PlacementStatus> {
+    pub(super) fn placement_status(
+        &self,
+        withdrawn: &BTreeSet<String>,
+    ) -> Option<xnode_api::mesh::Placement> {
         self.placement.status(withdrawn)
     }
 

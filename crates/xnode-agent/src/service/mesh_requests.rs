@@ -4,7 +4,6 @@ use tokio::sync::oneshot;
 use xnode_api::Request;
 
 use super::Reply;
-
 use crate::nix::Realise;
 use crate::units::Units;
 

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{info, warn};
+use xnode_api::fleet::RolloutStatus;
 use xnode_mesh::report::{NodeHealth, Progress, Report};
 use xnode_mesh::rollout::{self, Known, Member, Phase, Step};
 use xnode_spec::plan::ActiveState;
@@ -20,17 +20,6 @@ use crate::metrics::PhaseLabel;
 use crate::nix::Realise;
 use crate::store::Outcome;
 use crate::units::Units;
-
-/// This node's part of `status`: the fleet spec it runs and the rollout.
-#[derive(Debug, Serialize)]
-pub(super) struct FleetStatus {
-    newest: u64,
-    running: u64,
-    stable: u64,
-    failed: u64,
-    pub(super) conflict: Option<String>,
-    pub(super) step: String,
-}
 
 fn step_text(step: Option<&Step<libp2p::PeerId>>) -> String {
     match step {
@@ -405,9 +394,9 @@ where
     }
 
     /// This node's part of `status`.
-    pub(super) fn fleet_status(&self) -> FleetStatus {
+    pub(super) fn fleet_status(&self) -> RolloutStatus {
         let p = self.fleet.store.progress;
-        FleetStatus {
+        RolloutStatus {
             newest: p.newest,
             running: self.fleet_running(),
             stable: p.stable,

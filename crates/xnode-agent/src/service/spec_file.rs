@@ -8,12 +8,11 @@
 use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
 
-use super::Reply;
 use tracing::{error, info};
 use xnode_spec::Validated;
 
-use super::Done;
 use super::apply::{Waiter, outcome_text};
+use super::{Done, Reply};
 use crate::nix::Realise;
 use crate::store::{Outcome, Source};
 use crate::units::Units;
@@ -278,10 +277,15 @@ where
 impl Waiter {
     /// The file's spec is the one in force already.
     fn answer_unchanged(self, generation: u64) {
-        let note = serde_json::json!({
-            "generation": generation,
-            "unchanged": true,
-        });
+        let note = xnode_api::node::Applied {
+            generation,
+            outcome: Outcome::Healthy,
+            rolled_back_to: None,
+            actions: Vec::new(),
+            refused: Vec::new(),
+            not_realised: std::collections::BTreeMap::new(),
+            unchanged: true,
+        };
         match self {
             Waiter::Apply(r) | Waiter::Reload(r) | Waiter::Rollback(r, _) => {
                 let _ = r.send(Reply::ok(note));

@@ -1,81 +1,15 @@
 //! What `status` answers: the node, its generation, the apply under way, the rollout,
 //! every workload, and the mesh's part (asked for beside the loop).
 
-use std::collections::BTreeMap;
-
-use super::Reply;
-use serde::Serialize;
 use tokio::sync::oneshot;
+use xnode_api::mesh::MeshStatus;
+use xnode_api::node::{Applying, Health, SpecFile, Status, WorkloadStatus};
 use xnode_spec::unit::main_unit;
 
-use crate::deploy::Phase;
-use crate::gate::Gated;
+use super::Reply;
 use crate::nix::Realise;
-use crate::placement::PlacementStatus;
 use crate::store::Outcome;
 use crate::units::Units;
-
-/// What `status` answers.
-#[derive(Debug, Serialize)]
-struct Status {
-    node: Option<String>,
-    generation: Option<xnode_api::Generation>,
-    last_good: Option<u64>,
-    converged: bool,
-    applying: Option<Applying>,
-    spec_file: SpecFile,
-    last_error: Option<String>,
-    metrics_address: Option<String>,
-    mesh: Option<MeshStatus>,
-    rollout: super::rollout::FleetStatus,
-    workloads: Vec<WorkloadStatus>,
-}
-
-/// The apply under way.
-#[derive(Debug, Serialize)]
-struct Applying {
-    generation: Option<u64>,
-    phase: Phase,
-    workloads: BTreeMap<String, Gated>,
-}
-
-#[derive(Debug, Serialize)]
-struct MeshStatus {
-    #[serde(flatten)]
-    node: Option<xnode_mesh::node::Status>,
-    members: Vec<xnode_mesh::node::MemberView>,
-    fleet: Option<xnode_mesh::node::FleetView>,
-    services: Vec<xnode_mesh::node::Provider>,
-    placement: Option<PlacementStatus>,
-    error: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct SpecFile {
-    path: String,
-    error: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct WorkloadStatus {
-    name: String,
-    unit: String,
-    /// systemd's ActiveState, or `absent` / `elsewhere` when there is no unit here.
-    active_state: String,
-    /// For people: the ActiveState, `exited` for a workload that ran to its end, or
-    /// `absent` / `elsewhere`.
-    state: String,
-    error: Option<String>,
-    /// What the continuous probe finds, for a running service with a probe.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    health: Option<crate::liveness::Liveness>,
-    /// Restarts, memory and CPU time, as systemd accounts them, for a running workload.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<crate::usage::Sample>,
-    /// The size of its state directory, for a workload with `state: true`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    state_bytes: Option<u64>,
-}
 
 impl<U, N> super::Service<U, N>
 where
@@ -134,7 +68,10 @@ where
                     active_state,
                     state,
                     error: not_realised.get(name).cloned(),
-                    health: live.get(name).cloned(),
+                    health: live.get(name).map(|l| Health {
+                        healthy: l.healthy,
+                        why: l.why.clone(),
+                    }),
                     usage: usage.get(name).copied(),
                     state_bytes: w.state.then_some(0),
                 });

@@ -14,6 +14,8 @@ use sha2::Digest as _;
 use tracing::warn;
 use xnode_spec::Owner;
 
+pub use xnode_api::mesh::Standing;
+
 pub use xnode_spec::fleet::{
     Certificate, Delegation, JOIN_CERT_LIFETIME_SECS, JoinKey, Refused, Revocation,
 };
@@ -61,26 +63,6 @@ pub fn keeps_name(holder: (&Certificate, &[u8]), rival: (&Certificate, &[u8])) -
         (true, true) => (holder.0.issued, holder.1) < (rival.0.issued, rival.1),
         (false, false) => true,
     }
-}
-
-/// Whether this node is a member, and why not when it is not.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum Standing {
-    /// Admitted, until `expires`.
-    Member {
-        /// Its certificate's expiry.
-        expires: u64,
-        /// The owner, or a join key.
-        admitted_by: String,
-        /// Set when the certificate expires soon and nothing will renew it.
-        warning: Option<String>,
-    },
-    /// Not admitted.
-    Outside {
-        /// Why, and what to do.
-        why: String,
-    },
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

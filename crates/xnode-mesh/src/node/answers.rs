@@ -1,14 +1,14 @@
 //! What the node answers the rest of the agent about the mesh: its members and the
 //! live providers of services.
 
-use super::{MemberView, Node, Provider};
+use super::{Member, Node, Provider};
 use crate::membership::State;
 
 impl Node {
-    pub(super) fn members(&self) -> Vec<MemberView> {
+    pub(super) fn members(&self) -> Vec<Member> {
         self.membership
             .members()
-            .map(|(peer, m)| MemberView {
+            .map(|(peer, m)| Member {
                 peer_id: peer.to_string(),
                 node: m.info.node.clone(),
                 state: state_name(m.state).into(),

@@ -1,6 +1,6 @@
 //! The rest of the agent's requests to the node, answered in its loop.
 
-use super::{Command, Node, Status};
+use super::{Command, MeshNode, Node};
 use crate::membership::State;
 
 impl Node {
@@ -19,7 +19,7 @@ impl Node {
                         .filter(|(_, m)| m.state == s)
                         .count()
                 };
-                let status = Status {
+                let status = MeshNode {
                     peer_id: self.swarm.local_peer_id().to_string(),
                     listen: self.swarm.listeners().map(|a| a.to_string()).collect(),
                     connected: self.swarm.connected_peers().count(),

@@ -17,7 +17,7 @@ use crate::fencing::Majority;
 use crate::fleet::{Fleet, FleetConfig};
 use crate::handle::Command;
 pub use crate::handle::{
-    Event, FleetMember, FleetView, Handle, MemberView, Provider, PushResponse, Status, Stopped,
+    Event, FleetMember, FleetView, Handle, Member, MeshNode, Provider, PushResponse, Stopped,
 };
 use crate::membership::{Change, Membership, State, Timing};
 use crate::message::{Heartbeat, Message, Service};

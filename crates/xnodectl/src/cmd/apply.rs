@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use serde_json::Value;
-use xnode_api::Request;
+use xnode_api::node::{Applied, Plan};
+use xnode_api::{Outcome as Ended, Request};
 
 use crate::Outcome;
 use crate::cli::{ApplyArgs, Output, ReloadArgs};
@@ -18,11 +19,8 @@ pub fn run(args: &ApplyArgs) -> Result<Outcome> {
     let socket = &args.agent.socket;
     let text = matches!(args.agent.output, Output::Text);
     if text {
-        let plan = cmd::call(socket, Request::Plan { spec: spec.clone() })?;
-        let actions = plan["actions"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let plan: Plan = cmd::call(socket, Request::Plan { spec: spec.clone() })?;
+        let actions = &plan.actions;
         cmd::print(&format!(
             "Applying {} ({}): {} actions\n",
             input::name(&args.file),
@@ -30,12 +28,7 @@ pub fn run(args: &ApplyArgs) -> Result<Outcome> {
             actions.len()
         ))?;
         for a in actions {
-            cmd::print(&format!(
-                "  {:<8} {}  {}\n",
-                a["op"].as_str().unwrap_or(""),
-                a["unit"].as_str().unwrap_or(""),
-                a["reason"].as_str().unwrap_or("")
-            ))?;
+            cmd::print(&format!("  {:<8} {}  {}\n", a.op, a.unit, a.reason))?;
         }
         cmd::print("Waiting for the changed workloads to become healthy…\n")?;
     }
@@ -43,7 +36,7 @@ pub fn run(args: &ApplyArgs) -> Result<Outcome> {
         spec,
         no_rollback: args.no_rollback,
     };
-    let result = if text {
+    let result: Applied = if text {
         // The apply's progress, looked at beside its call, a line at each change.
         let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
@@ -65,7 +58,7 @@ pub fn run(args: &ApplyArgs) -> Result<Outcome> {
 /// `xnodectl reload`: the spec file taken in, and what became of it.
 pub fn reload(args: &ReloadArgs) -> Result<Outcome> {
     let text = matches!(args.agent.output, Output::Text);
-    let result: Value = xnode_api::call(
+    let result: Applied = xnode_api::call(
         &args.agent.socket,
         Request::Reload,
         Duration::from_secs(args.timeout),
@@ -74,10 +67,10 @@ pub fn reload(args: &ReloadArgs) -> Result<Outcome> {
         cmd::print_json(&result)?;
         return Ok(Outcome::Success);
     }
-    if result["unchanged"] == true {
+    if result.unchanged {
         cmd::print(&format!(
             "The spec file holds the spec in force (generation {}).\n",
-            result["generation"]
+            result.generation
         ))?;
         return Ok(Outcome::Success);
     }
@@ -85,11 +78,10 @@ pub fn reload(args: &ReloadArgs) -> Result<Outcome> {
 }
 
 /// Says what became of an apply; success only when it is healthy.
-fn outcome(result: &Value, text: bool) -> Result<Outcome> {
-    let generation = &result["generation"];
-    let reason = result["outcome"]["reason"].as_str().unwrap_or("");
-    match result["outcome"]["state"].as_str() {
-        Some("healthy") => {
+fn outcome(result: &Applied, text: bool) -> Result<Outcome> {
+    let generation = result.generation;
+    match &result.outcome {
+        Ended::Healthy => {
             if text {
                 cmd::print(&format!(
                     "Generation {generation} is healthy: the node converged.\n"
@@ -97,16 +89,18 @@ fn outcome(result: &Value, text: bool) -> Result<Outcome> {
             }
             Ok(Outcome::Success)
         }
-        Some("rolled_back") => {
+        Ended::RolledBack { reason } => {
             if text {
                 cmd::print(&format!(
                     "Generation {generation} was unhealthy and was rolled back (now generation {}): {reason}\n",
-                    result["rolled_back_to"]
+                    result
+                        .rolled_back_to
+                        .map_or_else(|| "-".to_owned(), |n| n.to_string())
                 ))?;
             }
             Ok(Outcome::Failure)
         }
-        Some("unhealthy") => {
+        Ended::Unhealthy { reason } => {
             if text {
                 cmd::print(&format!(
                     "Generation {generation} is in force but unhealthy: {reason}\n"
@@ -114,6 +108,6 @@ fn outcome(result: &Value, text: bool) -> Result<Outcome> {
             }
             Ok(Outcome::Failure)
         }
-        other => bail!("xnoded reported an unknown outcome {other:?}"),
+        Ended::Applying => bail!("xnoded answered before the apply ended"),
     }
 }

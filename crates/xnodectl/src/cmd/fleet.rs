@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
 use xnode_api::Request;
+use xnode_api::mesh::{FleetView, Standing};
+use xnode_api::node::Done;
 use xnode_spec::fleet::{Certificate, JoinKey, Revocation};
 
 use crate::Outcome;
@@ -83,7 +84,7 @@ pub fn run(command: &FleetCommand) -> Result<Outcome> {
             Ok(Outcome::Success)
         }
         FleetCommand::Members(agent) => {
-            let fleet = cmd::call(&agent.socket, Request::FleetMembers)?;
+            let fleet: FleetView = cmd::call(&agent.socket, Request::FleetMembers)?;
             match agent.output {
                 Output::Json => cmd::print_json(&fleet)?,
                 Output::Text => cmd::print(&members_table(&fleet, now))?,
@@ -117,9 +118,9 @@ fn seconds(text: &str) -> Result<u64> {
 }
 
 /// Prints one peer's answer; whether it was accepted.
-fn report(output: Output, peer: &str, answer: Result<Value>) -> Result<bool> {
+fn report(output: Output, peer: &str, answer: Result<Done>) -> Result<bool> {
     let (ok, text) = match answer {
-        Ok(v) => (true, v.as_str().unwrap_or_default().to_owned()),
+        Ok(Done(text)) => (true, text),
         Err(e) => (false, format!("{e:#}")),
     };
     match output {
@@ -132,22 +133,18 @@ fn report(output: Output, peer: &str, answer: Result<Value>) -> Result<bool> {
     Ok(ok)
 }
 
-fn members_table(fleet: &Value, now: u64) -> String {
+fn members_table(fleet: &FleetView, now: u64) -> String {
     let mut out = String::new();
-    let owner = fleet["owner"].as_str().unwrap_or("-");
+    let owner = fleet.owner.as_deref().unwrap_or("-");
     let _ = writeln!(out, "FLEET OF {owner}");
-    match fleet["standing"]["state"].as_str() {
-        Some("member") => {
-            if let Some(w) = fleet["standing"]["warning"].as_str() {
+    match &fleet.standing {
+        Some(Standing::Member { warning, .. }) => {
+            if let Some(w) = warning {
                 let _ = writeln!(out, "warning: {w}");
             }
         }
-        Some(_) => {
-            let _ = writeln!(
-                out,
-                "this node is not a member: {}",
-                fleet["standing"]["why"].as_str().unwrap_or("-")
-            );
+        Some(Standing::Outside { why }) => {
+            let _ = writeln!(out, "this node is not a member: {why}");
         }
         None => {
             let _ = writeln!(out, "this node names no owner, so it is in no fleet");
@@ -158,20 +155,16 @@ fn members_table(fleet: &Value, now: u64) -> String {
         "{:<20} {:<54} {:<10} {:<12} ADMITTED BY",
         "NODE", "PEER ID", "STATE", "EXPIRES IN"
     );
-    for m in fleet["members"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        let left = m["expires"].as_u64().unwrap_or(0).saturating_sub(now);
+    for m in &fleet.members {
+        let left = m.expires.saturating_sub(now);
         let _ = writeln!(
             out,
             "{:<20} {:<54} {:<10} {:<12} {}",
-            m["node"].as_str().unwrap_or("-"),
-            m["peer_id"].as_str().unwrap_or("-"),
-            m["state"].as_str().unwrap_or("-"),
+            m.node,
+            m.peer_id,
+            m.state,
             format!("{}d {}h", left / 86400, left % 86400 / 3600),
-            m["admitted_by"].as_str().unwrap_or("-"),
+            m.admitted_by,
         );
     }
     out

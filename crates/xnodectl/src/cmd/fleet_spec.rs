@@ -5,10 +5,13 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 use xnode_api::Request;
-use xnode_spec::fleet_spec::{self, signed};
+use xnode_api::fleet::{FleetSpec, FleetStatus};
+use xnode_api::node::Done;
+use xnode_spec::fleet_spec;
+use xnode_spec::fleet_spec::signed::{self, SignedFleetSpec};
 use xnode_spec::push;
 
 use crate::Outcome;
@@ -39,7 +42,7 @@ pub fn apply(
     let spec: Value = serde_json::from_slice(&bytes)?;
     let (generation, now) = cmd::signing_time(generation, "fleet spec")?;
     let signed = signed::sign(&key, generation, now, spec);
-    let answer = cmd::call(
+    let answer: Done = cmd::call(
         &agent.socket,
         Request::FleetApply {
             spec: serde_json::to_value(signed)?,
@@ -47,27 +50,25 @@ pub fn apply(
     )?;
     match agent.output {
         Output::Json => cmd::print_json(&answer)?,
-        Output::Text => cmd::print(&format!("{}\n", answer.as_str().unwrap_or_default()))?,
+        Output::Text => cmd::print(&format!("{}\n", answer.0))?,
     }
     Ok(Outcome::Success)
 }
 
 /// The newest fleet spec the node accepted.
 pub fn show(agent: &AgentArgs) -> Result<Outcome> {
-    let spec = cmd::call(&agent.socket, Request::FleetSpec)?;
+    let spec: FleetSpec = cmd::call(&agent.socket, Request::FleetSpec)?;
     match agent.output {
         Output::Json => cmd::print_json(&spec)?,
         Output::Text => {
+            let signed: SignedFleetSpec = serde_json::from_value(spec.signed)
+                .context("xnoded answered a fleet spec that is not a signed envelope")?;
             let mut out = String::new();
-            let _ = writeln!(out, "generation  {}", spec["generation"]);
-            let _ = writeln!(out, "hash        {}", text(&spec["hash"]));
-            let _ = writeln!(out, "running     {}", spec["running"]);
-            let _ = writeln!(out, "signed at   {}", spec["signed"]["timestamp"]);
-            let _ = writeln!(
-                out,
-                "\n{}",
-                serde_json::to_string_pretty(&spec["signed"]["spec"])?
-            );
+            let _ = writeln!(out, "generation  {}", spec.generation);
+            let _ = writeln!(out, "hash        {}", spec.hash);
+            let _ = writeln!(out, "running     {}", spec.running);
+            let _ = writeln!(out, "signed at   {}", signed.timestamp);
+            let _ = writeln!(out, "\n{}", serde_json::to_string_pretty(&signed.spec)?);
             cmd::print(&out)?;
         }
     }
@@ -78,7 +79,7 @@ pub fn show(agent: &AgentArgs) -> Result<Outcome> {
 /// `watch`.
 pub fn status(agent: &AgentArgs, watch: bool) -> Result<Outcome> {
     loop {
-        let fleet = cmd::call(&agent.socket, Request::FleetStatus)?;
+        let fleet: FleetStatus = cmd::call(&agent.socket, Request::FleetStatus)?;
         match agent.output {
             Output::Json => cmd::print_json(&fleet)?,
             Output::Text if watch => {
@@ -94,28 +95,21 @@ pub fn status(agent: &AgentArgs, watch: bool) -> Result<Outcome> {
     }
 }
 
-fn text(v: &Value) -> &str {
-    v.as_str().unwrap_or("-")
-}
-
-fn table(fleet: &Value) -> String {
+fn table(fleet: &FleetStatus) -> String {
     let mut out = String::new();
-    let r = &fleet["rollout"];
+    let r = &fleet.rollout;
     let _ = writeln!(
         out,
         "rollout     {} (fleet generation {}; {} of {} members on it, healthy)",
-        text(&r["state"]),
-        r["newest"],
-        r["done"],
-        r["members"]
+        r.state, r.newest, r.done, r.members
     );
     let _ = writeln!(
         out,
         "            last healthy everywhere: {}; last failed: {}",
-        r["stable"], r["failed"]
+        r.stable, r.failed
     );
-    let _ = writeln!(out, "this node   {}", text(&r["this_node"]));
-    if let Some(c) = fleet["conflict"].as_str() {
+    let _ = writeln!(out, "this node   {}", r.this_node);
+    if let Some(c) = &fleet.conflict {
         let _ = writeln!(out, "conflict    {c}");
     }
     let _ = writeln!(
@@ -123,59 +117,46 @@ fn table(fleet: &Value) -> String {
         "\n{:<16} {:<6} {:<14} {:<9} {:<10} {:<6} {:<9} {:<12} VERSION",
         "MEMBER", "STATE", "FLEET", "HEALTHY", "GENERATION", "FAILED", "CONVERGED", "LAST APPLY"
     );
-    for m in fleet["members"].as_array().into_iter().flatten() {
-        let name = format!(
-            "{}{}",
-            text(&m["node"]),
-            if m["this_node"] == true { "*" } else { "" }
-        );
-        let state = if m["live"] == true { "live" } else { "lost" };
-        let rep = &m["report"];
-        if rep.is_null() {
+    for m in &fleet.members {
+        let name = format!("{}{}", m.node, if m.this_node { "*" } else { "" });
+        let state = if m.live { "live" } else { "lost" };
+        let Some(rep) = &m.report else {
             let _ = writeln!(
                 out,
                 "{name:<16} {state:<6} (reports nothing: an older release)"
             );
             continue;
-        }
-        let f = &rep["fleet"];
-        let n = &rep["node"];
-        let healthy = match f["healthy_ms"].as_u64() {
+        };
+        let (f, n) = (&rep.fleet, &rep.node);
+        let healthy = match f.healthy_ms {
             // What a lost member said last is no news of now.
-            _ if m["live"] != true => "-".into(),
+            _ if !m.live => "-".into(),
             Some(ms) => format!("{} s", ms / 1000),
-            None if f["conflict"] == true => "conflict".into(),
+            None if f.conflict => "conflict".into(),
             None => "no".into(),
         };
-        let number = |v: &Value| v.as_u64().map_or("-".into(), |n| n.to_string());
         let _ = writeln!(
             out,
             "{name:<16} {state:<6} {:<14} {healthy:<9} {:<10} {:<6} {:<9} {:<12} {}",
-            number(&f["running"]),
-            number(&n["generation"]),
-            number(&n["failed"]),
-            if n["converged"] == true { "yes" } else { "no" },
-            text(&n["last_apply"]),
-            text(&n["version"]),
+            f.running,
+            n.generation,
+            n.failed,
+            if n.converged { "yes" } else { "no" },
+            n.last_apply,
+            n.version,
         );
     }
     let _ = writeln!(out, "\n{:<24} {:<8} RUNNING ON", "MESH WORKLOAD", "HEALTHY");
-    for w in fleet["workloads"].as_array().into_iter().flatten() {
-        let on: Vec<&str> = w["running_on"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+    for w in &fleet.workloads {
         let _ = writeln!(
             out,
             "{:<24} {:<8} {}",
-            text(&w["name"]),
-            if w["healthy"] == true { "yes" } else { "no" },
-            if on.is_empty() {
+            w.name,
+            if w.healthy { "yes" } else { "no" },
+            if w.running_on.is_empty() {
                 "-".into()
             } else {
-                on.join(", ")
+                w.running_on.join(", ")
             }
         );
     }

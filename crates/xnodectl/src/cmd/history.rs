@@ -3,14 +3,15 @@
 use std::fmt::Write as _;
 
 use anyhow::Result;
-use xnode_api::Request;
+use xnode_api::node::{History, RolledBack};
+use xnode_api::{Request, Source};
 
 use crate::Outcome;
 use crate::cli::{AgentArgs, Output};
 use crate::cmd;
 
 pub fn run(args: &AgentArgs) -> Result<Outcome> {
-    let state = cmd::call(&args.socket, Request::History)?;
+    let state: History = cmd::call(&args.socket, Request::History)?;
     if matches!(args.output, Output::Json) {
         cmd::print_json(&state)?;
         return Ok(Outcome::Success);
@@ -19,34 +20,31 @@ pub fn run(args: &AgentArgs) -> Result<Outcome> {
         "{:<4} {:<12} {:<13} {:<24} {}\n",
         "GEN", "", "OUTCOME", "SOURCE", "HASH"
     );
-    for g in state["generations"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        let n = &g["number"];
-        let mark = match (state["current"] == *n, state["last_good"] == *n) {
+    for g in &state.generations {
+        let n = Some(g.number);
+        let mark = match (state.current == n, state.last_good == n) {
             (true, true) => "current,good",
             (true, false) => "current",
             (false, true) => "last good",
             _ => "",
         };
-        let source = match g["source"]["kind"].as_str() {
-            Some("file") => format!("file {}", g["source"]["path"].as_str().unwrap_or("")),
-            Some("rollback") => format!("rollback to {}", g["source"]["to"]),
-            Some("mesh") => format!("push {}", g["source"]["push_generation"]),
-            Some("fleet") => format!("fleet {}", g["source"]["generation"]),
-            Some(other) => other.to_owned(),
-            None => "-".into(),
+        let source = match &g.source {
+            Source::File { path } => format!("file {path}"),
+            Source::Api => "api".into(),
+            Source::Rollback { to } => format!("rollback to {to}"),
+            Source::Mesh {
+                push_generation, ..
+            } => format!("push {push_generation}"),
+            Source::Fleet { generation } => format!("fleet {generation}"),
         };
         let _ = writeln!(
             out,
             "{:<4} {:<12} {:<13} {:<24} {}",
-            n.to_string(),
+            g.number,
             mark,
-            g["outcome"]["state"].as_str().unwrap_or("-"),
+            super::status::outcome_word(&g.outcome),
             source,
-            g["hash"].as_str().unwrap_or("-")
+            g.hash
         );
     }
     cmd::print(&out)?;
@@ -54,12 +52,12 @@ pub fn run(args: &AgentArgs) -> Result<Outcome> {
 }
 
 pub fn rollback(args: &AgentArgs) -> Result<Outcome> {
-    let r = cmd::call(&args.socket, Request::Rollback)?;
+    let r: RolledBack = cmd::call(&args.socket, Request::Rollback)?;
     match args.output {
         Output::Json => cmd::print_json(&r)?,
         Output::Text => cmd::print(&format!(
             "Rolled back to generation {} (now generation {}).\n",
-            r["restored"], r["generation"]
+            r.restored, r.generation
         ))?,
     }
     Ok(Outcome::Success)

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use xnode_api::Request;
+use xnode_api::node::LogLine;
 
 use crate::Outcome;
 use crate::cli::{LogsArgs, Output};
@@ -15,17 +16,11 @@ pub fn run(args: &LogsArgs) -> Result<Outcome> {
         workload: args.workload.clone(),
         lines: args.lines,
     };
-    let lines = cmd::call(&args.agent.socket, request)?;
+    let lines: Vec<LogLine> = cmd::call(&args.agent.socket, request)?;
     match args.agent.output {
         Output::Json => cmd::print_json(&lines)?,
         Output::Text => {
-            let text: String = lines
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .map(|l| format!("{}\n", l["message"].as_str().unwrap_or("")))
-                .collect();
+            let text: String = lines.iter().map(|l| format!("{}\n", l.message)).collect();
             cmd::print(&text)?;
         }
     }
@@ -34,16 +29,16 @@ pub fn run(args: &LogsArgs) -> Result<Outcome> {
 
 /// `logs -f`: the last lines, then each new one, as the agent streams them.
 fn follow(args: &LogsArgs) -> Result<Outcome> {
-    let path = format!(
-        "/v1/workloads/{}/logs?lines={}&follow=true",
-        encode(&args.workload),
-        args.lines
-    );
+    let request = Request::Logs {
+        workload: args.workload.clone(),
+        lines: args.lines,
+    };
+    let path = format!("{}&follow=true", request.to_http()?.target);
     let mut failed = None;
-    let stopped = xnode_api::follow(&args.agent.socket, &path, |line| {
+    let stopped = xnode_api::follow(&args.agent.socket, &path, |line: LogLine| {
         let shown = match args.agent.output {
             Output::Json => serde_json::to_string(&line).map(|l| l + "\n"),
-            Output::Text => Ok(format!("{}\n", line["message"].as_str().unwrap_or(""))),
+            Output::Text => Ok(format!("{}\n", line.message)),
         };
         // Stop at a closed pipe (`| head`), or anything else that cannot be printed.
         match shown
@@ -65,15 +60,4 @@ fn follow(args: &LogsArgs) -> Result<Outcome> {
             "xnoded ended the log's stream (did it restart?)"
         )),
     }
-}
-
-/// A workload name as a path segment: anything but letters, digits, `-`, `_` and `.`
-/// percent-encoded.
-fn encode(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -6,6 +6,9 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use serde_json::Value;
 use xnode_api::Request;
+use xnode_api::fleet::FleetStatus;
+use xnode_api::mesh::{Member, Provider};
+use xnode_api::node::{Done, Status};
 use xnode_spec::push;
 
 use crate::Outcome;
@@ -15,14 +18,14 @@ use crate::cmd;
 pub fn run(command: &MeshCommand) -> Result<Outcome> {
     match command {
         MeshCommand::Peers(agent) => {
-            let members = cmd::call(&agent.socket, Request::MeshPeers)?;
+            let members: Vec<Member> = cmd::call(&agent.socket, Request::MeshPeers)?;
             show(agent, &members, peers_table)
         }
         MeshCommand::Services { name, agent } => {
             let request = Request::MeshServices {
                 service: name.clone(),
             };
-            let providers = cmd::call(&agent.socket, request)?;
+            let providers: Vec<Provider> = cmd::call(&agent.socket, request)?;
             show(agent, &providers, services_table)
         }
         MeshCommand::Push {
@@ -49,7 +52,7 @@ pub fn run(command: &MeshCommand) -> Result<Outcome> {
             let (generation, now) = cmd::signing_time(*generation, "push")?;
             let peer = peer_of(&agent.socket, node)?;
             let push = push::sign(&key, &peer, generation, now, spec);
-            let answer = cmd::call(
+            let Done(answer) = cmd::call(
                 &agent.socket,
                 Request::MeshPush {
                     push: serde_json::to_value(push)?,
@@ -57,15 +60,12 @@ pub fn run(command: &MeshCommand) -> Result<Outcome> {
             )?;
             match agent.output {
                 Output::Json => cmd::print_json(&answer)?,
-                Output::Text => cmd::print(&format!(
-                    "{node}: {}\n",
-                    answer.as_str().unwrap_or_default()
-                ))?,
+                Output::Text => cmd::print(&format!("{node}: {answer}\n"))?,
             }
             if !*wait {
                 return Ok(Outcome::Success);
             }
-            let Some(generation) = answer.as_str().and_then(applied_as) else {
+            let Some(generation) = applied_as(&answer) else {
                 bail!("the node's answer names no generation to wait for: {answer}");
             };
             wait_for_apply(&agent.socket, node, &peer, generation)
@@ -85,20 +85,19 @@ fn applied_as(answer: &str) -> Option<u64> {
 fn wait_for_apply(socket: &Path, node: &str, peer: &str, generation: u64) -> Result<Outcome> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
     loop {
-        let fleet = cmd::call(socket, Request::FleetStatus)?;
-        let member = fleet["members"]
-            .as_array()
-            .and_then(|ms| ms.iter().find(|m| m["peer_id"] == peer))
-            .cloned()
-            .unwrap_or(Value::Null);
-        if member["report"].is_null() {
+        let fleet: FleetStatus = cmd::call(socket, Request::FleetStatus)?;
+        let report = fleet
+            .members
+            .into_iter()
+            .find(|m| m.peer_id == peer)
+            .and_then(|m| m.report);
+        let Some(report) = report else {
             bail!(
                 "{node} reports no outcomes in its heartbeats (an older release?): see its `xnodectl history`"
             );
-        }
-        let health = &member["report"]["node"];
-        let applied = health["applied"].as_u64().unwrap_or(0);
-        let outcome = health["last_apply"].as_str().unwrap_or("");
+        };
+        let applied = report.node.applied;
+        let outcome = report.node.last_apply.as_str();
         if applied > generation {
             bail!(
                 "{node} has applied generation {applied} since; generation {generation}'s outcome is in its history"
@@ -132,20 +131,17 @@ fn peer_of(socket: &Path, target: &str) -> Result<String> {
     if looks_like_peer_id(target) || xnode_spec::rules::dns_label(target).is_err() {
         return Ok(target.to_owned());
     }
-    let status = cmd::call(socket, Request::Status)?;
-    if status["node"].as_str() == Some(target)
-        && let Some(own) = status["mesh"]["peer_id"].as_str()
+    let status: Status = cmd::call(socket, Request::Status)?;
+    if status.node.as_deref() == Some(target)
+        && let Some(own) = status.mesh.and_then(|m| m.node)
     {
-        return Ok(own.to_owned());
+        return Ok(own.peer_id);
     }
-    let members = cmd::call(socket, Request::MeshPeers)?;
+    let members: Vec<Member> = cmd::call(socket, Request::MeshPeers)?;
     let named: Vec<&str> = members
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
         .iter()
-        .filter(|m| m["node"].as_str() == Some(target) && m["state"].as_str() != Some("dead"))
-        .filter_map(|m| m["peer_id"].as_str())
+        .filter(|m| m.node == target && m.state != "dead")
+        .map(|m| m.peer_id.as_str())
         .collect();
     match named.as_slice() {
         [peer] => Ok((*peer).to_owned()),
@@ -160,62 +156,53 @@ fn peer_of(socket: &Path, target: &str) -> Result<String> {
     }
 }
 
-fn show(agent: &AgentArgs, value: &Value, table: fn(&[Value]) -> String) -> Result<Outcome> {
+fn show<T: serde::Serialize>(
+    agent: &AgentArgs,
+    rows: &[T],
+    table: fn(&[T]) -> String,
+) -> Result<Outcome> {
     match agent.output {
-        Output::Json => cmd::print_json(value)?,
-        Output::Text => cmd::print(&table(
-            value.as_array().map(Vec::as_slice).unwrap_or_default(),
-        ))?,
+        Output::Json => cmd::print_json(&rows)?,
+        Output::Text => cmd::print(&table(rows))?,
     }
     Ok(Outcome::Success)
 }
 
-fn peers_table(members: &[Value]) -> String {
+fn peers_table(members: &[Member]) -> String {
     let mut out = format!(
         "{:<20} {:<8} {:<5} {:<9} {:<54} {}\n",
         "NODE", "STATE", "CPUS", "MEM FREE", "PEER ID", "LABELS"
     );
     for m in members {
-        let labels: Vec<String> = m["labels"]
-            .as_object()
-            .map(|l| {
-                l.iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let free = m["resources"]["memory_free"].as_u64().unwrap_or(0) >> 20;
+        let labels: Vec<String> = m.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let free = m.resources.memory_free >> 20;
         let _ = writeln!(
             out,
             "{:<20} {:<8} {:<5} {:<9} {:<54} {}",
-            m["node"].as_str().unwrap_or("-"),
-            m["state"].as_str().unwrap_or("-"),
-            m["resources"]["cpus"],
+            m.node,
+            m.state,
+            m.resources.cpus,
             format!("{free}M"),
-            m["peer_id"].as_str().unwrap_or("-"),
+            m.peer_id,
             labels.join(",")
         );
     }
     out
 }
 
-fn services_table(providers: &[Value]) -> String {
+fn services_table(providers: &[Provider]) -> String {
     let mut out = format!(
         "{:<20} {:<20} {:<12} {}\n",
         "SERVICE", "NODE", "PORT", "ADDRESSES"
     );
     for p in providers {
-        let addresses: Vec<&str> = p["addresses"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
         let _ = writeln!(
             out,
             "{:<20} {:<20} {:<12} {}",
-            p["service"].as_str().unwrap_or("-"),
-            p["node"].as_str().unwrap_or("-"),
-            format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("tcp")),
-            addresses.join(" ")
+            p.service,
+            p.node,
+            format!("{}/{}", p.port, p.protocol),
+            p.addresses.join(" ")
         );
     }
     out

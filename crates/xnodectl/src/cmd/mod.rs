@@ -76,8 +76,12 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     print(&(serde_json::to_string_pretty(value)? + "\n"))
 }
 
-/// One request to xnoded. Health checks can take minutes, so the timeout is generous.
-pub fn call(socket: &Path, request: xnode_api::Request) -> Result<serde_json::Value> {
+/// One request to xnoded, its reply as `T`. Health checks can take minutes, so the
+/// timeout is generous.
+pub fn call<T: serde::de::DeserializeOwned>(
+    socket: &Path,
+    request: xnode_api::Request,
+) -> Result<T> {
     Ok(xnode_api::call(
         socket,
         request,

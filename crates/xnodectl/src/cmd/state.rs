@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 use xnode_api::Request;
+use xnode_api::node::{Pruned, StateDir};
 
 use crate::Outcome;
 use crate::cli::{Output, StateCommand};
@@ -12,26 +13,26 @@ use crate::cmd;
 pub fn run(command: &StateCommand) -> Result<Outcome> {
     match command {
         StateCommand::List(args) => {
-            let dirs = cmd::call(&args.socket, Request::StateList)?;
+            let dirs: Vec<StateDir> = cmd::call(&args.socket, Request::StateList)?;
             if matches!(args.output, Output::Json) {
                 cmd::print_json(&dirs)?;
                 return Ok(Outcome::Success);
             }
             let mut out = format!("{:<24} {:>12}  {:<9} PATH\n", "WORKLOAD", "SIZE", "IN SPEC");
-            for d in dirs.as_array().map(Vec::as_slice).unwrap_or_default() {
+            for d in &dirs {
                 let _ = writeln!(
                     out,
                     "{:<24} {:>12}  {:<9} {}",
-                    d["workload"].as_str().unwrap_or("-"),
-                    size(d["bytes"].as_u64().unwrap_or(0)),
-                    if d["in_spec"] == true { "yes" } else { "no" },
-                    d["path"].as_str().unwrap_or("-"),
+                    d.workload,
+                    size(d.bytes),
+                    if d.in_spec { "yes" } else { "no" },
+                    d.path,
                 );
             }
             cmd::print(&out)?;
         }
         StateCommand::Prune { workload, agent } => {
-            let done = cmd::call(
+            let done: Pruned = cmd::call(
                 &agent.socket,
                 Request::StatePrune {
                     workload: workload.clone(),
@@ -40,10 +41,9 @@ pub fn run(command: &StateCommand) -> Result<Outcome> {
             if matches!(agent.output, Output::Json) {
                 cmd::print_json(&done)?;
             } else {
-                let bytes = done["bytes"].as_u64().unwrap_or(0);
                 cmd::print(&format!(
                     "deleted the state of {workload} ({})\n",
-                    size(bytes)
+                    size(done.bytes)
                 ))?;
             }
         }

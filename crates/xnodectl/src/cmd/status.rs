@@ -3,8 +3,9 @@
 use std::fmt::Write as _;
 
 use anyhow::Result;
-use serde_json::Value;
 use xnode_api::Request;
+use xnode_api::mesh::{FleetView, Placement, Standing};
+use xnode_api::node::{Applying, Gated, Outcome as Ended, Phase, Status};
 
 use crate::Outcome;
 use crate::cli::{Output, StatusArgs};
@@ -15,7 +16,7 @@ pub fn run(args: &StatusArgs) -> Result<Outcome> {
         return cmd::wait::watch(args, text);
     }
     let args = &args.agent;
-    let status = cmd::call(&args.socket, Request::Status)?;
+    let status: Status = cmd::call(&args.socket, Request::Status)?;
     match args.output {
         Output::Json => cmd::print_json(&status)?,
         Output::Text => cmd::print(&text(&status))?,
@@ -23,64 +24,69 @@ pub fn run(args: &StatusArgs) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or("-")
+/// An optional value, or `-`.
+fn or_dash<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
-fn text(s: &Value) -> String {
+fn text(s: &Status) -> String {
     let mut out = String::new();
-    let g = &s["generation"];
-    let _ = writeln!(out, "node        {}", str_of(s, "node"));
-    if g.is_null() {
-        let _ = writeln!(out, "generation  none yet");
-    } else {
-        let outcome = g["outcome"]["state"].as_str().unwrap_or("-");
-        let _ = writeln!(
-            out,
-            "generation  {} ({outcome}, {})",
-            g["number"],
-            str_of(g, "hash")
-        );
+    let _ = writeln!(out, "node        {}", s.node.as_deref().unwrap_or("-"));
+    match &s.generation {
+        None => {
+            let _ = writeln!(out, "generation  none yet");
+        }
+        Some(g) => {
+            let _ = writeln!(
+                out,
+                "generation  {} ({}, {})",
+                g.number,
+                outcome_word(&g.outcome),
+                g.hash
+            );
+        }
     }
     let _ = writeln!(
         out,
         "converged   {}",
-        if s["converged"] == true { "yes" } else { "no" }
+        if s.converged { "yes" } else { "no" }
     );
-    if let Some(reason) = g["outcome"]["reason"].as_str() {
+    if let Some(Ended::RolledBack { reason } | Ended::Unhealthy { reason }) =
+        s.generation.as_ref().map(|g| &g.outcome)
+    {
         let _ = writeln!(out, "reason      {reason}");
     }
-    applying(&mut out, &s["applying"]);
-    if let Some(e) = s["spec_file"]["error"].as_str() {
-        let _ = writeln!(
-            out,
-            "spec file   {} rejected: {e}",
-            str_of(&s["spec_file"], "path")
-        );
+    if let Some(a) = &s.applying {
+        applying(&mut out, a);
     }
-    if let Some(e) = s["last_error"].as_str() {
+    if let Some(e) = &s.spec_file.error {
+        let _ = writeln!(out, "spec file   {} rejected: {e}", s.spec_file.path);
+    }
+    if let Some(e) = &s.last_error {
         let _ = writeln!(out, "last error  {e}");
     }
-    let mesh = &s["mesh"];
-    if let Some(peer) = mesh["peer_id"].as_str() {
-        let _ = writeln!(
-            out,
-            "mesh        {peer}: {} alive, {} suspect, {} dead",
-            mesh["alive"], mesh["suspect"], mesh["dead"]
-        );
-    } else if let Some(e) = mesh["error"].as_str() {
-        let _ = writeln!(out, "mesh        not joined: {e}");
+    if let Some(mesh) = &s.mesh {
+        if let Some(node) = &mesh.node {
+            let _ = writeln!(
+                out,
+                "mesh        {}: {} alive, {} suspect, {} dead",
+                node.peer_id, node.alive, node.suspect, node.dead
+            );
+        } else if let Some(e) = &mesh.error {
+            let _ = writeln!(out, "mesh        not joined: {e}");
+        }
+        if let Some(f) = &mesh.fleet {
+            fleet(&mut out, f);
+        }
+        if let Some(p) = &mesh.placement {
+            placement(&mut out, p);
+        }
     }
-    fleet(&mut out, &mesh["fleet"]);
-    placement(&mut out, &mesh["placement"]);
-    let workloads = s["workloads"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    if !workloads.is_empty() {
-        let width = workloads
+    if !s.workloads.is_empty() {
+        let width = s
+            .workloads
             .iter()
-            .map(|w| str_of(w, "name").len())
+            .map(|w| w.name.len())
             .max()
             .unwrap_or(8)
             .max(8);
@@ -89,34 +95,32 @@ fn text(s: &Value) -> String {
             "\n{:<width$}  {:<12}  {:<9}  {:>8}  {:>10}  {:>10}  ERROR",
             "WORKLOAD", "STATE", "HEALTH", "RESTARTS", "MEMORY", "STATE DIR"
         );
-        for w in workloads {
-            let health = match w["health"]["healthy"].as_bool() {
-                Some(true) => "healthy",
-                Some(false) => "unhealthy",
+        for w in &s.workloads {
+            let health = match &w.health {
+                Some(h) if h.healthy => "healthy",
+                Some(_) => "unhealthy",
                 None => "-",
             };
             // A failing probe says why, unless the workload has an error of its own.
-            let error = w["error"]
-                .as_str()
-                .or_else(|| w["health"]["why"].as_str())
+            let error = w
+                .error
+                .as_deref()
+                .or_else(|| w.health.as_ref().and_then(|h| h.why.as_deref()))
                 .unwrap_or("");
-            let size = |v: &Value| {
-                v.as_u64()
-                    .map_or_else(|| "-".to_owned(), super::state::size)
-            };
+            let size = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), super::state::size);
             let _ = writeln!(
                 out,
                 "{:<width$}  {:<12}  {:<9}  {:>8}  {:>10}  {:>10}  {}",
-                str_of(w, "name"),
-                w["state"]
-                    .as_str()
-                    .unwrap_or_else(|| str_of(w, "active_state")),
+                w.name,
+                if w.state.is_empty() {
+                    &w.active_state
+                } else {
+                    &w.state
+                },
                 health,
-                w["usage"]["restarts"]
-                    .as_u64()
-                    .map_or_else(|| "-".to_owned(), |n| n.to_string()),
-                size(&w["usage"]["memory_bytes"]),
-                size(&w["state_bytes"]),
+                or_dash(w.usage.map(|u| u.restarts)),
+                size(w.usage.and_then(|u| u.memory_bytes)),
+                size(w.state_bytes),
                 error
             );
         }
@@ -124,93 +128,115 @@ fn text(s: &Value) -> String {
     out
 }
 
-/// The apply under way, and each workload its health gate waits on.
-fn applying(out: &mut String, a: &Value) {
-    if a.is_null() {
-        return;
+/// An outcome in a word.
+pub fn outcome_word(o: &Ended) -> &'static str {
+    match o {
+        Ended::Applying => "applying",
+        Ended::Healthy => "healthy",
+        Ended::RolledBack { .. } => "rolled_back",
+        Ended::Unhealthy { .. } => "unhealthy",
     }
-    let generation = match a["generation"].as_u64() {
+}
+
+/// The apply under way, and each workload its health gate waits on.
+fn applying(out: &mut String, a: &Applying) {
+    let generation = match a.generation {
         Some(n) => format!("generation {n}"),
         None => "a new generation".into(),
     };
-    let phase = a["phase"].as_str().unwrap_or("-").replace('_', " ");
-    let _ = writeln!(out, "applying    {generation} ({phase})");
-    if let Some(workloads) = a["workloads"].as_object() {
-        for (name, g) in workloads {
-            let state = g["state"].as_str().unwrap_or("-");
-            match g["why"].as_str() {
-                Some(why) => writeln!(out, "  {name:<10} {state}: {why}"),
-                None => writeln!(out, "  {name:<10} {state}"),
+    let _ = writeln!(out, "applying    {generation} ({})", phase_word(a.phase));
+    for (name, g) in &a.workloads {
+        let _ = match g {
+            Gated::Waiting { why } | Gated::Unhealthy { why } => {
+                writeln!(out, "  {name:<10} {}: {why}", gated_word(g))
             }
-            .ok();
-        }
+            Gated::Healthy | Gated::Moved => writeln!(out, "  {name:<10} {}", gated_word(g)),
+        };
+    }
+}
+
+/// An apply's phase, for people.
+pub fn phase_word(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Preparing => "preparing",
+        Phase::Applying => "applying",
+        Phase::Gating => "gating",
+        Phase::RollingBack => "rolling back",
+    }
+}
+
+/// Where a gated workload stands, in a word.
+pub fn gated_word(g: &Gated) -> &'static str {
+    match g {
+        Gated::Waiting { .. } => "waiting",
+        Gated::Healthy => "healthy",
+        Gated::Unhealthy { .. } => "unhealthy",
+        Gated::Moved => "moved",
     }
 }
 
 /// This node's standing in its fleet: a member (and a warning when nothing will renew
 /// it in time), or why not and what to do.
-fn fleet(out: &mut String, f: &Value) {
-    if f.is_null() {
-        return;
-    }
-    let Some(owner) = f["owner"].as_str() else {
+fn fleet(out: &mut String, f: &FleetView) {
+    let Some(owner) = &f.owner else {
         let _ = writeln!(
             out,
             "fleet       none: node.owner is not set, so this node holds no mesh workload"
         );
         return;
     };
-    let standing = &f["standing"];
-    if standing["state"] == "member" {
-        let members = f["members"].as_array().map_or(0, Vec::len);
-        let _ = writeln!(
-            out,
-            "fleet       member of {owner}'s fleet ({members} known, admitted by {})",
-            str_of(standing, "admitted_by")
-        );
-        if let Some(w) = standing["warning"].as_str() {
-            let _ = writeln!(out, "            WARNING: {w}");
+    match &f.standing {
+        Some(Standing::Member {
+            admitted_by,
+            warning,
+            ..
+        }) => {
+            let _ = writeln!(
+                out,
+                "fleet       member of {owner}'s fleet ({} known, admitted by {admitted_by})",
+                f.members.len()
+            );
+            if let Some(w) = warning {
+                let _ = writeln!(out, "            WARNING: {w}");
+            }
         }
-    } else {
-        let _ = writeln!(out, "fleet       NOT A MEMBER: {}", str_of(standing, "why"));
+        Some(Standing::Outside { why }) => {
+            let _ = writeln!(out, "fleet       NOT A MEMBER: {why}");
+        }
+        None => {
+            let _ = writeln!(out, "fleet       NOT A MEMBER: -");
+        }
     }
 }
 
 /// The mesh workloads: who should run each, who does, and whether this node is fenced.
-fn placement(out: &mut String, p: &Value) {
-    let Some(workloads) = p["workloads"].as_array() else {
-        return;
-    };
-    let quorum = if p["quorate"] == true {
+fn placement(out: &mut String, p: &Placement) {
+    let quorum = if p.quorate {
         format!(
             "quorate ({} voters), settled {:.0} s",
-            p["voters"],
-            p["settled_secs"].as_f64().unwrap_or(0.0)
+            p.voters, p.settled_secs
         )
     } else {
         format!(
             "FENCED: fewer than a majority of {} voters in sight; no mesh workload runs here",
-            p["voters"]
+            p.voters
         )
     };
     let _ = writeln!(out, "placement   {quorum}");
-    if workloads.is_empty() {
+    if p.workloads.is_empty() {
         return;
     }
-    let names = |v: &Value| {
-        let list: Vec<&str> = v
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+    let names = |list: &[String]| {
         if list.is_empty() {
             "-".to_owned()
         } else {
             list.join(",")
         }
     };
-    let width = workloads
+    let width = p
+        .workloads
         .iter()
-        .map(|w| str_of(w, "name").len())
+        .map(|w| w.name.len())
         .max()
         .unwrap_or(8)
         .max(13);
@@ -219,15 +245,15 @@ fn placement(out: &mut String, p: &Value) {
         "\n{:<width$}  {:<8}  {:<24}  {:<24}  HERE",
         "MESH WORKLOAD", "REPLICAS", "OWNERS", "RUNNING ON"
     );
-    for w in workloads {
+    for w in &p.workloads {
         let _ = writeln!(
             out,
             "{:<width$}  {:<8}  {:<24}  {:<24}  {}",
-            str_of(w, "name"),
-            w["replicas"].to_string(),
-            names(&w["owners"]),
-            names(&w["running_on"]),
-            str_of(w, "here")
+            w.name,
+            w.replicas,
+            names(&w.owners),
+            names(&w.running_on),
+            w.here
         );
     }
 }
@@ -236,6 +262,10 @@ fn placement(out: &mut String, p: &Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn status(v: serde_json::Value) -> Status {
+        serde_json::from_value(v).unwrap()
+    }
 
     #[test]
     fn status_shows_owners_and_where_mesh_workloads_run() {
@@ -246,7 +276,7 @@ mod tests {
                                   {"name": "cache", "replicas": 3, "owners": ["n1", "n2", "n4"],
                                    "running_on": [], "here": "waiting"}]}}})
         };
-        let out = text(&placement(true));
+        let out = text(&status(placement(true)));
         assert!(
             out.contains("placement   quorate (5 voters), settled 12 s"),
             "{out}"
@@ -259,13 +289,14 @@ mod tests {
             cache.contains("n1,n2,n4") && cache.contains(" - "),
             "{cache}"
         );
-        assert!(text(&placement(false)).contains("FENCED"));
+        assert!(text(&status(placement(false))).contains("FENCED"));
     }
 
     #[test]
     fn status_says_whether_the_node_is_in_its_fleet_and_what_to_do_if_not() {
-        let with =
-            |fleet: serde_json::Value| text(&json!({"node": "n1", "mesh": {"fleet": fleet}}));
+        let with = |fleet: serde_json::Value| {
+            text(&status(json!({"node": "n1", "mesh": {"fleet": fleet}})))
+        };
         let out = with(json!({"owner": "ed25519:x", "members": [{}, {}],
             "standing": {"state": "member", "admitted_by": "owner", "expires": 1, "warning": "renew me"}}));
         assert!(
@@ -293,7 +324,7 @@ mod tests {
             }},
             "workloads": [{"name": "job", "active_state": "active", "state": "exited"}]
         });
-        let out = text(&s);
+        let out = text(&status(s));
         assert!(out.contains("applying    generation 7 (gating)"), "{out}");
         assert!(
             out.contains("  web        waiting: running, but its probe fails"),

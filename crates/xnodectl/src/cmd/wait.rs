@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
-use serde_json::Value;
+use xnode_api::node::{Gated, History, Status};
 use xnode_api::{ClientError, Generation, Outcome as Ended, Request};
 
 use crate::Outcome;
@@ -30,8 +30,8 @@ enum Verdict {
 
 /// Judges `status`, waiting for `want` (or any generation); `record` is the record of
 /// generation `want` when it is known (from the status or the history).
-fn verdict(status: &Value, want: Option<u64>, record: Option<&Generation>) -> Verdict {
-    let current: Option<Generation> = serde_json::from_value(status["generation"].clone()).ok();
+fn verdict(status: &Status, want: Option<u64>, record: Option<&Generation>) -> Verdict {
+    let current = status.generation.as_ref();
     if let Some(line) = progress(status) {
         return Verdict::Waiting(line);
     }
@@ -48,7 +48,7 @@ fn verdict(status: &Value, want: Option<u64>, record: Option<&Generation>) -> Ve
     if let Some(why) = record.and_then(failed) {
         return Verdict::Failed(why);
     }
-    let number = current.as_ref().map_or(0, |g| g.number);
+    let number = current.map_or(0, |g| g.number);
     if let Some(n) = want
         && number < n
     {
@@ -57,40 +57,36 @@ fn verdict(status: &Value, want: Option<u64>, record: Option<&Generation>) -> Ve
         ));
     }
     // The generation in force (the one waited for, or a later one) left unhealthy.
-    if let Some(why) = current.as_ref().and_then(failed) {
+    if let Some(why) = current.and_then(failed) {
         return Verdict::Failed(why);
     }
-    if status["converged"] == true {
+    if status.converged {
         return Verdict::Converged(number);
     }
-    let why = status["last_error"].as_str().map_or(
-        "its units do not match the spec yet".to_owned(),
-        str::to_owned,
-    );
+    let why = status
+        .last_error
+        .as_deref()
+        .unwrap_or("its units do not match the spec yet");
     Verdict::Waiting(format!("generation {number} is not converged: {why}"))
 }
 
 /// The apply under way, as a line: its generation, its phase, and the workloads not
 /// yet healthy; none when no apply runs.
-pub fn progress(status: &Value) -> Option<String> {
-    let applying = &status["applying"];
-    if applying.is_null() {
-        return None;
-    }
-    let generation = applying["generation"]
-        .as_u64()
+pub fn progress(status: &Status) -> Option<String> {
+    let applying = status.applying.as_ref()?;
+    let generation = applying
+        .generation
         .map_or("a new generation".to_owned(), |n| format!("generation {n}"));
-    let phase = applying["phase"].as_str().unwrap_or("-").replace('_', " ");
+    let phase = super::status::phase_word(applying.phase);
     let mut line = format!("applying {generation} ({phase})");
-    if let Some(workloads) = applying["workloads"].as_object() {
-        let waiting: Vec<String> = workloads
-            .iter()
-            .filter(|(_, g)| g["state"] != "healthy")
-            .map(|(name, g)| format!("{name} {}", g["state"].as_str().unwrap_or("-")))
-            .collect();
-        if !waiting.is_empty() {
-            line.push_str(&format!(": {}", waiting.join(", ")));
-        }
+    let waiting: Vec<String> = applying
+        .workloads
+        .iter()
+        .filter(|(_, g)| **g != Gated::Healthy)
+        .map(|(name, g)| format!("{name} {}", super::status::gated_word(g)))
+        .collect();
+    if !waiting.is_empty() {
+        line.push_str(&format!(": {}", waiting.join(", ")));
     }
     Some(line)
 }
@@ -101,7 +97,7 @@ pub fn follow(socket: &std::path::Path, done: &std::sync::atomic::AtomicBool) ->
     let mut said = String::new();
     while !done.load(std::sync::atomic::Ordering::Acquire) {
         // A look that fails (the agent busy, say) is only a line not shown.
-        if let Ok(status) = xnode_api::call(socket, Request::Status, LOOK)
+        if let Ok(status) = xnode_api::call::<Status>(socket, Request::Status, LOOK)
             && let Some(line) = progress(&status)
             && line != said
         {
@@ -115,19 +111,12 @@ pub fn follow(socket: &std::path::Path, done: &std::sync::atomic::AtomicBool) ->
 
 /// The record of generation `n`: from the status when it is the one in force, else
 /// from the history (once a later one is in force and no apply runs).
-fn record(socket: &std::path::Path, status: &Value, n: u64) -> Result<Option<Generation>> {
-    let current: Option<Generation> = serde_json::from_value(status["generation"].clone()).ok();
-    match current {
-        Some(g) if g.number == n => Ok(Some(g)),
-        Some(g) if g.number > n && status["applying"].is_null() => {
-            let history: Value = xnode_api::call(socket, Request::History, LOOK)?;
-            let found = history["generations"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|g| serde_json::from_value::<Generation>(g.clone()).ok())
-                .find(|g| g.number == n);
-            Ok(found)
+fn record(socket: &std::path::Path, status: &Status, n: u64) -> Result<Option<Generation>> {
+    match &status.generation {
+        Some(g) if g.number == n => Ok(Some(g.clone())),
+        Some(g) if g.number > n && status.applying.is_none() => {
+            let history: History = xnode_api::call(socket, Request::History, LOOK)?;
+            Ok(history.generations.into_iter().find(|g| g.number == n))
         }
         _ => Ok(None),
     }
@@ -145,7 +134,7 @@ pub fn run(args: &WaitArgs) -> Result<Outcome> {
     loop {
         // xnoded may be restarting: a look that cannot reach it is waited out like the
         // rest; any other failure (a refusal, say) ends the wait.
-        let look: Result<Value> = match xnode_api::call(socket, Request::Status, LOOK) {
+        let look: Result<Status> = match xnode_api::call(socket, Request::Status, LOOK) {
             Err(e @ (ClientError::Connect { .. } | ClientError::Io(_))) => Err(e.into()),
             Err(e) => return Err(e.into()),
             Ok(status) => Ok(status),
@@ -195,12 +184,12 @@ pub fn run(args: &WaitArgs) -> Result<Outcome> {
 
 /// `xnodectl status --watch`: on a terminal the screen is drawn again every
 /// `--every` seconds; otherwise the status is printed again when it changes.
-pub fn watch(args: &StatusArgs, show: impl Fn(&Value) -> String) -> Result<Outcome> {
+pub fn watch(args: &StatusArgs, show: impl Fn(&Status) -> String) -> Result<Outcome> {
     use std::io::IsTerminal as _;
     let terminal = std::io::stdout().is_terminal();
     let mut shown = String::new();
     loop {
-        let page = match xnode_api::call(&args.agent.socket, Request::Status, LOOK) {
+        let page = match xnode_api::call::<Status>(&args.agent.socket, Request::Status, LOOK) {
             Ok(status) => match args.agent.output {
                 Output::Json => serde_json::to_string(&status)? + "\n",
                 Output::Text => show(&status),
@@ -225,7 +214,7 @@ pub fn watch(args: &StatusArgs, show: impl Fn(&Value) -> String) -> Result<Outco
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
@@ -242,7 +231,7 @@ mod tests {
         let status = |g: Value, converged: bool, applying: Value| json!({"generation": g, "converged": converged, "applying": applying});
         let record = |v: Value| serde_json::from_value::<Generation>(v).unwrap();
         let applying = json!({"generation": 4, "phase": "gating",
-                              "workloads": {"web": {"state": "waiting"}, "db": {"state": "healthy"}}});
+                              "workloads": {"web": {"state": "waiting", "why": "starting"}, "db": {"state": "healthy"}}});
         let rows: Vec<(Value, Option<u64>, Option<Generation>, Verdict)> = vec![
             (
                 status(generation(3, healthy.clone()), true, Value::Null),
@@ -308,6 +297,7 @@ mod tests {
             ),
         ];
         for (i, (status, want, record, expected)) in rows.into_iter().enumerate() {
+            let status: Status = serde_json::from_value(status).unwrap();
             assert_eq!(verdict(&status, want, record.as_ref()), expected, "row {i}");
         }
     }
