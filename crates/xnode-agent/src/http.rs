@@ -13,13 +13,12 @@ use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 use serde_json::{Map, Value};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
-use xnode_api::{ErrorBody, ErrorDetail, MAX_MESSAGE, Method, ROUTES, Request, StreamError};
+use xnode_api::{ErrorBody, ErrorDetail, MAX_MESSAGE, Method, ROUTES, Request};
 
 use crate::deadline::WriteDeadline;
 use crate::server::{FORBIDDEN, Refusal};
@@ -39,7 +38,7 @@ fn status_of(code: &str) -> StatusCode {
     }
 }
 
-fn refusal(r: Refusal) -> Response {
+pub(crate) fn refusal(r: Refusal) -> Response {
     let body = ErrorBody {
         error: ErrorDetail {
             code: r.code.into(),
@@ -108,67 +107,12 @@ async fn call(
         }
     };
     if let (true, Request::Logs { workload, lines }) = (follow, &request) {
-        return follow_logs(workload.clone(), *lines, &commands).await;
+        return crate::streams::logs(workload.clone(), *lines, &commands).await;
     }
     match crate::server::dispatch(request, &commands).await {
         Ok(data) => axum::Json(data).into_response(),
         Err(r) => refusal(r),
     }
-}
-
-/// Logs followed at once, at most: each holds a connection and a blocking thread for
-/// as long as its client listens, and the API's other requests must still get in.
-const MOST_FOLLOWS: usize = 16;
-
-static FOLLOWS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MOST_FOLLOWS);
-
-/// A workload's last `lines` log lines and then each new one, as Server-Sent Events
-/// (`data:` one JSON log line each), for as long as the client listens. If the journal
-/// cannot be read on, an `error` event says why, and the stream ends.
-async fn follow_logs(workload: String, lines: usize, commands: &mpsc::Sender<Command>) -> Response {
-    let Ok(permit) = FOLLOWS.try_acquire() else {
-        return refusal(Refusal {
-            code: "unavailable",
-            message: format!("{MOST_FOLLOWS} logs are followed already; try again later"),
-        });
-    };
-    // The loop says whether the spec in force has the workload.
-    let known = Request::Logs {
-        workload: workload.clone(),
-        lines: 0,
-    };
-    if let Err(r) = crate::server::dispatch(known, commands).await {
-        return refusal(r);
-    }
-    let (tx, rx) = mpsc::channel(256);
-    let (ended, why) = tokio::sync::oneshot::channel::<String>();
-    let unit = xnode_spec::unit::unit_name(&workload);
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = crate::logs::follow(&unit, lines, &tx) {
-            let _ = ended.send(e);
-        }
-    });
-    // The permit goes with the stream: it is given back when the client hangs up.
-    let events = futures_util::stream::unfold(
-        (rx, Some(why), permit),
-        |(mut rx, why, permit)| async move {
-            let event = match rx.recv().await {
-                Some(line) => Event::default().json_data(line),
-                None => {
-                    let why = why?.await.ok()?;
-                    Event::default()
-                        .event("error")
-                        .json_data(StreamError { message: why })
-                }
-            };
-            let event =
-                event.unwrap_or_else(|_| Event::default().comment("a line that cannot be sent"));
-            Some((Ok::<_, std::convert::Infallible>(event), (rx, None, permit)))
-        },
-    );
-    Sse::new(events)
-        .keep_alive(KeepAlive::default())
-        .into_response()
 }
 
 /// A request's body: at most 64 MiB, all of it within 30 s.
@@ -228,6 +172,12 @@ pub fn router(commands: mpsc::Sender<Command>) -> Router {
     }
     router
         .route(xnode_api::openapi::PATH, get(openapi))
+        .route(
+            xnode_api::events::PATH,
+            get(|State(commands): State<mpsc::Sender<Command>>| async move {
+                crate::streams::events(commands).await
+            }),
+        )
         .fallback(|| async {
             refusal(Refusal {
                 code: "not_found",

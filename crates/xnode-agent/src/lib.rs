@@ -28,6 +28,7 @@ pub mod server;
 pub mod service;
 pub mod state_dirs;
 pub mod store;
+pub mod streams;
 pub mod units;
 pub mod usage;
 pub mod watchdog;

@@ -1,6 +1,8 @@
 //! `xnodectl wait` and `xnodectl status --watch` against xnoded under systemd: a wait
 //! for a generation ends when it converged, fails when it was rolled back, and the
-//! watch prints the status; `XNODE_SOCKET` names the socket.
+//! watch prints the status; an apply's progress and the node's changes are streamed
+//! (`xnodectl events`), `apply --detach` leaves the apply to run; `XNODE_SOCKET` names
+//! the socket.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
@@ -95,6 +97,9 @@ fn xnodectl_waits_for_a_generation_and_watches_the_status() {
                    "health": {"tcp": {"port": 9233}}}
     }));
     std::fs::write(c.path("/root/next.json"), &next).unwrap();
+    // The node's changes are streamed meanwhile.
+    c.sh("systemd-run --unit=events sh -c '/opt/xnode/xnodectl events --output json > /root/events.jsonl'")
+        .unwrap();
     let (code, out) = xnodectl(&c, "apply /root/next.json");
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -102,6 +107,64 @@ fn xnodectl_waits_for_a_generation_and_watches_the_status() {
         "{out}"
     );
     assert!(out.contains("Generation 5 is healthy"), "{out}");
+    // The stream told the apply from its start to its end, in order.
+    std::thread::sleep(Duration::from_secs(1));
+    c.sh("systemctl stop events").unwrap();
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(c.path("/root/events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at = |what: &str, test: &dyn Fn(&serde_json::Value) -> bool| {
+        events
+            .iter()
+            .position(test)
+            .unwrap_or_else(|| panic!("no {what} in {events:#?}"))
+    };
+    assert_eq!(events[0]["kind"], "snapshot", "{events:#?}");
+    let recorded = at("generation 5 applying", &|e| {
+        e["kind"] == "generation"
+            && e["generation"]["number"] == 5
+            && e["generation"]["outcome"]["state"] == "applying"
+    });
+    let gating = at("the gate waiting on slower", &|e| {
+        e["kind"] == "progress"
+            && e["applying"]["phase"] == "gating"
+            && e["applying"]["workloads"]["slower"]["state"] == "waiting"
+    });
+    let healthy = at("generation 5 healthy", &|e| {
+        e["kind"] == "generation"
+            && e["generation"]["number"] == 5
+            && e["generation"]["outcome"]["state"] == "healthy"
+    });
+    let converged = events
+        .iter()
+        .rposition(|e| e["kind"] == "converged" && e["converged"] == true)
+        .unwrap_or(0);
+    assert!(
+        recorded < gating && gating < healthy && healthy <= converged,
+        "{events:#?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "workload" && e["name"] == "slower"),
+        "{events:#?}"
+    );
+
+    // --detach returns once the apply is recorded; the wait sees it through.
+    std::fs::write(c.path("/root/again.json"), spec(json!({
+        "a": {"command": ["/bin/sleep", "infinity"]},
+        "slower": {"command": ["/bin/sh", "-c",
+                    "sleep 4; exec /usr/bin/systemd-socket-activate -l 127.0.0.1:9234 --inetd -a /bin/true"],
+                   "health": {"tcp": {"port": 9234}}}
+    })))
+    .unwrap();
+    let (code, out) = xnodectl(&c, "apply --detach /root/again.json");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Generation 6 is being applied"), "{out}");
+    let (code, out) = xnodectl(&c, "wait --generation 6 --timeout 120");
+    assert_eq!(code, 0, "{out}");
 
     // Not on a terminal, the watch prints the status, and again only when it changes
     // (it looks four times here; a usage sample may change it once).

@@ -4,6 +4,7 @@
 //! `{"error": {"code", "message"}}`. See `docs/api.md`.
 
 mod client;
+pub mod events;
 pub mod fleet;
 pub mod mesh;
 pub mod node;

@@ -102,7 +102,11 @@ pub fn document(version: &str) -> Value {
         let reply = (route.reply)(&mut generator);
         let mut content = json!({"application/json": {"schema": reply.as_value()}});
         if route.follows {
-            content["text/event-stream"] = json!({"schema": {"type": "string"}});
+            // Each event's data is one item of the reply.
+            content["text/event-stream"] = json!({
+                "schema": {"type": "string"},
+                "x-event-data": reply.as_value()["items"],
+            });
         }
         let mut responses = json!({"200": {"description": "Done", "content": content}});
         for (status, why) in REFUSALS {
@@ -116,6 +120,20 @@ pub fn document(version: &str) -> Value {
         let entry = paths.entry(route.path).or_insert_with(|| json!({}));
         entry[method] = operation;
     }
+    let event = generator.subschema_for::<crate::events::Event>();
+    paths.insert(
+        crate::events::PATH.into(),
+        json!({"get": {
+            "operationId": "events",
+            "summary": "The node's changes as Server-Sent Events: a snapshot, then each change, seen within half a second; each event is named by its kind",
+            "responses": {
+                "200": {"description": "A stream; each event's data is one Event (x-event-data)", "content": {
+                    "text/event-stream": {"schema": {"type": "string"}, "x-event-data": event.as_value()},
+                }},
+                "503": {"description": "unavailable: 16 streams are open already", "content": {"application/json": {"schema": error.as_value()}}},
+            },
+        }}),
+    );
     paths.insert(
         PATH.into(),
         json!({"get": {
@@ -201,7 +219,7 @@ mod tests {
                 .map(|r| r.path)
                 .collect::<std::collections::BTreeSet<_>>()
                 .len()
-                + 1
+                + 2
         );
         let apply = &doc["paths"]["/v1/apply"]["post"]["requestBody"]["content"]["application/json"]
             ["schema"];
@@ -278,6 +296,8 @@ mod tests {
             let line = format!("`{} {}", route.method.as_str(), route.path);
             assert!(docs.contains(&line), "docs/api.md lacks {line}`");
         }
-        assert!(docs.contains(PATH), "docs/api.md lacks {PATH}");
+        for path in [PATH, crate::events::PATH] {
+            assert!(docs.contains(&format!("`GET {path}`")), "docs/api.md lacks {path}");
+        }
     }
 }

@@ -73,10 +73,14 @@ Examples:
     /// Apply a spec on this node through xnoded: show the plan, apply, wait for health.
     #[command(
         after_help = "Without --no-rollback, an apply whose workloads do not become healthy
-is rolled back to the last good generation.
+is rolled back to the last good generation. Its progress shows as it happens: a
+spinner per workload the health gate waits on, on a terminal; a line at each change
+otherwise. Exit status: 0 when the generation is healthy, 1 when it was rolled back
+or left unhealthy; with --detach, 0 once it is recorded.
 
-Example:
-  xnodectl apply spec.json"
+Examples:
+  xnodectl apply spec.json
+  xnodectl apply --detach spec.json && xnodectl wait --generation N"
     )]
     Apply(ApplyArgs),
     /// Make xnoded take in its spec file now, and wait for what became of it.
@@ -98,6 +102,15 @@ Example:
     #[command(after_help = "Example:
   xnodectl logs web -n 50")]
     Logs(LogsArgs),
+    /// Show the node's changes as they happen: applies and their progress, workloads'
+    /// states and health, mesh members, placement and the rollout.
+    #[command(
+        after_help = "Runs until interrupted. With --output json, one event per line.
+
+Example:
+  xnodectl events"
+    )]
+    Events(AgentArgs),
     /// The mesh as this node sees it, and signed pushes to other nodes.
     #[command(subcommand)]
     Mesh(MeshCommand),
@@ -428,6 +441,9 @@ pub struct ApplyArgs {
     /// Keep the result even if it is unhealthy.
     #[arg(long)]
     pub no_rollback: bool,
+    /// Return once the apply is recorded as a generation, and leave it to run.
+    #[arg(long)]
+    pub detach: bool,
     #[command(flatten)]
     pub agent: AgentArgs,
 }

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Command::Rollback(args) => cmd::history::rollback(&args),
         Command::History(args) => cmd::history::run(&args),
         Command::Logs(args) => cmd::logs::run(&args),
+        Command::Events(args) => cmd::events::run(&args),
         Command::Mesh(command) => cmd::mesh::run(&command),
         Command::Fleet(command) => cmd::fleet::run(&command),
         Command::Key(command) => cmd::key::run(&command),

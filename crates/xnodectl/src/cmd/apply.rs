@@ -1,5 +1,6 @@
 //! `xnodectl apply FILE`
 
+use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -9,6 +10,7 @@ use xnode_api::{Outcome as Ended, Request};
 
 use crate::Outcome;
 use crate::cli::{ApplyArgs, Output, ReloadArgs};
+use crate::cmd::progress::{Progress, Show};
 use crate::{cmd, input};
 
 pub fn run(args: &ApplyArgs) -> Result<Outcome> {
@@ -36,23 +38,55 @@ pub fn run(args: &ApplyArgs) -> Result<Outcome> {
         spec,
         no_rollback: args.no_rollback,
     };
-    let result: Applied = if text {
-        // The apply's progress, looked at beside its call, a line at each change.
-        let done = std::sync::atomic::AtomicBool::new(false);
-        std::thread::scope(|scope| {
-            let follower = scope.spawn(|| cmd::wait::follow(socket, &done));
-            let result = cmd::call(socket, request);
-            done.store(true, std::sync::atomic::Ordering::Release);
-            let _ = follower.join();
-            result
-        })?
-    } else {
-        cmd::call(socket, request)?
+    let show = match (text, std::io::stdout().is_terminal()) {
+        (false, _) => Show::Nothing,
+        (true, true) => Show::Terminal,
+        (true, false) => Show::Lines,
     };
+    if show == Show::Nothing && !args.detach {
+        let result: Applied = cmd::call(socket, request)?;
+        cmd::print_json(&result)?;
+        return outcome(&result, false);
+    }
+    let progress = Progress::start(socket, show);
+    let (done, answer) = std::sync::mpsc::channel();
+    let caller = socket.clone();
+    std::thread::spawn(move || {
+        let _ = done.send(cmd::call::<Applied>(&caller, request));
+    });
+    // The apply's answer, or with --detach its generation once recorded.
+    let result = loop {
+        if let Ok(result) = answer.try_recv() {
+            break result;
+        }
+        if args.detach
+            && let Some(n) = progress.recorded(Duration::from_millis(100))
+        {
+            progress.stop();
+            return detached(n, text);
+        }
+        if let Ok(result) = answer.recv_timeout(Duration::from_millis(100)) {
+            break result;
+        }
+    };
+    progress.stop();
+    let result = result?;
     if !text {
         cmd::print_json(&result)?;
     }
     outcome(&result, text)
+}
+
+/// `apply --detach`: the apply goes on without this client.
+fn detached(generation: u64, text: bool) -> Result<Outcome> {
+    if text {
+        cmd::print(&format!(
+            "Generation {generation} is being applied; `xnodectl wait --generation {generation}` waits for it.\n"
+        ))?;
+    } else {
+        cmd::print_json(&serde_json::json!({"generation": generation, "detached": true}))?;
+    }
+    Ok(Outcome::Success)
 }
 
 /// `xnodectl reload`: the spec file taken in, and what became of it.

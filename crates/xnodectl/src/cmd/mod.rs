@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod docs;
+pub mod events;
 pub mod fleet;
 pub mod fleet_spec;
 pub mod hash;
@@ -11,6 +12,7 @@ pub mod key;
 pub mod logs;
 pub mod mesh;
 pub mod plan;
+pub mod progress;
 pub mod schema;
 pub mod secret;
 pub mod ssh_keys;

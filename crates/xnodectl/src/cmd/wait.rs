@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
-use xnode_api::node::{Gated, History, Status};
+use xnode_api::node::{History, Status};
 use xnode_api::{ClientError, Generation, Outcome as Ended, Request};
 
 use crate::Outcome;
@@ -32,8 +32,8 @@ enum Verdict {
 /// generation `want` when it is known (from the status or the history).
 fn verdict(status: &Status, want: Option<u64>, record: Option<&Generation>) -> Verdict {
     let current = status.generation.as_ref();
-    if let Some(line) = progress(status) {
-        return Verdict::Waiting(line);
+    if let Some(applying) = &status.applying {
+        return Verdict::Waiting(super::progress::line(applying));
     }
     let failed = |g: &Generation| match &g.outcome {
         Ended::RolledBack { reason } => Some(format!(
@@ -68,45 +68,6 @@ fn verdict(status: &Status, want: Option<u64>, record: Option<&Generation>) -> V
         .as_deref()
         .unwrap_or("its units do not match the spec yet");
     Verdict::Waiting(format!("generation {number} is not converged: {why}"))
-}
-
-/// The apply under way, as a line: its generation, its phase, and the workloads not
-/// yet healthy; none when no apply runs.
-pub fn progress(status: &Status) -> Option<String> {
-    let applying = status.applying.as_ref()?;
-    let generation = applying
-        .generation
-        .map_or("a new generation".to_owned(), |n| format!("generation {n}"));
-    let phase = super::status::phase_word(applying.phase);
-    let mut line = format!("applying {generation} ({phase})");
-    let waiting: Vec<String> = applying
-        .workloads
-        .iter()
-        .filter(|(_, g)| **g != Gated::Healthy)
-        .map(|(name, g)| format!("{name} {}", super::status::gated_word(g)))
-        .collect();
-    if !waiting.is_empty() {
-        line.push_str(&format!(": {}", waiting.join(", ")));
-    }
-    Some(line)
-}
-
-/// Prints a line for each change of the apply under way, every [`EVERY`], until
-/// `done` says the apply's own call ended.
-pub fn follow(socket: &std::path::Path, done: &std::sync::atomic::AtomicBool) -> Result<()> {
-    let mut said = String::new();
-    while !done.load(std::sync::atomic::Ordering::Acquire) {
-        // A look that fails (the agent busy, say) is only a line not shown.
-        if let Ok(status) = xnode_api::call::<Status>(socket, Request::Status, LOOK)
-            && let Some(line) = progress(&status)
-            && line != said
-        {
-            cmd::print(&format!("  {line}\n"))?;
-            said = line;
-        }
-        std::thread::sleep(EVERY);
-    }
-    Ok(())
 }
 
 /// The record of generation `n`: from the status when it is the one in force, else

@@ -1,0 +1,92 @@
+//! `xnodectl events`: the node's changes as they happen.
+
+use anyhow::Result;
+use xnode_api::events::{self, Event};
+
+use super::progress::line;
+use super::status::outcome_word;
+use crate::Outcome;
+use crate::cli::{AgentArgs, Output};
+use crate::cmd;
+
+pub fn run(args: &AgentArgs) -> Result<Outcome> {
+    let mut failed = None;
+    let stopped = xnode_api::follow(&args.socket, events::PATH, |event: Event| {
+        let shown = match args.output {
+            Output::Json => serde_json::to_string(&event)
+                .map(|l| l + "\n")
+                .map_err(Into::into),
+            Output::Text => Ok(text(&event) + "\n"),
+        };
+        // Stop at a closed pipe (`| head`), or anything else that cannot be printed.
+        match shown.and_then(|s| cmd::print(&s)) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    })?;
+    match (failed, stopped) {
+        (Some(e), _) => Err(e),
+        (None, true) => Ok(Outcome::Success),
+        // xnoded never ends the stream by itself: it went away.
+        (None, false) => Err(anyhow::anyhow!("xnoded ended the stream (did it restart?)")),
+    }
+}
+
+/// An event as a line for people.
+fn text(event: &Event) -> String {
+    match event {
+        Event::Snapshot { status } => format!(
+            "node {}: {}, {}",
+            status.node.as_deref().unwrap_or("-"),
+            status
+                .generation
+                .as_ref()
+                .map_or("no generation yet".to_owned(), |g| {
+                    format!("generation {} {}", g.number, outcome_word(&g.outcome))
+                }),
+            if status.converged {
+                "converged"
+            } else {
+                "not converged"
+            }
+        ),
+        Event::Generation { generation: g } => {
+            format!("generation {}: {}", g.number, outcome_word(&g.outcome))
+        }
+        Event::Progress { applying } => line(applying),
+        Event::Workload {
+            name,
+            state,
+            health,
+        } => match health {
+            Some(h) if h.healthy => format!("workload {name}: {state}, healthy"),
+            Some(h) => format!(
+                "workload {name}: {state}, unhealthy: {}",
+                h.why.as_deref().unwrap_or("-")
+            ),
+            None => format!("workload {name}: {state}"),
+        },
+        Event::WorkloadRemoved { name } => format!("workload {name}: removed"),
+        Event::Member {
+            node,
+            peer_id,
+            state,
+        } => format!("member {node} ({peer_id}): {state}"),
+        Event::Placement { workload: w } => format!(
+            "mesh workload {}: runs on {} (here: {})",
+            w.name,
+            if w.running_on.is_empty() {
+                "-".to_owned()
+            } else {
+                w.running_on.join(",")
+            },
+            w.here
+        ),
+        Event::Rollout { rollout } => format!("rollout: {}", rollout.step),
+        Event::Converged { converged: true } => "converged".into(),
+        Event::Converged { converged: false } => "not converged".into(),
+    }
+}
