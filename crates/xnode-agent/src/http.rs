@@ -7,14 +7,17 @@
 //! `{"error": {"code", "message"}}` with a status that says what kind of refusal it is.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::{MethodRouter, delete, get, post};
+use prometheus_client::registry::Registry;
 use serde_json::{Map, Value};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
@@ -136,7 +139,22 @@ async fn read(body: axum::body::Body) -> Result<Bytes, Refusal> {
     }
 }
 
-fn route(method: Method, op: &'static str) -> MethodRouter<mpsc::Sender<Command>> {
+/// What the API's routes need: the agent's loop, and the metrics.
+#[derive(Clone)]
+pub struct Api {
+    /// The loop's commands.
+    pub commands: mpsc::Sender<Command>,
+    /// The metrics, for `/metrics`.
+    pub registry: Arc<Registry>,
+}
+
+impl FromRef<Api> for mpsc::Sender<Command> {
+    fn from_ref(api: &Api) -> Self {
+        api.commands.clone()
+    }
+}
+
+fn route(method: Method, op: &'static str) -> MethodRouter<Api> {
     let handler = move |State(commands): State<mpsc::Sender<Command>>,
                         params: Result<Option<Path<BTreeMap<String, String>>>, PathRejection>,
                         query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
@@ -165,13 +183,14 @@ fn route(method: Method, op: &'static str) -> MethodRouter<mpsc::Sender<Command>
 }
 
 /// The API's routes, for a peer allowed to use it.
-pub fn router(commands: mpsc::Sender<Command>) -> Router {
+pub fn router(api: Api) -> Router {
     let mut router = Router::new();
     for r in ROUTES {
         router = router.route(r.path, route(r.method, r.op));
     }
     router
         .route(xnode_api::openapi::PATH, get(openapi))
+        .route("/metrics", get(metrics))
         .route(
             xnode_api::events::PATH,
             get(|State(commands): State<mpsc::Sender<Command>>| async move {
@@ -190,7 +209,18 @@ pub fn router(commands: mpsc::Sender<Command>) -> Router {
                 message: "the route takes another method (docs/api.md)".into(),
             })
         })
-        .with_state(commands)
+        .with_state(api)
+}
+
+/// The metrics, as the loopback metrics port serves them to Prometheus.
+async fn metrics(State(api): State<Api>) -> Response {
+    match crate::metrics::page(&api.registry) {
+        Ok(page) => ([(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], page).into_response(),
+        Err(e) => refusal(Refusal {
+            code: "unavailable",
+            message: format!("the metrics could not be written: {e}"),
+        }),
+    }
 }
 
 /// The OpenAPI document, made once.
@@ -222,13 +252,9 @@ fn forbidden() -> Router {
 pub async fn serve_connection(
     stream: UnixStream,
     permitted: bool,
-    commands: mpsc::Sender<Command>,
+    api: Api,
 ) -> std::io::Result<()> {
-    let app = if permitted {
-        router(commands)
-    } else {
-        forbidden()
-    };
+    let app = if permitted { router(api) } else { forbidden() };
     let service = hyper_util::service::TowerToHyperService::new(app);
     // A stranger's whole exchange is as short as its wait for a first byte.
     let limit = if permitted {

@@ -139,7 +139,8 @@ async fn main() -> Result<()> {
     let (metrics_listener, metrics_address) = metrics::bind(args.metrics_address)
         .await
         .with_context(|| format!("cannot serve metrics on {}", args.metrics_address))?;
-    tokio::spawn(metrics::serve(metrics_listener, Arc::new(registry)));
+    let registry = Arc::new(registry);
+    tokio::spawn(metrics::serve(metrics_listener, Arc::clone(&registry)));
     let settings = Settings {
         spec_file: args.spec.clone(),
         file_poll: Duration::from_millis(args.file_poll),
@@ -167,7 +168,11 @@ async fn main() -> Result<()> {
     }
     let service = Service::new(agent, settings, metrics, mesh);
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(server::serve(listener, gid, tx));
+    let api = xnode_agent::http::Api {
+        commands: tx,
+        registry,
+    };
+    tokio::spawn(server::serve(listener, gid, api));
     let socket = args.socket.display().to_string();
     let ready = move || {
         watchdog::ready();

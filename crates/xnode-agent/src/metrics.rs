@@ -274,6 +274,16 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>) {
     .await;
 }
 
+/// The type of a metrics page.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Every metric, as Prometheus reads them.
+pub fn page(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut body = String::new();
+    prometheus_client::encoding::text::encode(&mut body, registry)?;
+    Ok(body)
+}
+
 /// Binds the metrics address; returns the listener and the address really bound.
 pub async fn bind(address: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(address).await?;
@@ -293,15 +303,12 @@ async fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<(
     }
     let wanted = head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?");
     let (status, body) = if wanted {
-        let mut body = String::new();
-        prometheus_client::encoding::text::encode(&mut body, registry)
-            .map_err(std::io::Error::other)?;
-        ("200 OK", body)
+        ("200 OK", page(registry).map_err(std::io::Error::other)?)
     } else {
         ("404 Not Found", "only /metrics is served here\n".to_owned())
     };
     let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(response.as_bytes()).await?;

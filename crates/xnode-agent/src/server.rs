@@ -68,17 +68,17 @@ pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, ServerError> 
 const MAX_CONNECTIONS: usize = 64;
 
 /// Serves until the agent's loop goes away.
-pub async fn serve(listener: UnixListener, gid: Option<u32>, commands: mpsc::Sender<Command>) {
-    let closed = commands.clone();
+pub async fn serve(listener: UnixListener, gid: Option<u32>, api: crate::http::Api) {
+    let closed = api.commands.clone();
     crate::accept::serve(
         listener,
         "the API socket",
         MAX_CONNECTIONS,
         move |stream| {
-            let commands = commands.clone();
+            let api = api.clone();
             async move {
                 let permitted = allowed(&stream, gid);
-                if let Err(e) = crate::http::serve_connection(stream, permitted, commands).await {
+                if let Err(e) = crate::http::serve_connection(stream, permitted, api).await {
                     debug!("API connection ended: {e}");
                 }
             }

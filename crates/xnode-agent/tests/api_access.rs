@@ -83,7 +83,11 @@ async fn api_access_is_root_and_the_api_group_only() {
     let path = dir.join("api.sock");
     let listener = server::bind(&path, Some(GROUP)).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<AgentCommand>(4);
-    tokio::spawn(server::serve(listener, Some(GROUP), tx));
+    let api = xnode_agent::http::Api {
+        commands: tx,
+        registry: Default::default(),
+    };
+    tokio::spawn(server::serve(listener, Some(GROUP), api));
     tokio::spawn(async move {
         while let Some(command) = rx.recv().await {
             let reply = match command {

@@ -93,6 +93,10 @@ fn every_kind_of_route_answers_over_http() {
         conforms(&doc, method, path, "200", reply);
     }
     conforms(&doc, "post", "/v1/apply", "422", &refused_spec);
+    // The metrics, on the same socket as on the loopback port.
+    let (code, page) = xnode_lab::node::http_text(&socket, "GET", "/metrics", None).unwrap();
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("xnode_build_info"), "{page}");
 
     // A log followed: the last line, then each new one, in order and none twice.
     let mut ticks = Vec::new();

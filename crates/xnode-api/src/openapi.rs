@@ -135,6 +135,14 @@ pub fn document(version: &str) -> Value {
         }}),
     );
     paths.insert(
+        "/metrics".into(),
+        json!({"get": {
+            "operationId": "metrics",
+            "summary": "The Prometheus metrics, as the loopback metrics port serves them",
+            "responses": {"200": {"description": "OpenMetrics text", "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}},
+        }}),
+    );
+    paths.insert(
         PATH.into(),
         json!({"get": {
             "operationId": "openapi",
@@ -219,7 +227,7 @@ mod tests {
                 .map(|r| r.path)
                 .collect::<std::collections::BTreeSet<_>>()
                 .len()
-                + 2
+                + 3
         );
         let apply = &doc["paths"]["/v1/apply"]["post"]["requestBody"]["content"]["application/json"]
             ["schema"];
@@ -297,7 +305,10 @@ mod tests {
             assert!(docs.contains(&line), "docs/api.md lacks {line}`");
         }
         for path in [PATH, crate::events::PATH] {
-            assert!(docs.contains(&format!("`GET {path}`")), "docs/api.md lacks {path}");
+            assert!(
+                docs.contains(&format!("`GET {path}`")),
+                "docs/api.md lacks {path}"
+            );
         }
     }
 }

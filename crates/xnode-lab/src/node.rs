@@ -144,14 +144,26 @@ pub fn api(
 }
 
 /// One HTTP/1.1 request over a unix socket, as `curl --unix-socket` makes it: the
-/// status code and the body as JSON (null when it is not JSON). A test's client, so
-/// it reads the whole answer (`Connection: close`) and needs no chunked bodies.
+/// status code and the body as JSON (null when it is not JSON).
 pub fn http(
     socket: &Path,
     method: &str,
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> std::io::Result<(u16, serde_json::Value)> {
+    let (code, text) = http_text(socket, method, path, body)?;
+    Ok((code, serde_json::from_str(&text).unwrap_or_default()))
+}
+
+/// One HTTP/1.1 request over a unix socket: the status code and the body as text. A
+/// test's client, so it reads the whole answer (`Connection: close`) and needs no
+/// chunked bodies.
+pub fn http_text(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> std::io::Result<(u16, String)> {
     use std::io::{Read as _, Write as _};
     let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
     stream.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
@@ -171,7 +183,7 @@ pub fn http(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    Ok((code, serde_json::from_str(body).unwrap_or_default()))
+    Ok((code, body.to_owned()))
 }
 
 /// xnoded's own journal, to say what it did when a test fails.
