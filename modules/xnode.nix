@@ -26,6 +26,8 @@ let
   # Where xnoded answers DNS for the `xnode` domain: a loopback address of its own,
   # since port 53 on 127.0.0.1 and 127.0.0.53 may be taken.
   dnsAddress = "127.0.0.153";
+  # The port of `http.listen` ("ADDR:PORT", or "[V6]:PORT").
+  httpPort = lib.toInt (lib.last (lib.splitString ":" cfg.http.listen));
   resolvedDropIn = ''
     [Resolve]
     DNS=${dnsAddress}
@@ -256,6 +258,26 @@ in
       '';
     };
 
+    http = {
+      listen = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "0.0.0.0:8443";
+        description = ''
+          Where xnoded serves its API and console over HTTPS (`--http-listen`), for
+          remote clients and browsers; off when null. Reads need a session the
+          node's owner signed, and changes need the owner's signature. The
+          certificate is made on first start in `''${stateDir}/tls`; its fingerprint
+          is in `xnodectl status` (docs/api.md says how to put a real one in front).
+        '';
+      };
+      openFirewall = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Whether to open the port of `http.listen` in the firewall.";
+      };
+    };
+
     extraArgs = mkOption {
       type = types.listOf types.str;
       default = [ ];
@@ -294,7 +316,9 @@ in
     environment.etc."xnode/spec.json" = mkIf (specSource != null) { source = specSource; };
 
     users.groups = mkIf (cfg.apiGroup != null) { ${cfg.apiGroup} = { }; };
-    networking.firewall.allowedTCPPorts = mkIf cfg.mesh.openFirewall [ cfg.mesh.port ];
+    networking.firewall.allowedTCPPorts =
+      optionals cfg.mesh.openFirewall [ cfg.mesh.port ]
+      ++ optionals (cfg.http.listen != null && cfg.http.openFirewall) [ httpPort ];
 
     # The set is declared first in the firewall's table, so the rule can name it; a
     # reload of the firewall empties it and xnoded fills it again within 30 s.
@@ -368,6 +392,10 @@ in
             "--dns-listen"
             "${dnsAddress}:53"
           ]
+          ++ optionals (cfg.http.listen != null) [
+            "--http-listen"
+            cfg.http.listen
+          ]
           ++ cfg.extraArgs
         );
         # Reads the spec file now and waits for the outcome of its apply: a rollback,
@@ -392,7 +420,9 @@ in
         ]
         ++ optionals (cfg.apiGroup != null) [ "CAP_CHOWN" ]
         ++ optionals cfg.openServicePorts [ "CAP_NET_ADMIN" ]
-        ++ optionals cfg.dns.enable [ "CAP_NET_BIND_SERVICE" ];
+        ++ optionals (cfg.dns.enable || (cfg.http.listen != null && httpPort < 1024)) [
+          "CAP_NET_BIND_SERVICE"
+        ];
       };
     };
   };

@@ -23,6 +23,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod nix;
 pub mod placement;
+pub mod remote;
 pub mod secrets;
 pub mod server;
 pub mod service;

@@ -16,11 +16,13 @@ use xnode_agent::firewall::NftSet;
 use xnode_agent::mesh::Mesh;
 use xnode_agent::metrics::{self, Metrics};
 use xnode_agent::nix::NixStore;
+use xnode_agent::remote::tls::Identity;
 use xnode_agent::secrets::Secrets;
 use xnode_agent::service::{Service, Settings};
 use xnode_agent::store::Store;
 use xnode_agent::units::Reconnecting;
 use xnode_agent::{server, watchdog};
+use xnode_api::node::RemoteStatus;
 use xnode_mesh::fleet::JoinKey;
 use xnode_spec::unit::SECRETS_DIR;
 use xnode_systemd::Config;
@@ -63,6 +65,12 @@ struct Args {
     /// 127.0.0.153:53 and routes the domain to it through systemd-resolved.
     #[arg(long, value_name = "ADDR")]
     dns_listen: Option<SocketAddr>,
+    /// Serve the API over HTTPS here, for the console and remote clients: reads need a
+    /// session the owner signed, changes the owner's signature. Off unless given. The
+    /// certificate is made on first start in STATE_DIR/tls (its fingerprint is in
+    /// `xnodectl status`); put one of your own there to replace it.
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<SocketAddr>,
     /// Keep this nftables set (FAMILY/TABLE/SET, of type `inet_proto . inet_service`)
     /// holding the ports the workloads here expose, for the firewall to accept, for
     /// example inet/nixos-fw/xnode_services. Off unless given.
@@ -141,6 +149,10 @@ async fn main() -> Result<()> {
         .with_context(|| format!("cannot serve metrics on {}", args.metrics_address))?;
     let registry = Arc::new(registry);
     tokio::spawn(metrics::serve(metrics_listener, Arc::clone(&registry)));
+    let remote = match args.http_listen {
+        Some(addr) => Some(remote_listener(addr, &args.state_dir).await?),
+        None => None,
+    };
     let settings = Settings {
         spec_file: args.spec.clone(),
         file_poll: Duration::from_millis(args.file_poll),
@@ -148,6 +160,10 @@ async fn main() -> Result<()> {
         metrics_address: Some(metrics_address),
         owner_file: args.socket.parent().map(|dir| dir.join("owner")),
         firewall: args.firewall_set.clone(),
+        remote: remote.as_ref().map(|(_, identity, address)| RemoteStatus {
+            address: format!("https://{address}"),
+            fingerprint: identity.fingerprint.clone(),
+        }),
     };
     let agent = Agent {
         units: Arc::new(units),
@@ -172,6 +188,10 @@ async fn main() -> Result<()> {
         commands: tx,
         registry,
     };
+    if let Some((listener, identity, address)) = remote {
+        info!(%address, fingerprint = identity.fingerprint, "serving the API over HTTPS");
+        tokio::spawn(xnode_agent::remote::serve(listener, identity, api.clone()));
+    }
     tokio::spawn(server::serve(listener, gid, api));
     let socket = args.socket.display().to_string();
     let ready = move || {
@@ -183,4 +203,25 @@ async fn main() -> Result<()> {
         _ = tokio::signal::ctrl_c() => info!("stopping"),
     }
     Ok(())
+}
+
+/// The remote API's listener and certificate (made on first start).
+async fn remote_listener(
+    addr: SocketAddr,
+    state_dir: &Path,
+) -> Result<(tokio::net::TcpListener, Identity, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot serve the API over HTTPS on {addr}"))?;
+    let address = listener.local_addr()?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut names = vec![
+        "xnode".to_owned(),
+        "localhost".to_owned(),
+        address.ip().to_string(),
+    ];
+    names.extend(Some(host.trim().to_owned()).filter(|h| !h.is_empty()));
+    let identity = xnode_agent::remote::tls::load_or_make(&state_dir.join("tls"), &names)
+        .context("cannot have a TLS certificate for the remote API")?;
+    Ok((listener, identity, address))
 }

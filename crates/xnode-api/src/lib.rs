@@ -10,10 +10,11 @@ pub mod mesh;
 pub mod node;
 pub mod openapi;
 mod request;
+pub mod session;
 
 pub use client::{ClientError, call, follow};
 pub use node::{Generation, Outcome, Source};
-pub use request::{Method, ROUTES, Request, Route};
+pub use request::{Access, Method, ROUTES, Request, Route};
 
 /// Where the agent listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/xnode/api.sock";

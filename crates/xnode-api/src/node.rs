@@ -109,6 +109,10 @@ pub struct History {
 pub struct Status {
     /// Its `node.name`, once it has a spec.
     pub node: Option<String>,
+    /// Its owner (`node.owner`), who signs pushes, fleet specs and sessions.
+    pub owner: Option<String>,
+    /// The API over the network, when xnoded listens on TCP.
+    pub remote: Option<RemoteStatus>,
     /// The generation in force.
     pub generation: Option<Generation>,
     /// The newest generation that proved healthy.
@@ -129,6 +133,16 @@ pub struct Status {
     pub rollout: RolloutStatus,
     /// Every workload of the spec in force.
     pub workloads: Vec<WorkloadStatus>,
+}
+
+/// The API over the network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct RemoteStatus {
+    /// Where it listens (HTTPS).
+    pub address: String,
+    /// Its certificate's SHA-256 fingerprint, `sha256:<hex>`: what a client pins.
+    pub fingerprint: String,
 }
 
 /// The apply under way.

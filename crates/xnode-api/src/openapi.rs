@@ -5,7 +5,7 @@
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
-use crate::{ErrorBody, Method, ROUTES, Request};
+use crate::{Access, ErrorBody, Method, ROUTES, Request, session};
 
 /// Where the document is served.
 pub const PATH: &str = "/v1/openapi.json";
@@ -62,6 +62,13 @@ pub fn document(version: &str) -> Value {
         let mut operation = json!({
             "operationId": route.op,
             "summary": route.summary,
+            // Over the network (HTTPS): a session for `read` and `signed`, the
+            // owner's signature inside the body for `signed`, refused for `local`.
+            "x-remote": match route.remote {
+                Access::Read => "read",
+                Access::Signed => "signed",
+                Access::Local => "local",
+            },
         });
         if route.method == Method::Post {
             let required: Vec<&String> = fields
@@ -120,6 +127,38 @@ pub fn document(version: &str) -> Value {
         let entry = paths.entry(route.path).or_insert_with(|| json!({}));
         entry[method] = operation;
     }
+    let (challenge, sign_in, signed_in) = (
+        generator.subschema_for::<session::Challenge>(),
+        generator.subschema_for::<session::SignIn>(),
+        generator.subschema_for::<session::SignedIn>(),
+    );
+    let refused = json!({"description": "unauthorized: the challenge is unknown, used, expired, for another node, or not signed by the owner",
+                         "content": {"application/json": {"schema": error.as_value()}}});
+    paths.insert(
+        session::CHALLENGE_PATH.into(),
+        json!({"post": {
+            "operationId": "session_challenge",
+            "summary": "Over HTTPS only: a challenge for the owner to sign, naming this node, a nonce and an expiry",
+            "responses": {"200": {"description": "Done", "content": {"application/json": {"schema": challenge.as_value()}}}},
+        }}),
+    );
+    paths.insert(
+        session::PATH.into(),
+        json!({
+            "post": {
+                "operationId": "session_sign_in",
+                "summary": "Over HTTPS only: a signed challenge buys a session (an HttpOnly, Secure, SameSite=Strict cookie) for an hour",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": sign_in.as_value()}}},
+                "responses": {"200": {"description": "Signed in; the cookie is set", "content": {"application/json": {"schema": signed_in.as_value()}}},
+                              "401": refused},
+            },
+            "delete": {
+                "operationId": "session_sign_out",
+                "summary": "Over HTTPS only: ends the session",
+                "responses": {"200": {"description": "Signed out", "content": {"application/json": {"schema": {"type": "object"}}}}},
+            },
+        }),
+    );
     let event = generator.subschema_for::<crate::events::Event>();
     paths.insert(
         crate::events::PATH.into(),
@@ -155,7 +194,7 @@ pub fn document(version: &str) -> Value {
         "info": {
             "title": "xnoded",
             "version": version,
-            "description": "The XnodeOS agent's API: HTTP/1.1 and JSON on its unix socket (/run/xnode/api.sock), one request per connection, for root and members of its API group. A refusal is {\"error\": {\"code\", \"message\"}}. See docs/api.md.",
+            "description": "The XnodeOS agent's API: HTTP/1.1 and JSON on its unix socket (/run/xnode/api.sock), one request per connection, for root and members of its API group; and, when xnoded listens on TCP, over HTTPS for the owner (a session from a signed challenge; each operation's x-remote says what it needs there). A refusal is {\"error\": {\"code\", \"message\"}}. See docs/api.md.",
         },
         "paths": paths,
         "components": {"schemas": generator.take_definitions(true)},
@@ -227,7 +266,7 @@ mod tests {
                 .map(|r| r.path)
                 .collect::<std::collections::BTreeSet<_>>()
                 .len()
-                + 3
+                + 5
         );
         let apply = &doc["paths"]["/v1/apply"]["post"]["requestBody"]["content"]["application/json"]
             ["schema"];
@@ -304,9 +343,9 @@ mod tests {
             let line = format!("`{} {}", route.method.as_str(), route.path);
             assert!(docs.contains(&line), "docs/api.md lacks {line}`");
         }
-        for path in [PATH, crate::events::PATH] {
+        for path in [PATH, crate::events::PATH, session::CHALLENGE_PATH] {
             assert!(
-                docs.contains(&format!("`GET {path}`")),
+                docs.contains(&format!(" {path}`")),
                 "docs/api.md lacks {path}"
             );
         }

@@ -129,8 +129,23 @@ pub struct Route {
     /// Whether `follow=true` turns its answer into a stream of Server-Sent Events,
     /// each event's data one item of the reply.
     pub follows: bool,
+    /// Who may use it over the network.
+    pub remote: Access,
     /// The schema of its reply (for the OpenAPI document).
     pub reply: fn(&mut SchemaGenerator) -> Schema,
+}
+
+/// Who may use a route over the network (xnoded's TCP listener). On the unix socket,
+/// root and the API group may use every route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone with a session (signed in as the owner): it changes nothing.
+    Read,
+    /// Anyone with a session, sending what the owner signed (a push, a fleet spec, a
+    /// certificate, a revocation): the signature is the authority.
+    Signed,
+    /// Only on the socket: an unsigned change.
+    Local,
 }
 
 impl PartialEq for Route {
@@ -150,6 +165,7 @@ pub const ROUTES: &[Route] = &[
         op: "status",
         summary: "The node, its generation and every workload's state",
         follows: false,
+        remote: Access::Read,
         reply: SchemaGenerator::subschema_for::<Status>,
     },
     Route {
@@ -158,6 +174,7 @@ pub const ROUTES: &[Route] = &[
         op: "apply",
         summary: "Apply a spec as a new generation; answers when it is healthy or rolled back",
         follows: false,
+        remote: Access::Local,
         reply: SchemaGenerator::subschema_for::<Applied>,
     },
     Route {
@@ -166,6 +183,7 @@ pub const ROUTES: &[Route] = &[
         op: "plan",
         summary: "What applying a spec would do, without doing it",
         follows: false,
+        remote: Access::Read,
         reply: SchemaGenerator::subschema_for::<Plan>,
     },
     Route {
@@ -174,6 +192,7 @@ pub const ROUTES: &[Route] = &[
         op: "rollback",
         summary: "Go back to the last good generation",
         follows: false,
+        remote: Access::Local,
         reply: SchemaGenerator::subschema_for::<RolledBack>,
     },
     Route {
@@ -182,6 +201,7 @@ pub const ROUTES: &[Route] = &[
         op: "reload",
         summary: "Take in the spec file now; answers when what became of it is known",
         follows: false,
+        remote: Access::Local,
         reply: SchemaGenerator::subschema_for::<Applied>,
     },
     Route {
@@ -190,6 +210,7 @@ pub const ROUTES: &[Route] = &[
         op: "history",
         summary: "Every kept generation",
         follows: false,
+        remote: Access::Read,
         reply: SchemaGenerator::subschema_for::<History>,
     },
     Route {
@@ -198,6 +219,7 @@ pub const ROUTES: &[Route] = &[
         op: "logs",
         summary: "A workload's last log lines; with follow=true, each new one as Server-Sent Events",
         follows: true,
+        remote: Access::Read,
         reply: SchemaGenerator::subschema_for::<Vec<LogLine>>,
     },
     Route {
@@ -206,6 +228,7 @@ pub const ROUTES: &[Route] = &[
         op: "state_list",
         summary: "Workloads' state directories and their sizes",
         follows: false,
+        remote: Access::Read,
         reply: SchemaGenerator::subschema_for::<Vec<StateDir>>,
     },
     Route {
@@ -214,6 +237,7 @@ pub const ROUTES: &[Route] = &[
         op: "state_prune",
         summary: "Delete the state directory of a workload the spec no longer has",
         follows: false,
+        remote: Access::Local,
         reply: SchemaGenerator::subschema_for::<Pruned>,
     },
     Route {
@@ -222,6 +246,7 @@ pub const ROUTES: &[Route] = &[
         op: "mesh_peers",
         summary: "The mesh's members as this node sees them",
         follows: false,
+        remote: Access::Read,
         reply: SchemaGenerator::subschema_for::<Vec<Member>>,
     },
     Route {
@@ -230,6 +255,7 @@ pub const ROUTES: &[Route] = &[
         op: "mesh_services",
         summary: "The live providers of a service, or of every service",
         follows: false,
+        remote: Access::Read,
         reply: SchemaGenerator::subschema_for::<Vec<Provider>>,
     },
     Route {
@@ -238,6 +264,7 @@ pub const ROUTES: &[Route] = &[
         op: "mesh_push",
         summary: "Deliver an owner-signed push to the node it names",
         follows: false,
+        remote: Access::Signed,
         reply: SchemaGenerator::subschema_for::<Done>,
     },
     Route {
@@ -246,6 +273,7 @@ pub const ROUTES: &[Route] = &[
         op: "fleet_members",
         summary: "This node's fleet: its standing and the members it knows",
         follows: false,
+        remote: Access::Read,
         reply: SchemaGenerator::subschema_for::<FleetView>,
     },
     Route {
@@ -254,6 +282,7 @@ pub const ROUTES: &[Route] = &[
         op: "fleet_admit",
         summary: "Deliver a membership certificate to the peer it names",
         follows: false,
+        remote: Access::Signed,
         reply: SchemaGenerator::subschema_for::<Done>,
     },
     Route {
@@ -262,6 +291,7 @@ pub const ROUTES: &[Route] = &[
         op: "fleet_revoke",
         summary: "Take the owner's revocation here and tell the fleet",
         follows: false,
+        remote: Access::Signed,
         reply: SchemaGenerator::subschema_for::<Done>,
     },
     Route {
@@ -270,6 +300,7 @@ pub const ROUTES: &[Route] = &[
         op: "fleet_apply",
         summary: "Take an owner-signed fleet spec here; the members fetch it from this node",
         follows: false,
+        remote: Access::Signed,
         reply: SchemaGenerator::subschema_for::<Done>,
     },
     Route {
@@ -278,6 +309,7 @@ pub const ROUTES: &[Route] = &[
         op: "fleet_spec",
         summary: "The newest fleet spec this node accepted, and the one it runs",
         follows: false,
+        remote: Access::Read,
         reply: SchemaGenerator::subschema_for::<FleetSpec>,
     },
     Route {
@@ -286,6 +318,7 @@ pub const ROUTES: &[Route] = &[
         op: "fleet_status",
         summary: "The whole fleet: members, the rollout, where each mesh workload runs",
         follows: false,
+        remote: Access::Read,
         reply: SchemaGenerator::subschema_for::<FleetStatus>,
     },
 ];

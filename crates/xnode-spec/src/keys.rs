@@ -162,10 +162,36 @@ pub fn verify(owner: &Owner, message: &[u8], signature: &str) -> bool {
     }
 }
 
-/// The address that made an EIP-712 signature `0x<r s v>` over `message`. A high S is
-/// refused: with it, anyone could make a second valid signature from the owner's.
+/// Whether `signature` is `owner`'s over `message` as a browser wallet signs text: an
+/// ed25519 signature as [`verify`] takes it, or for an `eth:` owner an EIP-191
+/// `personal_sign` (`0x<r s v>`, with or without the `eth:` prefix). For what a person
+/// reads and signs in a wallet, such as a session's challenge; never for a spec, which
+/// is signed as EIP-712 typed data so that no text can pass for it.
+pub fn verify_personal(owner: &Owner, message: &[u8], signature: &str) -> bool {
+    match owner {
+        Owner::Ed25519(_) => verify(owner, message, signature),
+        Owner::Eth(address) => {
+            let hex = signature.strip_prefix("eth:").unwrap_or(signature);
+            let mut prefixed =
+                format!("\x19Ethereum Signed Message:\n{}", message.len()).into_bytes();
+            prefixed.extend_from_slice(message);
+            let digest: [u8; 32] = Keccak256::digest(&prefixed).into();
+            hex.strip_prefix("0x")
+                .and_then(|rsv| eth_recover(&digest, rsv))
+                .is_some_and(|a| a == *address)
+        }
+    }
+}
+
+/// The address that made an EIP-712 signature `0x<r s v>` over `message`.
 fn eth_signer(message: &[u8], signature: &str) -> Option<[u8; 20]> {
-    let rsv = decode_hex::<65>(signature.strip_prefix("eth:0x")?)?;
+    eth_recover(&eip712::digest(message), signature.strip_prefix("eth:0x")?)
+}
+
+/// The address that signed `digest` with `<r s v>` (hex). A high S is refused: with
+/// it, anyone could make a second valid signature from the owner's.
+fn eth_recover(digest: &[u8; 32], rsv: &str) -> Option<[u8; 20]> {
+    let rsv = decode_hex::<65>(rsv)?;
     let recovery = match rsv[64] {
         v @ (27 | 28) => v - 27,
         v @ (0 | 1) => v,
@@ -176,7 +202,7 @@ fn eth_signer(message: &[u8], signature: &str) -> Option<[u8; 20]> {
         return None;
     }
     let key = k256::ecdsa::VerifyingKey::recover_from_prehash(
-        &eip712::digest(message),
+        digest,
         &signature,
         k256::ecdsa::RecoveryId::from_byte(recovery)?,
     )
@@ -237,6 +263,27 @@ mod tests {
         assert_eq!(signature, key.sign(b"xnode-push/2\npeer A\n"), "RFC 6979");
         assert!(verify(&key.owner(), b"xnode-push/2\npeer A\n", &signature));
         assert!(!verify(&key.owner(), b"xnode-push/2\npeer B\n", &signature));
+    }
+
+    #[test]
+    fn personal_sign_matches_the_published_vector_and_nothing_else() {
+        // web3.js's documented example: accounts.sign("Some data", key).
+        let owner = Owner::parse("eth:0x2c7536E3605D9C16a7a3D7b1898e529396a65c23").unwrap();
+        let signature = "0xb91467e570a6466aa9e9876cbcd013baba02900b8979d43fe208a4a4f339f5fd6007e74cd82e037b800186422fc2da167c747ef045e5d18a5f5d4300f8e1a0291c";
+        assert!(verify_personal(&owner, b"Some data", signature));
+        assert!(verify_personal(
+            &owner,
+            b"Some data",
+            &format!("eth:{signature}")
+        ));
+        assert!(!verify_personal(&owner, b"Some datb", signature));
+        // Nor does it pass as the typed-data signature a spec needs.
+        assert!(!verify(&owner, b"Some data", &format!("eth:{signature}")));
+        // An ed25519 owner's signature is the same either way.
+        let key = OwnerKey::generate(KeyKind::Ed25519).unwrap();
+        let signed = key.sign(b"challenge");
+        assert!(verify_personal(&key.owner(), b"challenge", &signed));
+        assert!(!verify_personal(&key.owner(), b"challengf", &signed));
     }
 
     #[test]

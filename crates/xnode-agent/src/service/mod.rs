@@ -59,6 +59,8 @@ pub struct Settings {
     pub owner_file: Option<PathBuf>,
     /// The nftables set to hold the ports the workloads here expose, if any.
     pub firewall: Option<crate::firewall::NftSet>,
+    /// The API over the network, for `status`, when xnoded listens on TCP.
+    pub remote: Option<xnode_api::node::RemoteStatus>,
 }
 
 /// How long a burst of unit changes may take before the pass it triggers.

@@ -79,6 +79,12 @@ where
         }
         let mut status = Status {
             node: self.current.as_ref().map(|c| c.spec.node.name.clone()),
+            owner: self
+                .current
+                .as_ref()
+                .and_then(|c| c.spec.node.owner.as_ref())
+                .map(ToString::to_string),
+            remote: self.settings.remote.clone(),
             generation,
             last_good: state.last_good,
             converged: self.is_converged(),

@@ -65,6 +65,13 @@ fn text(s: &Status) -> String {
     if let Some(e) = &s.last_error {
         let _ = writeln!(out, "last error  {e}");
     }
+    if let Some(r) = &s.remote {
+        let _ = writeln!(
+            out,
+            "remote      {} (certificate {})",
+            r.address, r.fingerprint
+        );
+    }
     if let Some(mesh) = &s.mesh {
         if let Some(node) = &mesh.node {
             let _ = writeln!(
