@@ -91,7 +91,7 @@ async fn call(
     mut query: BTreeMap<String, String>,
     body: axum::body::Body,
 ) -> Response {
-    let body = match read(body).await {
+    let body = match read(body, MAX_MESSAGE as usize).await {
         Ok(body) => body,
         Err(r) => return refusal(r),
     };
@@ -119,15 +119,15 @@ async fn call(
     }
 }
 
-/// A request's body: at most 64 MiB, all of it within 30 s.
-async fn read(body: axum::body::Body) -> Result<Bytes, Refusal> {
+/// A request's body: at most `limit` bytes, all of it within 30 s.
+pub(crate) async fn read(body: axum::body::Body, limit: usize) -> Result<Bytes, Refusal> {
     use http_body_util::BodyExt as _;
-    let limited = http_body_util::Limited::new(body, MAX_MESSAGE as usize);
+    let limited = http_body_util::Limited::new(body, limit);
     match tokio::time::timeout(crate::server::READ_TIMEOUT, limited.collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal {
             code: "too_large",
-            message: format!("the body is over {} MiB", MAX_MESSAGE >> 20),
+            message: format!("the body is over {} KiB", limit >> 10),
         }),
         Ok(Err(e)) => Err(Refusal {
             code: "bad_request",

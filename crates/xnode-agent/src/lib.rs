@@ -6,6 +6,7 @@
 
 pub mod accept;
 pub mod backoff;
+pub mod console;
 pub mod deadline;
 pub mod deploy;
 pub mod dns;

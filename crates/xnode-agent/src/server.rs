@@ -195,6 +195,12 @@ pub async fn dispatch(
                 .map_err(|why| Refusal::new("invalid_spec", why))?;
             Command::Plan { spec, reply: tx }
         }
+        Request::PushDraft { spec } => {
+            validate(spec.clone())
+                .await
+                .map_err(|why| Refusal::new("invalid_spec", why))?;
+            Command::Request(Request::PushDraft { spec }, tx)
+        }
         other => Command::Request(other, tx),
     };
     if commands.send(command).await.is_err() {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse as _, Response};
 use tokio::sync::mpsc;
-use xnode_api::events::{self, changes};
-use xnode_api::node::Status;
+use xnode_api::events::{self, Seen, changes};
+use xnode_api::node::History;
 use xnode_api::{Request, StreamError};
 
 use crate::http::refusal;
@@ -100,11 +100,11 @@ pub async fn events(commands: mpsc::Sender<Command>) -> Response {
         Err(r) => return refusal(r),
     };
     let snapshot = events::Event::Snapshot {
-        status: Box::new(first.clone()),
+        status: Box::new(first.status.clone()),
     };
     struct Watching {
         commands: mpsc::Sender<Command>,
-        last: Status,
+        last: Seen,
         pending: VecDeque<events::Event>,
         ended: bool,
         _permit: tokio::sync::SemaphorePermit<'static>,
@@ -148,11 +148,19 @@ fn sent(event: Result<Event, axum::Error>) -> Event {
     event.unwrap_or_else(|_| Event::default().comment("an event that cannot be sent"))
 }
 
-/// The node's status, as `GET /v1/status` answers it.
-async fn look(commands: &mpsc::Sender<Command>) -> Result<Status, Refusal> {
-    let status = crate::server::dispatch(Request::Status, commands).await?;
-    serde_json::from_value(status).map_err(|e| Refusal {
+/// The node's status and generations, as `GET /v1/status` and `/v1/history` answer
+/// them.
+async fn look(commands: &mpsc::Sender<Command>) -> Result<Seen, Refusal> {
+    let unreadable = |e: serde_json::Error| Refusal {
         code: "unavailable",
-        message: format!("the status could not be read: {e}"),
+        message: format!("the node's status could not be read: {e}"),
+    };
+    let status = crate::server::dispatch(Request::Status, commands).await?;
+    let history = crate::server::dispatch(Request::History, commands).await?;
+    Ok(Seen {
+        status: serde_json::from_value(status).map_err(unreadable)?,
+        generations: serde_json::from_value::<History>(history)
+            .map_err(unreadable)?
+            .generations,
     })
 }

@@ -129,6 +129,9 @@ async fn exchange(
     Ok((response.status(), response.into_body()))
 }
 
+/// How long a stream may take to start.
+const START: Duration = Duration::from_secs(30);
+
 /// Follows a stream of Server-Sent Events at `path` (`GET`): each event's data, as
 /// JSON, goes to `each` until `each` says stop (`Ok(true)`) or the stream ends
 /// (`Ok(false)`). A refusal, or an `error` event, is [`ClientError::Refused`] with the
@@ -142,7 +145,11 @@ pub fn follow<T: DeserializeOwned>(
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let (status, mut body) = exchange(socket, "GET", path, Vec::new()).await?;
+        // The stream itself may be quiet for long; its start may not.
+        let (status, mut body) =
+            tokio::time::timeout(START, exchange(socket, "GET", path, Vec::new()))
+                .await
+                .map_err(|_| ClientError::Timeout(START))??;
         let mut pending = Vec::new();
         // The kind of the event being read (`event:`), until its blank line.
         let mut kind = String::new();

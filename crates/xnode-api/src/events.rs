@@ -73,19 +73,35 @@ pub enum Event {
         /// Whether it is.
         converged: bool,
     },
+    /// A kind this client does not know (from a newer xnoded): skipped.
+    #[serde(other)]
+    Unknown,
+}
+
+/// What one look at the node sees: its status, and every kept generation's record
+/// (a rolled-back generation is no longer the one in force, so only its record says
+/// what became of it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Seen {
+    /// The status.
+    pub status: Status,
+    /// The kept generations, oldest first.
+    pub generations: Vec<Generation>,
 }
 
 /// What changed from `before` to `after`, in the order a reader wants it: the
-/// generation, the apply, the workloads, the mesh, and last whether it all converged.
-pub fn changes(before: &Status, after: &Status) -> Vec<Event> {
+/// generations, the apply, the workloads, the mesh, and last whether it all
+/// converged.
+pub fn changes(before: &Seen, after: &Seen) -> Vec<Event> {
     let mut out = Vec::new();
-    if let Some(g) = &after.generation
-        && before.generation.as_ref() != Some(g)
-    {
-        out.push(Event::Generation {
-            generation: g.clone(),
-        });
+    for g in &after.generations {
+        if !before.generations.contains(g) {
+            out.push(Event::Generation {
+                generation: g.clone(),
+            });
+        }
     }
+    let (before, after) = (&before.status, &after.status);
     if let Some(a) = &after.applying
         && before.applying.as_ref() != Some(a)
     {
@@ -166,6 +182,7 @@ impl Event {
             Event::Placement { .. } => "placement",
             Event::Rollout { .. } => "rollout",
             Event::Converged { .. } => "converged",
+            Event::Unknown => "unknown",
         }
     }
 }
@@ -176,35 +193,54 @@ mod tests {
 
     use super::*;
 
-    fn status(v: serde_json::Value) -> Status {
-        serde_json::from_value(v).unwrap()
+    fn seen(status: serde_json::Value, generations: serde_json::Value) -> Seen {
+        Seen {
+            status: serde_json::from_value(status).unwrap(),
+            generations: serde_json::from_value(generations).unwrap(),
+        }
     }
 
     fn kinds(events: &[Event]) -> Vec<&'static str> {
         events.iter().map(Event::kind).collect()
     }
 
+    fn g(n: u64, state: &str) -> serde_json::Value {
+        json!({"number": n, "hash": "h", "source": {"kind": "api"}, "accepted_at": 0,
+               "outcome": {"state": state, "reason": "r"}})
+    }
+
     #[test]
     fn changes_are_told_once_each_in_a_readers_order() {
-        let g = |n: u64, state: &str| {
-            json!({"number": n, "hash": "h", "source": {"kind": "api"}, "accepted_at": 0,
-                   "outcome": {"state": state}})
-        };
         let w = |name: &str, state: &str| json!({"name": name, "state": state});
-        let idle = status(json!({"generation": g(1, "healthy"), "converged": true,
-            "workloads": [w("a", "active"), w("b", "active")]}));
-        let applying = status(json!({"generation": g(2, "applying"), "converged": false,
-            "applying": {"generation": 2, "phase": "gating",
-                         "workloads": {"c": {"state": "waiting", "why": "starting"}}},
-            "workloads": [w("a", "active"), w("c", "activating")]}));
-        let gated = status(json!({"generation": g(2, "applying"), "converged": false,
-            "applying": {"generation": 2, "phase": "gating",
-                         "workloads": {"c": {"state": "healthy"}}},
-            "workloads": [w("a", "active"), w("c", "active")]}));
-        let done = status(json!({"generation": g(2, "healthy"), "converged": true,
-            "workloads": [w("a", "active"), w("c", "active")]}));
+        let idle = seen(
+            json!({"converged": true, "workloads": [w("a", "active"), w("b", "active")]}),
+            json!([g(1, "healthy")]),
+        );
+        let applying = seen(
+            json!({"converged": false,
+                   "applying": {"generation": 2, "phase": "gating",
+                                "workloads": {"c": {"state": "waiting", "why": "starting"}}},
+                   "workloads": [w("a", "active"), w("c", "activating")]}),
+            json!([g(1, "healthy"), g(2, "applying")]),
+        );
+        let gated = seen(
+            json!({"converged": false,
+                   "applying": {"generation": 2, "phase": "gating",
+                                "workloads": {"c": {"state": "healthy"}}},
+                   "workloads": [w("a", "active"), w("c", "active")]}),
+            json!([g(1, "healthy"), g(2, "applying")]),
+        );
+        let done = seen(
+            json!({"converged": true, "workloads": [w("a", "active"), w("c", "active")]}),
+            json!([g(1, "healthy"), g(2, "healthy")]),
+        );
+        // Rolled back: generation 3 (the rollback) is in force, 2's record says why.
+        let rolled = seen(
+            json!({"converged": true, "workloads": [w("a", "active"), w("b", "active")]}),
+            json!([g(1, "healthy"), g(2, "rolled_back"), g(3, "healthy")]),
+        );
         // (before, after, the kinds of events)
-        let table: [(&Status, &Status, &[&str]); 5] = [
+        let table: [(&Seen, &Seen, &[&str]); 6] = [
             (&idle, &idle, &[]),
             (
                 &idle,
@@ -220,6 +256,17 @@ mod tests {
             (&applying, &gated, &["progress", "workload"]),
             (&gated, &done, &["generation", "converged"]),
             (&done, &done, &[]),
+            (
+                &applying,
+                &rolled,
+                &[
+                    "generation",
+                    "generation",
+                    "workload",
+                    "workload_removed",
+                    "converged",
+                ],
+            ),
         ];
         for (i, (before, after, want)) in table.into_iter().enumerate() {
             assert_eq!(kinds(&changes(before, after)), want, "row {i}");
@@ -231,20 +278,39 @@ mod tests {
             state: "activating".into(),
             health: None,
         }));
+        let outcomes: Vec<String> = changes(&applying, &rolled)
+            .iter()
+            .filter_map(|e| match e {
+                Event::Generation { generation } => {
+                    Some(format!("{} {:?}", generation.number, generation.outcome))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                "2 RolledBack { reason: \"r\" }".to_owned(),
+                "3 Healthy".to_owned()
+            ]
+        );
     }
 
     #[test]
     fn the_mesh_changes_are_told_too() {
         let mesh = |state: &str, running_on: &[&str], step: &str| {
-            status(json!({"mesh": {
-                "members": [{"peer_id": "p2", "node": "n2", "state": state, "labels": {},
-                             "resources": {"cpus": 1, "memory": 1, "memory_free": 1, "disk": 1, "disk_free": 1},
-                             "services": [], "addresses": []}],
-                "services": [],
-                "placement": {"quorate": true, "settled_secs": 1.0, "hold_down_secs": 1.0, "voters": 2,
-                              "workloads": [{"name": "db", "replicas": 1, "owners": ["n1"],
-                                             "running_on": running_on, "here": "runs"}]}},
-                "rollout": {"newest": 1, "running": 1, "stable": 1, "failed": 0, "step": step}}))
+            seen(
+                json!({"mesh": {
+                    "members": [{"peer_id": "p2", "node": "n2", "state": state, "labels": {},
+                                 "resources": {"cpus": 1, "memory": 1, "memory_free": 1, "disk": 1, "disk_free": 1},
+                                 "services": [], "addresses": []}],
+                    "services": [],
+                    "placement": {"quorate": true, "settled_secs": 1.0, "hold_down_secs": 1.0, "voters": 2,
+                                  "workloads": [{"name": "db", "replicas": 1, "owners": ["n1"],
+                                                 "running_on": running_on, "here": "runs"}]}},
+                    "rollout": {"newest": 1, "running": 1, "stable": 1, "failed": 0, "step": step}}),
+                json!([]),
+            )
         };
         let before = mesh("alive", &["n2"], "runs what it should");
         let after = mesh("dead", &[], "moving to fleet generation 2");
@@ -260,6 +326,12 @@ mod tests {
                 state: "dead".into()
             }
         );
+    }
+
+    #[test]
+    fn a_kind_from_a_newer_node_is_read_as_unknown() {
+        let e: Event = serde_json::from_value(json!({"kind": "quota", "used": 3})).unwrap();
+        assert_eq!(e, Event::Unknown);
     }
 
     #[test]

@@ -124,6 +124,21 @@ pub struct Provider {
     pub protocol: String,
 }
 
+/// What the owner signs to push a spec to this node (`POST /v1/mesh/push/draft`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct PushDraft {
+    /// The text to sign, as it is (for an `eth:` owner, as EIP-712 typed data: the
+    /// first line its kind, the second its subject).
+    pub payload: String,
+    /// This node's peer id, for the push's `peer`.
+    pub peer: String,
+    /// The push's `generation`: the time in milliseconds.
+    pub generation: u64,
+    /// The push's `timestamp`, in seconds.
+    pub timestamp: u64,
+}
+
 /// This node's fleet as it sees it (`GET /v1/fleet/members`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]

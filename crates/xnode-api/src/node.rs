@@ -113,6 +113,8 @@ pub struct Status {
     pub owner: Option<String>,
     /// The API over the network, when xnoded listens on TCP.
     pub remote: Option<RemoteStatus>,
+    /// The machine, measured as the status was made.
+    pub machine: Option<Machine>,
     /// The generation in force.
     pub generation: Option<Generation>,
     /// The newest generation that proved healthy.
@@ -133,6 +135,17 @@ pub struct Status {
     pub rollout: RolloutStatus,
     /// Every workload of the spec in force.
     pub workloads: Vec<WorkloadStatus>,
+}
+
+/// The machine: what it has and what is free, and its CPU time so far (two statuses
+/// apart give its load).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct Machine {
+    /// Cores, memory and disk (of the state directory's filesystem), in bytes.
+    pub resources: crate::mesh::Resources,
+    /// CPU time spent busy since boot, all cores together, in seconds.
+    pub cpu_seconds: f64,
 }
 
 /// The API over the network.

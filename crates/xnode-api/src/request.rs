@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::fleet::{FleetSpec, FleetStatus};
-use crate::mesh::{FleetView, Member, Provider};
+use crate::mesh::{FleetView, Member, Provider, PushDraft};
 use crate::node::{Applied, Done, History, LogLine, Plan, Pruned, RolledBack, StateDir, Status};
 
 /// What a client asks.
@@ -58,6 +58,13 @@ pub enum Request {
         /// The service; all when absent.
         #[serde(default)]
         service: Option<String>,
+    },
+    /// What the owner signs to push `spec` to this node: the text, with the peer id,
+    /// generation and timestamp to send with it (for a client that cannot hash a spec,
+    /// such as the console).
+    PushDraft {
+        /// The spec document.
+        spec: Value,
     },
     /// Deliver a signed push (`xnode_spec::push::Push`) to the node it names.
     MeshPush {
@@ -260,6 +267,15 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: Method::Post,
+        path: "/v1/mesh/push/draft",
+        op: "push_draft",
+        summary: "The text the owner signs to push a spec to this node, with the peer id, generation and timestamp to send",
+        follows: false,
+        remote: Access::Read,
+        reply: SchemaGenerator::subschema_for::<PushDraft>,
+    },
+    Route {
+        method: Method::Post,
         path: "/v1/mesh/push",
         op: "mesh_push",
         summary: "Deliver an owner-signed push to the node it names",
@@ -368,6 +384,7 @@ impl Request {
             Request::StatePrune { .. } => "state_prune",
             Request::MeshPeers => "mesh_peers",
             Request::MeshServices { .. } => "mesh_services",
+            Request::PushDraft { .. } => "push_draft",
             Request::MeshPush { .. } => "mesh_push",
             Request::FleetMembers => "fleet_members",
             Request::FleetAdmit { .. } => "fleet_admit",
@@ -461,6 +478,7 @@ mod tests {
             Request::StatePrune { workload: w() },
             Request::MeshPeers,
             Request::MeshServices { service: None },
+            Request::PushDraft { spec: v() },
             Request::MeshPush { push: v() },
             Request::FleetMembers,
             Request::FleetAdmit { certificate: v() },

@@ -10,8 +10,9 @@ pub const CHALLENGE_PATH: &str = "/v1/session/challenge";
 /// Where a signed challenge is sent (`POST`), and a session ended (`DELETE`).
 pub const PATH: &str = "/v1/session";
 
-/// The cookie that carries a session.
-pub const COOKIE: &str = "xnode_session";
+/// The cookie that carries a session. `__Host-` makes browsers keep it to this host
+/// (no `Domain`, `Path=/`, `Secure`), so no other site's cookie can stand in for it.
+pub const COOKIE: &str = "__Host-xnode_session";
 
 /// A challenge to sign.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

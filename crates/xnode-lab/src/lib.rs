@@ -7,6 +7,7 @@
 //! its [`Container`] is dropped, and also when the process that booted it dies,
 //! however it dies.
 
+pub mod browser;
 pub mod cluster;
 mod container;
 pub mod fleet;

@@ -19,7 +19,7 @@ pub mod placement;
 pub mod quorum;
 mod rate;
 pub mod report;
-mod resources;
+pub mod resources;
 pub mod rollout;
 mod state_file;
 

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
@@ -30,6 +29,10 @@ use crate::server::{READ_TIMEOUT, Refusal};
 
 /// Connections held at once; the rest wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 64;
+
+/// The largest signed challenge read: a challenge and a signature are a few hundred
+/// bytes.
+const SIGN_IN_BYTES: usize = 16 << 10;
 
 /// How long a client may take over its TLS handshake.
 const HANDSHAKE: Duration = Duration::from_secs(10);
@@ -83,18 +86,39 @@ pub fn router(api: Api, remote: Arc<Remote>) -> Router {
         .with_state((api.clone(), Arc::clone(&remote)));
     crate::http::router(api)
         .merge(sessions)
+        .merge(crate::console::router())
         .layer(middleware::from_fn_with_state(remote, guard))
 }
 
-/// Lets a request through only as the module says: a write from the node's own
-/// origin, a session for all but signing in, and no unsigned change.
+/// Lets a request through only as the module says (a write from the node's own
+/// origin, a session for all but signing in and the console's files, and no unsigned
+/// change), and tells browsers to load nothing from elsewhere and frame nothing.
 async fn guard(State(remote): State<Arc<Remote>>, request: Request, next: Next) -> Response {
+    let mut response = admit(&remote, request, next).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, crate::console::POLICY),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn admit(remote: &Remote, request: Request, next: Next) -> Response {
     let writes = !matches!(*request.method(), Method::GET | Method::HEAD);
     if writes && let Err(r) = same_origin(request.headers()) {
         return refusal(r);
     }
     let path = request.uri().path();
-    if path == xnode_api::session::PATH || path == xnode_api::session::CHALLENGE_PATH {
+    let reading = matches!(*request.method(), Method::GET | Method::HEAD);
+    if path == xnode_api::session::PATH
+        || path == xnode_api::session::CHALLENGE_PATH
+        || (reading && crate::console::is_console(path))
+    {
         return next.run(request).await;
     }
     if !remote.signed_in(request.headers()) {
@@ -164,23 +188,21 @@ fn same_origin(headers: &HeaderMap) -> Result<(), Refusal> {
 impl Remote {
     /// Whether the request carries an open session.
     fn signed_in(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = session_cookie(headers) else {
-            return false;
-        };
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        sessions.check(&token, now())
+        let now = now();
+        session_cookies(headers).any(|token| sessions.check(token, now))
     }
 }
 
-/// The session token in the request's cookies.
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
+/// The session tokens in the request's cookies (a browser may send more than one of
+/// the name).
+fn session_cookies(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
-        .map(str::to_owned)
+        .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
 }
 
 fn now() -> u64 {
@@ -220,7 +242,11 @@ async fn challenge(State((_, remote)): Sign) -> Response {
 }
 
 /// A signed challenge: a session, in a cookie only this node's pages send back.
-async fn sign_in(State((api, remote)): Sign, body: Bytes) -> Response {
+async fn sign_in(State((api, remote)): Sign, body: axum::body::Body) -> Response {
+    let body = match crate::http::read(body, SIGN_IN_BYTES).await {
+        Ok(body) => body,
+        Err(r) => return refusal(r),
+    };
     let signed: SignIn = match serde_json::from_slice(&body) {
         Ok(s) => s,
         Err(e) => {
@@ -230,12 +256,30 @@ async fn sign_in(State((api, remote)): Sign, body: Bytes) -> Response {
             });
         }
     };
+    // The cheap checks first: only a challenge this node handed out costs a look at
+    // the node.
+    let pending = remote
+        .sessions
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pending(&signed.challenge, now());
+    if let Err(why) = pending {
+        return refusal(Refusal {
+            code: "unauthorized",
+            message: why.to_string(),
+        });
+    }
     // The owner of the spec in force.
     let owner = match crate::server::dispatch(xnode_api::Request::Status, &api.commands).await {
-        Ok(status) => serde_json::from_value::<xnode_api::node::Status>(status)
-            .ok()
-            .and_then(|s| s.owner)
-            .and_then(|o| xnode_spec::Owner::parse(&o).ok()),
+        Ok(status) => match serde_json::from_value::<xnode_api::node::Status>(status) {
+            Ok(s) => s.owner.and_then(|o| xnode_spec::Owner::parse(&o).ok()),
+            Err(e) => {
+                return refusal(Refusal {
+                    code: "unavailable",
+                    message: format!("the node's status could not be read: {e}"),
+                });
+            }
+        },
         Err(r) => return refusal(r),
     };
     let token = match random::<32>() {
@@ -279,13 +323,14 @@ async fn sign_in(State((api, remote)): Sign, body: Bytes) -> Response {
 
 /// Ends the request's session.
 async fn sign_out(State((_, remote)): Sign, headers: HeaderMap) -> Response {
-    if let Some(token) = session_cookie(&headers) {
-        remote
-            .sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .end(&token);
+    let mut sessions = remote
+        .sessions
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    for token in session_cookies(&headers) {
+        sessions.end(token);
     }
+    drop(sessions);
     let mut response = axum::Json(serde_json::json!({})).into_response();
     let cookie = format!("{COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -361,14 +406,16 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=1; xnode_session=abc; b=2"),
+            HeaderValue::from_static(
+                "a=1; __Host-xnode_session=abc; b=2; __Host-xnode_session=def",
+            ),
         );
-        assert_eq!(session_cookie(&h).as_deref(), Some("abc"));
+        assert_eq!(session_cookies(&h).collect::<Vec<_>>(), ["abc", "def"]);
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("xnode_sessionx=abc"),
+            HeaderValue::from_static("__Host-xnode_sessionx=abc; xnode_session=x"),
         );
-        assert_eq!(session_cookie(&h), None);
+        assert_eq!(session_cookies(&h).count(), 0);
     }
 }

@@ -59,7 +59,15 @@ pub struct Session {
 pub struct Sessions {
     node: String,
     challenges: BTreeMap<String, u64>,
-    sessions: BTreeMap<String, u64>,
+    /// Open sessions by the SHA-256 of their token, so that looking one up takes the
+    /// same time however much of a guess is right.
+    sessions: BTreeMap<[u8; 32], u64>,
+}
+
+/// What a token is kept as.
+fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).into()
 }
 
 impl Sessions {
@@ -95,16 +103,8 @@ impl Sessions {
         )
     }
 
-    /// A session for a challenge this node handed out, signed by `owner`; its token is
-    /// made of `token`. The challenge is used up whatever the outcome.
-    pub fn redeem(
-        &mut self,
-        text: &str,
-        signature: &str,
-        owner: Option<&Owner>,
-        token: [u8; 32],
-        now: u64,
-    ) -> Result<Session, Refused> {
+    /// The nonce of `text` if it is a challenge of this node that waits, unexpired.
+    fn waiting<'t>(&self, text: &'t str, now: u64) -> Result<&'t str, Refused> {
         let mut lines = text.strip_suffix('\n').unwrap_or(text).split('\n');
         let (Some(KIND), Some(node), Some(nonce), Some(expires), None) = (
             lines.next(),
@@ -118,15 +118,39 @@ impl Sessions {
         if node != self.node {
             return Err(Refused::OtherNode);
         }
-        let Some(issued) = self.challenges.remove(nonce) else {
+        let Some(issued) = self.challenges.get(nonce) else {
             return Err(Refused::Unknown);
         };
-        if expires.parse::<u64>().ok() != Some(issued) {
+        if expires.parse::<u64>().ok() != Some(*issued) {
             return Err(Refused::Malformed);
         }
-        if issued <= now {
+        if *issued <= now {
             return Err(Refused::Expired);
         }
+        Ok(nonce)
+    }
+
+    /// Whether `text` is a challenge of this node that waits, unexpired: what is
+    /// checked before anything costlier (the owner, the signature).
+    pub fn pending(&self, text: &str, now: u64) -> Result<(), Refused> {
+        self.waiting(text, now).map(drop)
+    }
+
+    /// A session for a challenge this node handed out, signed by `owner`; its token is
+    /// made of `token`. The challenge is used up whatever the outcome.
+    pub fn redeem(
+        &mut self,
+        text: &str,
+        signature: &str,
+        owner: Option<&Owner>,
+        token: [u8; 32],
+        now: u64,
+    ) -> Result<Session, Refused> {
+        let checked = self.waiting(text, now);
+        if let Some(nonce) = text.lines().nth(2).and_then(|l| l.strip_prefix("nonce ")) {
+            self.challenges.remove(nonce);
+        }
+        checked?;
         let owner = owner.ok_or(Refused::NoOwner)?;
         if !xnode_spec::keys::verify_personal(owner, text.as_bytes(), signature) {
             return Err(Refused::NotTheOwner);
@@ -137,7 +161,7 @@ impl Sessions {
                 .sessions
                 .iter()
                 .min_by_key(|(_, e)| **e)
-                .map(|(t, _)| t.clone());
+                .map(|(t, _)| *t);
             if let Some(t) = first {
                 self.sessions.remove(&t);
             }
@@ -146,18 +170,19 @@ impl Sessions {
             token: hex(&token),
             expires: now + SESSION_SECS,
         };
-        self.sessions.insert(session.token.clone(), session.expires);
+        self.sessions
+            .insert(digest(&session.token), session.expires);
         Ok(session)
     }
 
     /// Whether `token` is a session open at `now`.
     pub fn check(&self, token: &str, now: u64) -> bool {
-        self.sessions.get(token).is_some_and(|e| *e > now)
+        self.sessions.get(&digest(token)).is_some_and(|e| *e > now)
     }
 
     /// Ends a session.
     pub fn end(&mut self, token: &str) {
-        self.sessions.remove(token);
+        self.sessions.remove(&digest(token));
     }
 }
 

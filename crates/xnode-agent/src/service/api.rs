@@ -157,7 +157,8 @@ where
             | Request::MeshServices { .. }
             | Request::FleetMembers
             | Request::FleetAdmit { .. }
-            | Request::FleetRevoke { .. } => self.mesh_query(request, reply),
+            | Request::FleetRevoke { .. }
+            | Request::PushDraft { .. } => self.mesh_query(request, reply),
             Request::MeshPush { push } => self.push(push, reply),
             Request::FleetApply { spec } => self.fleet_apply(spec, reply),
             Request::FleetSpec => {

@@ -2,6 +2,8 @@
 
 use tokio::sync::oneshot;
 use xnode_api::Request;
+use xnode_api::mesh::PushDraft;
+use xnode_spec::push;
 
 use super::Reply;
 use crate::nix::Realise;
@@ -40,11 +42,38 @@ where
                         Err(e) => Ok(Reply::error(format!("not a revocation: {e}"))),
                     }
                 }
+                Request::PushDraft { spec } => handle
+                    .status()
+                    .await
+                    .map(|node| draft(&node.peer_id, &spec)),
                 _ => handle.members().await.map(Reply::ok),
             };
             let _ = reply.send(answer.unwrap_or_else(|e| Reply::error(e.to_string())));
         });
     }
+}
+
+/// What the owner signs to push `spec` (validated) to `peer` now.
+fn draft(peer: &str, spec: &serde_json::Value) -> Reply {
+    let size = serde_json::to_vec(spec).map_or(usize::MAX, |b| b.len());
+    if size > push::MAX_BYTES {
+        return Reply::error(format!(
+            "the spec is {size} bytes; a push carries at most {} (apply a spec this large on the node itself)",
+            push::MAX_BYTES
+        ));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (generation, timestamp) = (now.as_millis() as u64, now.as_secs());
+    let hash = xnode_spec::hash_value(spec);
+    let payload = push::payload(peer, generation, timestamp, &hash);
+    Reply::ok(PushDraft {
+        payload: String::from_utf8_lossy(&payload).into_owned(),
+        peer: peer.to_owned(),
+        generation,
+        timestamp,
+    })
 }
 
 /// A peer's answer, as the API gives it.

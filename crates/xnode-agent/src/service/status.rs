@@ -3,7 +3,7 @@
 
 use tokio::sync::oneshot;
 use xnode_api::mesh::MeshStatus;
-use xnode_api::node::{Applying, Health, SpecFile, Status, WorkloadStatus};
+use xnode_api::node::{Applying, Health, Machine, SpecFile, Status, WorkloadStatus};
 use xnode_spec::unit::main_unit;
 
 use super::Reply;
@@ -85,6 +85,7 @@ where
                 .and_then(|c| c.spec.node.owner.as_ref())
                 .map(ToString::to_string),
             remote: self.settings.remote.clone(),
+            machine: None,
             generation,
             last_good: state.last_good,
             converged: self.is_converged(),
@@ -111,8 +112,15 @@ where
                 m.error(),
             )
         });
+        let state_dir = self.apply.state_dir();
         tokio::spawn(async move {
             measure_state(&mut status.workloads).await;
+            status.machine = tokio::task::spawn_blocking(move || Machine {
+                resources: xnode_mesh::resources::measure(&state_dir),
+                cpu_seconds: xnode_mesh::resources::cpu_seconds(),
+            })
+            .await
+            .ok();
             let Some((handle, placement, error)) = mesh else {
                 let _ = reply.send(Reply::ok(status));
                 return;

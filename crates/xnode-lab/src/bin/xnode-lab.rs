@@ -59,16 +59,25 @@ fn run(
         "== booting a container and starting xnoded on {}",
         spec.display()
     );
-    let c = xnode_lab::node::boot_node(&bin_dir, &bytes)?;
+    // The console too, on a port of the host's loopback (the container shares it).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let flags = format!(
+        "{} --http-listen 127.0.0.1:{port}",
+        xnode_lab::node::TEST_FLAGS
+    );
+    let c = xnode_lab::node::boot_node_with(&bin_dir, &bytes, &flags)?;
     println!(
         "   container {} is up (systemd as PID 1; xnoded is a Type=notify service)",
         c.name()
     );
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    let status = loop {
         let out = c.exec(&["xnodectl", "status", "--output", "json"])?;
-        if String::from_utf8_lossy(&out.stdout).contains("\"converged\": true") {
-            break;
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if status["converged"] == true {
+            break status;
         }
         if Instant::now() > deadline {
             return Err(format!(
@@ -78,7 +87,7 @@ fn run(
             .into());
         }
         std::thread::sleep(Duration::from_millis(250));
-    }
+    };
     println!("\n== xnodectl status");
     print!("{}", c.sh("xnodectl status")?);
     println!("\n== xnodectl history");
@@ -87,6 +96,11 @@ fn run(
     print!(
         "{}",
         c.sh("systemctl list-units --no-pager 'xnode-*' 'xnoded*'")?
+    );
+    println!(
+        "\n== the console: {}/ (certificate {}); sign in as the spec's node.owner",
+        status["remote"]["address"].as_str().unwrap_or("-"),
+        status["remote"]["fingerprint"].as_str().unwrap_or("-")
     );
     if keep {
         println!(

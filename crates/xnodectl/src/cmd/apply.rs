@@ -48,7 +48,7 @@ pub fn run(args: &ApplyArgs) -> Result<Outcome> {
         cmd::print_json(&result)?;
         return outcome(&result, false);
     }
-    let progress = Progress::start(socket, show);
+    let progress = Progress::start(socket, show, &validated.hash.to_string());
     let (done, answer) = std::sync::mpsc::channel();
     let caller = socket.clone();
     std::thread::spawn(move || {
@@ -65,8 +65,12 @@ pub fn run(args: &ApplyArgs) -> Result<Outcome> {
             progress.stop();
             return detached(n, text);
         }
-        if let Ok(result) = answer.recv_timeout(Duration::from_millis(100)) {
-            break result;
+        match answer.recv_timeout(Duration::from_millis(100)) {
+            Ok(result) => break result,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                break Err(anyhow::anyhow!("the call to xnoded ended with no answer"));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
     };
     progress.stop();

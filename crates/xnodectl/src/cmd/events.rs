@@ -88,5 +88,6 @@ fn text(event: &Event) -> String {
         Event::Rollout { rollout } => format!("rollout: {}", rollout.step),
         Event::Converged { converged: true } => "converged".into(),
         Event::Converged { converged: false } => "not converged".into(),
+        Event::Unknown => "a change this xnodectl does not know (update it)".into(),
     }
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use xnode_api::Source;
 use xnode_api::events::{self, Event};
 use xnode_api::node::{Applying, Gated};
 
@@ -44,7 +45,7 @@ pub struct Progress {
 impl Progress {
     /// Follows the node's changes on a thread of its own; it ends with the process (a
     /// stream with nothing to say holds its thread until xnoded's next keep-alive).
-    pub fn start(socket: &Path, show: Show) -> Progress {
+    pub fn start(socket: &Path, show: Show, spec: &str) -> Progress {
         let shown = Arc::new(Mutex::new(Shown {
             show,
             terminal: (show == Show::Terminal).then(|| (MultiProgress::new(), BTreeMap::new())),
@@ -54,34 +55,44 @@ impl Progress {
         }));
         let (tell, recorded) = std::sync::mpsc::channel();
         let (ready, started) = std::sync::mpsc::channel();
-        let socket = socket.to_owned();
+        let (socket, spec) = (socket.to_owned(), spec.to_owned());
         let theirs = Arc::clone(&shown);
         std::thread::spawn(move || {
-            // An apply already under way when the stream starts is another's: this
-            // one will be refused, and that one's generation is not this one's.
-            let mut another = false;
-            // A stream that cannot be had only leaves the progress unshown.
-            let _ = xnode_api::follow(&socket, events::PATH, |event: Event| {
+            // This apply's generation: a new one, made through the API, of this spec.
+            let mut before = u64::MAX;
+            let followed = xnode_api::follow(&socket, events::PATH, |event: Event| {
                 let mut shown = theirs.lock().unwrap_or_else(PoisonError::into_inner);
                 if shown.stopped {
                     return false;
                 }
-                let applying = match event {
-                    Event::Progress { applying } => applying,
+                match event {
                     Event::Snapshot { status } => {
-                        another = status.applying.is_some();
+                        before = status.generation.map_or(0, |g| g.number);
                         let _ = ready.send(());
-                        return true;
                     }
-                    _ => return true,
-                };
-                if let (false, None, Some(n)) = (another, shown.generation, applying.generation) {
-                    shown.generation = Some(n);
-                    let _ = tell.send(n);
+                    Event::Generation { generation: g }
+                        if shown.generation.is_none()
+                            && g.number > before
+                            && g.source == Source::Api
+                            && g.node_hash() == spec =>
+                    {
+                        shown.generation = Some(g.number);
+                        let _ = tell.send(g.number);
+                    }
+                    // Another's apply is not shown as this one's.
+                    Event::Progress { applying }
+                        if shown.generation.is_none()
+                            || applying.generation == shown.generation =>
+                    {
+                        shown.show(&applying);
+                    }
+                    _ => {}
                 }
-                shown.show(&applying);
                 true
             });
+            if let Err(e) = followed {
+                eprintln!("(the apply's progress cannot be shown: {e})");
+            }
         });
         // The apply is asked for once the stream is under way, so none of its progress
         // is missed (a stream that cannot be had is not waited for long).
