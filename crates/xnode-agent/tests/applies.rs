@@ -29,15 +29,6 @@ fn sleeper() -> Value {
     json!({"command": ["/bin/sleep", "infinity"]})
 }
 
-/// A port nothing listens on now (containers share the host's loopback).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn apply_in_background(c: &Container, spec: Value) -> std::thread::JoinHandle<Value> {
     let socket = c.path("/run/xnode/api.sock");
     std::thread::spawn(move || {
@@ -56,7 +47,7 @@ fn status_answers_while_an_apply_waits_in_a_long_health_gate_and_shows_it() {
     let c = node(&spec(json!({"a": sleeper()})), xnode_lab::node::TEST_FLAGS);
     wait_for(&c, "convergence", |s| s["converged"] == true);
     // Healthy once something listens on `port`: the test opens it when it is done.
-    let port = free_port();
+    let port = xnode_lab::node::free_port();
     let gated = spec(json!({
         "a": sleeper(),
         "slow": {"command": ["/bin/sleep", "infinity"], "health": {"timeout": "60s", "tcp": {"port": port}}}
@@ -127,7 +118,7 @@ fn status_answers_while_an_apply_waits_in_a_long_health_gate_and_shows_it() {
 fn a_mesh_workload_a_failing_generation_places_here_rolls_it_back() {
     // A node alone in its mesh is quorate by itself: its mesh workloads run here once
     // its hold-down is over.
-    let port = free_port();
+    let port = xnode_lab::node::free_port();
     let spec = |workloads: Value| {
         json!({"version": 1, "node": {"name": "alone", "owner": fleet::owner().owner().to_string()},
                "mesh": {"listen": [format!("/ip4/127.0.0.1/tcp/{port}")]},

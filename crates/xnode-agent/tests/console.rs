@@ -17,14 +17,6 @@ const FLAGS: &str = "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0 
                      --join-key /etc/xnode/join.key";
 const WAIT: Duration = Duration::from_secs(60);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn shots() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/console")
 }
@@ -32,7 +24,7 @@ fn shots() -> PathBuf {
 #[test]
 fn the_owner_watches_and_changes_the_node_from_the_console() {
     let owner = xnode_lab::fleet::owner();
-    let (mesh_port, https_port) = (free_port(), free_port());
+    let (mesh_port, https_port) = (xnode_lab::node::free_port(), xnode_lab::node::free_port());
     let spec = |workloads: Value| {
         json!({"version": 1, "node": {"name": "console", "owner": owner.owner().to_string()},
                "mesh": {"listen": [format!("/ip4/127.0.0.1/tcp/{mesh_port}")]},

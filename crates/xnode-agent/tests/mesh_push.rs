@@ -18,14 +18,6 @@ use xnode_spec::push;
 const FLAGS: &str =
     "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0 --join-key /etc/xnode/join.key";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn node(spec: &Value) -> Container {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
     xnode_lab::node::boot_node_with(
@@ -65,7 +57,7 @@ fn sleeper() -> Value {
 fn pushes_from_the_owner_are_applied_and_all_others_rejected() {
     let owner = xnode_lab::fleet::owner();
     let stranger = OwnerKey::generate(KeyKind::Eth).unwrap();
-    let (pa, pb) = (free_port(), free_port());
+    let (pa, pb) = (xnode_lab::node::free_port(), xnode_lab::node::free_port());
     let a = node(
         &json!({"version": 1, "node": {"name": "a", "owner": owner.owner().to_string()},
         "mesh": {"listen": [format!("/ip4/127.0.0.1/tcp/{pa}")]}}),

@@ -24,14 +24,6 @@ use xnode_spec::push;
 const FLAGS: &str = "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0 \
                      --join-key /etc/xnode/join.key";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Trusts the one certificate whose SHA-256 is the fingerprint, as a pinning client
 /// does.
 #[derive(Debug)]
@@ -200,7 +192,7 @@ fn now() -> u64 {
 fn over_the_network_only_the_owner_reads_and_only_what_it_signed_changes_anything() {
     let owner = xnode_lab::fleet::owner();
     let stranger = OwnerKey::generate(KeyKind::Ed25519).unwrap();
-    let (mesh_port, https_port) = (free_port(), free_port());
+    let (mesh_port, https_port) = (xnode_lab::node::free_port(), xnode_lab::node::free_port());
     let spec = |workloads: Value| {
         json!({"version": 1, "node": {"name": "remote", "owner": owner.owner().to_string()},
                "mesh": {"listen": [format!("/ip4/127.0.0.1/tcp/{mesh_port}")]},

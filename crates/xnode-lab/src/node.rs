@@ -238,3 +238,11 @@ pub fn write_spec(c: &Container, bytes: &[u8]) -> Result<(), LabError> {
     std::fs::write(&temp, bytes).map_err(LabError::io("cannot write the new spec"))?;
     std::fs::rename(temp, path).map_err(LabError::io("cannot replace the spec"))
 }
+
+/// A TCP port free on the host's loopback now, for a node's mesh or HTTPS listener
+/// (lab containers share the host's network unless given a namespace).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_or(0, |a| a.port())
+}

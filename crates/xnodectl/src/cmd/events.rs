@@ -6,33 +6,11 @@ use xnode_api::events::{self, Event};
 use super::progress::line;
 use super::status::outcome_word;
 use crate::Outcome;
-use crate::cli::{AgentArgs, Output};
+use crate::cli::AgentArgs;
 use crate::cmd;
 
 pub fn run(args: &AgentArgs) -> Result<Outcome> {
-    let mut failed = None;
-    let stopped = xnode_api::follow(&args.socket, events::PATH, |event: Event| {
-        let shown = match args.output {
-            Output::Json => serde_json::to_string(&event)
-                .map(|l| l + "\n")
-                .map_err(Into::into),
-            Output::Text => Ok(text(&event) + "\n"),
-        };
-        // Stop at a closed pipe (`| head`), or anything else that cannot be printed.
-        match shown.and_then(|s| cmd::print(&s)) {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        }
-    })?;
-    match (failed, stopped) {
-        (Some(e), _) => Err(e),
-        (None, true) => Ok(Outcome::Success),
-        // xnoded never ends the stream by itself: it went away.
-        (None, false) => Err(anyhow::anyhow!("xnoded ended the stream (did it restart?)")),
-    }
+    cmd::print_stream(args, events::PATH, text)
 }
 
 /// An event as a line for people.

@@ -34,30 +34,5 @@ fn follow(args: &LogsArgs) -> Result<Outcome> {
         lines: args.lines,
     };
     let path = format!("{}&follow=true", request.to_http()?.target);
-    let mut failed = None;
-    let stopped = xnode_api::follow(&args.agent.socket, &path, |line: LogLine| {
-        let shown = match args.agent.output {
-            Output::Json => serde_json::to_string(&line).map(|l| l + "\n"),
-            Output::Text => Ok(format!("{}\n", line.message)),
-        };
-        // Stop at a closed pipe (`| head`), or anything else that cannot be printed.
-        match shown
-            .map_err(anyhow::Error::from)
-            .and_then(|s| cmd::print(&s))
-        {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        }
-    })?;
-    match (failed, stopped) {
-        (Some(e), _) => Err(e),
-        (None, true) => Ok(Outcome::Success),
-        // xnoded never ends a followed log by itself: it went away.
-        (None, false) => Err(anyhow::anyhow!(
-            "xnoded ended the log's stream (did it restart?)"
-        )),
-    }
+    cmd::print_stream(&args.agent, &path, |line: &LogLine| line.message.clone())
 }

@@ -73,6 +73,37 @@ pub fn print(text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Prints each item of a stream of Server-Sent Events at `path` (`text` for people,
+/// or a JSON line each) until the user stops it; a closed pipe (`| head`) ends it
+/// quietly. xnoded never ends a stream by itself, so its end is an error.
+pub fn print_stream<T: serde::de::DeserializeOwned + serde::Serialize>(
+    agent: &crate::cli::AgentArgs,
+    path: &str,
+    text: impl Fn(&T) -> String,
+) -> Result<crate::Outcome> {
+    let mut failed = None;
+    let stopped = xnode_api::follow(&agent.socket, path, |item: T| {
+        let shown = match agent.output {
+            crate::cli::Output::Json => serde_json::to_string(&item)
+                .map(|l| l + "\n")
+                .map_err(Into::into),
+            crate::cli::Output::Text => Ok(text(&item) + "\n"),
+        };
+        match shown.and_then(|s| print(&s)) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    })?;
+    match (failed, stopped) {
+        (Some(e), _) => Err(e),
+        (None, true) => Ok(crate::Outcome::Success),
+        (None, false) => Err(anyhow::anyhow!("xnoded ended the stream (did it restart?)")),
+    }
+}
+
 /// Pretty JSON with a final newline.
 pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     print(&(serde_json::to_string_pretty(value)? + "\n"))
