@@ -130,6 +130,11 @@ function signerPicker(onReady) {
 function signedOut() {
   events?.close();
   events = null;
+  clearInterval(looking);
+  signer = null;
+  status = null;
+  changes.length = 0;
+  samples.length = 0;
   nav.hidden = true;
   if (location.hash !== "#/sign-in") location.hash = "#/sign-in";
   else render();
@@ -169,14 +174,26 @@ async function signInView() {
 
 let events = null;
 let status = null;
+/** The machine's charts need a look now and then even when nothing changes. */
+let looking = null;
 const changes = [];
 const samples = [];
 let refreshing = null;
 
 function start() {
   nav.hidden = false;
+  clearInterval(looking);
+  looking = setInterval(refreshSoon, 5000);
   if (!events) {
     events = new EventSource("/v1/events");
+    // The browser reconnects by itself unless the answer was a refusal: then the
+    // session is over, and a look at the node says so.
+    events.onerror = () => {
+      if (events?.readyState === EventSource.CLOSED) {
+        events = null;
+        loadStatus().then(start, () => {});
+      }
+    };
     const kinds = ["snapshot", "generation", "progress", "workload", "workload_removed",
       "member", "placement", "rollout", "converged"];
     for (const kind of kinds) {
@@ -244,6 +261,10 @@ async function loadStatus() {
 
 let currentView = null;
 
+/** Whether `view` is still the one shown: a draw that awaited the node may find the
+ * user gone to another page meanwhile, and must then draw nothing. */
+const showing = (view) => currentView === view;
+
 const bytes = (n) => {
   if (n === undefined || n === null) return "-";
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -264,7 +285,8 @@ function chart(label, values) {
   const w = 300, hgt = 80;
   const points = values.map((v, i) =>
     `${(i / Math.max(values.length - 1, 1)) * w},${hgt - Math.max(0, Math.min(1, v)) * hgt}`).join(" ");
-  const last = values.length ? `${Math.round(values[values.length - 1] * 100)} %` : "-";
+  const last = values.length
+    ? `${Math.round(Math.max(0, Math.min(1, values[values.length - 1])) * 100)} %` : "-";
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", `0 0 ${w} ${hgt}`);
   svg.setAttribute("class", "chart");
@@ -351,6 +373,12 @@ function workloadView(name) {
   };
   const open = () => {
     follow = new EventSource(`/v1/workloads/${encodeURIComponent(name)}/logs?lines=200&follow=true`);
+    // A reconnect sends the last lines again: start the log afresh.
+    let opened = false;
+    follow.onopen = () => {
+      if (opened) logs.replaceChildren();
+      opened = true;
+    };
     follow.onmessage = (e) => {
       const line = JSON.parse(e.data);
       logs.append(line.message + "\n");
@@ -358,7 +386,11 @@ function workloadView(name) {
       logs.scrollTop = logs.scrollHeight;
     };
     follow.addEventListener("error", (e) => {
-      if (e.data) logs.append(`(the log ended: ${JSON.parse(e.data).message})\n`);
+      // xnoded's own `error` event: the journal cannot be read on.
+      if (e.data) {
+        logs.append(`(the log ended: ${JSON.parse(e.data).message})\n`);
+        follow.close();
+      }
     });
   };
   return { draw, update: draw, open, close: () => follow?.close() };
@@ -370,8 +402,15 @@ function applyView() {
   const out = h("div", { id: "apply-result", role: "status" });
   const applyButton = h("button", { type: "button", id: "sign-apply", disabled: true }, "Sign and apply");
   let checked = null;
+  let watching = null;
+  const changed = () => {
+    checked = null;
+    applyButton.disabled = true;
+  };
+  text.addEventListener("input", changed);
   file.addEventListener("change", async () => {
     if (file.files[0]) text.value = await file.files[0].text();
+    changed();
   });
   const check = async () => {
     checked = null;
@@ -404,28 +443,35 @@ function applyView() {
     const verdict = h("p", { id: "verdict", role: "status" }, "Signing…");
     out.replaceChildren(h("h2", {}, "Applying"), progress, verdict);
     out.scrollIntoView({ block: "start" });
+    listeners.delete(watching);
     try {
       const draft = await api("POST", "/v1/mesh/push/draft", { spec: checked });
       const signature = await signer.statement(draft.payload);
+      // This push's generation is the one made from it: its source names the push.
+      let number = null;
+      watching = (e) => {
+        if (e.kind === "generation" && e.generation.source.kind === "mesh"
+          && e.generation.source.push_generation === draft.generation) {
+          number = e.generation.number;
+          const state = e.generation.outcome.state;
+          if (state === "applying") return;
+          verdict.textContent = `Generation ${number}: ${state.replace("_", " ")}` +
+            (e.generation.outcome.reason ? ` (${e.generation.outcome.reason})` : "");
+          verdict.className = state === "healthy" ? "ok" : "bad";
+          listeners.delete(watching);
+        }
+        if (e.kind === "progress" && number !== null && e.applying.generation === number) {
+          progress.append(h("li", {}, progressLine(e.applying)));
+        }
+      };
+      listeners.add(watching);
       verdict.textContent = "Sent; waiting for the node…";
       const answer = await api("POST", "/v1/mesh/push", {
         push: { v: 2, peer: draft.peer, generation: draft.generation, timestamp: draft.timestamp, spec: checked, signature },
       });
-      const m = /as generation (\d+)/.exec(answer);
-      const number = m ? Number(m[1]) : null;
-      const onEvent = (e) => {
-        if (e.kind === "progress") progress.append(h("li", {}, progressLine(e.applying)));
-        if (e.kind === "generation" && e.generation.number === number && e.generation.outcome.state !== "applying") {
-          const state = e.generation.outcome.state;
-          verdict.textContent = `Generation ${number}: ${state.replace("_", " ")}` +
-            (e.generation.outcome.reason ? ` (${e.generation.outcome.reason})` : "");
-          verdict.className = state === "healthy" ? "ok" : "bad";
-          listeners.delete(onEvent);
-        }
-      };
-      verdict.textContent = `${answer}`;
-      listeners.add(onEvent);
+      if (number === null) verdict.textContent = `${answer}`;
     } catch (e) {
+      listeners.delete(watching);
       verdict.textContent = `Not applied: ${e.message}`;
       verdict.className = "bad";
     }
@@ -441,12 +487,14 @@ function applyView() {
       signerPicker(() => { applyButton.disabled = !checked; }),
       h("div", { class: "row" }, applyButton)),
     out);
-  return { draw };
+  return { draw, close: () => listeners.delete(watching) };
 }
 
 function historyView() {
-  const draw = async () => {
+  const view = {};
+  view.draw = async () => {
     const history = await api("GET", "/v1/history");
+    if (!showing(view)) return;
     main.replaceChildren(h("h1", {}, "History"),
       h("div", { class: "card scroll" }, h("table", { id: "history" },
         h("thead", {}, h("tr", {}, ["Generation", "", "Outcome", "Source", "Accepted", "Hash"].map((c) => h("th", { scope: "col" }, c)))),
@@ -460,18 +508,21 @@ function historyView() {
       h("p", { class: "muted" }, "A rollback is a change the owner makes on the node (",
         h("code", {}, "xnodectl rollback"), "), or here by applying an earlier spec."));
   };
-  return { draw };
+  return view;
 }
 
 function meshView() {
-  const draw = async () => {
+  const view = {};
+  view.draw = async () => {
     let fleet = null;
     try { fleet = await api("GET", "/v1/fleet/status"); } catch { /* no mesh or no fleet */ }
+    if (!showing(view)) return;
+    // The mesh node's own fields sit in `mesh` itself (docs/api.md).
     const mesh = status.mesh;
-    main.replaceChildren(h("h1", {}, "Mesh and fleet"),
-      mesh?.node ? h("section", { class: "card" }, facts([
-        ["Peer id", mesh.node.peer_id], ["Alive", mesh.node.alive], ["Suspect", mesh.node.suspect],
-        ["Dead", mesh.node.dead], ["Quorate", mesh.node.quorate ? "yes" : "no", mesh.node.quorate ? "ok" : "bad"],
+    main.replaceChildren(h("div", {}, h("h1", {}, "Mesh and fleet"),
+      mesh?.peer_id ? h("section", { class: "card" }, facts([
+        ["Peer id", mesh.peer_id], ["Alive", mesh.alive], ["Suspect", mesh.suspect],
+        ["Dead", mesh.dead], ["Quorate", mesh.quorate ? "yes" : "no", mesh.quorate ? "ok" : "bad"],
       ])) : h("p", { class: "muted" }, mesh?.error ?? "This node runs no mesh."),
       fleet ? [h("h2", {}, "Members"),
         h("div", { class: "card scroll" }, h("table", { id: "members" },
@@ -493,9 +544,10 @@ function meshView() {
         h("thead", {}, h("tr", {}, ["Workload", "Replicas", "Should run on", "Runs on", "Here"].map((c) => h("th", { scope: "col" }, c)))),
         h("tbody", {}, (mesh?.placement?.workloads ?? []).map((w) => h("tr", {},
           h("td", {}, w.name), h("td", {}, w.replicas), h("td", {}, w.owners.join(", ") || "-"),
-          h("td", {}, w.running_on.join(", ") || "-"), h("td", {}, w.here)))))));
+          h("td", {}, w.running_on.join(", ") || "-"), h("td", {}, w.here))))))));
   };
-  return { draw, update: draw };
+  view.update = view.draw;
+  return view;
 }
 
 // ---- Routing ----
@@ -512,13 +564,15 @@ async function render() {
     if (path === "/sign-in") return await signInView();
     if (!status) await loadStatus();
     const workload = /^\/workloads\/(.+)$/.exec(path);
-    currentView = workload ? workloadView(decodeURIComponent(workload[1]))
+    const view = workload ? workloadView(decodeURIComponent(workload[1]))
       : path === "/apply" ? applyView()
       : path === "/history" ? historyView()
       : path === "/mesh" ? meshView()
       : nodeView();
-    await currentView.draw();
-    currentView.open?.();
+    currentView = view;
+    await view.draw();
+    if (!showing(view)) return;
+    view.open?.();
     main.focus({ preventScroll: true });
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) return;

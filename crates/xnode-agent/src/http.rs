@@ -127,7 +127,11 @@ pub(crate) async fn read(body: axum::body::Body, limit: usize) -> Result<Bytes, 
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal {
             code: "too_large",
-            message: format!("the body is over {} KiB", limit >> 10),
+            message: if limit >= 1 << 20 {
+                format!("the body is over {} MiB", limit >> 20)
+            } else {
+                format!("the body is over {} KiB", limit >> 10)
+            },
         }),
         Ok(Err(e)) => Err(Refusal {
             code: "bad_request",

@@ -175,7 +175,9 @@ fn the_owner_watches_and_changes_the_node_from_the_console() {
         .unwrap();
     b.wait_for(
         "the mesh",
-        "document.querySelector('h1')?.textContent === 'Mesh and fleet'",
+        "document.querySelector('h1')?.textContent === 'Mesh and fleet' \
+         && document.body.innerText.includes('Peer id') \
+         && document.getElementById('members') !== null",
         WAIT,
     )
     .unwrap();

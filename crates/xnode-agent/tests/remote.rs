@@ -119,13 +119,14 @@ impl Client {
         }
     }
 
-    fn send(
+    /// A TLS connection to the node, its request sent.
+    fn open(
         &self,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
         body: Option<&Value>,
-    ) -> Answer {
+    ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
         let name = ServerName::try_from("xnode").unwrap();
         let connection = rustls::ClientConnection::new(Arc::clone(&self.config), name).unwrap();
         let tcp = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
@@ -143,6 +144,17 @@ impl Client {
         request.push_str("\r\n");
         request.push_str(&body);
         tls.write_all(request.as_bytes()).unwrap();
+        tls
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Answer {
+        let mut tls = self.open(method, path, headers, body);
         let mut answer = Vec::new();
         // The server closes without a TLS close_notify at times; what came is enough.
         let _ = tls.read_to_end(&mut answer);
@@ -309,9 +321,35 @@ fn over_the_network_only_the_owner_reads_and_only_what_it_signed_changes_anythin
     })
     .unwrap();
 
+    // A stream open on the session ends when the session does.
+    let (tell, told) = std::sync::mpsc::channel();
+    let mut stream = client.open("GET", "/v1/events", &with, None);
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut started = false;
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if !started && String::from_utf8_lossy(&seen).contains("event: snapshot") {
+                started = true;
+                let _ = tell.send("started");
+            }
+        }
+        let _ = tell.send("ended");
+    });
+    assert_eq!(told.recv_timeout(Duration::from_secs(60)), Ok("started"));
+
     // Signed out, the cookie buys nothing.
     let out = client.send("DELETE", "/v1/session", &with, None);
     assert_eq!(out.code, 200, "{}", out.body);
     let after = client.send("GET", "/v1/status", &with, None);
     assert_eq!(after.code, 401, "{}", after.body);
+    assert_eq!(
+        told.recv_timeout(Duration::from_secs(30)),
+        Ok("ended"),
+        "the stream outlived its session"
+    );
 }

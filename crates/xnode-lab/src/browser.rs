@@ -15,11 +15,28 @@ use crate::LabError;
 
 /// A browser with one page, closed when dropped.
 pub struct Browser {
-    child: Child,
-    profile: PathBuf,
     page: WebSocket<TcpStream>,
     next: u64,
+    // Last, so the page's socket closes before the process goes.
+    _process: Process,
 }
+
+/// Chromium's process and profile, gone when dropped, whatever failed on the way.
+struct Process {
+    child: Child,
+    profile: PathBuf,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// Browsers started by this process, for their profiles' names.
+static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 fn failed(what: &str, detail: impl ToString) -> LabError {
     LabError::Command {
@@ -36,7 +53,7 @@ impl Browser {
         let profile = std::env::temp_dir().join(format!(
             "xnode-browser-{}-{}",
             std::process::id(),
-            Instant::now().elapsed().as_nanos()
+            STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&profile);
         std::fs::create_dir_all(&profile).map_err(|source| LabError::Io {
@@ -63,38 +80,43 @@ impl Browser {
                     "cannot run chromium ({e}); scripts/setup installs it"
                 ))
             })?;
-        let mut browser = Browser::connect(child, profile)?;
+        let mut browser = Browser::connect(Process { child, profile })?;
         browser.call("Page.enable", json!({}))?;
         browser.call("Runtime.enable", json!({}))?;
         Ok(browser)
     }
 
-    fn connect(mut child: Child, profile: PathBuf) -> Result<Browser, LabError> {
+    fn connect(process: Process) -> Result<Browser, LabError> {
         let deadline = Instant::now() + Duration::from_secs(60);
         let port = loop {
-            if let Ok(text) = std::fs::read_to_string(profile.join("DevToolsActivePort"))
+            if let Ok(text) = std::fs::read_to_string(process.profile.join("DevToolsActivePort"))
                 && let Some(port) = text.lines().next().and_then(|p| p.parse::<u16>().ok())
             {
                 break port;
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
                 return Err(failed("starting chromium", "no DevTools port within 60 s"));
             }
             std::thread::sleep(Duration::from_millis(100));
         };
-        // The page's own socket, from the target list.
-        let list = http_get(port, "/json/list")?;
-        let targets: Value =
-            serde_json::from_str(&list).map_err(|e| failed("listing targets", e))?;
-        let url = targets
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|t| t["type"] == "page")
-            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
-            .ok_or_else(|| failed("finding the page", &list))?
-            .to_owned();
+        // The page's own socket, from the target list (the page may come a moment
+        // after the port).
+        let url = loop {
+            let list = http_get(port, "/json/list")?;
+            let targets: Value = serde_json::from_str(&list).unwrap_or_default();
+            let page = targets
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["type"] == "page")
+                .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+                .map(str::to_owned);
+            match page {
+                Some(url) => break url,
+                None if Instant::now() > deadline => return Err(failed("finding the page", list)),
+                None => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
         let stream = TcpStream::connect(("127.0.0.1", port))
             .map_err(|e| failed("connecting to chromium", e))?;
         stream
@@ -103,10 +125,9 @@ impl Browser {
         let (page, _) =
             tungstenite::client(url.as_str(), stream).map_err(|e| failed("opening the page", e))?;
         Ok(Browser {
-            child,
-            profile,
             page,
             next: 0,
+            _process: process,
         })
     }
 
@@ -165,7 +186,8 @@ impl Browser {
     ) -> Result<Value, LabError> {
         let deadline = Instant::now() + within;
         loop {
-            let value = self.eval(script)?;
+            // A page between two documents cannot run script: not yet, then.
+            let value = self.eval(script).unwrap_or_default();
             let truthy = !matches!(&value, Value::Null | Value::Bool(false))
                 && value != json!("")
                 && value != json!(0);
@@ -209,14 +231,6 @@ impl Browser {
             context: format!("writing {}", path.display()),
             source,
         })
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 

@@ -108,20 +108,19 @@ async fn guard(State(remote): State<Arc<Remote>>, request: Request, next: Next) 
     response
 }
 
-async fn admit(remote: &Remote, request: Request, next: Next) -> Response {
-    let writes = !matches!(*request.method(), Method::GET | Method::HEAD);
-    if writes && let Err(r) = same_origin(request.headers()) {
+async fn admit(remote: &Arc<Remote>, request: Request, next: Next) -> Response {
+    let reading = matches!(*request.method(), Method::GET | Method::HEAD);
+    if !reading && let Err(r) = same_origin(request.headers()) {
         return refusal(r);
     }
     let path = request.uri().path();
-    let reading = matches!(*request.method(), Method::GET | Method::HEAD);
     if path == xnode_api::session::PATH
         || path == xnode_api::session::CHALLENGE_PATH
         || (reading && crate::console::is_console(path))
     {
         return next.run(request).await;
     }
-    if !remote.signed_in(request.headers()) {
+    let Some(token) = remote.session_of(request.headers()) else {
         return refusal(Refusal {
             code: "unauthorized",
             message: format!(
@@ -129,7 +128,7 @@ async fn admit(remote: &Remote, request: Request, next: Next) -> Response {
                 xnode_api::session::CHALLENGE_PATH
             ),
         });
-    }
+    };
     let local = ROUTES
         .iter()
         .find(|r| r.method.as_str() == request.method().as_str() && matches_path(r.path, path));
@@ -142,7 +141,49 @@ async fn admit(remote: &Remote, request: Request, next: Next) -> Response {
             ),
         });
     }
-    next.run(request).await
+    let response = next.run(request).await;
+    let streams = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
+    if !streams {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, while_open(Arc::clone(remote), token, body))
+}
+
+/// How often a stream looks whether its session is still open.
+const SESSION_LOOK: Duration = Duration::from_secs(5);
+
+/// A stream that ends when its session does (signed out, or its hour over), so a
+/// session's reading never outlasts it.
+fn while_open(remote: Arc<Remote>, token: String, body: axum::body::Body) -> axum::body::Body {
+    use futures_util::StreamExt as _;
+    let mut looks = tokio::time::interval(SESSION_LOOK);
+    looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let state = (body.into_data_stream(), looks, remote, token);
+    let stream = futures_util::stream::unfold(
+        state,
+        |(mut data, mut looks, remote, token)| async move {
+            loop {
+                tokio::select! {
+                    item = data.next() => return item.map(|item| (item, (data, looks, remote, token))),
+                    _ = looks.tick() => {
+                        let open = remote
+                            .sessions
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .check(&token, now());
+                        if !open {
+                            return None;
+                        }
+                    }
+                }
+            }
+        },
+    );
+    axum::body::Body::from_stream(stream)
 }
 
 /// Whether a route's path (with `{name}` parts) matches a request's.
@@ -186,11 +227,13 @@ fn same_origin(headers: &HeaderMap) -> Result<(), Refusal> {
 }
 
 impl Remote {
-    /// Whether the request carries an open session.
-    fn signed_in(&self, headers: &HeaderMap) -> bool {
+    /// The open session the request carries, if any.
+    fn session_of(&self, headers: &HeaderMap) -> Option<String> {
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         let now = now();
-        session_cookies(headers).any(|token| sessions.check(token, now))
+        session_cookies(headers)
+            .find(|token| sessions.check(token, now))
+            .map(str::to_owned)
     }
 }
 
