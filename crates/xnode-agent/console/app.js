@@ -396,7 +396,7 @@ function workloadView(name) {
   return { draw, update: draw, open, close: () => follow?.close() };
 }
 
-function applyView() {
+function applyView(from) {
   const text = h("textarea", { id: "spec", spellcheck: "false", "aria-label": "The spec, as JSON" });
   const file = h("input", { type: "file", accept: ".json,application/json", "aria-label": "Upload a spec" });
   const out = h("div", { id: "apply-result", role: "status" });
@@ -477,8 +477,9 @@ function applyView() {
     }
   };
   applyButton.addEventListener("click", apply);
-  const draw = () => main.replaceChildren(
-    h("h1", {}, "Apply a spec"),
+  const draw = async () => {
+    main.replaceChildren(
+    h("h1", {}, from ? `Go back to generation ${from}` : "Apply a spec"),
     h("section", { class: "card" },
       h("p", {}, "Paste or upload a node spec. It is checked and planned on the node; applying it sends it as a push you sign, as ",
         h("code", {}, "xnodectl mesh push"), " does."),
@@ -487,6 +488,16 @@ function applyView() {
       signerPicker(() => { applyButton.disabled = !checked; }),
       h("div", { class: "row" }, applyButton)),
     out);
+    // Going back is applying an earlier generation's node spec again, signed.
+    if (from) {
+      try {
+        text.value = JSON.stringify(await api("GET", `/v1/history/${from}/spec`), null, 2);
+        await check();
+      } catch (e) {
+        out.replaceChildren(h("p", { class: "bad" }, `Generation ${from}'s spec cannot be had: ${e.message}`));
+      }
+    }
+  };
   return { draw, close: () => listeners.delete(watching) };
 }
 
@@ -497,16 +508,19 @@ function historyView() {
     if (!showing(view)) return;
     main.replaceChildren(h("h1", {}, "History"),
       h("div", { class: "card scroll" }, h("table", { id: "history" },
-        h("thead", {}, h("tr", {}, ["Generation", "", "Outcome", "Source", "Accepted", "Hash"].map((c) => h("th", { scope: "col" }, c)))),
+        h("thead", {}, h("tr", {}, ["Generation", "", "Outcome", "Source", "Accepted", "Hash", ""].map((c) => h("th", { scope: "col" }, c)))),
         h("tbody", {}, history.generations.slice().reverse().map((g) => h("tr", {},
           h("td", {}, g.number),
           h("td", {}, [g.number === history.current ? "current" : "", g.number === history.last_good ? "last good" : ""].filter(Boolean).join(", ")),
           h("td", { class: g.outcome.state === "healthy" ? "ok" : "bad" }, g.outcome.state.replace("_", " "), g.outcome.reason ? `: ${g.outcome.reason}` : ""),
           h("td", {}, g.source.kind),
           h("td", {}, new Date(g.accepted_at * 1000).toLocaleString()),
-          h("td", { class: "muted" }, g.hash.slice(0, 19))))))),
-      h("p", { class: "muted" }, "A rollback is a change the owner makes on the node (",
-        h("code", {}, "xnodectl rollback"), "), or here by applying an earlier spec."));
+          h("td", { class: "muted" }, g.hash.slice(0, 19)),
+          h("td", {}, g.number !== history.current && g.outcome.state === "healthy"
+            ? h("a", { href: `#/apply?from=${g.number}`, "data-back": g.number }, "Go back to this")
+            : "")))))),
+      h("p", { class: "muted" }, "Going back applies that generation's spec again, as a push you sign; on the node itself, ",
+        h("code", {}, "xnodectl rollback"), " does it unsigned."));
   };
   return view;
 }
@@ -555,7 +569,7 @@ function meshView() {
 async function render() {
   currentView?.close?.();
   currentView = null;
-  const path = location.hash.slice(1) || "/";
+  const [path, query] = (location.hash.slice(1) || "/").split("?");
   for (const a of nav.querySelectorAll("a")) {
     if (a.getAttribute("href") === `#${path}`) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
@@ -565,7 +579,7 @@ async function render() {
     if (!status) await loadStatus();
     const workload = /^\/workloads\/(.+)$/.exec(path);
     const view = workload ? workloadView(decodeURIComponent(workload[1]))
-      : path === "/apply" ? applyView()
+      : path === "/apply" ? applyView(new URLSearchParams(query ?? "").get("from"))
       : path === "/history" ? historyView()
       : path === "/mesh" ? meshView()
       : nodeView();

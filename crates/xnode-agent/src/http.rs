@@ -52,8 +52,9 @@ pub(crate) fn refusal(r: Refusal) -> Response {
     (status_of(r.code), axum::Json(body)).into_response()
 }
 
-/// The request an operation's route makes of its body, path and query. Query values
-/// are text, but for `lines`, which is a count.
+/// The request an operation's route makes of its body, path and query. Path and
+/// query values are text; where the request wants a number instead (`lines`,
+/// `generation`), one that reads as a number is taken as one.
 fn request(
     op: &str,
     body: &[u8],
@@ -71,16 +72,22 @@ fn request(
             .map_err(|e| bad(format!("the body is not a JSON object: {e}")))?
     };
     // The path's values last: they name what the route is about.
+    let texts: Vec<String> = query.keys().chain(params.keys()).cloned().collect();
     for (key, value) in query.into_iter().chain(params) {
-        let value = match (key.as_str(), value.parse::<u64>()) {
-            ("lines", Ok(n)) => Value::from(n),
-            _ => Value::String(value),
-        };
-        fields.insert(key, value);
+        fields.insert(key, Value::String(value));
     }
     fields.insert("op".into(), Value::String(op.into()));
+    let why = match serde_json::from_value(Value::Object(fields.clone())) {
+        Ok(request) => return Ok(request),
+        Err(why) => why,
+    };
+    for key in &texts {
+        if let Some(n) = fields[key].as_str().and_then(|t| t.parse::<u64>().ok()) {
+            fields.insert(key.clone(), Value::from(n));
+        }
+    }
     serde_json::from_value(Value::Object(fields))
-        .map_err(|e| bad(format!("not a valid request: {e}")))
+        .map_err(|_| bad(format!("not a valid request: {why}")))
 }
 
 /// Carries out `op`: the request is read beside the loop (a body may be 64 MiB).
@@ -329,6 +336,13 @@ mod tests {
                 },
             ),
             (
+                "generation_spec",
+                b"",
+                map(&[("generation", "3")]),
+                none.clone(),
+                Request::GenerationSpec { generation: 3 },
+            ),
+            (
                 "mesh_services",
                 b"",
                 none.clone(),
@@ -397,6 +411,7 @@ mod tests {
                 service: Some("db&x=1".into()),
             },
             Request::MeshServices { service: None },
+            Request::GenerationSpec { generation: 7 },
             Request::FleetAdmit {
                 certificate: json!({"peer": "p"}),
             },

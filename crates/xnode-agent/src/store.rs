@@ -201,7 +201,7 @@ impl Store {
     }
 
     fn spec_path(&self, number: u64) -> PathBuf {
-        self.dir.join("generations").join(format!("{number}.json"))
+        spec_path(&self.dir, number)
     }
 
     /// Records a new generation for an already validated spec and makes it current.
@@ -291,6 +291,11 @@ impl Store {
         self.state = next;
         Ok(())
     }
+}
+
+/// Where the state directory `dir` keeps generation `number`'s spec.
+pub fn spec_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join("generations").join(format!("{number}.json"))
 }
 
 /// Drops the oldest generations beyond [`KEEP`], never the current or last good one.

@@ -2,7 +2,8 @@
 //! over HTTPS: the owner signs in with an ed25519 key in the page; the node's page
 //! shows its workloads, and a workload stopped by hand comes back in it; a spec
 //! pasted in is checked, planned, signed in the page and applied, with its progress
-//! to healthy. Screenshots of each page go to `target/console/`.
+//! to healthy, and going back to the first generation from the history is the same,
+//! signed. Screenshots of each page go to `target/console/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
@@ -171,6 +172,35 @@ fn the_owner_watches_and_changes_the_node_from_the_console() {
     )
     .unwrap();
     b.screenshot(&shots().join("history.png")).unwrap();
+    // Going back to generation 1: its spec, pushed again, signed in the page.
+    b.eval("document.querySelector('a[data-back=\"1\"]').click()")
+        .unwrap();
+    b.wait_for(
+        "generation 1's plan",
+        "document.getElementById('plan')?.textContent.includes('xnode-api.service') \
+         && !document.getElementById('sign-apply').disabled",
+        WAIT,
+    )
+    .unwrap();
+    b.eval("document.getElementById('sign-apply').click()")
+        .unwrap();
+    let verdict = b
+        .wait_for(
+            "going back",
+            "(t => t.startsWith('Generation 3:') && t)(document.getElementById('verdict')?.textContent ?? '')",
+            WAIT,
+        )
+        .unwrap();
+    assert_eq!(verdict, "Generation 3: healthy");
+    let status = xnode_lab::node::api(&c, xnode_api::Request::Status).unwrap();
+    assert!(
+        !status["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["name"] == "api"),
+        "{status:#}"
+    );
     b.navigate(&format!("https://127.0.0.1:{https_port}/#/mesh"))
         .unwrap();
     b.wait_for(

@@ -36,6 +36,12 @@ pub enum Request {
     Reload,
     /// Every kept generation.
     History,
+    /// The node spec of a kept generation: what to sign and push to go back to it
+    /// over the network.
+    GenerationSpec {
+        /// The generation.
+        generation: u64,
+    },
     /// A workload's last log lines, from the journal.
     Logs {
         /// The workload.
@@ -222,6 +228,15 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: Method::Get,
+        path: "/v1/history/{generation}/spec",
+        op: "generation_spec",
+        summary: "The node spec of a kept generation (to push again, signed, to go back to it)",
+        follows: false,
+        remote: Access::Read,
+        reply: SchemaGenerator::subschema_for::<Value>,
+    },
+    Route {
+        method: Method::Get,
         path: "/v1/workloads/{workload}/logs",
         op: "logs",
         summary: "A workload's last log lines; with follow=true, each new one as Server-Sent Events",
@@ -379,6 +394,7 @@ impl Request {
             Request::Rollback => "rollback",
             Request::Reload => "reload",
             Request::History => "history",
+            Request::GenerationSpec { .. } => "generation_spec",
             Request::Logs { .. } => "logs",
             Request::StateList => "state_list",
             Request::StatePrune { .. } => "state_prune",
@@ -470,6 +486,7 @@ mod tests {
             Request::Rollback,
             Request::Reload,
             Request::History,
+            Request::GenerationSpec { generation: 1 },
             Request::Logs {
                 workload: w(),
                 lines: 1,

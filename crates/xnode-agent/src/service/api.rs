@@ -148,6 +148,7 @@ where
                     generations: state.generations.clone(),
                 }));
             }
+            Request::GenerationSpec { generation } => self.generation_spec(generation, reply),
             Request::Rollback => self.rollback(reply),
             Request::Reload => self.read_spec_file(Some(Waiter::Reload(reply))),
             Request::Logs { workload, lines } => self.logs(workload, lines, reply),
@@ -197,6 +198,52 @@ where
         self.metrics.rollbacks.inc();
         info!("rolling back to generation {to}");
         self.run_job(Job::Restore { to }, Some(Waiter::Rollback(reply, to)));
+    }
+
+    /// The node spec of a kept generation: its spec, less the workloads of the fleet
+    /// spec it ran beside (while that fleet spec is kept), read beside the loop.
+    fn generation_spec(&self, number: u64, reply: oneshot::Sender<Reply>) {
+        let kept = self
+            .state
+            .borrow()
+            .generations
+            .iter()
+            .find(|g| g.number == number)
+            .map(|g| g.fleet);
+        let fleet = match kept {
+            None => {
+                let _ = reply.send(Reply::error(format!(
+                    "generation {number} is not kept (xnodectl history lists those that are)"
+                )));
+                return;
+            }
+            Some(None) => None,
+            Some(Some(f)) => match self.fleet.store.specs.get(&f) {
+                Some(kept) => Some(std::sync::Arc::clone(kept)),
+                None => {
+                    let _ = reply.send(Reply::error(format!(
+                        "generation {number} ran beside fleet generation {f}, which is no longer kept, so its node spec alone cannot be told"
+                    )));
+                    return;
+                }
+            },
+        };
+        let path = crate::store::spec_path(&self.apply.state_dir(), number);
+        tokio::spawn(async move {
+            let answer = match tokio::fs::read(&path).await {
+                Ok(bytes) => match xnode_spec::json::from_slice::<serde_json::Value>(&bytes) {
+                    Ok(spec) => Reply::ok(xnode_spec::fleet_spec::node_part(
+                        &spec,
+                        fleet.as_ref().map(|k| &k.spec.spec),
+                    )),
+                    Err(e) => {
+                        Reply::error(format!("generation {number}'s spec is unreadable: {e}"))
+                    }
+                },
+                Err(e) => Reply::error(format!("generation {number}'s spec cannot be read: {e}")),
+            };
+            let _ = reply.send(answer);
+        });
     }
 
     fn logs(&self, workload: String, lines: usize, reply: oneshot::Sender<Reply>) {
