@@ -386,8 +386,20 @@ async fn a_read_only_run_is_a_clear_error_and_changes_nothing() {
 async fn a_job_that_outlives_the_deadline_is_cancelled_and_reported() {
     let c = Container::boot().unwrap();
     let sd = connect(&c).await;
-    let stubborn = json!({"command": ["/bin/sh", "-c", "trap '' TERM; while :; do sleep 1; done"]});
+    let stubborn = json!({"command": ["/bin/sh", "-c", "trap '' TERM; echo trapped; while :; do sleep 1; done"]});
     reconcile(&sd, &spec(json!({"stubborn": stubborn, "a": sleeper()}))).await;
+    // Stopped before its shell ignores TERM, it would simply end: wait for the trap.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while c
+        .sh("journalctl -u xnode-stubborn.service -o cat --no-pager | grep -qx trapped")
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stubborn unit never set its trap"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let p = plan_for(&sd, &spec(json!({}))).await;
     let options = ApplyOptions {
         job_timeout: Duration::from_secs(2),
