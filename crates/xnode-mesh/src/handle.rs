@@ -79,6 +79,7 @@ pub(crate) enum Command {
     Providers(Option<String>, oneshot::Sender<Vec<Provider>>),
     Status(oneshot::Sender<MeshNode>),
     SetWorkloads(BTreeMap<String, String>, BTreeSet<String>),
+    SetClosures(BTreeSet<String>),
     SetLocal(BTreeMap<String, String>, Vec<Service>),
     Push(PeerId, Vec<u8>, oneshot::Sender<Result<String, String>>),
     Respond(
@@ -98,18 +99,27 @@ pub(crate) enum Command {
 }
 
 /// The rest of the agent's way to the mesh. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Handle {
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) views: watch::Receiver<View>,
     pub(crate) majority: watch::Receiver<Majority>,
     pub(crate) peer_id: PeerId,
+    pub(crate) streams: libp2p_stream::Control,
 }
 
 /// The mesh stopped (its loop ended).
 #[derive(Debug, thiserror::Error)]
 #[error("the mesh is not running")]
 pub struct Stopped;
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("peer_id", &self.peer_id)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Handle {
     /// This node's peer id.
@@ -169,6 +179,20 @@ impl Handle {
         self.commands
             .try_send(Command::SetWorkloads(offers, running))
             .is_ok()
+    }
+
+    /// The closures this node holds and serves (their roots' hash parts), without
+    /// waiting: `false` when the node's queue is full, so the caller tells it again.
+    pub fn try_set_closures(&self, closures: BTreeSet<String>) -> bool {
+        self.commands
+            .try_send(Command::SetClosures(closures))
+            .is_ok()
+    }
+
+    /// Opens and accepts raw streams of protocols served beside the loop: each
+    /// stream's bytes go between the two ends without passing through it.
+    pub fn streams(&self) -> libp2p_stream::Control {
+        self.streams.clone()
     }
 
     /// This node's fleet: its standing and the members it knows.

@@ -286,6 +286,7 @@ mod tests {
             offers: Default::default(),
             running: Default::default(),
             report: None,
+            closures: Default::default(),
         }
     }
 

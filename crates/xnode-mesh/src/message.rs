@@ -21,6 +21,8 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 const MAX_SERVICES: usize = 256;
 const MAX_ADDRESSES: usize = 16;
 const MAX_LABELS: usize = 64;
+/// Closures a member says it holds: its workloads' roots, with room to spare.
+pub const MAX_CLOSURES: usize = 512;
 /// Revocations in one message.
 pub const MAX_REVOCATIONS_PER_MESSAGE: usize = 64;
 
@@ -86,6 +88,10 @@ pub struct Heartbeat {
     /// How it is doing: its place in the fleet spec's rollout, and its health.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<crate::report::Report>,
+    /// The closures it holds and serves to members: the hash parts of their roots'
+    /// store paths (a Nix store holds a valid path's whole closure).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub closures: BTreeSet<String>,
 }
 
 /// Why a message was not believed.
@@ -193,6 +199,10 @@ impl Heartbeat {
         for name in &self.running {
             field("running", rules::workload_name(name))?;
         }
+        at_most("closures", self.closures.len(), MAX_CLOSURES)?;
+        for hash in &self.closures {
+            field("closures", rules::hash_part(hash))?;
+        }
         if let Some(r) = &self.report {
             field("report", crate::report::check(r))?;
         }
@@ -237,6 +247,7 @@ mod tests {
             offers: BTreeMap::from([("db".into(), "ab".repeat(8))]),
             running: BTreeSet::from(["db".into()]),
             report: Some(crate::report::Report::default()),
+            closures: Default::default(),
         }
     }
 

@@ -138,6 +138,8 @@ pub(crate) struct Ownership {
     heartbeat: Duration,
     pub(crate) offers: BTreeMap<String, String>,
     pub(crate) running: BTreeSet<String>,
+    /// The closures this node holds (their roots' hash parts).
+    pub(crate) closures: BTreeSet<String>,
     /// What the agent last said of how this node is doing, and since when it has been
     /// healthy on its fleet generation.
     pub(crate) report: Option<(Report, Option<Instant>)>,
@@ -169,6 +171,7 @@ impl Ownership {
             heartbeat,
             offers: BTreeMap::new(),
             running: BTreeSet::new(),
+            closures: BTreeSet::new(),
             report: None,
             last: None,
             member: false,
@@ -286,6 +289,7 @@ impl Ownership {
                 labels: labels.clone(),
                 offers: self.offers.clone(),
                 running: self.running.clone(),
+                closures: self.closures.clone(),
                 silent: Duration::ZERO,
             },
             report: self.report(now),
@@ -312,6 +316,7 @@ impl Ownership {
                     labels: m.info.labels.clone(),
                     offers: m.info.offers.clone(),
                     running: m.info.running.clone(),
+                    closures: m.info.closures.clone(),
                     silent,
                 },
                 report: m.info.report.clone().map(|mut r| {

@@ -56,6 +56,8 @@ pub struct Candidate<P> {
     pub offers: BTreeMap<String, String>,
     /// The mesh workloads it says it runs.
     pub running: BTreeSet<String>,
+    /// The closures it holds: their roots' hash parts.
+    pub closures: BTreeSet<String>,
     /// How long since it was last heard (zero for this node).
     pub silent: Duration,
 }
@@ -202,6 +204,7 @@ mod tests {
             labels: BTreeMap::new(),
             offers: BTreeMap::from([("w".into(), "h1".into())]),
             running: BTreeSet::new(),
+            closures: BTreeSet::new(),
             silent: Duration::ZERO,
         }
     }

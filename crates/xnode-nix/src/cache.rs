@@ -1,12 +1,12 @@
 //! The node's local binary cache: an HTTP server on 127.0.0.1 that Nix uses as a
 //! substituter, answering from the fleet's members. Nix checks what comes through as
 //! it checks any cache's (a trusted signature on the narinfo, the NAR's hash and size),
-//! so a lying member can at most fail a download; the cache notes which member lied
-//! about which path and asks another the next time.
+//! so a lying member can at most fail a download; the cache notes the member that
+//! lied and asks others for a while.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -21,11 +21,16 @@ use nix_narinfo::{Compression, MAX_NARINFO_SIZE, NarInfo};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
-use crate::wire::{Answer, Ask, HashPart, PROTOCOL, Want, read_line, write_line};
+use crate::wire::{Answer, Ask, HashPart, Want};
 
-/// Whom to ask for a path, best first: the live members, those that hold the
-/// closures being fetched ahead of the rest.
-pub type Candidates = Arc<dyn Fn() -> Vec<PeerId> + Send + Sync>;
+/// The members the cache asks, as the mesh knows them now.
+pub trait Peers: Send + Sync + 'static {
+    /// The mesh's stream control, while this node is in the mesh.
+    fn control(&self) -> Option<libp2p_stream::Control>;
+    /// Whom to ask for a path, best first: live members, those that hold closures
+    /// ahead of the rest.
+    fn candidates(&self) -> Vec<PeerId>;
+}
 
 /// At most this many members are asked for one path.
 const MAX_ASKED: usize = 16;
@@ -37,8 +42,10 @@ const STALL: Duration = Duration::from_secs(60);
 const ASKS: usize = 16;
 /// NARs in flight at once.
 const NARS: usize = 4;
-/// Paths remembered (where found, who lied); forgotten all at once past this.
+/// Paths remembered (where found); forgotten all at once past this.
 const MEMORY: usize = 4096;
+/// How long a member that served a false NAR is not asked.
+const DISTRUST: Duration = Duration::from_secs(600);
 
 /// What Nix reads first: the store this cache is for, and that it may be asked for
 /// many paths at once. Its priority puts it after cache.nixos.org (40) where both
@@ -49,25 +56,23 @@ const CACHE_INFO: &str = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 45\n
 struct Memory {
     /// Who answered last for each path.
     found: HashMap<HashPart, PeerId>,
-    /// Who served a NAR that was not the path's, for each path.
-    bad: HashMap<HashPart, HashSet<PeerId>>,
+    /// Who served a NAR that was not the path's, and when.
+    liars: HashMap<PeerId, Instant>,
 }
 
-/// The cache: the mesh's stream control to ask members with, and whom to ask.
+/// The cache: the members it asks, and what it learnt of them.
 pub struct Cache {
-    control: libp2p_stream::Control,
-    candidates: Candidates,
+    peers: Arc<dyn Peers>,
     memory: Mutex<Memory>,
     asks: Arc<Semaphore>,
     nars: Arc<Semaphore>,
 }
 
 impl Cache {
-    /// A cache that asks the members `candidates` names through `control`.
-    pub fn new(control: libp2p_stream::Control, candidates: Candidates) -> Arc<Cache> {
+    /// A cache that asks `peers`.
+    pub fn new(peers: Arc<dyn Peers>) -> Arc<Cache> {
         Arc::new(Cache {
-            control,
-            candidates,
+            peers,
             memory: Mutex::new(Memory::default()),
             asks: Arc::new(Semaphore::new(ASKS)),
             nars: Arc::new(Semaphore::new(NARS)),
@@ -88,14 +93,14 @@ impl Cache {
     }
 
     /// The members to ask for `hash`, in order: the last to have it, then the
-    /// candidates, leaving out any that served a false NAR of it.
+    /// candidates, leaving out any that served a false NAR lately.
     fn order(&self, hash: &HashPart) -> Vec<PeerId> {
-        let candidates = (self.candidates)();
-        let memory = self.memory();
-        let bad = memory.bad.get(hash);
+        let candidates = self.peers.candidates();
+        let mut memory = self.memory();
+        memory.liars.retain(|_, at| at.elapsed() < DISTRUST);
         let mut order: Vec<PeerId> = Vec::new();
         for peer in memory.found.get(hash).into_iter().chain(&candidates) {
-            if !order.contains(peer) && !bad.is_some_and(|b| b.contains(peer)) {
+            if !order.contains(peer) && !memory.liars.contains_key(peer) {
                 order.push(*peer);
             }
         }
@@ -111,37 +116,23 @@ impl Cache {
         memory.found.insert(hash.clone(), peer);
     }
 
-    fn lied(&self, hash: &HashPart, peer: PeerId) {
+    fn lied(&self, peer: PeerId) {
         let mut memory = self.memory();
-        if memory.bad.len() >= MEMORY {
-            memory.bad.clear();
+        if memory.liars.len() >= MEMORY {
+            memory.liars.clear();
         }
-        memory.bad.entry(hash.clone()).or_default().insert(peer);
-        if memory.found.get(hash) == Some(&peer) {
-            memory.found.remove(hash);
-        }
+        memory.liars.insert(peer, Instant::now());
     }
 
     /// Asks `peer`: `Some` with the size and the bytes to come when it has the path.
     async fn ask(&self, peer: PeerId, ask: &Ask) -> Option<(u64, BufReader<Stream>)> {
-        let mut control = self.control.clone();
-        let asked = tokio::time::timeout(ASK_TIMEOUT, async {
-            let stream = control
-                .open_stream(peer, PROTOCOL)
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut stream = BufReader::new(stream);
-            write_line(&mut stream, ask)
-                .await
-                .map_err(|e| e.to_string())?;
-            let answer: Answer = read_line(&mut stream).await.map_err(|e| e.to_string())?;
-            Ok::<_, String>((answer, stream))
-        })
-        .await;
+        let mut control = self.peers.control()?;
+        let asked =
+            tokio::time::timeout(ASK_TIMEOUT, crate::wire::ask(&mut control, peer, ask)).await;
         match asked {
             Ok(Ok((Answer::Found { size }, stream))) => Some((size, stream)),
             Ok(Ok((Answer::Refused { reason }, _))) => {
-                info!(%peer, path = %ask.hash, "refused: {reason}");
+                info!(%peer, path = %ask.hash, "{peer} refused {}: {reason}", ask.hash);
                 None
             }
             Ok(Ok((_, _))) => None,
@@ -183,7 +174,9 @@ impl Cache {
                     self.found(hash, peer);
                     return Some(narinfo);
                 }
-                Err(why) => info!(%peer, path = %hash, "an unsound narinfo: {why}"),
+                Err(why) => {
+                    info!(%peer, path = %hash, "{peer} sent an unsound narinfo of {hash}: {why}")
+                }
             }
         }
         None
@@ -201,7 +194,7 @@ impl Cache {
             let Some((size, stream)) = self.ask(peer, &ask).await else {
                 continue;
             };
-            info!(%peer, path = %hash, bytes = size, "fetching a NAR");
+            info!(%peer, path = %hash, bytes = size, "fetching the NAR of {hash} ({size} bytes) from {peer}");
             let passing = Passing {
                 cache: self.clone(),
                 peer,
@@ -274,10 +267,13 @@ impl Passing {
                 warn!(
                     peer = %self.peer,
                     path = %self.hash,
-                    "a member served a NAR that is not the path's: Nix will refuse it, and \
-                     that member is not asked for this path again"
+                    "{} served a NAR of {} that is not the path's: Nix will refuse it, and \
+                     that member is not asked again for {} s",
+                    self.peer,
+                    self.hash,
+                    DISTRUST.as_secs()
                 );
-                self.cache.lied(&self.hash, self.peer);
+                self.cache.lied(self.peer);
             }
         }
         Some((Ok(buf), self))

@@ -11,7 +11,7 @@ pub mod serve;
 pub mod store;
 pub mod wire;
 
-pub use cache::{Cache, Candidates};
+pub use cache::{Cache, Peers};
 pub use serve::{Gate, Limits, Server};
 pub use store::{LocalStore, StoreError};
 pub use wire::{HashPart, PROTOCOL};

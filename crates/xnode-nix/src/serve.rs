@@ -246,7 +246,7 @@ impl Server {
                 let size = narinfo.nar_size();
                 let bucket = self.bucket(&peer);
                 let sent = self.send_nar(&mut stream, &path, size, bucket).await?;
-                info!(%peer, %path, bytes = sent, "served a NAR");
+                info!(%peer, %path, bytes = sent, "served {path} ({sent} bytes) to {peer}");
                 Ok(())
             }
         }
@@ -276,8 +276,8 @@ impl Server {
             if n == 0 {
                 break;
             }
-            if self.corrupt && sent <= size / 2 && size / 2 < sent + n as u64 {
-                buf[(size / 2 - sent) as usize] ^= 0xff;
+            if self.corrupt && sent == 0 {
+                corrupt(&mut buf[..n]);
             }
             if let Some(bucket) = &bucket {
                 let wait = bucket
@@ -300,6 +300,30 @@ impl Server {
         }
         out.close().await?;
         Ok(sent)
+    }
+}
+
+/// Changes the first byte of the first non-empty file in a NAR's first chunk, keeping
+/// the archive well-formed: the NAR a lying peer would send, whose hash alone shows it.
+fn corrupt(nar: &mut [u8]) {
+    const CONTENTS: &[u8] = b"\x08\0\0\0\0\0\0\0contents";
+    let mut from = 0;
+    while let Some(at) = nar[from..]
+        .windows(CONTENTS.len())
+        .position(|w| w == CONTENTS)
+        .map(|i| from + i + CONTENTS.len())
+    {
+        let len = nar
+            .get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(0, u64::from_le_bytes);
+        if len > 0
+            && let Some(byte) = nar.get_mut(at + 8)
+        {
+            *byte ^= 0x01;
+            return;
+        }
+        from = at;
     }
 }
 
@@ -330,6 +354,28 @@ mod tests {
         let idle = later + Duration::from_secs(60);
         assert_eq!(b.take(1000, idle), Duration::ZERO);
         assert!(b.take(1, idle) > Duration::ZERO);
+    }
+
+    #[test]
+    fn the_test_hook_changes_a_files_first_byte_and_nothing_else() {
+        let mut nar = Vec::new();
+        for word in [
+            &b"nix-archive-1"[..],
+            b"(",
+            b"type",
+            b"regular",
+            b"contents",
+            b"hello",
+        ] {
+            nar.extend((word.len() as u64).to_le_bytes());
+            nar.extend(word);
+            nar.extend(vec![0; (8 - word.len() % 8) % 8]);
+        }
+        let before = nar.clone();
+        corrupt(&mut nar);
+        let changed: Vec<usize> = (0..nar.len()).filter(|i| nar[*i] != before[*i]).collect();
+        let at = before.windows(5).position(|w| w == b"hello").unwrap();
+        assert_eq!(changed, [at]);
     }
 
     #[tokio::test]

@@ -5,7 +5,9 @@
 
 use std::fmt;
 
-use futures_util::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use futures_util::io::{
+    AsyncBufRead, AsyncBufReadExt as _, AsyncWrite, AsyncWriteExt as _, BufReader,
+};
 use libp2p::StreamProtocol;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -16,9 +18,6 @@ pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/xnode/nix/1.0.0");
 /// The longest line either side reads: an ask or an answer is a few dozen bytes.
 pub const MAX_LINE: u64 = 4096;
 
-/// The characters of Nix's base32 (no e, o, u, t).
-const NIX_BASE32: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
-
 /// A store path's hash part: the 32 characters a binary cache files a path under
 /// (`/nix/store/<hash part>-<name>`), checked to be no more than that.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -27,24 +26,24 @@ pub struct HashPart(String);
 
 /// Not a store path's hash part.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a store path's hash part (32 characters of Nix's base32)")]
+#[error("{0}")]
 pub struct BadHash(pub String);
 
 impl HashPart {
     /// Checks `text`.
     pub fn parse(text: &str) -> Result<HashPart, BadHash> {
-        if text.len() == 32 && text.bytes().all(|b| NIX_BASE32.contains(&b)) {
-            Ok(HashPart(text.to_owned()))
-        } else {
-            Err(BadHash(text.chars().take(64).collect()))
-        }
+        xnode_spec::rules::hash_part(text).map_err(BadHash)?;
+        Ok(HashPart(text.to_owned()))
     }
 
     /// The hash part of a store path (`/nix/store/<hash>-<name>`, or its base name).
     pub fn of_path(path: &str) -> Result<HashPart, BadHash> {
         let base = path.rsplit('/').next().unwrap_or(path);
         let hash = base.split_once('-').map_or(base, |(hash, _)| hash);
-        HashPart::parse(hash).map_err(|_| BadHash(path.chars().take(256).collect()))
+        HashPart::parse(hash).map_err(|_| {
+            let path: String = path.chars().take(256).collect();
+            BadHash(format!("{path:?} is not a store path"))
+        })
     }
 
     /// The 32 characters.
@@ -149,6 +148,24 @@ pub async fn read_line<R: AsyncBufRead + Unpin, T: DeserializeOwned>(
         return Err(WireError::Line);
     }
     Ok(serde_json::from_slice(&line)?)
+}
+
+/// Asks `peer` over a new stream: its answer, and the stream to read what follows.
+pub async fn ask(
+    control: &mut libp2p_stream::Control,
+    peer: libp2p::PeerId,
+    ask: &Ask,
+) -> Result<(Answer, BufReader<libp2p::Stream>), String> {
+    let stream = control
+        .open_stream(peer, PROTOCOL)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut stream = BufReader::new(stream);
+    write_line(&mut stream, ask)
+        .await
+        .map_err(|e| e.to_string())?;
+    let answer = read_line(&mut stream).await.map_err(|e| e.to_string())?;
+    Ok((answer, stream))
 }
 
 #[cfg(test)]

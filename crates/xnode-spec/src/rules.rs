@@ -148,6 +148,19 @@ pub fn loaded_file(s: &str) -> Result<(), String> {
 /// nixbase32's alphabet: digits and letters without e, o, u, t.
 const NIXBASE32: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
 
+/// A store path's hash part: 32 characters of nixbase32, what a binary cache and the
+/// mesh name a path by.
+pub fn hash_part(s: &str) -> Result<(), String> {
+    if s.len() == 32 && s.bytes().all(|b| NIXBASE32.contains(&b)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:?} is not a store path's hash part (32 characters of Nix's base 32)",
+            s.chars().take(64).collect::<String>()
+        ))
+    }
+}
+
 /// `/nix/store/<32 nixbase32 chars>-<name>`, the name as Nix allows it; subpaths are
 /// not store paths.
 pub fn store_path(s: &str) -> Result<(), String> {

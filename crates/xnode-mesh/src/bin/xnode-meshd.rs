@@ -4,8 +4,9 @@
 //! It writes what happens as JSON lines on standard output (`ready`, then `member`
 //! changes) and answers requests read as lines on standard input: `members`,
 //! `providers [NAME]`, `status`, `fleet`, `admit PEER CERTIFICATE_JSON`,
-//! `revoke REVOCATION_JSON` and `push PEER TEXT` (the text as a push's bytes: an
-//! agent's answer comes back, or why it did not arrive).
+//! `revoke REVOCATION_JSON`, `push PEER TEXT` (the text as a push's bytes: an
+//! agent's answer comes back, or why it did not arrive) and `narinfo PEER HASH` (a
+//! store path's narinfo asked of a peer: its answer, or why there was none).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -152,6 +153,17 @@ async fn answer(handle: &Handle, line: &str) -> Result<serde_json::Value> {
             let text = line.splitn(3, ' ').nth(2).unwrap_or_default();
             let answer = handle.push(peer.parse()?, text.as_bytes().to_vec()).await?;
             json!({"kind": "push", "answer": answer})
+        }
+        (Some("narinfo"), Some(peer)) => {
+            let hash = xnode_nix::HashPart::parse(words.next().unwrap_or_default())?;
+            let ask = xnode_nix::wire::Ask {
+                hash,
+                want: xnode_nix::wire::Want::Narinfo,
+            };
+            let answer = xnode_nix::wire::ask(&mut handle.streams(), peer.parse()?, &ask)
+                .await
+                .map(|(answer, _)| answer);
+            json!({"kind": "narinfo", "answer": answer})
         }
         (Some("revoke"), Some(_)) => {
             let revocation = serde_json::from_str(line.split_once(' ').unwrap_or_default().1)?;

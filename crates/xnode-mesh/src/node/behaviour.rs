@@ -48,6 +48,8 @@ pub(super) struct Behaviour {
     pub(super) introductions: request_response::json::Behaviour<PeersRequest, PeersResponse>,
     pub(super) fleet_spec: request_response::json::Behaviour<SpecRequest, SpecResponse>,
     pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Raw streams for protocols served beside the loop (Nix store paths).
+    pub(super) streams: libp2p_stream::Behaviour,
 }
 
 /// Below this score a peer's gossip is ignored.
@@ -212,6 +214,7 @@ pub(super) fn swarm(
                         .with_request_timeout(Duration::from_secs(10))
                         .with_max_concurrent_streams(2),
                 ),
+                streams: libp2p_stream::Behaviour::new(),
                 mdns: Toggle::from(if mdns {
                     Some(mdns::tokio::Behaviour::new(
                         mdns::Config::default(),

@@ -59,6 +59,9 @@ impl Node {
                     self.check();
                 }
             }
+            Command::SetClosures(closures) => {
+                self.ownership.closures = closures;
+            }
             Command::Push(peer, push, reply) => {
                 if self.membership.live().any(|(p, _)| *p == peer) {
                     let push = super::PushBytes::outgoing(push);

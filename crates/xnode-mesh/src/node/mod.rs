@@ -184,6 +184,7 @@ impl Node {
             .map(|f| gossipsub::IdentTopic::new(crate::fleet::topic(&f.owner)));
         let allowed = transport::Allowed::new(&config.bootstrap);
         let mut swarm = behaviour::swarm(key, &config, topic.as_ref(), &allowed)?;
+        let streams = swarm.behaviour().streams.new_control();
         if let Some(topic) = &topic {
             swarm
                 .behaviour_mut()
@@ -250,6 +251,7 @@ impl Node {
                 views: views_rx,
                 majority: majority_rx,
                 peer_id,
+                streams,
             },
         ))
     }
@@ -341,6 +343,7 @@ impl Node {
             offers: self.ownership.offers.clone(),
             running: self.ownership.running.clone(),
             report: self.ownership.report(Instant::now()),
+            closures: self.ownership.closures.clone(),
         })
     }
 

@@ -338,6 +338,7 @@ pub fn heartbeat(
         offers: Default::default(),
         running: Default::default(),
         report: None,
+        closures: Default::default(),
     }))
     .encode()
 }
