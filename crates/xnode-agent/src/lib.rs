@@ -23,6 +23,7 @@ pub mod logs;
 pub mod mesh;
 pub mod metrics;
 pub mod nix;
+pub mod nix_peers;
 pub mod placement;
 pub mod remote;
 pub mod secrets;

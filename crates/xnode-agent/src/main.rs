@@ -21,7 +21,7 @@ use xnode_agent::secrets::Secrets;
 use xnode_agent::service::{Service, Settings};
 use xnode_agent::store::Store;
 use xnode_agent::units::Reconnecting;
-use xnode_agent::{server, watchdog};
+use xnode_agent::{nix_peers, server, watchdog};
 use xnode_api::node::RemoteStatus;
 use xnode_mesh::fleet::JoinKey;
 use xnode_spec::unit::SECRETS_DIR;
@@ -76,6 +76,18 @@ struct Args {
     /// example inet/nixos-fw/xnode_services. Off unless given.
     #[arg(long, value_name = "SET")]
     firewall_set: Option<NftSet>,
+    /// Serve a local binary cache here (a loopback address) for this node's Nix to
+    /// substitute from: it fetches store paths from the fleet's members, and Nix checks
+    /// them against its trusted keys. The NixOS module uses 127.0.0.1:5391 and adds it
+    /// to nix.settings.substituters. Off unless given, and without the mesh.
+    #[arg(long, value_name = "ADDR")]
+    nix_cache_listen: Option<SocketAddr>,
+    /// Bytes a second that one member's fetches from this node may take, together.
+    #[arg(long, default_value_t = xnode_nix::Limits::default().peer_rate, value_name = "BYTES")]
+    nix_peer_rate: u64,
+    /// A test hook: serve every NAR with one byte changed, as a broken peer would.
+    #[arg(long, hide = true)]
+    nix_corrupt_nars: bool,
 }
 
 /// The join key in `path`, if there is a usable one. A file that is gone is no key (it
@@ -144,6 +156,25 @@ async fn main() -> Result<()> {
             receiver,
         )
     });
+    if let Some((mesh, _)) = &mesh {
+        let cache = match args.nix_cache_listen {
+            Some(addr) => Some(
+                nix_peers::bind_cache(addr)
+                    .await
+                    .with_context(|| format!("cannot serve the local binary cache on {addr}"))?,
+            ),
+            None => None,
+        };
+        let settings = nix_peers::Settings {
+            cache,
+            limits: xnode_nix::Limits {
+                peer_rate: args.nix_peer_rate,
+                ..Default::default()
+            },
+            corrupt: args.nix_corrupt_nars,
+        };
+        tokio::spawn(nix_peers::run(mesh.handles(), settings));
+    }
     let (metrics_listener, metrics_address) = metrics::bind(args.metrics_address)
         .await
         .with_context(|| format!("cannot serve metrics on {}", args.metrics_address))?;

@@ -25,13 +25,58 @@ impl Realise for NixStore {
         if out.status.success() {
             Ok(())
         } else {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let last = stderr
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("no output");
-            Err(format!("nix-store --realise failed: {}", last.trim()))
+            Err(format!(
+                "nix-store --realise failed: {}",
+                reason(&String::from_utf8_lossy(&out.stderr))
+            ))
         }
+    }
+}
+
+/// What Nix said went wrong: its errors but the "build of … failed" that ends them
+/// (the cause is what matters), or, when that is all, every message it gave (not the
+/// indented lists of paths).
+fn reason(stderr: &str) -> String {
+    const MAX: usize = 1000;
+    let generic = |l: &str| l.starts_with("error: build of") && l.ends_with("failed");
+    let causes: Vec<&str> = stderr
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| l.starts_with("error:") && !generic(l))
+        .collect();
+    let messages: Vec<&str> = stderr
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty() && !l.starts_with(' '))
+        .collect();
+    let text = match (causes.is_empty(), messages.is_empty()) {
+        (false, _) => causes.join("; "),
+        (true, false) => messages.join("; "),
+        (true, true) => "no output".into(),
+    };
+    text.chars().take(MAX).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason;
+
+    #[test]
+    fn the_reason_is_the_cause_nix_gave_or_every_message() {
+        let mismatch = "copying path '/nix/store/x-a' from 'http://127.0.0.1:5391'...\n\
+                        error: hash mismatch importing path '/nix/store/x-a';\n  specified: sha256:1\n\
+                        error: build of '/nix/store/x-a' failed\n";
+        assert_eq!(
+            reason(mismatch),
+            "error: hash mismatch importing path '/nix/store/x-a';"
+        );
+        let unknown = "don't know how to build these paths:\n  /nix/store/x-a\n\
+                       error: build of '/nix/store/x-a' failed\n";
+        assert_eq!(
+            reason(unknown),
+            "don't know how to build these paths:; error: build of '/nix/store/x-a' failed"
+        );
+        assert_eq!(reason(""), "no output");
+        assert_eq!(reason(&"error: x".repeat(500)).chars().count(), 1000);
     }
 }

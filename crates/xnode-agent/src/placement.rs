@@ -61,6 +61,18 @@ pub fn offers(
         .collect()
 }
 
+/// The closures this node holds of its spec's workloads, for members to fetch from it:
+/// the hash parts of the store paths of every workload realised here.
+pub fn closures(spec: &Spec, not_realised: &BTreeMap<String, String>) -> BTreeSet<String> {
+    spec.workloads
+        .iter()
+        .filter(|(name, _)| !not_realised.contains_key(*name))
+        .flat_map(|(_, w)| &w.store_paths)
+        .filter_map(|p| xnode_nix::HashPart::of_path(p).ok().map(String::from))
+        .take(xnode_mesh::message::MAX_CLOSURES)
+        .collect()
+}
+
 /// The mesh workloads whose units are up here — or still on their way down, since
 /// a member taking one over waits until it is gone.
 pub fn running(wanted: &[Wanted], observed: &[ObservedUnit]) -> BTreeSet<String> {
@@ -256,6 +268,7 @@ mod tests {
                 labels: BTreeMap::new(),
                 offers: BTreeMap::from([("w".into(), "0123456789abcdef".into())]),
                 running: running.iter().map(|s| (*s).to_owned()).collect(),
+                closures: BTreeSet::new(),
                 silent: Duration::from_millis(if live { 0 } else { 3000 }),
             },
             report: None,

@@ -271,7 +271,6 @@ where
         self.running.as_ref().map(|r| &r.placed)
     }
 
-    /// How far the running job is.
     /// Whether an apply runs.
     pub(super) fn running(&self) -> bool {
         self.running.is_some()

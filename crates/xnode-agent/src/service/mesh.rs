@@ -38,6 +38,8 @@ pub(super) struct MeshPart {
     renewer: Option<Renewer>,
     /// What this node last told the mesh it offers and runs.
     told: (BTreeMap<String, String>, BTreeSet<String>),
+    /// The closures this node last told the mesh it holds.
+    told_closures: Option<BTreeSet<String>>,
     marks: Marks,
 }
 
@@ -96,6 +98,7 @@ impl MeshPart {
             placement: Placement::default(),
             renewer,
             told: Default::default(),
+            told_closures: None,
             marks: Marks::reset(xnode_spec::unit::PLACED_DIR),
         }
     }
@@ -176,6 +179,20 @@ impl MeshPart {
         self.tell(offers, running)
     }
 
+    /// Tells the mesh the closures this node holds, when they changed.
+    fn tell_closures(&mut self, closures: BTreeSet<String>) {
+        if self.told_closures.as_ref() == Some(&closures) {
+            return;
+        }
+        if self
+            .mesh
+            .handle()
+            .is_some_and(|h| h.try_set_closures(closures.clone()))
+        {
+            self.told_closures = Some(closures);
+        }
+    }
+
     /// Whether the mesh has (or was just handed) these offers and runs.
     fn tell(&mut self, offers: BTreeMap<String, String>, running: BTreeSet<String>) -> bool {
         if self.told == (offers.clone(), running.clone()) {
@@ -231,6 +248,7 @@ where
             mesh.views = Some(h.views());
             mesh.majority = Some(h.majority());
             mesh.told = Default::default();
+            mesh.told_closures = None;
             self.fleet_rejoined();
         }
     }
@@ -272,6 +290,10 @@ where
             .map(|spec| placement::wanted(&spec.spec))
             .unwrap_or_default();
         let withdrawn = self.beside.withdrawn.borrow().clone();
+        let closures = self
+            .target()
+            .zip(self.not_realised.as_ref())
+            .map(|(spec, missing)| placement::closures(&spec.spec, missing));
         let Some(mesh) = &mut self.mesh else { return };
         // The mesh hears at once what the spec this node heads for offers (once it is
         // known what of it can be realised): a new one as its apply begins (so
@@ -284,6 +306,9 @@ where
             .not_realised
             .as_ref()
             .is_none_or(|missing| mesh.offer(&wanted, missing, &withdrawn));
+        if let Some(closures) = closures {
+            mesh.tell_closures(closures);
+        }
         let mut offers = mesh.told.0.clone();
         if !told && let Some(missing) = &self.not_realised {
             let now = placement::offers(&wanted, missing, &withdrawn);

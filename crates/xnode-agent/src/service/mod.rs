@@ -236,6 +236,7 @@ where
                 _ = file_tick.tick() => self.read_spec_file(None),
                 _ = reconcile_tick.tick() => {
                     self.follow_mesh().await;
+                    self.realise_again();
                     self.converge.soon(Duration::ZERO);
                 }
                 _ = renew_tick.tick() => self.renew(),
@@ -339,6 +340,16 @@ where
         self.background.realising = Some(handle.id());
     }
 
+    /// Workloads held back for want of their store paths (or secrets) are tried again
+    /// each reconcile pass, beside the loop: the fleet's members may hold the paths by
+    /// now.
+    fn realise_again(&mut self) {
+        let held_back = self.not_realised.as_ref().is_some_and(|m| !m.is_empty());
+        if held_back && self.background.realising.is_none() && !self.apply.running() {
+            self.check_realisable();
+        }
+    }
+
     async fn on_done(
         &mut self,
         done: Result<(tokio::task::Id, Done<U, N>), tokio::task::JoinError>,
@@ -383,10 +394,14 @@ where
             Done::Realised(..) if self.background.realising != Some(id) => {}
             Done::Realised(hash, missing) => {
                 self.background.realising = None;
-                // An apply that ended meanwhile knows better.
-                if self.not_realised.is_none()
-                    && self.current.as_ref().is_some_and(|c| c.hash == hash)
-                {
+                // An apply under way, or one of another spec that ended meanwhile,
+                // knows better.
+                if self.current.as_ref().is_some_and(|c| c.hash == hash) && !self.apply.running() {
+                    if let Some(before) = &self.not_realised {
+                        for name in before.keys().filter(|n| !missing.contains_key(*n)) {
+                            info!(workload = %name, "{name}'s store paths are here now");
+                        }
+                    }
                     self.not_realised = Some(missing);
                 } else if self.not_realised.is_none() {
                     self.not_realised = Some(BTreeMap::new());

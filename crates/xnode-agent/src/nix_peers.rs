@@ -1,0 +1,165 @@
+//! Store paths between members, for as long as this node is in the mesh: it serves its
+//! store to its fleet's members, and runs the local binary cache Nix substitutes from,
+//! which asks them. Both run beside the loop; a new mesh node (the settings changed)
+//! gets a new server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use libp2p::PeerId;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info};
+use xnode_mesh::node::Handle;
+use xnode_nix::{Cache, Limits, LocalStore, PROTOCOL, Peers, Server};
+
+/// How this node takes part.
+#[derive(Debug)]
+pub struct Settings {
+    /// The local binary cache's listener (on loopback), if it runs.
+    pub cache: Option<TcpListener>,
+    /// What the node gives each peer.
+    pub limits: Limits,
+    /// A test hook: every NAR served is corrupted.
+    pub corrupt: bool,
+}
+
+/// Binds the local binary cache: loopback only, as Nix trusts it with nothing it does
+/// not check, but it spends the fleet's bandwidth for whoever asks.
+pub async fn bind_cache(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    if !addr.ip().is_loopback() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{addr} is not a loopback address; the local binary cache is for this node's Nix only"
+            ),
+        ));
+    }
+    TcpListener::bind(addr).await
+}
+
+/// The members as the mesh node of the moment knows them.
+struct MeshPeers(watch::Receiver<Option<Handle>>);
+
+impl Peers for MeshPeers {
+    fn control(&self) -> Option<libp2p_stream::Control> {
+        self.0.borrow().as_ref().map(Handle::streams)
+    }
+
+    fn candidates(&self) -> Vec<PeerId> {
+        let Some(handle) = self.0.borrow().clone() else {
+            return Vec::new();
+        };
+        let view = handle.views().borrow().clone();
+        candidates(&view)
+    }
+}
+
+/// The live members other than this one, those that hold closures first (most
+/// first): a Nix store holds whole closures, so one that holds any may well hold the
+/// path asked for.
+fn candidates(view: &xnode_mesh::node::View) -> Vec<PeerId> {
+    let mut live: Vec<(usize, PeerId)> = view
+        .members
+        .iter()
+        .filter(|m| m.candidate.live && m.candidate.peer != view.me)
+        .map(|m| (m.candidate.closures.len(), m.candidate.peer))
+        .collect();
+    live.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    live.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Serves and fetches until the agent stops.
+pub async fn run(mut handles: watch::Receiver<Option<Handle>>, settings: Settings) {
+    if let Some(listener) = settings.cache {
+        let cache = Cache::new(Arc::new(MeshPeers(handles.clone())));
+        let address = listener.local_addr().ok();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, cache.router()).await {
+                error!("the local binary cache stopped: {e}");
+            }
+        });
+        info!(
+            ?address,
+            "serving the local binary cache, from the fleet's members"
+        );
+    }
+    let mut serving: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        let handle = handles.borrow_and_update().clone();
+        if let Some(old) = serving.take() {
+            old.abort();
+        }
+        if let Some(handle) = handle {
+            match handle.streams().accept(PROTOCOL) {
+                Ok(incoming) => {
+                    let views = handle.views();
+                    let gate: xnode_nix::Gate = Arc::new(move |peer: &PeerId| {
+                        views
+                            .borrow()
+                            .members
+                            .iter()
+                            .any(|m| m.candidate.peer == *peer)
+                    });
+                    let mut server = Server::new(LocalStore::default(), settings.limits, gate);
+                    if settings.corrupt {
+                        server = server.corrupting();
+                    }
+                    serving = Some(tokio::spawn(Arc::new(server).run(incoming)));
+                }
+                Err(e) => error!("cannot serve store paths to members: {e}"),
+            }
+        }
+        if handles.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::time::{Duration, Instant};
+
+    use xnode_mesh::node::{Placed, View};
+    use xnode_mesh::placement::Candidate;
+
+    use super::*;
+
+    fn member(peer: PeerId, live: bool, closures: usize) -> Placed {
+        Placed {
+            node: "n".into(),
+            candidate: Candidate {
+                peer,
+                live,
+                eligible: live,
+                labels: BTreeMap::new(),
+                offers: BTreeMap::new(),
+                running: BTreeSet::new(),
+                closures: (0..closures).map(|i| format!("{i:0>32}")).collect(),
+                silent: Duration::ZERO,
+            },
+            report: None,
+        }
+    }
+
+    #[test]
+    fn live_members_are_asked_those_holding_closures_first_and_never_this_node() {
+        let [me, dead, bare, holder] = [(); 4].map(|()| PeerId::random());
+        let view = View {
+            at: Instant::now(),
+            me,
+            quorate: true,
+            settled: Duration::ZERO,
+            hold_down: Duration::ZERO,
+            voters: 4,
+            members: vec![
+                member(me, true, 5),
+                member(dead, false, 9),
+                member(bare, true, 0),
+                member(holder, true, 2),
+            ],
+        };
+        assert_eq!(candidates(&view), [holder, bare]);
+    }
+}

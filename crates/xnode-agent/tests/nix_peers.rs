@@ -1,0 +1,265 @@
+//! Store paths from the fleet: three real nodes (xnoded under systemd, each in its own
+//! container, network namespace and Nix store), whose Nix has no substituter but its
+//! node's local binary cache. A closure of several paths, signed with the fleet's key,
+//! reaches a node that had none of it; a member serving corrupt NARs, unsigned paths,
+//! paths signed by an untrusted key and a stranger's question are all refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use xnode_lab::node::{journal, wait_status, write_spec};
+use xnode_lab::{Cluster, Container, Network};
+
+const CACHE: &str = "127.0.0.1:5391";
+const FLAGS: &str =
+    "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0 --nix-cache-listen 127.0.0.1:5391";
+const N: usize = 3;
+const HOLDER: usize = 0;
+const LIAR: usize = 1;
+const FETCHER: usize = 2;
+/// Boot, joining and a few realise attempts on a loaded machine.
+const WAIT: Duration = Duration::from_secs(90);
+
+/// A closure of three paths: a program that references a built path that references a
+/// text file. The same on every node (the builds are deterministic).
+const CLOSURE: &str = r#"
+let
+  mk = name: script: derivation {
+    inherit name;
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    args = [ "-c" script ];
+  };
+  leaf = builtins.toFile "leaf" "the closure's leaf\n";
+  mid = mk "mid" "echo ${leaf} > $out";
+in
+mk "app-WHICH" "/bin/mkdir $out; echo ${mid} > $out/mid; printf '#!/bin/sh\\nexec /bin/sleep infinity\\n' > $out/run; /bin/chmod 755 $out/run"
+"#;
+
+fn spec(i: usize, net: &Network, workloads: &Value) -> Vec<u8> {
+    Cluster::spec(N, i, net, workloads)
+}
+
+fn write(c: &Container, inside: &str, text: &str) {
+    let path = c.path(inside);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// Builds the closure named `which` in `c`'s store; its top path.
+fn build(c: &Container, which: &str) -> String {
+    write(c, "/tmp/closure.nix", &CLOSURE.replace("WHICH", which));
+    c.sh("nix-build --no-out-link --option sandbox false --option substituters '' /tmp/closure.nix")
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Signs `path` and its closure with the key in `key_file`.
+fn sign(c: &Container, key_file: &str, path: &str) {
+    c.sh(&format!(
+        "nix --extra-experimental-features nix-command store sign -k {key_file} -r {path}"
+    ))
+    .unwrap();
+}
+
+fn workload(path: &str) -> Value {
+    json!({"command": [format!("{path}/run")], "store_paths": [path]})
+}
+
+fn workload_status(status: &Value, name: &str) -> Value {
+    status["workloads"]
+        .as_array()
+        .and_then(|ws| ws.iter().find(|w| w["name"] == name))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn peer_id(c: &Container) -> String {
+    let s = wait_status(c, "a peer id", WAIT, |s| s["mesh"]["peer_id"].is_string()).unwrap();
+    s["mesh"]["peer_id"].as_str().unwrap().to_owned()
+}
+
+/// A stranger (xnode-meshd in no fleet, beside the fetcher) asks `peer` for `hash`'s
+/// narinfo; its answer.
+fn strangers_answer(c: &Container, net: &Network, peer: &str, hash: &str) -> Value {
+    let meshd = PathBuf::from(env!("CARGO_BIN_EXE_xnoded")).with_file_name("xnode-meshd");
+    assert!(
+        meshd.exists(),
+        "{} is missing: build it with cargo build -p xnode-mesh",
+        meshd.display()
+    );
+    let script = format!(
+        "(sleep 3; echo 'narinfo {peer} {hash}'; sleep 10) | timeout 30 /opt/xnode/xnode-meshd \
+           --state-dir /tmp/stranger --name stranger --listen /ip4/{}/tcp/7799 --bootstrap {}",
+        net.address(FETCHER),
+        Cluster::mesh_address(net, HOLDER)
+    );
+    let out = c.exec(&["/bin/sh", "-c", &script]).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["kind"] == "narinfo")
+        .unwrap_or_else(|| panic!("no answer from xnode-meshd: {stdout}"))
+}
+
+#[test]
+fn a_signed_closure_comes_from_a_member_and_nothing_false_gets_in() {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
+    let bin_dir: &Path = bin.parent().unwrap();
+    let cluster = Cluster::boot_each(
+        bin_dir,
+        N,
+        |i| {
+            let liar = if i == LIAR { " --nix-corrupt-nars" } else { "" };
+            format!("{FLAGS}{liar} {}", xnode_lab::fleet::JOIN_FLAG)
+        },
+        |i, net| spec(i, net, &json!({})),
+    )
+    .unwrap();
+    let [holder, liar, fetcher] = [HOLDER, LIAR, FETCHER].map(|i| &cluster.nodes[i]);
+
+    // The fleet's signing key, made on the holder; every node trusts its public half
+    // and nothing else, and substitutes only from its local cache.
+    holder
+        .sh("nix-store --generate-binary-cache-key fleet-1 /tmp/fleet.sk /tmp/fleet.pk")
+        .unwrap();
+    let secret = std::fs::read_to_string(holder.path("/tmp/fleet.sk")).unwrap();
+    let public = std::fs::read_to_string(holder.path("/tmp/fleet.pk")).unwrap();
+    for c in &cluster.nodes {
+        write(c, "/tmp/fleet.sk", &secret);
+        write(
+            c,
+            "/etc/nix/nix.conf",
+            &format!(
+                "substituters = http://{CACHE}\ntrusted-public-keys = {public}\n\
+                 narinfo-cache-negative-ttl = 0\nbuild-users-group =\nsandbox = false\n"
+            ),
+        );
+        // xnoded realises through the daemon, which reads nix.conf as it starts.
+        c.sh("systemctl restart nix-daemon.service").unwrap();
+    }
+
+    // Only the liar holds the closure at first, signed as the fleet's.
+    let app = build(liar, "a");
+    sign(liar, "/tmp/fleet.sk", &app);
+    assert!(
+        fetcher
+            .sh(&format!("nix-store --check-validity {app}"))
+            .is_err()
+    );
+    for c in &cluster.nodes {
+        wait_status(c, "the others alive", WAIT, |s| {
+            s["mesh"]["alive"].as_u64() >= Some(N as u64 - 1)
+        })
+        .unwrap();
+    }
+
+    // The fetcher asks for it: the liar's NAR is not the path's, and Nix refuses it.
+    write_spec(
+        fetcher,
+        &spec(FETCHER, &cluster.net, &json!({"app": workload(&app)})),
+    )
+    .unwrap();
+    let s = wait_status(fetcher, "app held back", WAIT, |s| {
+        workload_status(s, "app")["error"].is_string()
+    })
+    .unwrap();
+    let app_status = workload_status(&s, "app");
+    eprintln!("with only the liar: {app_status:#}");
+    assert_eq!(app_status["active_state"], "absent", "{app_status:#}");
+    assert!(
+        app_status["error"]
+            .as_str()
+            .unwrap()
+            .contains("hash mismatch"),
+        "Nix refused the false NAR: {app_status:#}"
+    );
+    assert!(
+        journal(fetcher).contains(&format!("{} served a NAR of", peer_id(liar))),
+        "the cache saw the lie"
+    );
+
+    // The holder builds and signs the same closure: the fetcher, trying again, has it
+    // from there, and Nix finds every path of it sound.
+    let same = build(holder, "a");
+    assert_eq!(same, app, "the build is deterministic");
+    sign(holder, "/tmp/fleet.sk", &app);
+    let s = wait_status(fetcher, "app running", WAIT, |s| {
+        workload_status(s, "app")["active_state"] == "active"
+    })
+    .unwrap();
+    assert!(workload_status(&s, "app")["error"].is_null());
+    let closure = fetcher.sh(&format!("nix-store -qR {app}")).unwrap();
+    assert_eq!(closure.lines().count(), 3, "{closure}");
+    fetcher
+        .sh(&format!(
+            "nix-store -qR {app} | xargs nix-store --verify-path"
+        ))
+        .unwrap();
+    let holder_id = peer_id(holder);
+    let fetched_from_holder = journal(fetcher)
+        .lines()
+        .any(|l| l.contains("fetching the NAR of") && l.ends_with(&format!("from {holder_id}")));
+    assert!(fetched_from_holder, "{}", journal(fetcher));
+
+    // An unsigned closure, and one signed by a key no node trusts, stay out.
+    let unsigned = build(holder, "unsigned");
+    let untrusted = build(holder, "untrusted");
+    holder
+        .sh("nix-store --generate-binary-cache-key stranger-1 /tmp/other.sk /tmp/other.pk")
+        .unwrap();
+    sign(holder, "/tmp/other.sk", &untrusted);
+    write_spec(
+        fetcher,
+        &spec(
+            FETCHER,
+            &cluster.net,
+            &json!({"app": workload(&app), "unsigned": workload(&unsigned), "untrusted": workload(&untrusted)}),
+        ),
+    )
+    .unwrap();
+    let s = wait_status(fetcher, "both held back", WAIT, |s| {
+        ["unsigned", "untrusted"]
+            .iter()
+            .all(|w| workload_status(s, w)["error"].is_string())
+    })
+    .unwrap();
+    for name in ["unsigned", "untrusted"] {
+        let w = workload_status(&s, name);
+        eprintln!("{name}: {w:#}");
+        assert_eq!(w["active_state"], "absent", "{w:#}");
+        assert!(
+            w["error"]
+                .as_str()
+                .unwrap()
+                .contains("is not signed by any of the keys in 'trusted-public-keys'"),
+            "{w:#}"
+        );
+    }
+    for path in [&unsigned, &untrusted] {
+        assert!(
+            fetcher
+                .sh(&format!("nix-store --check-validity {path}"))
+                .is_err(),
+            "{path} got in"
+        );
+    }
+    assert_eq!(workload_status(&s, "app")["active_state"], "active");
+
+    // A stranger's question is refused.
+    let hash = &app["/nix/store/".len()..][..32];
+    let answer = strangers_answer(fetcher, &cluster.net, &holder_id, hash);
+    assert_eq!(answer["answer"]["Ok"]["answer"], "refused", "{answer:#}");
+    assert!(
+        answer["answer"]["Ok"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("fleet members"),
+        "{answer:#}"
+    );
+}
