@@ -278,6 +278,26 @@ in
       };
     };
 
+    nixCache = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Whether this node's Nix fetches store paths from its fleet's members: xnoded
+          serves a local binary cache on `nixCache.address` that asks them, and Nix
+          uses it as a substituter (after cache.nixos.org, by priority). Nix checks
+          what comes through as from any cache: a signature by a key in
+          `nix.settings.trusted-public-keys` (`xnodeos.nix.fleetKey`), and the NAR's
+          hash. xnoded also serves this node's store to the members, whatever this says.
+        '';
+      };
+      address = mkOption {
+        type = types.str;
+        default = "127.0.0.1:5391";
+        description = "Where the local binary cache listens: a loopback address.";
+      };
+    };
+
     extraArgs = mkOption {
       type = types.listOf types.str;
       default = [ ];
@@ -311,6 +331,13 @@ in
         message = "services.xnode.joinKeyFile must be an absolute path outside the Nix store (the store is world-readable).";
       }
     ];
+
+    # The fleet as a substituter; a miss is not remembered, since a member may hold
+    # the path a moment later.
+    nix.settings = mkIf cfg.nixCache.enable {
+      substituters = [ "http://${cfg.nixCache.address}" ];
+      narinfo-cache-negative-ttl = lib.mkDefault 0;
+    };
 
     environment.systemPackages = [ cfg.package ];
     environment.etc."xnode/spec.json" = mkIf (specSource != null) { source = specSource; };
@@ -395,6 +422,10 @@ in
           ++ optionals (cfg.http.listen != null) [
             "--http-listen"
             cfg.http.listen
+          ]
+          ++ optionals cfg.nixCache.enable [
+            "--nix-cache-listen"
+            cfg.nixCache.address
           ]
           ++ cfg.extraArgs
         );

@@ -13,6 +13,17 @@ in
     enable = lib.mkEnableOption "the XnodeOS profile: xnoded and server defaults";
 
     nix = {
+      fleetKey = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "fleet-1:pxrPHWWngmheN+VL1DXwVpKXtUA0n5eWdfTw0vi3uMI=";
+        description = ''
+          The public half of the fleet's signing key (`nix-store
+          --generate-binary-cache-key`): the owner signs the builds the fleet runs
+          with its secret half, and members then pass them to each other through
+          the mesh (docs/nix.md). Trusted by Nix besides cache.nixos.org's key.
+        '';
+      };
       substituters = mkOption {
         type = types.listOf types.str;
         default = [ ];
@@ -77,7 +88,8 @@ in
           "flakes"
         ];
         substituters = cfg.nix.substituters;
-        trusted-public-keys = cfg.nix.trustedPublicKeys;
+        trusted-public-keys =
+          cfg.nix.trustedPublicKeys ++ lib.optional (cfg.nix.fleetKey != null) cfg.nix.fleetKey;
       };
       gc = {
         automatic = mkDefault true;

@@ -11,11 +11,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use xnode_lab::node::{journal, wait_status, write_spec};
-use xnode_lab::{Cluster, Container, Network};
+use xnode_lab::{Cluster, Container, Network, nix};
 
-const CACHE: &str = "127.0.0.1:5391";
-const FLAGS: &str =
-    "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0 --nix-cache-listen 127.0.0.1:5391";
+const FLAGS: &str = "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0";
 const N: usize = 3;
 const HOLDER: usize = 0;
 const LIAR: usize = 1;
@@ -43,27 +41,9 @@ fn spec(i: usize, net: &Network, workloads: &Value) -> Vec<u8> {
     Cluster::spec(N, i, net, workloads)
 }
 
-fn write(c: &Container, inside: &str, text: &str) {
-    let path = c.path(inside);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
 /// Builds the closure named `which` in `c`'s store; its top path.
 fn build(c: &Container, which: &str) -> String {
-    write(c, "/tmp/closure.nix", &CLOSURE.replace("WHICH", which));
-    c.sh("nix-build --no-out-link --option sandbox false --option substituters '' /tmp/closure.nix")
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
-/// Signs `path` and its closure with the key in `key_file`.
-fn sign(c: &Container, key_file: &str, path: &str) {
-    c.sh(&format!(
-        "nix --extra-experimental-features nix-command store sign -k {key_file} -r {path}"
-    ))
-    .unwrap();
+    nix::build(c, &CLOSURE.replace("WHICH", which)).unwrap()
 }
 
 fn workload(path: &str) -> Value {
@@ -116,7 +96,11 @@ fn a_signed_closure_comes_from_a_member_and_nothing_false_gets_in() {
         N,
         |i| {
             let liar = if i == LIAR { " --nix-corrupt-nars" } else { "" };
-            format!("{FLAGS}{liar} {}", xnode_lab::fleet::JOIN_FLAG)
+            format!(
+                "{FLAGS} {}{liar} {}",
+                nix::CACHE_FLAG,
+                xnode_lab::fleet::JOIN_FLAG
+            )
         },
         |i, net| spec(i, net, &json!({})),
     )
@@ -125,28 +109,14 @@ fn a_signed_closure_comes_from_a_member_and_nothing_false_gets_in() {
 
     // The fleet's signing key, made on the holder; every node trusts its public half
     // and nothing else, and substitutes only from its local cache.
-    holder
-        .sh("nix-store --generate-binary-cache-key fleet-1 /tmp/fleet.sk /tmp/fleet.pk")
-        .unwrap();
-    let secret = std::fs::read_to_string(holder.path("/tmp/fleet.sk")).unwrap();
-    let public = std::fs::read_to_string(holder.path("/tmp/fleet.pk")).unwrap();
+    let (secret, public) = nix::signing_key(holder, "fleet").unwrap();
     for c in &cluster.nodes {
-        write(c, "/tmp/fleet.sk", &secret);
-        write(
-            c,
-            "/etc/nix/nix.conf",
-            &format!(
-                "substituters = http://{CACHE}\ntrusted-public-keys = {public}\n\
-                 narinfo-cache-negative-ttl = 0\nbuild-users-group =\nsandbox = false\n"
-            ),
-        );
-        // xnoded realises through the daemon, which reads nix.conf as it starts.
-        c.sh("systemctl restart nix-daemon.service").unwrap();
+        nix::join_fleet_store(c, &secret, &public).unwrap();
     }
 
     // Only the liar holds the closure at first, signed as the fleet's.
     let app = build(liar, "a");
-    sign(liar, "/tmp/fleet.sk", &app);
+    nix::sign(liar, "/tmp/fleet.sk", &app).unwrap();
     assert!(
         fetcher
             .sh(&format!("nix-store --check-validity {app}"))
@@ -188,7 +158,7 @@ fn a_signed_closure_comes_from_a_member_and_nothing_false_gets_in() {
     // from there, and Nix finds every path of it sound.
     let same = build(holder, "a");
     assert_eq!(same, app, "the build is deterministic");
-    sign(holder, "/tmp/fleet.sk", &app);
+    nix::sign(holder, "/tmp/fleet.sk", &app).unwrap();
     let s = wait_status(fetcher, "app running", WAIT, |s| {
         workload_status(s, "app")["active_state"] == "active"
     })
@@ -210,10 +180,8 @@ fn a_signed_closure_comes_from_a_member_and_nothing_false_gets_in() {
     // An unsigned closure, and one signed by a key no node trusts, stay out.
     let unsigned = build(holder, "unsigned");
     let untrusted = build(holder, "untrusted");
-    holder
-        .sh("nix-store --generate-binary-cache-key stranger-1 /tmp/other.sk /tmp/other.pk")
-        .unwrap();
-    sign(holder, "/tmp/other.sk", &untrusted);
+    nix::signing_key(holder, "other").unwrap();
+    nix::sign(holder, "/tmp/other.sk", &untrusted).unwrap();
     write_spec(
         fetcher,
         &spec(

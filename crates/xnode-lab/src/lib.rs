@@ -12,6 +12,7 @@ pub mod cluster;
 mod container;
 pub mod fleet;
 mod network;
+pub mod nix;
 pub mod node;
 mod rootfs;
 pub mod runs;

@@ -203,6 +203,7 @@ impl Cache {
                 left: size,
                 hasher: NixHasher::new(HashAlgorithm::Sha256),
                 stream,
+                buf: vec![0; CHUNK],
                 _permit: permit,
             };
             let body = Body::from_stream(futures_util::stream::unfold(passing, Passing::next));
@@ -221,6 +222,9 @@ impl Cache {
     }
 }
 
+/// How much of a NAR goes to Nix at a time.
+const CHUNK: usize = 256 * 1024;
+
 /// A NAR on its way from a member to Nix.
 struct Passing {
     cache: Arc<Cache>,
@@ -230,6 +234,7 @@ struct Passing {
     left: u64,
     hasher: NixHasher,
     stream: BufReader<Stream>,
+    buf: Vec<u8>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -238,45 +243,60 @@ impl Passing {
         if self.left == 0 {
             return None;
         }
-        let mut buf = vec![0; (256 * 1024).min(self.left as usize)];
-        let n = match tokio::time::timeout(STALL, self.stream.read(&mut buf)).await {
-            Ok(Ok(0)) => {
-                let e = std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!("{} ended the NAR {} bytes early", self.peer, self.left),
-                );
-                self.left = 0;
-                return Some((Err(e), self));
+        // A chunk filled from the stream's many small reads, so Nix gets few large ones.
+        let want = CHUNK.min(usize::try_from(self.left).unwrap_or(CHUNK));
+        let mut filled = 0;
+        while filled < want {
+            match self.fill(filled, want).await {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) => {
+                    self.left = 0;
+                    return Some((Err(e), self));
+                }
             }
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => {
-                self.left = 0;
-                return Some((Err(e), self));
-            }
-            Err(_) => {
-                self.left = 0;
-                return Some((Err(std::io::ErrorKind::TimedOut.into()), self));
-            }
-        };
-        buf.truncate(n);
+        }
+        let n = filled;
+        if n == 0 {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{} ended the NAR {} bytes early", self.peer, self.left),
+            );
+            self.left = 0;
+            return Some((Err(e), self));
+        }
+        let buf = self.buf[..n].to_vec();
         self.hasher.update(&buf);
         self.left -= n as u64;
         if self.left == 0 {
-            let hasher = std::mem::replace(&mut self.hasher, NixHasher::new(HashAlgorithm::Sha256));
-            if hasher.finalize() != self.expected {
-                warn!(
-                    peer = %self.peer,
-                    path = %self.hash,
-                    "{} served a NAR of {} that is not the path's: Nix will refuse it, and \
-                     that member is not asked again for {} s",
-                    self.peer,
-                    self.hash,
-                    DISTRUST.as_secs()
-                );
-                self.cache.lied(self.peer);
-            }
+            self.check();
         }
         Some((Ok(buf), self))
+    }
+
+    /// Reads into the chunk from `from` up to `to`: how much came (none at the end).
+    async fn fill(&mut self, from: usize, to: usize) -> Result<usize, std::io::Error> {
+        match tokio::time::timeout(STALL, self.stream.read(&mut self.buf[from..to])).await {
+            Ok(result) => result,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    /// At the NAR's end: whether it was the path's.
+    fn check(&mut self) {
+        let hasher = std::mem::replace(&mut self.hasher, NixHasher::new(HashAlgorithm::Sha256));
+        if hasher.finalize() != self.expected {
+            warn!(
+                peer = %self.peer,
+                path = %self.hash,
+                "{} served a NAR of {} that is not the path's: Nix will refuse it, and \
+                 that member is not asked again for {} s",
+                self.peer,
+                self.hash,
+                DISTRUST.as_secs()
+            );
+            self.cache.lied(self.peer);
+        }
     }
 }
 

@@ -1,0 +1,75 @@
+//! Nix in the lab's nodes as a fleet has it: a signing key the owner signs builds with,
+//! and a Nix that trusts that key alone and substitutes only from the node's local
+//! binary cache (so only from the fleet's members).
+
+use crate::{Container, LabError};
+
+/// Where xnoded serves the local binary cache in a lab node.
+pub const CACHE: &str = "127.0.0.1:5391";
+/// xnoded's flag for it.
+pub const CACHE_FLAG: &str = "--nix-cache-listen 127.0.0.1:5391";
+
+fn write(c: &Container, inside: &str, text: &str) -> Result<(), LabError> {
+    let path = c.path(inside);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(LabError::io(format!("cannot create {}", dir.display())))?;
+    }
+    std::fs::write(&path, text).map_err(LabError::io(format!("cannot write {inside}")))
+}
+
+/// A signing key made in `c` as `/tmp/<name>.sk` and `.pk`: its secret and public
+/// halves, as Nix writes them (`name:base64`).
+pub fn signing_key(c: &Container, name: &str) -> Result<(String, String), LabError> {
+    c.sh(&format!(
+        "nix-store --generate-binary-cache-key {name}-1 /tmp/{name}.sk /tmp/{name}.pk"
+    ))?;
+    let read = |ext: &str| {
+        std::fs::read_to_string(c.path(format!("/tmp/{name}.{ext}")))
+            .map_err(LabError::io(format!("cannot read /tmp/{name}.{ext}")))
+    };
+    Ok((read("sk")?, read("pk")?))
+}
+
+/// Makes `c` a fleet node: the fleet's secret key at `/tmp/fleet.sk` (for the owner's
+/// builds there), its public key the only one Nix trusts, and the local binary cache
+/// the only substituter, with misses never remembered. The daemon, through which
+/// xnoded realises, is restarted to read it.
+pub fn join_fleet_store(c: &Container, secret: &str, public: &str) -> Result<(), LabError> {
+    write(c, "/tmp/fleet.sk", secret)?;
+    write(
+        c,
+        "/etc/nix/nix.conf",
+        &format!(
+            "substituters = http://{CACHE}\ntrusted-public-keys = {public}\n\
+             narinfo-cache-negative-ttl = 0\nbuild-users-group =\nsandbox = false\n"
+        ),
+    )?;
+    c.sh("systemctl restart nix-daemon.service").map(|_| ())
+}
+
+/// Signs `path` and its closure in `c` with the key in `key_file`.
+pub fn sign(c: &Container, key_file: &str, path: &str) -> Result<(), LabError> {
+    c.sh(&format!(
+        "nix --extra-experimental-features nix-command store sign -k {key_file} -r {path}"
+    ))
+    .map(|_| ())
+}
+
+/// Builds the Nix expression `expr` in `c` from nothing but itself (no substituter):
+/// the output path.
+pub fn build(c: &Container, expr: &str) -> Result<String, LabError> {
+    write(c, "/tmp/build.nix", expr)?;
+    let out = c.sh(
+        "nix-build --no-out-link --option sandbox false --option substituters '' /tmp/build.nix",
+    )?;
+    Ok(out.trim().to_owned())
+}
+
+/// Adds `mib` MiB of random bytes to `c`'s store as the path `name`.
+pub fn add_random(c: &Container, name: &str, mib: usize) -> Result<String, LabError> {
+    let out = c.sh(&format!(
+        "head -c {mib}M /dev/urandom > /tmp/{name} && nix-store --add /tmp/{name} && rm /tmp/{name}"
+    ))?;
+    Ok(out.trim().to_owned())
+}
