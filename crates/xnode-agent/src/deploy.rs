@@ -136,7 +136,9 @@ pub fn late_mesh(
 
 /// Makes ready what each workload needs before its unit starts (its store paths, its
 /// decrypted secrets), and returns the workloads that cannot have it, and why: those
-/// are left as they are, and so are the ones that require them.
+/// are left as they are, and so are the ones that require them. A mesh workload's
+/// store paths are fetched by the members that own it or stand by for it, not by all
+/// (`service::holding`): placement puts it here only once they are.
 pub(crate) async fn unrealisable<N: Realise>(
     nix: &N,
     secrets: &Secrets,
@@ -145,6 +147,7 @@ pub(crate) async fn unrealisable<N: Realise>(
     let mut missing = BTreeMap::new();
     for (name, w) in &spec.workloads {
         if !w.store_paths.is_empty()
+            && w.placement == Placement::Local
             && let Err(why) = nix.realise(&w.store_paths).await
         {
             missing.insert(name.clone(), why);

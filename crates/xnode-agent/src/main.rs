@@ -85,6 +85,10 @@ struct Args {
     /// Bytes a second that one member's fetches from this node may take, together.
     #[arg(long, default_value_t = xnode_nix::Limits::default().peer_rate, value_name = "BYTES")]
     nix_peer_rate: u64,
+    /// How many members past a mesh workload's owners fetch its closure ahead, so a
+    /// failover onto one waits for no download; 0 leaves it to the owners.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    standbys: usize,
     /// A test hook: serve every NAR with one byte changed, as a broken peer would.
     #[arg(long, hide = true)]
     nix_corrupt_nars: bool,
@@ -195,6 +199,7 @@ async fn main() -> Result<()> {
             address: format!("https://{address}"),
             fingerprint: identity.fingerprint.clone(),
         }),
+        standbys: args.standbys,
     };
     let agent = Agent {
         units: Arc::new(units),

@@ -3,8 +3,10 @@
 //! which asks them. Both run beside the loop; a new mesh node (the settings changed)
 //! gets a new server.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use tokio::net::TcpListener;
@@ -69,6 +71,43 @@ fn candidates(view: &xnode_mesh::node::View) -> Vec<PeerId> {
     live.into_iter().map(|(_, p)| p).collect()
 }
 
+/// The fleet's members as the mesh's loop knows them, asked again when a second old,
+/// or when a peer is not among them (at most ten times a second, however many
+/// strangers ask).
+struct Members {
+    handle: Handle,
+    known: tokio::sync::Mutex<(Option<Instant>, HashSet<PeerId>)>,
+}
+
+impl Members {
+    const FRESH: Duration = Duration::from_secs(1);
+    const AGAIN: Duration = Duration::from_millis(100);
+
+    fn new(handle: Handle) -> Members {
+        Members {
+            handle,
+            known: tokio::sync::Mutex::new((None, HashSet::new())),
+        }
+    }
+
+    /// Whether `peer` is a member (one that is dead included: it may be back).
+    async fn admit(&self, peer: PeerId) -> bool {
+        let mut known = self.known.lock().await;
+        let age = known.0.map(|at| at.elapsed());
+        let stale = age.is_none_or(|a| a >= Self::FRESH);
+        let unsure = !known.1.contains(&peer) && age.is_none_or(|a| a >= Self::AGAIN);
+        if stale || unsure {
+            let members = self.handle.members().await.unwrap_or_default();
+            known.1 = members
+                .iter()
+                .filter_map(|m| m.peer_id.parse().ok())
+                .collect();
+            known.0 = Some(Instant::now());
+        }
+        known.1.contains(&peer)
+    }
+}
+
 /// Serves and fetches until the agent stops.
 pub async fn run(mut handles: watch::Receiver<Option<Handle>>, settings: Settings) {
     if let Some(listener) = settings.cache {
@@ -93,13 +132,10 @@ pub async fn run(mut handles: watch::Receiver<Option<Handle>>, settings: Setting
         if let Some(handle) = handle {
             match handle.streams().accept(PROTOCOL) {
                 Ok(incoming) => {
-                    let views = handle.views();
-                    let gate: xnode_nix::Gate = Arc::new(move |peer: &PeerId| {
-                        views
-                            .borrow()
-                            .members
-                            .iter()
-                            .any(|m| m.candidate.peer == *peer)
+                    let members = Arc::new(Members::new(handle.clone()));
+                    let gate: xnode_nix::Gate = Arc::new(move |peer: PeerId| {
+                        let members = members.clone();
+                        Box::pin(async move { members.admit(peer).await })
                     });
                     let mut server = Server::new(LocalStore::default(), settings.limits, gate);
                     if settings.corrupt {

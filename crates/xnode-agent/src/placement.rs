@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use xnode_api::mesh as api;
 use xnode_mesh::node::View;
-use xnode_mesh::placement::{CLAIM, Decision, Wanted, decide, definition_hash, lease_wait};
+use xnode_mesh::placement::{
+    CLAIM, Decision, Wanted, decide, definition_hash, lease_wait, should_hold,
+};
 use xnode_spec::plan::{Action, ActiveState, ObservedUnit, Op, Plan, Reason};
 use xnode_spec::unit::unit_name;
 use xnode_spec::{Placement as Where, Spec};
@@ -23,9 +25,25 @@ pub fn wanted(spec: &Spec) -> Vec<Wanted> {
                 replicas: m.replicas as usize,
                 labels: m.labels.clone(),
                 hash: definition_hash(w),
+                roots: w
+                    .store_paths
+                    .iter()
+                    .filter_map(|p| xnode_nix::HashPart::of_path(p).ok().map(String::from))
+                    .collect(),
             }),
             Where::Local => None,
         })
+        .collect()
+}
+
+/// The mesh workloads with store paths whose closures this node should hold: those it
+/// owns, and those it stands by for (`standbys` members past the owners fetch ahead).
+pub fn to_hold(view: &View, wanted: &[Wanted], standbys: usize) -> BTreeSet<String> {
+    let candidates: Vec<_> = view.members.iter().map(|p| p.candidate.clone()).collect();
+    wanted
+        .iter()
+        .filter(|w| !w.roots.is_empty() && should_hold(&view.me, w, &candidates, standbys))
+        .map(|w| w.name.clone())
         .collect()
 }
 
@@ -61,12 +79,12 @@ pub fn offers(
         .collect()
 }
 
-/// The closures this node holds of its spec's workloads, for members to fetch from it:
-/// the hash parts of the store paths of every workload realised here.
+/// The closures this node holds of its spec's workloads placed on it alone, for members
+/// to fetch from it: the hash parts of the store paths of every one realised here.
 pub fn closures(spec: &Spec, not_realised: &BTreeMap<String, String>) -> BTreeSet<String> {
     spec.workloads
         .iter()
-        .filter(|(name, _)| !not_realised.contains_key(*name))
+        .filter(|(name, w)| w.placement == Where::Local && !not_realised.contains_key(*name))
         .flat_map(|(_, w)| &w.store_paths)
         .filter_map(|p| xnode_nix::HashPart::of_path(p).ok().map(String::from))
         .take(xnode_mesh::message::MAX_CLOSURES)
@@ -295,6 +313,7 @@ mod tests {
             replicas: 1,
             labels: BTreeMap::new(),
             hash: "0123456789abcdef".into(),
+            roots: BTreeSet::new(),
         }];
         let ranked = owners("w", 2, &[PeerId::random(), PeerId::random()]);
         (wanted, ranked[0], ranked[1])

@@ -147,7 +147,8 @@ fn a_signed_closure_comes_from_a_member_and_nothing_false_gets_in() {
             .as_str()
             .unwrap()
             .contains("hash mismatch"),
-        "Nix refused the false NAR: {app_status:#}"
+        "Nix refused the false NAR: {app_status:#}\n{}",
+        journal(fetcher)
     );
     assert!(
         journal(fetcher).contains(&format!("{} served a NAR of", peer_id(liar))),
@@ -229,5 +230,89 @@ fn a_signed_closure_comes_from_a_member_and_nothing_false_gets_in() {
             .unwrap()
             .contains("fleet members"),
         "{answer:#}"
+    );
+}
+
+/// Node `i` of `n` with `workloads`, labelled a builder (node 0) or a worker.
+fn labelled_spec(n: usize, i: usize, net: &Network, workloads: &Value) -> Vec<u8> {
+    let mut spec: Value = serde_json::from_slice(&Cluster::spec(n, i, net, workloads)).unwrap();
+    let role = if i == 0 { "builder" } else { "worker" };
+    spec["node"]["labels"] = json!({ "role": role });
+    serde_json::to_vec(&spec).unwrap()
+}
+
+/// How many NARs `c`'s local cache has fetched.
+fn fetches(c: &Container) -> usize {
+    journal(c).matches("fetching the NAR of").count()
+}
+
+#[test]
+fn a_standby_holds_the_closure_before_the_owner_dies_and_takes_over_with_no_download() {
+    const NODES: usize = 4;
+    const UNIT: &str = "xnode-solo.service";
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
+    let flags = format!(
+        "{FLAGS} {} {}",
+        nix::CACHE_FLAG,
+        xnode_lab::fleet::JOIN_FLAG
+    );
+    let cluster = Cluster::boot_each(
+        bin.parent().unwrap(),
+        NODES,
+        |_| flags.clone(),
+        |i, net| labelled_spec(NODES, i, net, &json!({})),
+    )
+    .unwrap();
+    // The builder holds the closure; it serves it but runs nothing (its label).
+    let builder = &cluster.nodes[0];
+    let (secret, public) = nix::signing_key(builder, "fleet").unwrap();
+    for c in &cluster.nodes {
+        nix::join_fleet_store(c, &secret, &public).unwrap();
+    }
+    let app = build(builder, "solo");
+    nix::sign(builder, "/tmp/fleet.sk", &app).unwrap();
+    for c in &cluster.nodes {
+        wait_status(c, "the others alive", WAIT, |s| {
+            s["mesh"]["alive"].as_u64() >= Some(NODES as u64 - 1)
+        })
+        .unwrap();
+    }
+    let mut solo = workload(&app);
+    solo["placement"] = json!({"mesh": {"labels": {"role": "worker"}}});
+    let workloads = json!({ "solo": solo });
+    for (i, c) in cluster.nodes.iter().enumerate() {
+        write_spec(c, &labelled_spec(NODES, i, &cluster.net, &workloads)).unwrap();
+    }
+
+    // It runs on one worker; another, the next in rank, has fetched its closure too.
+    let workers: Vec<usize> = (1..NODES).collect();
+    let held = |i: &usize| {
+        cluster.nodes[*i]
+            .sh(&format!("nix-store --check-validity {app}"))
+            .is_ok()
+    };
+    xnode_lab::cluster::wait_until(WAIT, || {
+        cluster.running(UNIT).len() == 1 && workers.iter().filter(|i| held(i)).count() >= 2
+    })
+    .unwrap_or_else(|_| panic!("never one owner and a standby holding the closure"));
+    let owner = cluster.running(UNIT)[0];
+    let before: Vec<usize> = cluster.nodes.iter().map(fetches).collect();
+
+    // The owner dies: a worker that fetched ahead takes over, and fetches nothing.
+    cluster.kill(owner, &[UNIT]).unwrap();
+    xnode_lab::cluster::wait_until(WAIT, || cluster.running(UNIT).iter().any(|i| *i != owner))
+        .unwrap_or_else(|_| panic!("no failover from n{owner}"));
+    let heir = *cluster.running(UNIT).iter().find(|i| **i != owner).unwrap();
+    eprintln!("n{owner} -> n{heir}; NARs fetched before the loss: {before:?}");
+    assert!(
+        before[heir] > 0,
+        "n{heir} fetched the closure ahead:\n{}",
+        journal(&cluster.nodes[heir])
+    );
+    assert_eq!(
+        fetches(&cluster.nodes[heir]),
+        before[heir],
+        "n{heir} downloaded nothing to take over:\n{}",
+        journal(&cluster.nodes[heir])
     );
 }

@@ -6,6 +6,10 @@
 //! see the same members compute the same owners, and a member that comes or goes
 //! moves only the workloads it wins or held — about 1/n of them.
 //!
+//! Members that hold a workload's closure (its store paths, fetched ahead by the
+//! next-ranked members: [`should_hold`]) rank before those that would have to download
+//! it, so a failover goes where nothing need be fetched.
+//!
 //! Owning is not yet running: an owner starts a workload only while fewer than
 //! `replicas` other live members say they run it, so a workload handed from one live
 //! member to another is stopped there before it starts here.
@@ -39,6 +43,9 @@ pub struct Wanted {
     /// The hash of its definition: members run the same workload only if they agree
     /// on what it is.
     pub hash: String,
+    /// The hash parts of its store paths: a member that holds them all (and so their
+    /// closures) starts it with no download.
+    pub roots: BTreeSet<String>,
 }
 
 /// A member (this node included) as placement sees it.
@@ -63,6 +70,11 @@ pub struct Candidate<P> {
 }
 
 impl<P> Candidate<P> {
+    /// Whether it holds `w`'s closure.
+    fn holds(&self, w: &Wanted) -> bool {
+        w.roots.iter().all(|r| self.closures.contains(r))
+    }
+
     /// Whether it is lost but may still run `workload` under its lease: it offered or
     /// ran it, and was heard less than [`TAKEOVER`] ago.
     fn may_still_run(&self, workload: &str) -> bool {
@@ -140,6 +152,43 @@ pub fn owners<'a, P: ToString + Clone + 'a>(
         .collect()
 }
 
+/// The `replicas` owners of `wanted` among `able`: those that hold its closure first,
+/// each group by rendezvous score.
+fn owners_holding_first<P: ToString + Clone>(wanted: &Wanted, able: &[&Candidate<P>]) -> Vec<P> {
+    let (holding, rest): (Vec<&Candidate<P>>, Vec<&Candidate<P>>) =
+        able.iter().partition(|c| c.holds(wanted));
+    let mut chosen = owners(
+        &wanted.name,
+        wanted.replicas,
+        holding.iter().map(|c| &c.peer),
+    );
+    let more = wanted.replicas.saturating_sub(chosen.len());
+    chosen.extend(owners(&wanted.name, more, rest.iter().map(|c| &c.peer)));
+    chosen
+}
+
+/// Whether `me` should hold `wanted`'s closure: it owns the workload, or it is among
+/// the `standbys` members ranked next by rendezvous score (not by holding, so the
+/// standbys stay put while they fetch) that would take it over.
+pub fn should_hold<P: ToString + Clone + Eq>(
+    me: &P,
+    wanted: &Wanted,
+    members: &[Candidate<P>],
+    standbys: usize,
+) -> bool {
+    let able: Vec<&Candidate<P>> = members
+        .iter()
+        .filter(|c| c.eligible && can_run(c, wanted))
+        .collect();
+    owners_holding_first(wanted, &able).contains(me)
+        || owners(
+            &wanted.name,
+            wanted.replicas + standbys,
+            able.iter().map(|c| &c.peer),
+        )
+        .contains(me)
+}
+
 fn can_run<P>(c: &Candidate<P>, w: &Wanted) -> bool {
     c.offers.get(&w.name) == Some(&w.hash)
         && w.labels.iter().all(|(k, v)| c.labels.get(k) == Some(v))
@@ -153,12 +202,11 @@ pub fn decide<P: ToString + Clone + Eq>(
     wanted: &Wanted,
     members: &[Candidate<P>],
 ) -> Decision<P> {
-    let able: Vec<&Candidate<P>> = members.iter().filter(|c| can_run(c, wanted)).collect();
-    let owners = owners(
-        &wanted.name,
-        wanted.replicas,
-        able.iter().filter(|c| c.eligible).map(|c| &c.peer),
-    );
+    let able: Vec<&Candidate<P>> = members
+        .iter()
+        .filter(|c| c.eligible && can_run(c, wanted))
+        .collect();
+    let owners = owners_holding_first(wanted, &able);
     // Every live member that runs it counts, whatever it makes of it: one still
     // running an older definition, or no longer matching the labels, must stop first.
     let running: Vec<P> = members
@@ -193,6 +241,7 @@ mod tests {
             replicas,
             labels: BTreeMap::new(),
             hash: "h1".into(),
+            roots: BTreeSet::new(),
         }
     }
 
@@ -389,6 +438,52 @@ mod tests {
             decide(&members[0].peer.clone(), true, &w, &members)
                 .owners
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn holders_of_the_closure_own_first_and_the_next_ranked_fetch_it_ahead() {
+        let members: Vec<Candidate<String>> = nodes(5).iter().map(|p| member(p)).collect();
+        let mut w = wanted("w", 1);
+        w.roots.insert("r".repeat(32));
+        let peers: Vec<String> = members.iter().map(|c| c.peer.clone()).collect();
+        let ranked = owners("w", 5, &peers);
+        let at = |p: &str| members.iter().position(|c| c.peer == p).unwrap();
+        // No one holds it: the top scorer owns it; it and the next one fetch it.
+        let d = decide(&ranked[0], true, &w, &members);
+        assert_eq!(d.owners, [ranked[0].clone()]);
+        let fetchers: Vec<&String> = ranked
+            .iter()
+            .filter(|p| should_hold(*p, &w, &members, 1))
+            .collect();
+        assert_eq!(fetchers, [&ranked[0], &ranked[1]]);
+        assert!(
+            ranked
+                .iter()
+                .all(|p| !should_hold(p, &w, &members, 0) || *p == ranked[0])
+        );
+        // Only the fourth holds it: it owns it, and still the top two fetch it.
+        let mut held = members.clone();
+        held[at(&ranked[3])].closures = w.roots.clone();
+        assert_eq!(
+            decide(&ranked[0], true, &w, &held).owners,
+            [ranked[3].clone()]
+        );
+        assert!(should_hold(&ranked[0], &w, &held, 1) && should_hold(&ranked[1], &w, &held, 1));
+        assert!(!should_hold(&ranked[2], &w, &held, 1));
+        // Once the top two hold it too, the top scorer owns it again.
+        for p in &ranked[..2] {
+            held[at(p)].closures = w.roots.clone();
+        }
+        assert_eq!(
+            decide(&ranked[0], true, &w, &held).owners,
+            [ranked[0].clone()]
+        );
+        // A workload with no store paths is held by everyone: score alone decides.
+        let plain = wanted("w", 1);
+        assert_eq!(
+            decide(&ranked[0], true, &plain, &held).owners,
+            [ranked[0].clone()]
         );
     }
 

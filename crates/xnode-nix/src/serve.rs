@@ -50,7 +50,7 @@ impl Default for Limits {
 }
 
 /// Who may ask: the fleet's members, as the mesh knows them now.
-pub type Gate = Arc<dyn Fn(&PeerId) -> bool + Send + Sync>;
+pub type Gate = Arc<dyn Fn(PeerId) -> futures_util::future::BoxFuture<'static, bool> + Send + Sync>;
 
 /// A token bucket: `rate` bytes a second, with bursts of up to a second's worth.
 #[derive(Debug)]
@@ -214,7 +214,7 @@ impl Server {
         let ask: Ask = tokio::time::timeout(ASK_TIMEOUT, read_line(&mut stream))
             .await
             .map_err(|_| WireError::Io(std::io::ErrorKind::TimedOut.into()))??;
-        if !(self.gate)(&peer) {
+        if !(self.gate)(peer).await {
             // At debug: a stranger may ask as often as it likes.
             debug!(%peer, path = %ask.hash, "refused a path to a peer outside the fleet");
             let reason = "only this node's fleet members may fetch its store paths".into();
@@ -397,7 +397,11 @@ mod tests {
             nars_per_peer: 1,
             peer_rate: 1,
         };
-        let server = Server::new(LocalStore::default(), limits, Arc::new(|_: &PeerId| true));
+        let server = Server::new(
+            LocalStore::default(),
+            limits,
+            Arc::new(|_: PeerId| Box::pin(async { true })),
+        );
         let total = || server.total.clone().try_acquire_owned().unwrap();
         let (a, b) = (PeerId::random(), PeerId::random());
         let first = server.slot(a, true, total()).unwrap();

@@ -40,6 +40,8 @@ pub(super) struct MeshPart {
     told: (BTreeMap<String, String>, BTreeSet<String>),
     /// The closures this node last told the mesh it holds.
     told_closures: Option<BTreeSet<String>>,
+    /// The mesh workloads' closures held here, and fetching them ahead.
+    holding: super::holding::Holding,
     marks: Marks,
 }
 
@@ -99,6 +101,7 @@ impl MeshPart {
             renewer,
             told: Default::default(),
             told_closures: None,
+            holding: Default::default(),
             marks: Marks::reset(xnode_spec::unit::PLACED_DIR),
         }
     }
@@ -294,7 +297,20 @@ where
             .target()
             .zip(self.not_realised.as_ref())
             .map(|(spec, missing)| placement::closures(&spec.spec, missing));
+        let running_here = match &self.observed {
+            Ok(units) => placement::running(&wanted, units),
+            Err(_) => BTreeSet::new(),
+        };
+        let standbys = self.settings.standbys;
         let Some(mesh) = &mut self.mesh else { return };
+        mesh.holding.retain(&wanted);
+        // Not offered while its closure cannot be had, so placement looks elsewhere.
+        let failing = mesh.holding.failing(now.into_std());
+        let missing = self.not_realised.as_ref().map(|m| {
+            let mut missing = m.clone();
+            missing.extend(failing);
+            missing
+        });
         // The mesh hears at once what the spec this node heads for offers (once it is
         // known what of it can be realised): a new one as its apply begins (so
         // placement can put its new mesh workloads here while the gate waits), the one
@@ -302,15 +318,15 @@ where
         // (its channel was full), placement decides with what this node still offers
         // of what the mesh has: it drops what it no longer offers, and claims nothing
         // the others cannot know it offers.
-        let told = self
-            .not_realised
+        let told = missing
             .as_ref()
             .is_none_or(|missing| mesh.offer(&wanted, missing, &withdrawn));
-        if let Some(closures) = closures {
+        if let Some(mut closures) = closures {
+            closures.extend(mesh.holding.roots());
             mesh.tell_closures(closures);
         }
         let mut offers = mesh.told.0.clone();
-        if !told && let Some(missing) = &self.not_realised {
+        if !told && let Some(missing) = &missing {
             let now = placement::offers(&wanted, missing, &withdrawn);
             offers.retain(|w, hash| now.get(w) == Some(hash));
         }
@@ -329,10 +345,24 @@ where
                     me.candidate.offers = offers;
                 }
                 mesh.placement.update(&view, &wanted, now.into_std());
+                let to_hold = placement::to_hold(&view, &wanted, standbys);
+                if let Some(w) = mesh.holding.next(&wanted, &to_hold, now.into_std()) {
+                    let w = w.clone();
+                    self.fetch_ahead(w);
+                }
             }
             _ => mesh.placement.clear(),
         }
-        let placed = mesh.placement.placed();
+        let Some(mesh) = &mut self.mesh else { return };
+        // A workload comes here once its closure has: one running here has it.
+        let mut placed = mesh.placement.placed();
+        placed.retain(|name| {
+            running_here.contains(name)
+                || wanted
+                    .iter()
+                    .find(|w| &w.name == name)
+                    .is_none_or(|w| mesh.holding.holds(w))
+        });
         let before = self.placed.borrow().clone();
         if placed == before {
             return;
@@ -359,6 +389,55 @@ where
             self.fence(gone);
         }
         self.converge.soon(std::time::Duration::ZERO);
+    }
+
+    /// Fetches `w`'s closure beside the loop, as Nix realises any store path (through
+    /// the local binary cache, from the fleet's members).
+    fn fetch_ahead(&mut self, w: Wanted) {
+        let Some(spec) = self.target() else { return };
+        let Some(paths) = spec
+            .spec
+            .workloads
+            .get(&w.name)
+            .map(|d| d.store_paths.clone())
+        else {
+            return;
+        };
+        let (nix, _) = self.apply.readiers();
+        let name = w.name.clone();
+        let handle = self.tasks.spawn(async move {
+            let result = nix.realise(&paths).await;
+            Done::Held(w.name, w.roots, result)
+        });
+        if let Some(mesh) = &mut self.mesh {
+            mesh.holding.started(handle.id(), &name);
+        }
+    }
+
+    /// A fetch ahead ended: placement may now put the workload here, and the mesh
+    /// hears that this node holds it.
+    pub(super) fn held(
+        &mut self,
+        id: tokio::task::Id,
+        name: &str,
+        roots: BTreeSet<String>,
+        result: Result<(), String>,
+    ) {
+        let Some(mesh) = &mut self.mesh else { return };
+        if mesh.holding.is_fetch(id) {
+            mesh.holding
+                .done(name, roots, result, std::time::Instant::now());
+        }
+    }
+
+    /// A fetch ahead whose task died failed.
+    pub(super) fn fetch_lost(&mut self, id: tokio::task::Id) {
+        let Some(mesh) = &mut self.mesh else { return };
+        if let Some(name) = mesh.holding.fetch_of(id) {
+            let why = "the fetch's task failed".to_owned();
+            mesh.holding
+                .done(&name, BTreeSet::new(), Err(why), std::time::Instant::now());
+        }
     }
 
     /// Stops the units of mesh workloads placement took away, without waiting for

@@ -14,6 +14,7 @@ mod beside;
 mod converge;
 mod fleet;
 mod fleet_view;
+mod holding;
 mod mesh;
 mod mesh_requests;
 mod owner_file;
@@ -61,6 +62,8 @@ pub struct Settings {
     pub firewall: Option<crate::firewall::NftSet>,
     /// The API over the network, for `status`, when xnoded listens on TCP.
     pub remote: Option<xnode_api::node::RemoteStatus>,
+    /// How many members past a mesh workload's owners fetch its closure ahead.
+    pub standbys: usize,
 }
 
 /// How long a burst of unit changes may take before the pass it triggers.
@@ -77,6 +80,8 @@ enum Done<U, N> {
     Realised(xnode_spec::SpecHash, BTreeMap<String, String>),
     FleetSpec(Box<fleet::Taken>),
     Fetched(libp2p::PeerId, u64, Result<serde_json::Value, String>),
+    /// A mesh workload's closure fetched ahead (its roots), or why not.
+    Held(String, BTreeSet<String>, Result<(), String>),
 }
 
 /// The loop's state.
@@ -372,6 +377,7 @@ where
                 if self.background.watching == Some(id) {
                     self.background.watching = None;
                 }
+                self.fetch_lost(id);
                 return;
             }
         };
@@ -390,6 +396,7 @@ where
             Done::Push(checked) => self.push_checked(*checked),
             Done::FleetSpec(taken) => self.fleet_taken(*taken),
             Done::Fetched(peer, generation, fetched) => self.fetched(peer, generation, fetched),
+            Done::Held(name, roots, result) => self.held(id, &name, roots, result),
             // An older check, overtaken by one for the spec now in force.
             Done::Realised(..) if self.background.realising != Some(id) => {}
             Done::Realised(hash, missing) => {

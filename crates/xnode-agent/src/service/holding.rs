@@ -1,0 +1,160 @@
+//! The closures of mesh workloads this node holds, and fetching them ahead of need:
+//! the members that own a workload and the next-ranked that stand by for it realise
+//! its store paths (from the fleet's members, through the local binary cache), one
+//! workload at a time, beside the loop. Placement puts a workload here only once its
+//! closure is here, so a failover onto a standby waits for no download.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+use xnode_mesh::placement::Wanted;
+
+/// How long a workload whose closure could not be fetched is neither fetched again nor
+/// offered, so placement looks elsewhere.
+pub(super) const RETRY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default)]
+pub(super) struct Holding {
+    /// Each mesh workload's roots held here.
+    held: BTreeMap<String, BTreeSet<String>>,
+    /// The fetch under way: its task and workload.
+    fetching: Option<(tokio::task::Id, String)>,
+    /// Fetches that failed: why, and when.
+    failed: BTreeMap<String, (String, Instant)>,
+}
+
+impl Holding {
+    /// Whether `w`'s closure is here (a workload without store paths always is).
+    pub(super) fn holds(&self, w: &Wanted) -> bool {
+        w.roots.is_empty() || self.held.get(&w.name) == Some(&w.roots)
+    }
+
+    /// The workload to fetch next, if no fetch runs: the first of `to_hold` not held
+    /// and not failed within [`RETRY`].
+    pub(super) fn next<'a>(
+        &self,
+        wanted: &'a [Wanted],
+        to_hold: &BTreeSet<String>,
+        now: Instant,
+    ) -> Option<&'a Wanted> {
+        if self.fetching.is_some() {
+            return None;
+        }
+        wanted.iter().find(|w| {
+            to_hold.contains(&w.name)
+                && !self.holds(w)
+                && self
+                    .failed
+                    .get(&w.name)
+                    .is_none_or(|(_, at)| now.duration_since(*at) >= RETRY)
+        })
+    }
+
+    pub(super) fn started(&mut self, id: tokio::task::Id, name: &str) {
+        self.fetching = Some((id, name.to_owned()));
+    }
+
+    /// Whether `id` is the fetch under way.
+    pub(super) fn is_fetch(&self, id: tokio::task::Id) -> bool {
+        self.fetch_of(id).is_some()
+    }
+
+    /// The workload whose fetch `id` is.
+    pub(super) fn fetch_of(&self, id: tokio::task::Id) -> Option<String> {
+        self.fetching
+            .as_ref()
+            .filter(|(f, _)| *f == id)
+            .map(|(_, name)| name.clone())
+    }
+
+    /// The fetch of `name`'s `roots` ended.
+    pub(super) fn done(
+        &mut self,
+        name: &str,
+        roots: BTreeSet<String>,
+        result: Result<(), String>,
+        now: Instant,
+    ) {
+        self.fetching = None;
+        match result {
+            Ok(()) => {
+                info!(workload = %name, "{name}'s closure is here, ready for placement");
+                self.failed.remove(name);
+                self.held.insert(name.to_owned(), roots);
+            }
+            Err(why) => {
+                warn!(workload = %name, "cannot fetch {name}'s closure: {why}");
+                self.held.remove(name);
+                self.failed.insert(name.to_owned(), (why, now));
+            }
+        }
+    }
+
+    /// The fetches that failed within [`RETRY`], and why: not offered meanwhile.
+    pub(super) fn failing(&self, now: Instant) -> BTreeMap<String, String> {
+        self.failed
+            .iter()
+            .filter(|(_, (_, at))| now.duration_since(*at) < RETRY)
+            .map(|(name, (why, _))| (name.clone(), why.clone()))
+            .collect()
+    }
+
+    /// Every root held, for the mesh to know what members may fetch from here.
+    pub(super) fn roots(&self) -> BTreeSet<String> {
+        self.held.values().flatten().cloned().collect()
+    }
+
+    /// Forgets workloads no longer wanted.
+    pub(super) fn retain(&mut self, wanted: &[Wanted]) {
+        let names: BTreeSet<&String> = wanted.iter().map(|w| &w.name).collect();
+        self.held.retain(|n, _| names.contains(n));
+        self.failed.retain(|n, _| names.contains(n));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wanted(name: &str, roots: &[&str]) -> Wanted {
+        Wanted {
+            name: name.into(),
+            replicas: 1,
+            labels: BTreeMap::new(),
+            hash: "0123456789abcdef".into(),
+            roots: roots.iter().map(|r| r.repeat(32)).collect(),
+        }
+    }
+
+    #[test]
+    fn what_to_hold_is_fetched_one_at_a_time_and_a_failure_waits_its_turn() {
+        let t0 = Instant::now();
+        let ws = [wanted("a", &["a"]), wanted("b", &["b"]), wanted("c", &[])];
+        let to_hold: BTreeSet<String> = ["a", "b", "c"].map(String::from).into();
+        let mut h = Holding::default();
+        assert!(h.holds(&ws[2]), "nothing to fetch");
+        assert_eq!(h.next(&ws, &to_hold, t0).unwrap().name, "a");
+        let id = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(async { tokio::spawn(async {}).id() });
+        h.started(id, "a");
+        assert!(h.is_fetch(id));
+        assert!(h.next(&ws, &to_hold, t0).is_none(), "one at a time");
+        h.done("a", ws[0].roots.clone(), Err("no member has it".into()), t0);
+        assert_eq!(h.next(&ws, &to_hold, t0).unwrap().name, "b", "a waits");
+        assert_eq!(h.failing(t0).keys().collect::<Vec<_>>(), ["a"]);
+        h.done("b", ws[1].roots.clone(), Ok(()), t0);
+        assert!(h.holds(&ws[1]));
+        assert!(h.next(&ws, &to_hold, t0).is_none());
+        assert_eq!(h.next(&ws, &to_hold, t0 + RETRY).unwrap().name, "a");
+        assert!(h.failing(t0 + RETRY).is_empty());
+        // A new definition with other store paths is not held.
+        let b2 = wanted("b", &["x"]);
+        assert!(!h.holds(&b2));
+        assert_eq!(h.roots(), ws[1].roots);
+        h.retain(&ws[..1]);
+        assert!(h.roots().is_empty());
+    }
+}
