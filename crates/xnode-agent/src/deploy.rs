@@ -137,17 +137,20 @@ pub fn late_mesh(
 /// Makes ready what each workload needs before its unit starts (its store paths, its
 /// decrypted secrets), and returns the workloads that cannot have it, and why: those
 /// are left as they are, and so are the ones that require them. A mesh workload's
-/// store paths are fetched by the members that own it or stand by for it, not by all
-/// (`service::holding`): placement puts it here only once they are.
+/// store paths are realised here only while it is `placed` here (a new definition of
+/// one running here, say): the members that own it or stand by for it fetch them
+/// ahead, not every member (`service::holding`), and placement puts it here only once
+/// they are here.
 pub(crate) async fn unrealisable<N: Realise>(
     nix: &N,
     secrets: &Secrets,
     spec: &Spec,
+    placed: &BTreeSet<String>,
 ) -> BTreeMap<String, String> {
     let mut missing = BTreeMap::new();
     for (name, w) in &spec.workloads {
         if !w.store_paths.is_empty()
-            && w.placement == Placement::Local
+            && (w.placement == Placement::Local || placed.contains(name))
             && let Err(why) = nix.realise(&w.store_paths).await
         {
             missing.insert(name.clone(), why);
@@ -197,7 +200,8 @@ impl<U: Units, N: Realise> Agent<U, N> {
             .map_err(Failed::before_any_change)?;
         ctx.progress
             .send_modify(|p| p.generation = Some(generation));
-        let not_realised = unrealisable(&self.nix, &self.secrets, &new.spec).await;
+        let placed = ctx.placed.borrow().clone();
+        let not_realised = unrealisable(&self.nix, &self.secrets, &new.spec, &placed).await;
         let (plan, unhealthy) = apply_and_gate(
             &*self.units,
             &new.spec,
@@ -263,7 +267,8 @@ impl<U: Units, N: Realise> Agent<U, N> {
         ctx.progress
             .send_modify(|p| p.generation = Some(generation));
         let last_good = self.store.state().last_good.filter(|g| *g != generation);
-        let not_realised = unrealisable(&self.nix, &self.secrets, &spec.spec).await;
+        let placed = ctx.placed.borrow().clone();
+        let not_realised = unrealisable(&self.nix, &self.secrets, &spec.spec, &placed).await;
         // The apply may have finished before the crash, so the plan can be empty: gate
         // every workload, not only the changed ones.
         let (plan, unhealthy) = apply_and_gate(
@@ -360,7 +365,8 @@ impl<U: Units, N: Realise> Agent<U, N> {
             p.workloads.clear();
             p.putting_back = Some(Arc::new(back.clone()));
         });
-        let not_realised = unrealisable(&self.nix, &self.secrets, &back.spec).await;
+        let placed = ctx.placed.borrow().clone();
+        let not_realised = unrealisable(&self.nix, &self.secrets, &back.spec, &placed).await;
         let (_, still) = apply_and_gate(
             &*self.units,
             &back.spec,

@@ -76,7 +76,7 @@ fn candidates(view: &xnode_mesh::node::View) -> Vec<PeerId> {
 /// strangers ask).
 struct Members {
     handle: Handle,
-    known: tokio::sync::Mutex<(Option<Instant>, HashSet<PeerId>)>,
+    known: std::sync::Mutex<(Option<Instant>, HashSet<PeerId>)>,
 }
 
 impl Members {
@@ -86,23 +86,32 @@ impl Members {
     fn new(handle: Handle) -> Members {
         Members {
             handle,
-            known: tokio::sync::Mutex::new((None, HashSet::new())),
+            known: std::sync::Mutex::new((None, HashSet::new())),
         }
     }
 
     /// Whether `peer` is a member (one that is dead included: it may be back).
     async fn admit(&self, peer: PeerId) -> bool {
-        let mut known = self.known.lock().await;
-        let age = known.0.map(|at| at.elapsed());
-        let stale = age.is_none_or(|a| a >= Self::FRESH);
-        let unsure = !known.1.contains(&peer) && age.is_none_or(|a| a >= Self::AGAIN);
-        if stale || unsure {
-            let members = self.handle.members().await.unwrap_or_default();
+        let lock = || self.known.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut known = lock();
+            let age = known.0.map(|at| at.elapsed());
+            let stale = age.is_none_or(|a| a >= Self::FRESH);
+            let unsure = !known.1.contains(&peer) && age.is_none_or(|a| a >= Self::AGAIN);
+            if !stale && !unsure {
+                return known.1.contains(&peer);
+            }
+            // Marked as asked, so others meanwhile do not ask too.
+            known.0 = Some(Instant::now());
+        }
+        // A stuck loop answers no one: a second, then the last members known.
+        let asked = tokio::time::timeout(Self::FRESH, self.handle.members()).await;
+        let mut known = lock();
+        if let Ok(Ok(members)) = asked {
             known.1 = members
                 .iter()
                 .filter_map(|m| m.peer_id.parse().ok())
                 .collect();
-            known.0 = Some(Instant::now());
         }
         known.1.contains(&peer)
     }

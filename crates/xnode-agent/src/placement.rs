@@ -87,7 +87,6 @@ pub fn closures(spec: &Spec, not_realised: &BTreeMap<String, String>) -> BTreeSe
         .filter(|(name, w)| w.placement == Where::Local && !not_realised.contains_key(*name))
         .flat_map(|(_, w)| &w.store_paths)
         .filter_map(|p| xnode_nix::HashPart::of_path(p).ok().map(String::from))
-        .take(xnode_mesh::message::MAX_CLOSURES)
         .collect()
 }
 

@@ -73,3 +73,51 @@ pub fn add_random(c: &Container, name: &str, mib: usize) -> Result<String, LabEr
     ))?;
     Ok(out.trim().to_owned())
 }
+
+/// The spec of node `i` of `n` (as [`crate::Cluster::spec`]), labelled `role`: node 0
+/// a `builder`, the others `worker`s.
+pub fn role_spec(
+    n: usize,
+    i: usize,
+    net: &crate::Network,
+    workloads: &serde_json::Value,
+) -> Vec<u8> {
+    let spec = crate::Cluster::spec(n, i, net, workloads);
+    let Ok(mut spec) = serde_json::from_slice::<serde_json::Value>(&spec) else {
+        return spec;
+    };
+    let role = if i == 0 { "builder" } else { "worker" };
+    spec["node"]["labels"] = serde_json::json!({ "role": role });
+    serde_json::to_vec(&spec).unwrap_or_default()
+}
+
+/// `n` nodes of the lab owner's fleet running xnoded with `flags` (and the local
+/// cache), node 0 a builder and the rest workers ([`role_spec`]), each with a fleet
+/// store ([`join_fleet_store`]) whose key is made on the builder.
+pub fn builder_and_workers(
+    bin_dir: &std::path::Path,
+    n: usize,
+    flags: &str,
+) -> Result<crate::Cluster, LabError> {
+    let flags = format!("{flags} {CACHE_FLAG} {}", crate::fleet::JOIN_FLAG);
+    let cluster = crate::Cluster::boot_each(
+        bin_dir,
+        n,
+        |_| flags.clone(),
+        |i, net| role_spec(n, i, net, &serde_json::json!({})),
+    )?;
+    let (secret, public) = signing_key(&cluster.nodes[0], "fleet")?;
+    for c in &cluster.nodes {
+        join_fleet_store(c, &secret, &public)?;
+    }
+    Ok(cluster)
+}
+
+/// A mesh workload that runs `<path>/run` on one worker.
+pub fn worker_singleton(path: &str) -> serde_json::Value {
+    serde_json::json!({
+        "command": [format!("{path}/run")],
+        "store_paths": [path],
+        "placement": {"mesh": {"labels": {"role": "worker"}}}
+    })
+}

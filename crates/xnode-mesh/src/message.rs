@@ -252,6 +252,33 @@ mod tests {
     }
 
     #[test]
+    fn a_heartbeat_with_every_field_at_its_limit_is_accepted() {
+        let mut h = heartbeat("n".repeat(63).as_str(), 1);
+        let name = |i: usize, len: usize| format!("{i:0>len$}");
+        h.labels = (0..MAX_LABELS)
+            .map(|i| (name(i, 63), "v".repeat(63)))
+            .collect();
+        h.services = (0..MAX_SERVICES)
+            .map(|i| Service {
+                name: format!("s{}", name(i, 62)),
+                port: 65535,
+                protocol: "udp".into(),
+            })
+            .collect();
+        h.addresses = (0..MAX_ADDRESSES)
+            .map(|i| format!("/ip6/2001:db8::{i:x}/tcp/65535"))
+            .collect();
+        let workloads = xnode_spec::MAX_MESH_WORKLOADS;
+        let w = |i: usize| format!("w{}", name(i, xnode_spec::rules::MAX_WORKLOAD_NAME - 1));
+        h.offers = (0..workloads).map(|i| (w(i), "ab".repeat(8))).collect();
+        h.running = (0..workloads).map(w).collect();
+        h.closures = (0..MAX_CLOSURES).map(|i| name(i, 32)).collect();
+        let bytes = Message::Heartbeat(Box::new(h)).encode();
+        assert!(bytes.len() <= MAX_MESSAGE, "{} bytes", bytes.len());
+        assert!(matches!(Message::decode(&bytes), Ok(Message::Heartbeat(_))));
+    }
+
+    #[test]
     fn messages_round_trip() {
         for m in [
             Message::Heartbeat(Box::new(heartbeat("n1", 7))),

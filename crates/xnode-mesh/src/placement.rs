@@ -152,18 +152,23 @@ pub fn owners<'a, P: ToString + Clone + 'a>(
         .collect()
 }
 
-/// The `replicas` owners of `wanted` among `able`: those that hold its closure first,
-/// each group by rendezvous score.
+/// The `replicas` owners of `wanted` among `able`. With store paths: those that hold
+/// its closure and run it, then those that hold it, then the rest, each group by
+/// rendezvous score. (A holder that runs it keeps it: one that finishes fetching later
+/// does not take it away.) Without: by score alone.
 fn owners_holding_first<P: ToString + Clone>(wanted: &Wanted, able: &[&Candidate<P>]) -> Vec<P> {
-    let (holding, rest): (Vec<&Candidate<P>>, Vec<&Candidate<P>>) =
-        able.iter().partition(|c| c.holds(wanted));
-    let mut chosen = owners(
-        &wanted.name,
-        wanted.replicas,
-        holding.iter().map(|c| &c.peer),
-    );
-    let more = wanted.replicas.saturating_sub(chosen.len());
-    chosen.extend(owners(&wanted.name, more, rest.iter().map(|c| &c.peer)));
+    let rank = |c: &Candidate<P>| match (wanted.roots.is_empty(), c.holds(wanted)) {
+        (true, _) => 0,
+        (false, true) if c.running.contains(&wanted.name) => 0,
+        (false, true) => 1,
+        (false, false) => 2,
+    };
+    let mut chosen: Vec<P> = Vec::new();
+    for group in 0..3 {
+        let more = wanted.replicas.saturating_sub(chosen.len());
+        let peers = able.iter().filter(|c| rank(c) == group).map(|c| &c.peer);
+        chosen.extend(owners(&wanted.name, more, peers));
+    }
     chosen
 }
 
@@ -471,13 +476,19 @@ mod tests {
         );
         assert!(should_hold(&ranked[0], &w, &held, 1) && should_hold(&ranked[1], &w, &held, 1));
         assert!(!should_hold(&ranked[2], &w, &held, 1));
-        // Once the top two hold it too, the top scorer owns it again.
+        // Once the top two hold it too, the top scorer owns it again, unless the
+        // fourth runs it: a holder that runs it keeps it.
         for p in &ranked[..2] {
             held[at(p)].closures = w.roots.clone();
         }
         assert_eq!(
             decide(&ranked[0], true, &w, &held).owners,
             [ranked[0].clone()]
+        );
+        held[at(&ranked[3])].running.insert("w".into());
+        assert_eq!(
+            decide(&ranked[0], true, &w, &held).owners,
+            [ranked[3].clone()]
         );
         // A workload with no store paths is held by everyone: score alone decides.
         let plain = wanted("w", 1);

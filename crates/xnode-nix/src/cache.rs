@@ -63,6 +63,7 @@ struct Memory {
 /// The cache: the members it asks, and what it learnt of them.
 pub struct Cache {
     peers: Arc<dyn Peers>,
+    trust: crate::trust::Trust,
     memory: Mutex<Memory>,
     asks: Arc<Semaphore>,
     nars: Arc<Semaphore>,
@@ -73,6 +74,7 @@ impl Cache {
     pub fn new(peers: Arc<dyn Peers>) -> Arc<Cache> {
         Arc::new(Cache {
             peers,
+            trust: Default::default(),
             memory: Mutex::new(Memory::default()),
             asks: Arc::new(Semaphore::new(ASKS)),
             nars: Arc::new(Semaphore::new(NARS)),
@@ -132,6 +134,7 @@ impl Cache {
         match asked {
             Ok(Ok((Answer::Found { size }, stream))) => Some((size, stream)),
             Ok(Ok((Answer::Refused { reason }, _))) => {
+                let reason: String = reason.chars().take(200).collect();
                 info!(%peer, path = %ask.hash, "{peer} refused {}: {reason}", ask.hash);
                 None
             }
@@ -170,9 +173,12 @@ impl Cache {
                 continue;
             }
             match rewrite(hash, &text) {
-                Ok(narinfo) => {
+                Ok((narinfo, _)) if !self.trust.signed(&narinfo).await => {
+                    info!(%peer, path = %hash, "{peer} sent a narinfo of {hash} that no trusted key signed");
+                }
+                Ok((_, text)) => {
                     self.found(hash, peer);
-                    return Some(narinfo);
+                    return Some(text);
                 }
                 Err(why) => {
                     info!(%peer, path = %hash, "{peer} sent an unsound narinfo of {hash}: {why}")
@@ -183,8 +189,9 @@ impl Cache {
     }
 
     /// The NAR of `hash` from the first member that has it, checked against `expected`
-    /// as it passes: a member whose bytes are not the path's is not asked for it again.
-    async fn find_nar(self: &Arc<Self>, hash: &HashPart, expected: NixHash) -> Option<Response> {
+    /// as it passes: a member whose bytes are not the path's (or too few, or too slow)
+    /// is not asked for a while.
+    async fn find_nar(self: &Arc<Self>, hash: &HashPart, expected: Expected) -> Option<Response> {
         let permit = self.nars.clone().acquire_owned().await.ok()?;
         let ask = Ask {
             hash: hash.clone(),
@@ -194,13 +201,19 @@ impl Cache {
             let Some((size, stream)) = self.ask(peer, &ask).await else {
                 continue;
             };
+            if size != expected.size {
+                warn!(%peer, path = %hash, "{peer} offers a NAR of {hash} of {size} bytes, not {}", expected.size);
+                self.lied(peer);
+                continue;
+            }
             info!(%peer, path = %hash, bytes = size, "fetching the NAR of {hash} ({size} bytes) from {peer}");
             let passing = Passing {
                 cache: self.clone(),
                 peer,
                 hash: hash.clone(),
-                expected,
+                expected: expected.hash.clone(),
                 left: size,
+                deadline: Instant::now() + STALL + Duration::from_secs(size / MIN_RATE),
                 hasher: NixHasher::new(HashAlgorithm::Sha256),
                 stream,
                 buf: vec![0; CHUNK],
@@ -224,6 +237,14 @@ impl Cache {
 
 /// How much of a NAR goes to Nix at a time.
 const CHUNK: usize = 256 * 1024;
+/// The slowest a member may send a NAR, in bytes a second, past a first minute.
+const MIN_RATE: u64 = 1024 * 1024;
+
+/// What the narinfo Nix holds says of a NAR.
+struct Expected {
+    hash: NixHash,
+    size: u64,
+}
 
 /// A NAR on its way from a member to Nix.
 struct Passing {
@@ -232,6 +253,7 @@ struct Passing {
     hash: HashPart,
     expected: NixHash,
     left: u64,
+    deadline: Instant,
     hasher: NixHasher,
     stream: BufReader<Stream>,
     buf: Vec<u8>,
@@ -262,6 +284,8 @@ impl Passing {
                 std::io::ErrorKind::UnexpectedEof,
                 format!("{} ended the NAR {} bytes early", self.peer, self.left),
             );
+            warn!(peer = %self.peer, path = %self.hash, "{e}: it is not asked for a while");
+            self.cache.lied(self.peer);
             self.left = 0;
             return Some((Err(e), self));
         }
@@ -275,10 +299,17 @@ impl Passing {
     }
 
     /// Reads into the chunk from `from` up to `to`: how much came (none at the end).
+    /// A member that stalls, or is slower than [`MIN_RATE`] overall, is not asked for
+    /// a while.
     async fn fill(&mut self, from: usize, to: usize) -> Result<usize, std::io::Error> {
-        match tokio::time::timeout(STALL, self.stream.read(&mut self.buf[from..to])).await {
+        let limit = STALL.min(self.deadline.saturating_duration_since(Instant::now()));
+        match tokio::time::timeout(limit, self.stream.read(&mut self.buf[from..to])).await {
             Ok(result) => result,
-            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+            Err(_) => {
+                warn!(peer = %self.peer, path = %self.hash, "{} is too slow with the NAR of {}: it is not asked for a while", self.peer, self.hash);
+                self.cache.lied(self.peer);
+                Err(std::io::ErrorKind::TimedOut.into())
+            }
         }
     }
 
@@ -304,7 +335,7 @@ impl Passing {
 /// with only what Nix needs: the NAR's place (naming its hash), its hash and size, the
 /// references, the deriver and the signatures. A content address is dropped: a path
 /// travels on a trusted signature or not at all.
-fn rewrite(hash: &HashPart, text: &[u8]) -> Result<String, String> {
+fn rewrite(hash: &HashPart, text: &[u8]) -> Result<(NarInfo, String), String> {
     let store_dir = StoreDir::default();
     let info = NarInfo::parse_in(&store_dir, text).map_err(|e| e.to_string())?;
     let path = store_dir.render_path(info.store_path());
@@ -318,7 +349,7 @@ fn rewrite(hash: &HashPart, text: &[u8]) -> Result<String, String> {
     let NixHash::Sha256(_) = nar_hash else {
         return Err("its NAR hash is not sha256".into());
     };
-    let url = format!("nar/{}.nar", nar_file(hash, nar_hash));
+    let url = format!("nar/{}.nar", nar_file(hash, nar_hash, info.nar_size()));
     let narinfo = NarInfo::builder_in(
         store_dir,
         info.store_path().clone(),
@@ -332,22 +363,30 @@ fn rewrite(hash: &HashPart, text: &[u8]) -> Result<String, String> {
     .signatures(info.signatures().iter().cloned())
     .build()
     .map_err(|e| e.to_string())?;
-    String::from_utf8(narinfo.to_canonical_bytes()).map_err(|e| e.to_string())
+    let text = String::from_utf8(narinfo.to_canonical_bytes()).map_err(|e| e.to_string())?;
+    Ok((narinfo, text))
 }
 
-/// The NAR's file name: the path's hash part and the NAR's sha256 in Nix's base32.
-fn nar_file(hash: &HashPart, nar_hash: &NixHash) -> String {
+/// The NAR's file name: the path's hash part, the NAR's sha256 in Nix's base32 and its
+/// size, all the cache needs to check any member's copy.
+fn nar_file(hash: &HashPart, nar_hash: &NixHash, size: u64) -> String {
     let full = nar_hash.to_nix_nixbase32_string();
     let digest = full.split_once(':').map_or(full.as_str(), |(_, d)| d);
-    format!("{hash}-{digest}")
+    format!("{hash}-{digest}-{size}")
 }
 
-/// The path's hash part and NAR hash a NAR file name carries.
-fn parse_nar_file(file: &str) -> Option<(HashPart, NixHash)> {
-    let stem = file.strip_suffix(".nar")?;
-    let (hash, digest) = stem.split_once('-')?;
-    let nar_hash = NixHash::parse(&format!("sha256:{digest}")).ok()?;
-    Some((HashPart::parse(hash).ok()?, nar_hash))
+/// The path's hash part and what its NAR must be, from a NAR file name.
+fn parse_nar_file(file: &str) -> Option<(HashPart, Expected)> {
+    let mut parts = file.strip_suffix(".nar")?.split('-');
+    let (hash, digest, size) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let expected = Expected {
+        hash: NixHash::parse(&format!("sha256:{digest}")).ok()?,
+        size: size.parse().ok()?,
+    };
+    Some((HashPart::parse(hash).ok()?, expected))
 }
 
 fn not_found() -> Response {
@@ -392,9 +431,9 @@ mod tests {
     #[test]
     fn a_members_narinfo_is_rewritten_to_name_its_nar_hash_and_lose_its_content_address() {
         let hash = HashPart::of_path(PATH).unwrap();
-        let text = rewrite(&hash, record(PATH, "Extra: yes\n").as_bytes()).unwrap();
+        let (_, text) = rewrite(&hash, record(PATH, "Extra: yes\n").as_bytes()).unwrap();
         assert!(text.contains(&format!(
-            "URL: nar/{hash}-1xmr8jicvzszfzpz46g37mlpvbzjl2wpwvl2b05psipssyp1sm8h.nar\n"
+            "URL: nar/{hash}-1xmr8jicvzszfzpz46g37mlpvbzjl2wpwvl2b05psipssyp1sm8h-120.nar\n"
         )));
         assert!(text.contains("Sig: test:"));
         assert!(!text.contains("CA:") && !text.contains("Extra"), "{text}");
@@ -402,10 +441,11 @@ mod tests {
             .lines()
             .find_map(|l| l.strip_prefix("URL: nar/"))
             .unwrap();
-        let (back, nar_hash) = parse_nar_file(url).unwrap();
+        let (back, expected) = parse_nar_file(url).unwrap();
         assert_eq!(back, hash);
+        assert_eq!(expected.size, 120);
         assert_eq!(
-            nar_hash.to_nix_nixbase32_string(),
+            expected.hash.to_nix_nixbase32_string(),
             "sha256:1xmr8jicvzszfzpz46g37mlpvbzjl2wpwvl2b05psipssyp1sm8h"
         );
     }
@@ -434,7 +474,10 @@ mod tests {
         for bad in [
             "x.nar",
             "3xa9msjahh3yldycg70v09sr9hbswcma.nar",
-            "3xa9msjahh3yldycg70v09sr9hbswcma-zz.nar",
+            "3xa9msjahh3yldycg70v09sr9hbswcma-zz-1.nar",
+            "3xa9msjahh3yldycg70v09sr9hbswcma-1xmr8jicvzszfzpz46g37mlpvbzjl2wpwvl2b05psipssyp1sm8h.nar",
+            "3xa9msjahh3yldycg70v09sr9hbswcma-1xmr8jicvzszfzpz46g37mlpvbzjl2wpwvl2b05psipssyp1sm8h-x.nar",
+            "3xa9msjahh3yldycg70v09sr9hbswcma-1xmr8jicvzszfzpz46g37mlpvbzjl2wpwvl2b05psipssyp1sm8h-1-2.nar",
             "3xa9msjahh3yldycg70v09sr9hbswcma-1xmr8jicvzszfzpz46g37mlpvbzjl2wpwvl2b05psipssyp1sm8h",
             "../etc-1xmr8jicvzszfzpz46g37mlpvbzjl2wpwvl2b05psipssyp1sm8h.nar",
         ] {

@@ -9,9 +9,11 @@
 pub mod cache;
 pub mod serve;
 pub mod store;
+pub mod trust;
 pub mod wire;
 
 pub use cache::{Cache, Peers};
 pub use serve::{Gate, Limits, Server};
 pub use store::{LocalStore, StoreError};
+pub use trust::Trust;
 pub use wire::{HashPart, PROTOCOL};

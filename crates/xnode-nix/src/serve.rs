@@ -12,9 +12,10 @@ use futures_util::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader};
 use libp2p::PeerId;
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::store::LocalStore;
+use crate::trust::Trust;
 use crate::wire::{Answer, Ask, Want, WireError, read_line, write_line};
 
 /// How long an asker has to say what it wants.
@@ -22,6 +23,9 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one chunk may wait for an asker that stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 const CHUNK: usize = 256 * 1024;
+/// Refusals being written to strangers at once, and how long each may take.
+const REFUSALS: usize = 8;
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How much a node gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,10 +98,12 @@ struct Peer {
 /// This node's side of the protocol.
 pub struct Server {
     store: LocalStore,
+    trust: Trust,
     limits: Limits,
     gate: Gate,
     peers: Mutex<HashMap<PeerId, Peer>>,
     total: Arc<Semaphore>,
+    refusals: Arc<Semaphore>,
     corrupt: bool,
 }
 
@@ -129,10 +135,12 @@ impl Server {
     pub fn new(store: LocalStore, limits: Limits, gate: Gate) -> Server {
         Server {
             store,
+            trust: Trust::default(),
             limits,
             gate,
             peers: Mutex::new(HashMap::new()),
             total: Arc::new(Semaphore::new(limits.total)),
+            refusals: Arc::new(Semaphore::new(REFUSALS)),
             corrupt: false,
         }
     }
@@ -146,7 +154,23 @@ impl Server {
 
     /// Answers the streams peers open, each beside the others, until they end.
     pub async fn run(self: Arc<Self>, mut incoming: libp2p_stream::IncomingStreams) {
-        while let Some((peer, stream)) = incoming.next().await {
+        while let Some((peer, mut stream)) = incoming.next().await {
+            // A stranger is told no before anything is read, and takes no member's
+            // slot: at most a few refusals are being written at once, past them its
+            // streams are dropped.
+            if !(self.gate)(peer).await {
+                debug!(%peer, "refused a peer outside the fleet");
+                let Ok(permit) = self.refusals.clone().try_acquire_owned() else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let reason = "only this node's fleet members may fetch its store paths".into();
+                    let _ =
+                        tokio::time::timeout(REFUSAL_TIMEOUT, refuse(&mut stream, reason)).await;
+                });
+                continue;
+            }
             // Past the total, a stream is closed unread: the asker tries another peer.
             let Ok(permit) = self.total.clone().try_acquire_owned() else {
                 debug!(%peer, "too many questions at once: one dropped");
@@ -200,7 +224,7 @@ impl Server {
         peers.get(peer).map(|p| p.bucket.clone())
     }
 
-    /// Answers one stream's question.
+    /// Answers one member's stream's question.
     pub async fn answer<S>(
         &self,
         peer: PeerId,
@@ -214,12 +238,6 @@ impl Server {
         let ask: Ask = tokio::time::timeout(ASK_TIMEOUT, read_line(&mut stream))
             .await
             .map_err(|_| WireError::Io(std::io::ErrorKind::TimedOut.into()))??;
-        if !(self.gate)(peer).await {
-            // At debug: a stranger may ask as often as it likes.
-            debug!(%peer, path = %ask.hash, "refused a path to a peer outside the fleet");
-            let reason = "only this node's fleet members may fetch its store paths".into();
-            return refuse(&mut stream, reason).await;
-        }
         let Some(_slot) = self.slot(peer, ask.want == Want::Nar, total) else {
             let reason = format!(
                 "busy: at most {} questions and {} NARs at once per peer",
@@ -228,7 +246,13 @@ impl Server {
             return refuse(&mut stream, reason).await;
         };
         let narinfo = match self.store.narinfo(&ask.hash).await {
-            Ok(Some(narinfo)) => narinfo,
+            // Only what a member's Nix would take: a path no trusted key signed may be
+            // a configuration with secrets in it, and is no one else's to read.
+            Ok(Some(narinfo)) if self.trust.signed(&narinfo).await => narinfo,
+            Ok(Some(_)) => {
+                debug!(path = %ask.hash, "not served: no key this node trusts signed it");
+                return finish(&mut stream, &Answer::Missing).await;
+            }
             Ok(None) => return finish(&mut stream, &Answer::Missing).await,
             Err(e) => {
                 warn!(path = %ask.hash, "cannot read the store: {e}");
@@ -254,7 +278,7 @@ impl Server {
                 let size = narinfo.nar_size();
                 let bucket = self.bucket(&peer);
                 let sent = self.send_nar(&mut stream, &path, size, bucket).await?;
-                info!(%peer, %path, bytes = sent, "served {path} ({sent} bytes) to {peer}");
+                debug!(%peer, %path, bytes = sent, "served {path} ({sent} bytes) to {peer}");
                 Ok(())
             }
         }

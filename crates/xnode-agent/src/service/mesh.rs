@@ -321,8 +321,16 @@ where
         let told = missing
             .as_ref()
             .is_none_or(|missing| mesh.offer(&wanted, missing, &withdrawn));
-        if let Some(mut closures) = closures {
-            closures.extend(mesh.holding.roots());
+        if let Some(local) = closures {
+            // Within the heartbeat's bound (or members would refuse it), what mesh
+            // workloads need first.
+            let closures = mesh
+                .holding
+                .roots()
+                .into_iter()
+                .chain(local)
+                .take(xnode_mesh::message::MAX_CLOSURES)
+                .collect();
             mesh.tell_closures(closures);
         }
         let mut offers = mesh.told.0.clone();

@@ -338,8 +338,9 @@ where
             return;
         };
         let (nix, secrets) = self.apply.readiers();
+        let placed = self.placed.borrow().clone();
         let handle = self.tasks.spawn(async move {
-            let missing = crate::deploy::unrealisable(&nix, &secrets, &current.spec).await;
+            let missing = crate::deploy::unrealisable(&nix, &secrets, &current.spec, &placed).await;
             Done::Realised(current.hash, missing)
         });
         self.background.realising = Some(handle.id());

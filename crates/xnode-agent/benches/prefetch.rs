@@ -1,0 +1,110 @@
+//! Failover of a mesh workload whose closure is about 200 MB, with and without
+//! pre-fetch: four real nodes (xnoded under systemd, each in its own container,
+//! network namespace and Nix store). The builder holds the closure (a program that
+//! references four paths of 50 MiB of random data) and runs nothing; the three
+//! workers fetch it from the mesh. With `--standbys 1` the worker ranked next fetches
+//! it ahead; with `--standbys 0` only the owner does, so a new owner downloads it
+//! before it starts. Each time is read from the journals, from the owner's loss to the
+//! start elsewhere, on the monotonic clock every container shares.
+//!
+//! `cargo bench -p xnode-agent --bench prefetch` (root; one loss each).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a bench fails by panicking
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+use xnode_lab::cluster::wait_until;
+use xnode_lab::nix;
+use xnode_lab::node::{wait_status, write_spec};
+use xnode_lab::runs::runs;
+
+const FLAGS: &str = "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0";
+const N: usize = 4;
+const UNIT: &str = "xnode-solo.service";
+const WAIT: Duration = Duration::from_secs(120);
+
+/// A program whose closure holds `blobs`.
+fn program(blobs: &[String]) -> String {
+    let paths: Vec<String> = blobs.iter().map(|b| format!("\"{b}\"")).collect();
+    format!(
+        r#"
+let blobs = map builtins.storePath [ {} ]; in
+derivation {{
+  name = "big";
+  system = builtins.currentSystem;
+  builder = "/bin/sh";
+  args = [ "-c" "/bin/mkdir $out; echo ${{toString blobs}} > $out/blobs; printf '#!/bin/sh\\nexec /bin/sleep infinity\\n' > $out/run; /bin/chmod 755 $out/run" ];
+}}"#,
+        paths.join(" ")
+    )
+}
+
+/// Seconds from the owner's loss to the workload's start elsewhere, with `standbys`
+/// members fetching ahead.
+fn failover(standbys: usize) -> f64 {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
+    let flags = format!("{FLAGS} --standbys {standbys}");
+    let cluster = nix::builder_and_workers(bin.parent().unwrap(), N, &flags).unwrap();
+    let builder = &cluster.nodes[0];
+    let blobs: Vec<String> = (0..4)
+        .map(|i| nix::add_random(builder, &format!("blob-{i}"), 50).unwrap())
+        .collect();
+    let app = nix::build(builder, &program(&blobs)).unwrap();
+    nix::sign(builder, "/tmp/fleet.sk", &app).unwrap();
+    for c in &cluster.nodes {
+        wait_status(c, "the others alive", WAIT, |s| {
+            s["mesh"]["alive"].as_u64() >= Some(N as u64 - 1)
+        })
+        .unwrap();
+    }
+    let workloads = json!({ "solo": nix::worker_singleton(&app) });
+    for (i, c) in cluster.nodes.iter().enumerate() {
+        write_spec(c, &nix::role_spec(N, i, &cluster.net, &workloads)).unwrap();
+    }
+    let holders = || {
+        (1..N)
+            .filter(|i| {
+                cluster.nodes[*i]
+                    .sh(&format!("nix-store --check-validity {app}"))
+                    .is_ok()
+            })
+            .count()
+    };
+    // The owner, and with pre-fetch a standby, hold the closure.
+    wait_until(WAIT, || {
+        cluster.running(UNIT).len() == 1 && holders() > standbys
+    })
+    .unwrap_or_else(|_| panic!("standbys {standbys}: never settled"));
+    let owner = cluster.running(UNIT)[0];
+    let at = cluster.kill(owner, &[UNIT]).unwrap();
+    wait_until(WAIT, || cluster.running(UNIT).iter().any(|i| *i != owner))
+        .unwrap_or_else(|_| panic!("standbys {standbys}: no failover from n{owner}"));
+    let heir = *cluster.running(UNIT).iter().find(|i| **i != owner).unwrap();
+    let started = runs(&cluster.nodes[heir], UNIT)
+        .unwrap()
+        .iter()
+        .map(|r| r.from_us)
+        .filter(|t| *t > at)
+        .min()
+        .expect("the heir's journal has the start");
+    let seconds = (started - at) as f64 / 1e6;
+    eprintln!("standbys {standbys}: n{owner} -> n{heir} in {seconds:.2} s");
+    seconds
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let ahead = failover(1);
+    let owner_only = failover(0);
+    println!("failover of a singleton whose closure is about 200 MB, {N} nodes, one loss each");
+    println!("  fetched ahead by a standby (--standbys 1)   {ahead:>6.2} s");
+    println!("  fetched by the new owner (--standbys 0)     {owner_only:>6.2} s");
+    println!(
+        "  with pre-fetch: {:.0} % of the time",
+        100.0 * ahead / owner_only
+    );
+}
