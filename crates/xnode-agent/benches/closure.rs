@@ -15,7 +15,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use xnode_lab::node::wait_status;
 use xnode_lab::{Cluster, Container, nix};
 
 const FLAGS: &str = "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0";
@@ -104,12 +103,7 @@ fn main() {
         .lines()
         .map(|l| l.trim().parse::<f64>().unwrap())
         .sum();
-    for c in &cluster.nodes {
-        wait_status(c, "the other member alive", Duration::from_secs(90), |s| {
-            s["mesh"]["alive"].as_u64() >= Some(1)
-        })
-        .unwrap();
-    }
+    cluster.wait_alive(Duration::from_secs(90)).unwrap();
     let (mut mesh, mut pipe) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         delete(fetcher, &paths);

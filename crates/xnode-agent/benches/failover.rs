@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use xnode_lab::Cluster;
-use xnode_lab::cluster::{monotonic_us, wait_until};
-use xnode_lab::runs::{first_overlap, runs};
+use xnode_lab::cluster::monotonic_us;
+use xnode_lab::runs::first_overlap;
 
 const N: usize = 5;
 const UNIT: &str = "xnode-solo.service";
@@ -51,19 +51,9 @@ fn lose(cluster: &Cluster, loss: Loss, k: usize) -> f64 {
             at
         }
     };
-    wait_until(Duration::from_secs(60), || {
-        cluster.running(UNIT).iter().any(|i| *i != owner)
-    })
-    .unwrap_or_else(|_| panic!("loss {k}: no failover from n{owner} within 60 s"));
-    let heir = *cluster.running(UNIT).iter().find(|i| **i != owner).unwrap();
-    let started = runs(&cluster.nodes[heir], UNIT)
-        .unwrap()
-        .iter()
-        .map(|r| r.from_us)
-        .filter(|t| *t > at)
-        .min()
-        .expect("the heir's journal has the start");
-    let seconds = (started - at) as f64 / 1e6;
+    let (heir, seconds) = cluster
+        .heir(owner, UNIT, at, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("loss {k}: no failover from n{owner} within 60 s"));
     eprintln!("loss {k:>2}: n{owner} -> n{heir} in {seconds:.3} s");
     match loss {
         Loss::Kill => {

@@ -5,7 +5,10 @@
 //! workers fetch it from the mesh. With `--standbys 1` the worker ranked next fetches
 //! it ahead; with `--standbys 0` only the owner does, so a new owner downloads it
 //! before it starts. Each time is read from the journals, from the owner's loss to the
-//! start elsewhere, on the monotonic clock every container shares.
+//! start elsewhere, on the monotonic clock every container shares. Twice: with the
+//! members' default rate, and with each member serving each other at 100 Mbit/s
+//! (`--nix-peer-rate`), where the download outlasts the wait for the lost owner's
+//! lease.
 //!
 //! `cargo bench -p xnode-agent --bench prefetch` (root; one loss each).
 
@@ -17,8 +20,6 @@ use std::time::Duration;
 use serde_json::json;
 use xnode_lab::cluster::wait_until;
 use xnode_lab::nix;
-use xnode_lab::node::{wait_status, write_spec};
-use xnode_lab::runs::runs;
 
 const FLAGS: &str = "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0";
 const N: usize = 4;
@@ -42,10 +43,11 @@ derivation {{
 }
 
 /// Seconds from the owner's loss to the workload's start elsewhere, with `standbys`
-/// members fetching ahead.
-fn failover(standbys: usize) -> f64 {
+/// members fetching ahead, and each member serving each other one at most `rate`
+/// bytes a second.
+fn failover(standbys: usize, rate: u64) -> f64 {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_xnoded"));
-    let flags = format!("{FLAGS} --standbys {standbys}");
+    let flags = format!("{FLAGS} --standbys {standbys} --nix-peer-rate {rate}");
     let cluster = nix::builder_and_workers(bin.parent().unwrap(), N, &flags).unwrap();
     let builder = &cluster.nodes[0];
     let blobs: Vec<String> = (0..4)
@@ -53,16 +55,12 @@ fn failover(standbys: usize) -> f64 {
         .collect();
     let app = nix::build(builder, &program(&blobs)).unwrap();
     nix::sign(builder, "/tmp/fleet.sk", &app).unwrap();
-    for c in &cluster.nodes {
-        wait_status(c, "the others alive", WAIT, |s| {
-            s["mesh"]["alive"].as_u64() >= Some(N as u64 - 1)
-        })
-        .unwrap();
-    }
-    let workloads = json!({ "solo": nix::worker_singleton(&app) });
-    for (i, c) in cluster.nodes.iter().enumerate() {
-        write_spec(c, &nix::role_spec(N, i, &cluster.net, &workloads)).unwrap();
-    }
+    nix::deploy_to_all(
+        &cluster,
+        &json!({ "solo": nix::worker_singleton(&app) }),
+        WAIT,
+    )
+    .unwrap();
     let holders = || {
         (1..N)
             .filter(|i| {
@@ -79,18 +77,10 @@ fn failover(standbys: usize) -> f64 {
     .unwrap_or_else(|_| panic!("standbys {standbys}: never settled"));
     let owner = cluster.running(UNIT)[0];
     let at = cluster.kill(owner, &[UNIT]).unwrap();
-    wait_until(WAIT, || cluster.running(UNIT).iter().any(|i| *i != owner))
-        .unwrap_or_else(|_| panic!("standbys {standbys}: no failover from n{owner}"));
-    let heir = *cluster.running(UNIT).iter().find(|i| **i != owner).unwrap();
-    let started = runs(&cluster.nodes[heir], UNIT)
-        .unwrap()
-        .iter()
-        .map(|r| r.from_us)
-        .filter(|t| *t > at)
-        .min()
-        .expect("the heir's journal has the start");
-    let seconds = (started - at) as f64 / 1e6;
-    eprintln!("standbys {standbys}: n{owner} -> n{heir} in {seconds:.2} s");
+    let (heir, seconds) = cluster
+        .heir(owner, UNIT, at, WAIT)
+        .unwrap_or_else(|| panic!("standbys {standbys}: no failover from n{owner}"));
+    eprintln!("standbys {standbys}, rate {rate}: n{owner} -> n{heir} in {seconds:.2} s");
     seconds
 }
 
@@ -98,13 +88,20 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let ahead = failover(1);
-    let owner_only = failover(0);
     println!("failover of a singleton whose closure is about 200 MB, {N} nodes, one loss each");
-    println!("  fetched ahead by a standby (--standbys 1)   {ahead:>6.2} s");
-    println!("  fetched by the new owner (--standbys 0)     {owner_only:>6.2} s");
-    println!(
-        "  with pre-fetch: {:.0} % of the time",
-        100.0 * ahead / owner_only
-    );
+    let default = xnode_nix::Limits::default().peer_rate;
+    for (what, rate) in [
+        ("members' default rate (128 MiB/s)", default),
+        ("members at 100 Mbit/s", 12_500_000),
+    ] {
+        let ahead = failover(1, rate);
+        let owner_only = failover(0, rate);
+        println!("  {what}:");
+        println!("    fetched ahead by a standby (--standbys 1)   {ahead:>6.2} s");
+        println!("    fetched by the new owner (--standbys 0)     {owner_only:>6.2} s");
+        println!(
+            "    with pre-fetch: {:.0} % of the time",
+            100.0 * ahead / owner_only
+        );
+    }
 }

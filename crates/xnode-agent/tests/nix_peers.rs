@@ -122,12 +122,7 @@ fn a_signed_closure_comes_from_a_member_and_nothing_false_gets_in() {
             .sh(&format!("nix-store --check-validity {app}"))
             .is_err()
     );
-    for c in &cluster.nodes {
-        wait_status(c, "the others alive", WAIT, |s| {
-            s["mesh"]["alive"].as_u64() >= Some(N as u64 - 1)
-        })
-        .unwrap();
-    }
+    cluster.wait_alive(WAIT).unwrap();
 
     // The fetcher asks for it: the liar's NAR is not the path's, and Nix refuses it.
     write_spec(
@@ -249,16 +244,12 @@ fn a_standby_holds_the_closure_before_the_owner_dies_and_takes_over_with_no_down
     let builder = &cluster.nodes[0];
     let app = build(builder, "solo");
     nix::sign(builder, "/tmp/fleet.sk", &app).unwrap();
-    for c in &cluster.nodes {
-        wait_status(c, "the others alive", WAIT, |s| {
-            s["mesh"]["alive"].as_u64() >= Some(NODES as u64 - 1)
-        })
-        .unwrap();
-    }
-    let workloads = json!({ "solo": nix::worker_singleton(&app) });
-    for (i, c) in cluster.nodes.iter().enumerate() {
-        write_spec(c, &nix::role_spec(NODES, i, &cluster.net, &workloads)).unwrap();
-    }
+    nix::deploy_to_all(
+        &cluster,
+        &json!({ "solo": nix::worker_singleton(&app) }),
+        WAIT,
+    )
+    .unwrap();
 
     // It runs on one worker; another, the next in rank, has fetched its closure too.
     let workers: Vec<usize> = (1..NODES).collect();

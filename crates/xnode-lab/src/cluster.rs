@@ -164,6 +164,38 @@ impl Cluster {
         })
     }
 
+    /// After `owner` was lost at `at` (µs of the monotonic clock): the node `unit`
+    /// starts on instead, and how many seconds after `at` it started there, from its
+    /// journal; or `None` if none runs it within `timeout`.
+    pub fn heir(
+        &self,
+        owner: usize,
+        unit: &str,
+        at: u64,
+        timeout: Duration,
+    ) -> Option<(usize, f64)> {
+        wait_until(timeout, || self.running(unit).iter().any(|i| *i != owner)).ok()?;
+        let heir = *self.running(unit).iter().find(|i| **i != owner)?;
+        let started = runs(&self.nodes[heir], unit)
+            .ok()?
+            .iter()
+            .map(|r| r.from_us)
+            .filter(|t| *t > at)
+            .min()?;
+        Some((heir, (started - at) as f64 / 1e6))
+    }
+
+    /// Waits until every node sees every other alive.
+    pub fn wait_alive(&self, timeout: Duration) -> Result<(), String> {
+        let others = self.nodes.len() as u64 - 1;
+        for c in &self.nodes {
+            node::wait_status(c, "the others alive", timeout, |s| {
+                s["mesh"]["alive"].as_u64() >= Some(others)
+            })?;
+        }
+        Ok(())
+    }
+
     /// Sends xnoded on node `i` a signal, its units left alone: `STOP` freezes it,
     /// `CONT` thaws it, `KILL` kills it (and systemd starts it again). Returns when it
     /// was sent, in µs of the monotonic clock.

@@ -121,3 +121,19 @@ pub fn worker_singleton(path: &str) -> serde_json::Value {
         "placement": {"mesh": {"labels": {"role": "worker"}}}
     })
 }
+
+/// Once every node sees the others alive, gives every node of `cluster` (made by
+/// [`builder_and_workers`]) `workloads`.
+pub fn deploy_to_all(
+    cluster: &crate::Cluster,
+    workloads: &serde_json::Value,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    cluster.wait_alive(timeout)?;
+    let n = cluster.nodes.len();
+    for (i, c) in cluster.nodes.iter().enumerate() {
+        crate::node::write_spec(c, &role_spec(n, i, &cluster.net, workloads))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

@@ -14,6 +14,11 @@ use xnode_mesh::placement::Wanted;
 /// offered, so placement looks elsewhere.
 pub(super) const RETRY: Duration = Duration::from_secs(30);
 
+/// How long this node must have been an owner or standby of a workload before it
+/// fetches its closure: while a new spec reaches the members one by one, owners change
+/// for a moment, and each would otherwise fetch what it is not to hold.
+pub(super) const STEADY: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Default)]
 pub(super) struct Holding {
     /// Each mesh workload's roots held here.
@@ -22,6 +27,8 @@ pub(super) struct Holding {
     fetching: Option<(tokio::task::Id, String)>,
     /// Fetches that failed: why, and when.
     failed: BTreeMap<String, (String, Instant)>,
+    /// Since when this node has been to hold each workload, without a break.
+    since: BTreeMap<String, Instant>,
 }
 
 impl Holding {
@@ -30,19 +37,41 @@ impl Holding {
         w.roots.is_empty() || self.held.get(&w.name) == Some(&w.roots)
     }
 
-    /// The workload to fetch next, if no fetch runs: the first of `to_hold` not held
-    /// and not failed within [`RETRY`].
-    pub(super) fn next<'a>(
-        &self,
-        wanted: &'a [Wanted],
-        to_hold: &BTreeSet<String>,
-        now: Instant,
-    ) -> Option<&'a Wanted> {
+    /// Notes which workloads this node is to hold as of `now`.
+    pub(super) fn should_hold(&mut self, to_hold: &BTreeSet<String>, now: Instant) {
+        self.since.retain(|name, _| to_hold.contains(name));
+        for name in to_hold {
+            self.since.entry(name.clone()).or_insert(now);
+        }
+    }
+
+    /// When the next fetch may start, if one is waiting (for [`STEADY`], or [`RETRY`]
+    /// after a failure) and none runs: when to look again.
+    pub(super) fn due(&self, wanted: &[Wanted]) -> Option<Instant> {
+        if self.fetching.is_some() {
+            return None;
+        }
+        wanted
+            .iter()
+            .filter(|w| !self.holds(w))
+            .filter_map(|w| {
+                let steady = *self.since.get(&w.name)? + STEADY;
+                let retry = self.failed.get(&w.name).map(|(_, at)| *at + RETRY);
+                Some(retry.map_or(steady, |r| r.max(steady)))
+            })
+            .min()
+    }
+
+    /// The workload to fetch next, if no fetch runs: the first this node has been to
+    /// hold for [`STEADY`], not held, and not failed within [`RETRY`].
+    pub(super) fn next<'a>(&self, wanted: &'a [Wanted], now: Instant) -> Option<&'a Wanted> {
         if self.fetching.is_some() {
             return None;
         }
         wanted.iter().find(|w| {
-            to_hold.contains(&w.name)
+            self.since
+                .get(&w.name)
+                .is_some_and(|since| now.duration_since(*since) >= STEADY)
                 && !self.holds(w)
                 && self
                     .failed
@@ -134,25 +163,35 @@ mod tests {
         let to_hold: BTreeSet<String> = ["a", "b", "c"].map(String::from).into();
         let mut h = Holding::default();
         assert!(h.holds(&ws[2]), "nothing to fetch");
-        assert_eq!(h.next(&ws, &to_hold, t0).unwrap().name, "a");
+        h.should_hold(&to_hold, t0);
+        assert!(h.next(&ws, t0).is_none(), "not before it has been steady");
+        assert_eq!(h.due(&ws), Some(t0 + STEADY));
+        let t0 = t0 + STEADY;
+        assert_eq!(h.next(&ws, t0).unwrap().name, "a");
         let id = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
             .block_on(async { tokio::spawn(async {}).id() });
         h.started(id, "a");
         assert!(h.is_fetch(id));
-        assert!(h.next(&ws, &to_hold, t0).is_none(), "one at a time");
+        assert!(h.next(&ws, t0).is_none(), "one at a time");
+        assert_eq!(h.due(&ws), None, "nothing starts while a fetch runs");
         h.done("a", ws[0].roots.clone(), Err("no member has it".into()), t0);
-        assert_eq!(h.next(&ws, &to_hold, t0).unwrap().name, "b", "a waits");
+        assert_eq!(h.next(&ws, t0).unwrap().name, "b", "a waits");
         assert_eq!(h.failing(t0).keys().collect::<Vec<_>>(), ["a"]);
         h.done("b", ws[1].roots.clone(), Ok(()), t0);
         assert!(h.holds(&ws[1]));
-        assert!(h.next(&ws, &to_hold, t0).is_none());
-        assert_eq!(h.next(&ws, &to_hold, t0 + RETRY).unwrap().name, "a");
+        assert!(h.next(&ws, t0).is_none());
+        assert_eq!(h.due(&ws), Some(t0 + RETRY), "a failure waits its turn");
+        assert_eq!(h.next(&ws, t0 + RETRY).unwrap().name, "a");
         assert!(h.failing(t0 + RETRY).is_empty());
         // A new definition with other store paths is not held.
         let b2 = wanted("b", &["x"]);
         assert!(!h.holds(&b2));
+        // Taken off the list, a workload starts its wait afresh.
+        h.should_hold(&BTreeSet::new(), t0);
+        h.should_hold(&to_hold, t0 + RETRY);
+        assert!(h.next(&ws, t0 + RETRY).is_none());
         assert_eq!(h.roots(), ws[1].roots);
         h.retain(&ws[..1]);
         assert!(h.roots().is_empty());

@@ -152,10 +152,12 @@ impl MeshPart {
         self.placement.status(withdrawn)
     }
 
-    pub(super) fn next_decision(&self) -> Option<Instant> {
-        self.placement
-            .next_decision(std::time::Instant::now())
-            .map(Instant::from_std)
+    /// When to decide again though nothing new is heard: a claim or a lease running
+    /// out, or a fetch ahead whose wait is over.
+    pub(super) fn next_decision(&self, wanted: &[Wanted]) -> Option<Instant> {
+        let claim = self.placement.next_decision(std::time::Instant::now());
+        let fetch = self.holding.due(wanted);
+        claim.into_iter().chain(fetch).min().map(Instant::from_std)
     }
 
     /// Renews the lease when the node may hold it.
@@ -354,7 +356,8 @@ where
                 }
                 mesh.placement.update(&view, &wanted, now.into_std());
                 let to_hold = placement::to_hold(&view, &wanted, standbys);
-                if let Some(w) = mesh.holding.next(&wanted, &to_hold, now.into_std()) {
+                mesh.holding.should_hold(&to_hold, now.into_std());
+                if let Some(w) = mesh.holding.next(&wanted, now.into_std()) {
                     let w = w.clone();
                     self.fetch_ahead(w);
                 }
