@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde_json::json;
 use xnode_lab::cluster::wait_until;
 use xnode_lab::nix;
+use xnode_lab::node::journal;
 
 const FLAGS: &str = "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0";
 const N: usize = 4;
@@ -61,13 +62,10 @@ fn failover(standbys: usize, rate: u64) -> f64 {
         WAIT,
     )
     .unwrap();
+    // Held as the agents see it: fetched, and so in their heartbeats.
     let holders = || {
         (1..N)
-            .filter(|i| {
-                cluster.nodes[*i]
-                    .sh(&format!("nix-store --check-validity {app}"))
-                    .is_ok()
-            })
+            .filter(|i| journal(&cluster.nodes[*i]).contains("solo's closure is here"))
             .count()
     };
     // The owner, and with pre-fetch a standby, hold the closure.
@@ -75,6 +73,8 @@ fn failover(standbys: usize, rate: u64) -> f64 {
         cluster.running(UNIT).len() == 1 && holders() > standbys
     })
     .unwrap_or_else(|_| panic!("standbys {standbys}: never settled"));
+    // A few heartbeats, so every member knows who holds it.
+    std::thread::sleep(Duration::from_secs(3));
     let owner = cluster.running(UNIT)[0];
     let at = cluster.kill(owner, &[UNIT]).unwrap();
     let (heir, seconds) = cluster

@@ -71,12 +71,19 @@ fn candidates(view: &xnode_mesh::node::View) -> Vec<PeerId> {
     live.into_iter().map(|(_, p)| p).collect()
 }
 
-/// The fleet's members as the mesh's loop knows them, asked again when a second old,
-/// or when a peer is not among them (at most ten times a second, however many
-/// strangers ask).
+/// The fleet's members as the mesh's loop knows them. Asked again in the background
+/// when a second old, or when a peer is not among them (at most ten times a second,
+/// however many strangers ask), so a busy loop never holds a question up; only the
+/// first answer is waited for.
 struct Members {
     handle: Handle,
-    known: std::sync::Mutex<(Option<Instant>, HashSet<PeerId>)>,
+    known: Arc<std::sync::Mutex<Known>>,
+}
+
+#[derive(Default)]
+struct Known {
+    asked: Option<Instant>,
+    peers: Option<HashSet<PeerId>>,
 }
 
 impl Members {
@@ -86,34 +93,44 @@ impl Members {
     fn new(handle: Handle) -> Members {
         Members {
             handle,
-            known: std::sync::Mutex::new((None, HashSet::new())),
+            known: Arc::default(),
         }
     }
 
     /// Whether `peer` is a member (one that is dead included: it may be back).
     async fn admit(&self, peer: PeerId) -> bool {
-        let lock = || self.known.lock().unwrap_or_else(|e| e.into_inner());
-        {
-            let mut known = lock();
-            let age = known.0.map(|at| at.elapsed());
+        let (answer, ask, first) = {
+            let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            let answer = known.peers.as_ref().map(|p| p.contains(&peer));
+            let age = known.asked.map(|at| at.elapsed());
             let stale = age.is_none_or(|a| a >= Self::FRESH);
-            let unsure = !known.1.contains(&peer) && age.is_none_or(|a| a >= Self::AGAIN);
-            if !stale && !unsure {
-                return known.1.contains(&peer);
+            let unsure = answer != Some(true) && age.is_none_or(|a| a >= Self::AGAIN);
+            let ask = stale || unsure;
+            if ask {
+                known.asked = Some(Instant::now());
             }
-            // Marked as asked, so others meanwhile do not ask too.
-            known.0 = Some(Instant::now());
+            (answer, ask, known.peers.is_none())
+        };
+        if ask {
+            let (handle, known) = (self.handle.clone(), self.known.clone());
+            let asking = async move {
+                // A stuck loop answers no one: the last members known stay.
+                if let Ok(Ok(members)) = tokio::time::timeout(Self::FRESH, handle.members()).await {
+                    let peers = members
+                        .iter()
+                        .filter_map(|m| m.peer_id.parse().ok())
+                        .collect();
+                    known.lock().unwrap_or_else(|e| e.into_inner()).peers = Some(peers);
+                }
+            };
+            if first {
+                asking.await;
+                let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+                return known.peers.as_ref().is_some_and(|p| p.contains(&peer));
+            }
+            tokio::spawn(asking);
         }
-        // A stuck loop answers no one: a second, then the last members known.
-        let asked = tokio::time::timeout(Self::FRESH, self.handle.members()).await;
-        let mut known = lock();
-        if let Ok(Ok(members)) = asked {
-            known.1 = members
-                .iter()
-                .filter_map(|m| m.peer_id.parse().ok())
-                .collect();
-        }
-        known.1.contains(&peer)
+        answer == Some(true)
     }
 }
 

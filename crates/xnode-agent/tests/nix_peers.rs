@@ -215,6 +215,12 @@ fn a_signed_closure_comes_from_a_member_and_nothing_false_gets_in() {
         );
     }
     assert_eq!(workload_status(&s, "app")["active_state"], "active");
+    // It was the signature: once the owner signs the first, it comes.
+    nix::sign(holder, "/tmp/fleet.sk", &unsigned).unwrap();
+    wait_status(fetcher, "the path signed at last running", WAIT, |s| {
+        workload_status(s, "unsigned")["active_state"] == "active"
+    })
+    .unwrap();
 
     // A stranger's question is refused.
     let hash = &app["/nix/store/".len()..][..32];
@@ -259,8 +265,8 @@ fn a_standby_holds_the_closure_before_the_owner_dies_and_takes_over_with_no_down
         cluster.running(UNIT).len() == 1 && workers.iter().filter(|i| held(i)).count() >= 2
     })
     .unwrap_or_else(|_| panic!("never one owner and a standby holding the closure"));
-    // A heartbeat or two, so every member knows who holds it.
-    std::thread::sleep(Duration::from_secs(2));
+    // A few heartbeats, so every member knows who holds it.
+    std::thread::sleep(Duration::from_secs(3));
     let owner = cluster.running(UNIT)[0];
     let before: Vec<usize> = cluster.nodes.iter().map(fetches).collect();
 

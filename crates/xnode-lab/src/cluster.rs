@@ -174,15 +174,19 @@ impl Cluster {
         at: u64,
         timeout: Duration,
     ) -> Option<(usize, f64)> {
-        wait_until(timeout, || self.running(unit).iter().any(|i| *i != owner)).ok()?;
-        let heir = *self.running(unit).iter().find(|i| **i != owner)?;
-        let started = runs(&self.nodes[heir], unit)
-            .ok()?
-            .iter()
-            .map(|r| r.from_us)
-            .filter(|t| *t > at)
-            .min()?;
-        Some((heir, (started - at) as f64 / 1e6))
+        let mut found = None;
+        // Up, and its start in the journal (which may come a moment later).
+        wait_until(timeout, || {
+            let heir = self.running(unit).into_iter().find(|i| *i != owner);
+            found = heir.and_then(|heir| {
+                let runs = runs(&self.nodes[heir], unit).ok()?;
+                let started = runs.iter().map(|r| r.from_us).filter(|t| *t > at).min()?;
+                Some((heir, (started - at) as f64 / 1e6))
+            });
+            found.is_some()
+        })
+        .ok()?;
+        found
     }
 
     /// Waits until every node sees every other alive.

@@ -152,16 +152,19 @@ pub fn owners<'a, P: ToString + Clone + 'a>(
         .collect()
 }
 
-/// The `replicas` owners of `wanted` among `able`. With store paths: those that hold
-/// its closure and run it, then those that hold it, then the rest, each group by
-/// rendezvous score. (A holder that runs it keeps it: one that finishes fetching later
-/// does not take it away.) Without: by score alone.
+/// The `replicas` owners of `wanted` among `able`. With store paths: those that run
+/// it, then those that hold its closure, then the rest, each group by rendezvous
+/// score. (One that runs it keeps it: a member that finishes fetching later, or first
+/// holds a new definition's closure, does not take it away.) Without: by score alone.
 fn owners_holding_first<P: ToString + Clone>(wanted: &Wanted, able: &[&Candidate<P>]) -> Vec<P> {
-    let rank = |c: &Candidate<P>| match (wanted.roots.is_empty(), c.holds(wanted)) {
-        (true, _) => 0,
-        (false, true) if c.running.contains(&wanted.name) => 0,
-        (false, true) => 1,
-        (false, false) => 2,
+    let rank = |c: &Candidate<P>| {
+        if wanted.roots.is_empty() || c.running.contains(&wanted.name) {
+            0
+        } else if c.holds(wanted) {
+            1
+        } else {
+            2
+        }
     };
     let mut chosen: Vec<P> = Vec::new();
     for group in 0..3 {
@@ -477,7 +480,7 @@ mod tests {
         assert!(should_hold(&ranked[0], &w, &held, 1) && should_hold(&ranked[1], &w, &held, 1));
         assert!(!should_hold(&ranked[2], &w, &held, 1));
         // Once the top two hold it too, the top scorer owns it again, unless the
-        // fourth runs it: a holder that runs it keeps it.
+        // fourth runs it: one that runs it keeps it.
         for p in &ranked[..2] {
             held[at(p)].closures = w.roots.clone();
         }
@@ -486,6 +489,12 @@ mod tests {
             [ranked[0].clone()]
         );
         held[at(&ranked[3])].running.insert("w".into());
+        assert_eq!(
+            decide(&ranked[0], true, &w, &held).owners,
+            [ranked[3].clone()]
+        );
+        // A new definition it does not hold yet: it keeps running it meanwhile.
+        held[at(&ranked[3])].closures.clear();
         assert_eq!(
             decide(&ranked[0], true, &w, &held).owners,
             [ranked[3].clone()]

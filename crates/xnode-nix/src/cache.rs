@@ -46,6 +46,9 @@ const NARS: usize = 4;
 const MEMORY: usize = 4096;
 /// How long a member that served a false NAR is not asked.
 const DISTRUST: Duration = Duration::from_secs(600);
+/// How long a member that ended a NAR early, stalled or was too slow is not asked:
+/// it may have restarted, or its link be busy.
+const SLOW: Duration = Duration::from_secs(60);
 
 /// What Nix reads first: the store this cache is for, and that it may be asked for
 /// many paths at once. Its priority puts it after cache.nixos.org (40) where both
@@ -56,8 +59,8 @@ const CACHE_INFO: &str = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 45\n
 struct Memory {
     /// Who answered last for each path.
     found: HashMap<HashPart, PeerId>,
-    /// Who served a NAR that was not the path's, and when.
-    liars: HashMap<PeerId, Instant>,
+    /// Members not to ask, and until when: those that lied, those too slow.
+    avoided: HashMap<PeerId, Instant>,
 }
 
 /// The cache: the members it asks, and what it learnt of them.
@@ -99,10 +102,11 @@ impl Cache {
     fn order(&self, hash: &HashPart) -> Vec<PeerId> {
         let candidates = self.peers.candidates();
         let mut memory = self.memory();
-        memory.liars.retain(|_, at| at.elapsed() < DISTRUST);
+        let now = Instant::now();
+        memory.avoided.retain(|_, until| *until > now);
         let mut order: Vec<PeerId> = Vec::new();
         for peer in memory.found.get(hash).into_iter().chain(&candidates) {
-            if !order.contains(peer) && !memory.liars.contains_key(peer) {
+            if !order.contains(peer) && !memory.avoided.contains_key(peer) {
                 order.push(*peer);
             }
         }
@@ -118,12 +122,15 @@ impl Cache {
         memory.found.insert(hash.clone(), peer);
     }
 
-    fn lied(&self, peer: PeerId) {
+    /// Does not ask `peer` for anything for `how_long`.
+    fn avoid(&self, peer: PeerId, how_long: Duration) {
         let mut memory = self.memory();
-        if memory.liars.len() >= MEMORY {
-            memory.liars.clear();
+        if memory.avoided.len() >= MEMORY {
+            memory.avoided.clear();
         }
-        memory.liars.insert(peer, Instant::now());
+        let until = Instant::now() + how_long;
+        let entry = memory.avoided.entry(peer).or_insert(until);
+        *entry = (*entry).max(until);
     }
 
     /// Asks `peer`: `Some` with the size and the bytes to come when it has the path.
@@ -203,7 +210,7 @@ impl Cache {
             };
             if size != expected.size {
                 warn!(%peer, path = %hash, "{peer} offers a NAR of {hash} of {size} bytes, not {}", expected.size);
-                self.lied(peer);
+                self.avoid(peer, DISTRUST);
                 continue;
             }
             info!(%peer, path = %hash, bytes = size, "fetching the NAR of {hash} ({size} bytes) from {peer}");
@@ -284,8 +291,8 @@ impl Passing {
                 std::io::ErrorKind::UnexpectedEof,
                 format!("{} ended the NAR {} bytes early", self.peer, self.left),
             );
-            warn!(peer = %self.peer, path = %self.hash, "{e}: it is not asked for a while");
-            self.cache.lied(self.peer);
+            warn!(peer = %self.peer, path = %self.hash, "{e}: it is not asked for a minute");
+            self.cache.avoid(self.peer, SLOW);
             self.left = 0;
             return Some((Err(e), self));
         }
@@ -306,8 +313,8 @@ impl Passing {
         match tokio::time::timeout(limit, self.stream.read(&mut self.buf[from..to])).await {
             Ok(result) => result,
             Err(_) => {
-                warn!(peer = %self.peer, path = %self.hash, "{} is too slow with the NAR of {}: it is not asked for a while", self.peer, self.hash);
-                self.cache.lied(self.peer);
+                warn!(peer = %self.peer, path = %self.hash, "{} is too slow with the NAR of {}: it is not asked for a minute", self.peer, self.hash);
+                self.cache.avoid(self.peer, SLOW);
                 Err(std::io::ErrorKind::TimedOut.into())
             }
         }
@@ -326,7 +333,7 @@ impl Passing {
                 self.hash,
                 DISTRUST.as_secs()
             );
-            self.cache.lied(self.peer);
+            self.cache.avoid(self.peer, DISTRUST);
         }
     }
 }

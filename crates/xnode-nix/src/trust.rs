@@ -8,48 +8,57 @@ use std::time::{Duration, Instant};
 
 use nix_derivation::StoreDir;
 use nix_narinfo::{NarInfo, TrustedPublicKey};
+use std::sync::Mutex;
 use tokio::process::Command;
-use tokio::sync::Mutex;
 use tracing::warn;
 
 /// How long the keys are taken as read.
 const FRESH: Duration = Duration::from_secs(30);
 /// How soon a path that no key signed makes the keys read again (a key just added).
 const AGAIN: Duration = Duration::from_secs(2);
+/// How long Nix has to say.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The keys, read from Nix now and then.
 #[derive(Debug, Default)]
 pub struct Trust {
-    keys: Mutex<Option<(Instant, Vec<TrustedPublicKey>)>>,
+    keys: Mutex<Keys>,
+}
+
+#[derive(Debug, Default)]
+struct Keys {
+    /// When they were last asked for.
+    asked: Option<Instant>,
+    keys: Vec<TrustedPublicKey>,
 }
 
 impl Trust {
-    /// Whether one of the trusted keys signed `narinfo`.
+    /// Whether one of the trusted keys signed `narinfo`. The keys are read again when
+    /// they are old, or when none of them signed it and they were not read just now
+    /// (a key just added); a read that fails keeps the keys known.
     pub async fn signed(&self, narinfo: &NarInfo) -> bool {
         let store_dir = StoreDir::default();
-        let mut keys = self.keys.lock().await;
-        let age = keys.as_ref().map(|(at, _)| at.elapsed());
-        if age.is_none_or(|a| a >= FRESH) {
-            *keys = Some((Instant::now(), read().await));
-        }
-        if keys
-            .as_ref()
-            .is_some_and(|(_, k)| narinfo.has_valid_signature(&store_dir, k))
+        let check = |keys: &Keys| narinfo.has_valid_signature(&store_dir, &keys.keys);
         {
-            return true;
+            let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            let age = keys.asked.map(|at| at.elapsed());
+            let signed = check(&keys);
+            let again = age.is_none_or(|a| a >= FRESH || (!signed && a >= AGAIN));
+            if !again {
+                return signed;
+            }
+            keys.asked = Some(Instant::now());
         }
-        if age.is_some_and(|a| a >= AGAIN && a < FRESH) {
-            *keys = Some((Instant::now(), read().await));
-            return keys
-                .as_ref()
-                .is_some_and(|(_, k)| narinfo.has_valid_signature(&store_dir, k));
+        if let Some(read) = read().await {
+            self.keys.lock().unwrap_or_else(|e| e.into_inner()).keys = read;
         }
-        false
+        check(&self.keys.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
-/// What `nix show-config` says of `trusted-public-keys`; none if Nix cannot say.
-async fn read() -> Vec<TrustedPublicKey> {
+/// What `nix show-config` says of `trusted-public-keys`, if Nix says within a few
+/// seconds.
+async fn read() -> Option<Vec<TrustedPublicKey>> {
     let out = Command::new("nix")
         .args([
             "--extra-experimental-features",
@@ -57,20 +66,23 @@ async fn read() -> Vec<TrustedPublicKey> {
             "show-config",
         ])
         .kill_on_drop(true)
-        .output()
-        .await;
-    match out {
-        Ok(out) if out.status.success() => parse(&String::from_utf8_lossy(&out.stdout)),
-        Ok(out) => {
+        .output();
+    match tokio::time::timeout(READ_TIMEOUT, out).await {
+        Ok(Ok(out)) if out.status.success() => Some(parse(&String::from_utf8_lossy(&out.stdout))),
+        Ok(Ok(out)) => {
             warn!(
-                "nix show-config failed, so no key is trusted: {}",
+                "nix show-config failed; the keys known stay: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
-            Vec::new()
+            None
         }
-        Err(e) => {
-            warn!("cannot run nix show-config, so no key is trusted: {e}");
-            Vec::new()
+        Ok(Err(e)) => {
+            warn!("cannot run nix show-config; the keys known stay: {e}");
+            None
+        }
+        Err(_) => {
+            warn!("nix show-config took over {READ_TIMEOUT:?}; the keys known stay");
+            None
         }
     }
 }

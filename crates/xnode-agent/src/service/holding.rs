@@ -120,6 +120,11 @@ impl Holding {
         }
     }
 
+    /// The fetch under way ended, and what it fetched is no longer wanted.
+    pub(super) fn abandon(&mut self) {
+        self.fetching = None;
+    }
+
     /// The fetches that failed within [`RETRY`], and why: not offered meanwhile.
     pub(super) fn failing(&self, now: Instant) -> BTreeMap<String, String> {
         self.failed

@@ -155,8 +155,10 @@ impl MeshPart {
     /// When to decide again though nothing new is heard: a claim or a lease running
     /// out, or a fetch ahead whose wait is over.
     pub(super) fn next_decision(&self, wanted: &[Wanted]) -> Option<Instant> {
-        let claim = self.placement.next_decision(std::time::Instant::now());
-        let fetch = self.holding.due(wanted);
+        let now = std::time::Instant::now();
+        let claim = self.placement.next_decision(now);
+        // One due already was started, or cannot be: only a later one wakes the loop.
+        let fetch = self.holding.due(wanted).filter(|t| *t > now);
         claim.into_iter().chain(fetch).min().map(Instant::from_std)
     }
 
@@ -362,7 +364,10 @@ where
                     self.fetch_ahead(w);
                 }
             }
-            _ => mesh.placement.clear(),
+            _ => {
+                mesh.placement.clear();
+                mesh.holding.should_hold(&BTreeSet::new(), now.into_std());
+            }
         }
         let Some(mesh) = &mut self.mesh else { return };
         // A workload comes here once its closure has: one running here has it.
@@ -434,10 +439,25 @@ where
         roots: BTreeSet<String>,
         result: Result<(), String>,
     ) {
+        // What the spec wants of it now: a fetch of an older definition's paths
+        // says nothing of the new one's.
+        let current = self
+            .target()
+            .and_then(|spec| {
+                placement::wanted(&spec.spec)
+                    .into_iter()
+                    .find(|w| w.name == name)
+            })
+            .map(|w| w.roots);
         let Some(mesh) = &mut self.mesh else { return };
-        if mesh.holding.is_fetch(id) {
+        if !mesh.holding.is_fetch(id) {
+            return;
+        }
+        if current.as_ref() == Some(&roots) {
             mesh.holding
                 .done(name, roots, result, std::time::Instant::now());
+        } else {
+            mesh.holding.abandon();
         }
     }
 
