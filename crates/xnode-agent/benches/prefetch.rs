@@ -17,10 +17,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::json;
 use xnode_lab::cluster::wait_until;
 use xnode_lab::nix;
-use xnode_lab::node::journal;
 
 const FLAGS: &str = "--file-poll 200 --interval 2 --metrics-address 127.0.0.1:0";
 const N: usize = 4;
@@ -55,19 +53,8 @@ fn failover(standbys: usize, rate: u64) -> f64 {
         .map(|i| nix::add_random(builder, &format!("blob-{i}"), 50).unwrap())
         .collect();
     let app = nix::build(builder, &program(&blobs)).unwrap();
-    nix::sign(builder, "/tmp/fleet.sk", &app).unwrap();
-    nix::deploy_to_all(
-        &cluster,
-        &json!({ "solo": nix::worker_singleton(&app) }),
-        WAIT,
-    )
-    .unwrap();
-    // Held as the agents see it: fetched, and so in their heartbeats.
-    let holders = || {
-        (1..N)
-            .filter(|i| journal(&cluster.nodes[*i]).contains("solo's closure is here"))
-            .count()
-    };
+    nix::run_signed_singleton(&cluster, &app, WAIT).unwrap();
+    let holders = || nix::holders(&cluster, "solo").len();
     // The owner, and with pre-fetch a standby, hold the closure.
     wait_until(WAIT, || {
         cluster.running(UNIT).len() == 1 && holders() > standbys

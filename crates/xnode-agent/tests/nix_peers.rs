@@ -249,20 +249,12 @@ fn a_standby_holds_the_closure_before_the_owner_dies_and_takes_over_with_no_down
     // The builder holds the closure; it serves it but runs nothing (its label).
     let builder = &cluster.nodes[0];
     let app = build(builder, "solo");
-    nix::sign(builder, "/tmp/fleet.sk", &app).unwrap();
-    nix::deploy_to_all(
-        &cluster,
-        &json!({ "solo": nix::worker_singleton(&app) }),
-        WAIT,
-    )
-    .unwrap();
+    nix::run_signed_singleton(&cluster, &app, WAIT).unwrap();
 
     // It runs on one worker; another, the next in rank, has fetched its closure too.
     let workers: Vec<usize> = (1..NODES).collect();
-    // Held as the agent sees it: fetched, and so in its heartbeats from the next one.
-    let held = |i: &usize| journal(&cluster.nodes[*i]).contains("solo's closure is here");
     xnode_lab::cluster::wait_until(WAIT, || {
-        cluster.running(UNIT).len() == 1 && workers.iter().filter(|i| held(i)).count() >= 2
+        cluster.running(UNIT).len() == 1 && nix::holders(&cluster, "solo").len() >= 2
     })
     .unwrap_or_else(|_| panic!("never one owner and a standby holding the closure"));
     // A few heartbeats, so every member knows who holds it.

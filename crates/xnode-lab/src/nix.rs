@@ -137,3 +137,27 @@ pub fn deploy_to_all(
     }
     Ok(())
 }
+
+/// Signs `path` on the builder and runs it as the mesh workload `solo` on one worker
+/// ([`worker_singleton`]), once every node sees the others.
+pub fn run_signed_singleton(
+    cluster: &crate::Cluster,
+    path: &str,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    sign(&cluster.nodes[0], "/tmp/fleet.sk", path).map_err(|e| e.to_string())?;
+    deploy_to_all(
+        cluster,
+        &serde_json::json!({ "solo": worker_singleton(path) }),
+        timeout,
+    )
+}
+
+/// The workers that hold `workload`'s closure as their agents see it: fetched, and so
+/// in their heartbeats from the next one on.
+pub fn holders(cluster: &crate::Cluster, workload: &str) -> Vec<usize> {
+    let fetched = format!("{workload}'s closure is here");
+    (1..cluster.nodes.len())
+        .filter(|i| crate::node::journal(&cluster.nodes[*i]).contains(&fetched))
+        .collect()
+}
