@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 use xnode_mesh::placement::Wanted;
 
+use super::Done;
+use crate::nix::Realise;
+use crate::placement;
+use crate::units::Units;
+
 /// How long a workload whose closure could not be fetched is neither fetched again nor
 /// offered, so placement looks elsewhere.
 pub(super) const RETRY: Duration = Duration::from_secs(30);
@@ -144,6 +149,77 @@ impl Holding {
         let names: BTreeSet<&String> = wanted.iter().map(|w| &w.name).collect();
         self.held.retain(|n, _| names.contains(n));
         self.failed.retain(|n, _| names.contains(n));
+    }
+}
+
+/// The loop's side: fetches started beside it, and their ends.
+impl<U, N> super::Service<U, N>
+where
+    U: Units + Send + Sync + 'static,
+    N: Realise + Clone + Send + Sync + 'static,
+{
+    /// Fetches `w`'s closure beside the loop, as Nix realises any store path (through
+    /// the local binary cache, from the fleet's members).
+    pub(super) fn fetch_ahead(&mut self, w: Wanted) {
+        let Some(spec) = self.target() else { return };
+        let Some(paths) = spec
+            .spec
+            .workloads
+            .get(&w.name)
+            .map(|d| d.store_paths.clone())
+        else {
+            return;
+        };
+        let (nix, _) = self.apply.readiers();
+        let name = w.name.clone();
+        let handle = self.tasks.spawn(async move {
+            let result = nix.realise(&paths).await;
+            Done::Held(w.name, w.roots, result)
+        });
+        if let Some(mesh) = &mut self.mesh {
+            mesh.holding.started(handle.id(), &name);
+        }
+    }
+
+    /// A fetch ahead ended: placement may now put the workload here, and the mesh
+    /// hears that this node holds it.
+    pub(super) fn held(
+        &mut self,
+        id: tokio::task::Id,
+        name: &str,
+        roots: BTreeSet<String>,
+        result: Result<(), String>,
+    ) {
+        // What the spec wants of it now: a fetch of an older definition's paths
+        // says nothing of the new one's.
+        let current = self
+            .target()
+            .and_then(|spec| {
+                placement::wanted(&spec.spec)
+                    .into_iter()
+                    .find(|w| w.name == name)
+            })
+            .map(|w| w.roots);
+        let Some(mesh) = &mut self.mesh else { return };
+        if !mesh.holding.is_fetch(id) {
+            return;
+        }
+        if current.as_ref() == Some(&roots) {
+            mesh.holding
+                .done(name, roots, result, std::time::Instant::now());
+        } else {
+            mesh.holding.abandon();
+        }
+    }
+
+    /// A fetch ahead whose task died failed.
+    pub(super) fn fetch_lost(&mut self, id: tokio::task::Id) {
+        let Some(mesh) = &mut self.mesh else { return };
+        if let Some(name) = mesh.holding.fetch_of(id) {
+            let why = "the fetch's task failed".to_owned();
+            mesh.holding
+                .done(&name, BTreeSet::new(), Err(why), std::time::Instant::now());
+        }
     }
 }
 

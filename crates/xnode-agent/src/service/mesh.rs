@@ -41,7 +41,7 @@ pub(super) struct MeshPart {
     /// The closures this node last told the mesh it holds.
     told_closures: Option<BTreeSet<String>>,
     /// The mesh workloads' closures held here, and fetching them ahead.
-    holding: super::holding::Holding,
+    pub(super) holding: super::holding::Holding,
     marks: Marks,
 }
 
@@ -405,70 +405,6 @@ where
             self.fence(gone);
         }
         self.converge.soon(std::time::Duration::ZERO);
-    }
-
-    /// Fetches `w`'s closure beside the loop, as Nix realises any store path (through
-    /// the local binary cache, from the fleet's members).
-    fn fetch_ahead(&mut self, w: Wanted) {
-        let Some(spec) = self.target() else { return };
-        let Some(paths) = spec
-            .spec
-            .workloads
-            .get(&w.name)
-            .map(|d| d.store_paths.clone())
-        else {
-            return;
-        };
-        let (nix, _) = self.apply.readiers();
-        let name = w.name.clone();
-        let handle = self.tasks.spawn(async move {
-            let result = nix.realise(&paths).await;
-            Done::Held(w.name, w.roots, result)
-        });
-        if let Some(mesh) = &mut self.mesh {
-            mesh.holding.started(handle.id(), &name);
-        }
-    }
-
-    /// A fetch ahead ended: placement may now put the workload here, and the mesh
-    /// hears that this node holds it.
-    pub(super) fn held(
-        &mut self,
-        id: tokio::task::Id,
-        name: &str,
-        roots: BTreeSet<String>,
-        result: Result<(), String>,
-    ) {
-        // What the spec wants of it now: a fetch of an older definition's paths
-        // says nothing of the new one's.
-        let current = self
-            .target()
-            .and_then(|spec| {
-                placement::wanted(&spec.spec)
-                    .into_iter()
-                    .find(|w| w.name == name)
-            })
-            .map(|w| w.roots);
-        let Some(mesh) = &mut self.mesh else { return };
-        if !mesh.holding.is_fetch(id) {
-            return;
-        }
-        if current.as_ref() == Some(&roots) {
-            mesh.holding
-                .done(name, roots, result, std::time::Instant::now());
-        } else {
-            mesh.holding.abandon();
-        }
-    }
-
-    /// A fetch ahead whose task died failed.
-    pub(super) fn fetch_lost(&mut self, id: tokio::task::Id) {
-        let Some(mesh) = &mut self.mesh else { return };
-        if let Some(name) = mesh.holding.fetch_of(id) {
-            let why = "the fetch's task failed".to_owned();
-            mesh.holding
-                .done(&name, BTreeSet::new(), Err(why), std::time::Instant::now());
-        }
     }
 
     /// Stops the units of mesh workloads placement took away, without waiting for

@@ -18,6 +18,7 @@ mod holding;
 mod mesh;
 mod mesh_requests;
 mod owner_file;
+mod realising;
 mod reply;
 mod rollout;
 mod spec_file;
@@ -334,32 +335,6 @@ where
         self.background.watching = Some(handle.id());
     }
 
-    /// A restarted agent must not start what it could not realise before: until this
-    /// is known, no converge runs.
-    fn check_realisable(&mut self) {
-        let Some(current) = self.current.clone() else {
-            self.not_realised = Some(BTreeMap::new());
-            return;
-        };
-        let (nix, secrets) = self.apply.readiers();
-        let placed = self.placed.borrow().clone();
-        let handle = self.tasks.spawn(async move {
-            let missing = crate::deploy::unrealisable(&nix, &secrets, &current.spec, &placed).await;
-            Done::Realised(current.hash, missing)
-        });
-        self.background.realising = Some(handle.id());
-    }
-
-    /// Workloads held back for want of their store paths (or secrets) are tried again
-    /// each reconcile pass, beside the loop: the fleet's members may hold the paths by
-    /// now.
-    fn realise_again(&mut self) {
-        let held_back = self.not_realised.as_ref().is_some_and(|m| !m.is_empty());
-        if held_back && self.background.realising.is_none() && !self.apply.running() {
-            self.check_realisable();
-        }
-    }
-
     async fn on_done(
         &mut self,
         done: Result<(tokio::task::Id, Done<U, N>), tokio::task::JoinError>,
@@ -404,22 +379,7 @@ where
             Done::Held(name, roots, result) => self.held(id, &name, roots, result),
             // An older check, overtaken by one for the spec now in force.
             Done::Realised(..) if self.background.realising != Some(id) => {}
-            Done::Realised(hash, missing) => {
-                self.background.realising = None;
-                // An apply under way, or one of another spec that ended meanwhile,
-                // knows better.
-                if self.current.as_ref().is_some_and(|c| c.hash == hash) && !self.apply.running() {
-                    if let Some(before) = &self.not_realised {
-                        for name in before.keys().filter(|n| !missing.contains_key(*n)) {
-                            info!(workload = %name, "{name}'s store paths are here now");
-                        }
-                    }
-                    self.not_realised = Some(missing);
-                } else if self.not_realised.is_none() {
-                    self.not_realised = Some(BTreeMap::new());
-                }
-                self.converge.soon(Duration::ZERO);
-            }
+            Done::Realised(hash, missing) => self.realised(hash, missing),
         }
     }
 
