@@ -22,6 +22,7 @@ mod realising;
 mod reply;
 mod rollout;
 mod spec_file;
+mod state_requests;
 mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
