@@ -22,6 +22,22 @@ fn shots() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/console")
 }
 
+/// Signs the planned spec in the page and applies it: the verdict on generation
+/// `generation`.
+fn sign_and_apply(b: &mut Browser, generation: u64) -> Value {
+    b.eval("document.getElementById('sign-apply').click()")
+        .unwrap();
+    let verdict = format!(
+        "(t => t.startsWith('Generation {generation}:') && t)(document.getElementById('verdict')?.textContent ?? '')"
+    );
+    b.wait_for(
+        &format!("generation {generation}'s outcome"),
+        &verdict,
+        WAIT,
+    )
+    .unwrap()
+}
+
 #[test]
 fn the_owner_watches_and_changes_the_node_from_the_console() {
     let owner = xnode_lab::fleet::owner();
@@ -140,16 +156,7 @@ fn the_owner_watches_and_changes_the_node_from_the_console() {
         WAIT,
     )
     .unwrap();
-    b.eval("document.getElementById('sign-apply').click()")
-        .unwrap();
-    let verdict = b
-        .wait_for(
-            "the apply's outcome",
-            "(t => t.startsWith('Generation 2:') && t)(document.getElementById('verdict')?.textContent ?? '')",
-            WAIT,
-        )
-        .unwrap();
-    assert_eq!(verdict, "Generation 2: healthy");
+    assert_eq!(sign_and_apply(&mut b, 2), "Generation 2: healthy");
     b.screenshot(&shots().join("apply-done.png")).unwrap();
     let status = xnode_lab::node::api(&c, xnode_api::Request::Status).unwrap();
     assert_eq!(status["generation"]["source"]["kind"], "mesh", "{status:#}");
@@ -182,16 +189,7 @@ fn the_owner_watches_and_changes_the_node_from_the_console() {
         WAIT,
     )
     .unwrap();
-    b.eval("document.getElementById('sign-apply').click()")
-        .unwrap();
-    let verdict = b
-        .wait_for(
-            "going back",
-            "(t => t.startsWith('Generation 3:') && t)(document.getElementById('verdict')?.textContent ?? '')",
-            WAIT,
-        )
-        .unwrap();
-    assert_eq!(verdict, "Generation 3: healthy");
+    assert_eq!(sign_and_apply(&mut b, 3), "Generation 3: healthy");
     let status = xnode_lab::node::api(&c, xnode_api::Request::Status).unwrap();
     assert!(
         !status["workloads"]
