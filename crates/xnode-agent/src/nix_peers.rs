@@ -52,7 +52,8 @@ impl Peers for MeshPeers {
         let Some(handle) = self.0.borrow().clone() else {
             return Vec::new();
         };
-        let view = handle.views().borrow().clone();
+        let views = handle.views();
+        let view = views.borrow();
         candidates(&view)
     }
 }

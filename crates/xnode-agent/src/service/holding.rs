@@ -34,6 +34,8 @@ pub(super) struct Holding {
     failed: BTreeMap<String, (String, Instant)>,
     /// Since when this node has been to hold each workload, without a break.
     since: BTreeMap<String, Instant>,
+    /// [`Holding::due`] as of the last placement, for the loop's wake-up.
+    next_due: Option<Instant>,
 }
 
 impl Holding {
@@ -65,6 +67,16 @@ impl Holding {
                 Some(retry.map_or(steady, |r| r.max(steady)))
             })
             .min()
+    }
+
+    /// Notes when the next fetch is due, as placement leaves things.
+    pub(super) fn remember_due(&mut self, wanted: &[Wanted]) {
+        self.next_due = self.due(wanted);
+    }
+
+    /// When the next fetch is due, as of the last placement.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        self.next_due
     }
 
     /// The workload to fetch next, if no fetch runs: the first this node has been to

@@ -154,11 +154,11 @@ impl MeshPart {
 
     /// When to decide again though nothing new is heard: a claim or a lease running
     /// out, or a fetch ahead whose wait is over.
-    pub(super) fn next_decision(&self, wanted: &[Wanted]) -> Option<Instant> {
+    pub(super) fn next_decision(&self) -> Option<Instant> {
         let now = std::time::Instant::now();
         let claim = self.placement.next_decision(now);
         // One due already was started, or cannot be: only a later one wakes the loop.
-        let fetch = self.holding.due(wanted).filter(|t| *t > now);
+        let fetch = self.holding.next_due().filter(|t| *t > now);
         claim.into_iter().chain(fetch).min().map(Instant::from_std)
     }
 
@@ -370,6 +370,7 @@ where
             }
         }
         let Some(mesh) = &mut self.mesh else { return };
+        mesh.holding.remember_due(&wanted);
         // A workload comes here once its closure has: one running here has it.
         let mut placed = mesh.placement.placed();
         placed.retain(|name| {

@@ -302,11 +302,7 @@ where
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let wanted = self
-            .target()
-            .map(|spec| crate::placement::wanted(&spec.spec))
-            .unwrap_or_default();
-        let placement = self.mesh.as_ref().and_then(|m| m.next_decision(&wanted));
+        let placement = self.mesh.as_ref().and_then(|m| m.next_decision());
         // A pass that cannot start yet (no spec, store paths not yet known) is asked
         // for again when what it needs arrives.
         let ready = self.target().is_some() && self.not_realised.is_some();
